@@ -1,0 +1,1 @@
+"""kvsim.kernels: Triton attention kernels, paged and contiguous, decode and prefill."""

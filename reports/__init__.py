@@ -1,0 +1,1 @@
+"""kvsim.reports: interactive plotly HTML reports built from result rows."""

@@ -1,0 +1,112 @@
+"""The ``KVAllocator`` seam (DESIGN §3) and the five-part memory accounting every allocator keeps.
+
+Sequences are identified by an int ``seq_id`` chosen by the scheduler (a request with ``n`` samples or a
+beam has one seq_id per sample/beam; forks share KV copy-on-write where the allocator supports it).
+Sizes are per GPU of a tensor-parallel group, in bytes or token slots.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryBreakdown:
+    """KV memory of one GPU at one instant, in bytes (DESIGN §3). The five parts sum to ``capacity_bytes``.
+
+    ``cached_bytes`` (memory held for reuse by no live request: unreferenced prefix-cache blocks, vAttention
+    pages kept mapped) is already inside ``free``; it is reported on its own, not a sixth part.
+    """
+
+    token_states: int  # KV of tokens already computed and stored
+    reserved: int  # allocated slots the request will fill later (up to its true final length)
+    internal_frag: int  # allocated slots the request will never fill (over-reservation, rounding)
+    external_frag: int  # free but unusable for the blocked head-of-queue allocation (0 unless blocked)
+    free: int
+    cached_bytes: int = 0
+
+    @property
+    def capacity_bytes(self) -> int:
+        return self.token_states + self.reserved + self.internal_frag + self.external_frag + self.free
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "token_states": self.token_states,
+            "reserved": self.reserved,
+            "internal_frag": self.internal_frag,
+            "external_frag": self.external_frag,
+            "free": self.free,
+            "cached_bytes": self.cached_bytes,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What ``allocate`` did: how many leading prompt tokens were found in the prefix cache (their
+    compute is skipped) and how much mapping work it caused."""
+
+    num_cached_tokens: int = 0
+
+
+class KVAllocator(Protocol):
+    """Owns the KV memory of one replica (per GPU). Every method either succeeds or returns a falsy value
+    and changes nothing: a failed allocation never leaves a partial one behind.
+
+    ``final_num_tokens`` (prompt + true output length) is passed at admission for *accounting* (to split
+    allocated-but-unfilled slots into ``reserved`` and ``internal_frag``). Only an ``oracle`` sizing policy
+    may use it to size an allocation.
+    """
+
+    name: str  # the spec it was built from, e.g. "paged:block_size=16", "reserved:pow2"
+    capacity_bytes: int
+    kv_bytes_per_token: int
+    attention_kernel: str  # "paged" | "contiguous": which attention kernel's cost applies
+    block_size: int  # tokens per block-table entry for the paged kernel's cost; 0 for contiguous kernels
+
+    def rejection_reason(self, num_prompt_tokens: int, num_output_tokens: int) -> str | None:
+        """Why a request of this size can never be served on an empty replica (too long for the context or
+        the memory), or None if it can."""
+
+    def allocate(
+        self,
+        seq_id: int,
+        num_tokens: int,
+        *,
+        final_num_tokens: int,
+        prefix_block_hashes: Sequence[int] | None = None,
+    ) -> Admission | None:
+        """Admit a new sequence with slots for its first ``num_tokens`` tokens (its prompt, or its first
+        prefill chunk). None if it does not fit now; then the allocator records the shortfall so that
+        ``breakdown`` can report external fragmentation while the head of the queue is blocked."""
+
+    def append_slots(self, seq_id: int, num_new_tokens: int) -> bool:
+        """Grow a sequence by ``num_new_tokens`` slots (decode tokens or the next prefill chunk). False if
+        memory is short; the scheduler then preempts."""
+
+    def max_uniform_growth(self, seq_ids: Sequence[int], limit: int) -> int:
+        """The largest k <= limit such that ``append_slots(s, k)`` would succeed for every listed sequence
+        together with the memory free now (fast-forwarding: decode k steps without any allocation failing)."""
+
+    def fork(self, parent_seq_id: int, child_seq_id: int) -> None:
+        """Make a child share all of the parent's KV (copy-on-write where supported; a copy otherwise)."""
+
+    def free(self, seq_id: int) -> None:
+        """Release a finished or recompute-preempted sequence's memory."""
+
+    def swap_out(self, seq_id: int) -> int | None:
+        """Move a sequence's KV to CPU swap space. Bytes moved, or None if swap space is short or absent."""
+
+    def swap_in(self, seq_id: int) -> int | None:
+        """Bring a swapped sequence back. Bytes moved, or None if GPU memory is short."""
+
+    def take_overhead_s(self) -> float:
+        """Seconds of allocator work (vAttention page mapping, swap transfers) done since the last call and
+        not hidden behind compute; the engine charges it to the step that caused it."""
+
+    def breakdown(self) -> MemoryBreakdown:
+        """The five-part accounting now, computed from running counters (O(1) or O(live sequences))."""
+
+    def clear_blocked(self) -> None:
+        """The head-of-queue request is no longer blocked (admitted, rejected or withdrawn)."""

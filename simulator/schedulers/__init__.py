@@ -1,0 +1,1 @@
+"""kvsim.simulator.schedulers: scheduling policies behind the Scheduler Protocol."""
