@@ -4,6 +4,8 @@ The repository's top-level folders install under the ``kvsim`` namespace, becaus
 (``simulator``, ``traces``, ...) collide with existing PyPI packages.
 """
 
+from pathlib import Path
+
 from setuptools import setup
 
 # folder in the repository -> import name
@@ -35,7 +37,7 @@ setup(
     name="kvsim",
     version="0.1.0",
     description="Discrete-event simulator of LLM serving: KV-cache allocators, schedulers, capacity planning",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=Path("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=_packages(),

@@ -50,3 +50,38 @@ class GpuSpec:
     num_sms: int
     interconnect_bw_bytes_per_s: float  # per-GPU NVLink (or PCIe) bandwidth, one direction
     citation: str = ""
+
+
+def model_num_params(model: ModelSpec) -> int:
+    """Parameters of the decoder stack plus embedding and LM head (untied), ignoring norms and biases."""
+    attn = model.hidden_size * (model.num_heads + 2 * model.num_kv_heads) * model.head_dim
+    attn += model.num_heads * model.head_dim * model.hidden_size
+    mlp = (3 if model.gated_mlp else 2) * model.hidden_size * model.intermediate_size
+    return model.num_layers * (attn + mlp) + 2 * model.vocab_size * model.hidden_size
+
+
+def weight_bytes_per_gpu(model: ModelSpec, tp: int = 1) -> int:
+    return model_num_params(model) * model.dtype_bytes // tp
+
+
+def kv_capacity_bytes(
+    model: ModelSpec,
+    gpu: GpuSpec,
+    tp: int = 1,
+    gpu_memory_utilization: float = 0.9,
+    activation_reserve_bytes: int = 0,
+) -> int:
+    """KV memory of one GPU (DESIGN §3): memory × utilization − weights − activation reserve.
+
+    Raises KvsimError, saying by how much, when the model does not fit."""
+    capacity = int(gpu.memory_bytes * gpu_memory_utilization) - weight_bytes_per_gpu(model, tp)
+    capacity -= activation_reserve_bytes
+    if capacity <= 0:
+        gib = 2**30
+        raise KvsimError(
+            f"{model.name} does not fit on {gpu.name} with tp={tp}: weights "
+            f"{weight_bytes_per_gpu(model, tp) / gib:.1f} GiB + activation reserve "
+            f"{activation_reserve_bytes / gib:.1f} GiB exceed {gpu_memory_utilization:.0%} of "
+            f"{gpu.memory_bytes / gib:.0f} GiB by {-capacity / gib:.1f} GiB; raise --tp, pick a larger GPU, "
+            f"or raise --gpu-memory-utilization")
+    return capacity
