@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from kvsim.errors import KvsimError
 
@@ -24,19 +26,65 @@ class ModelSpec:
     gated_mlp: bool = True  # SwiGLU (gate, up, down) as Llama; False for OPT's fc1/fc2
 
     def __post_init__(self) -> None:
-        for name in ("num_layers", "hidden_size", "num_heads", "num_kv_heads", "head_dim", "intermediate_size",
-                     "vocab_size", "max_model_len", "dtype_bytes"):
+        for name in (
+            "num_layers",
+            "hidden_size",
+            "num_heads",
+            "num_kv_heads",
+            "head_dim",
+            "intermediate_size",
+            "vocab_size",
+            "max_model_len",
+            "dtype_bytes",
+        ):
             if getattr(self, name) <= 0:
                 raise KvsimError(f"model {self.name!r}: {name} must be positive, got {getattr(self, name)}")
         if self.num_heads % self.num_kv_heads:
-            raise KvsimError(f"model {self.name!r}: num_heads ({self.num_heads}) must be a multiple of "
-                             f"num_kv_heads ({self.num_kv_heads})")
+            raise KvsimError(
+                f"model {self.name!r}: num_heads ({self.num_heads}) must be a multiple of "
+                f"num_kv_heads ({self.num_kv_heads})"
+            )
 
     def kv_bytes_per_token(self, tp: int = 1) -> int:
         """Bytes of K and V for one token, all layers, on one GPU of a TP group (DESIGN §3). KV heads are
         split across the group; with fewer KV heads than GPUs each GPU keeps one (replicated)."""
         kv_heads_per_gpu = max(1, self.num_kv_heads // tp)
         return 2 * self.num_layers * kv_heads_per_gpu * self.head_dim * self.dtype_bytes
+
+    def check_tp(self, tp: int) -> None:
+        """Raise KvsimError unless ``tp`` splits the attention heads and the MLP evenly (Megatron-style TP)."""
+        if tp < 1:
+            raise KvsimError(f"tp must be at least 1, got {tp}")
+        for name in ("num_heads", "intermediate_size"):
+            if getattr(self, name) % tp:
+                raise KvsimError(
+                    f"model {self.name!r}: {name} ({getattr(self, name)}) is not divisible by "
+                    f"tp={tp}; pick a tp that divides it"
+                )
+        if self.num_kv_heads % tp and tp % self.num_kv_heads:
+            raise KvsimError(
+                f"model {self.name!r}: num_kv_heads ({self.num_kv_heads}) and tp={tp} must divide "
+                f"one another (KV heads are split, or replicated when fewer than GPUs)"
+            )
+
+    @classmethod
+    def from_name(cls, name: str) -> ModelSpec:
+        """A preset by name, case-insensitive (``MODELS``)."""
+        spec = MODELS.get(name.lower())
+        if spec is None:
+            raise KvsimError(
+                f"unknown model {name!r}; presets: {', '.join(MODELS)} "
+                f"(or load a Hugging Face config.json with ModelSpec.from_hf_config)"
+            )
+        return spec
+
+    @classmethod
+    def from_hf_config(cls, path: str | Path, name: str | None = None) -> ModelSpec:
+        """Shapes from a Hugging Face ``config.json`` (Llama, Mistral, Qwen2 and OPT families).
+
+        ``path`` is the file or the folder holding it; ``name`` defaults to the config's ``_name_or_path``,
+        else the folder name."""
+        return _model_from_hf_config(Path(path), name)
 
 
 @dataclass(frozen=True)
@@ -50,6 +98,26 @@ class GpuSpec:
     num_sms: int
     interconnect_bw_bytes_per_s: float  # per-GPU NVLink (or PCIe) bandwidth, one direction
     citation: str = ""
+    interconnect: str = ""  # e.g. "NVLink 3 (12 links)", "PCIe 4.0 x16"
+
+    def __post_init__(self) -> None:
+        for name in (
+            "memory_bytes",
+            "hbm_bw_bytes_per_s",
+            "dense_fp16_flops_per_s",
+            "num_sms",
+            "interconnect_bw_bytes_per_s",
+        ):
+            if not getattr(self, name) > 0:
+                raise KvsimError(f"gpu {self.name!r}: {name} must be positive, got {getattr(self, name)}")
+
+    @classmethod
+    def from_name(cls, name: str) -> GpuSpec:
+        """A preset by name, case-insensitive (``GPUS``)."""
+        spec = GPUS.get(name.lower())
+        if spec is None:
+            raise KvsimError(f"unknown GPU {name!r}; presets: {', '.join(GPUS)}")
+        return spec
 
 
 def model_num_params(model: ModelSpec) -> int:
@@ -83,5 +151,176 @@ def kv_capacity_bytes(
             f"{weight_bytes_per_gpu(model, tp) / gib:.1f} GiB + activation reserve "
             f"{activation_reserve_bytes / gib:.1f} GiB exceed {gpu_memory_utilization:.0%} of "
             f"{gpu.memory_bytes / gib:.0f} GiB by {-capacity / gib:.1f} GiB; raise --tp, pick a larger GPU, "
-            f"or raise --gpu-memory-utilization")
+            f"or raise --gpu-memory-utilization"
+        )
     return capacity
+
+
+def _model_from_hf_config(path: Path, name: str | None) -> ModelSpec:
+    file = path / "config.json" if path.is_dir() else path
+    try:
+        config = json.loads(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise KvsimError(f"cannot read model config {file}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise KvsimError(f"model config {file} is not valid JSON: {exc}") from None
+    if not isinstance(config, dict):
+        raise KvsimError(f"model config {file}: expected a JSON object")
+
+    def need(key: str) -> int:
+        if key not in config:
+            raise KvsimError(
+                f"model config {file}: missing key {key!r} (model_type "
+                f"{config.get('model_type', '?')!r}); is this a decoder-only model's config.json?"
+            )
+        value = config[key]
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise KvsimError(f"model config {file}: {key!r} must be an integer, got {value!r}")
+        return value
+
+    model_type = config.get("model_type")
+    if model_type not in _HF_MODEL_TYPES:
+        raise KvsimError(
+            f"model config {file}: model_type {model_type!r} is not supported; "
+            f"supported: {', '.join(_HF_MODEL_TYPES)}"
+        )
+    dtype = config.get("torch_dtype", "float16")
+    if dtype not in _HF_DTYPE_BYTES:
+        raise KvsimError(
+            f"model config {file}: torch_dtype {dtype!r} is not one of {', '.join(_HF_DTYPE_BYTES)}"
+        )
+    num_heads = need("num_attention_heads")
+    hidden_size = need("hidden_size")
+    is_opt = model_type == "opt"
+    return ModelSpec(
+        name=name or config.get("_name_or_path") or file.resolve().parent.name,
+        num_layers=need("num_hidden_layers"),
+        hidden_size=hidden_size,
+        num_heads=num_heads,
+        num_kv_heads=num_heads
+        if is_opt or "num_key_value_heads" not in config
+        else need("num_key_value_heads"),
+        head_dim=need("head_dim") if config.get("head_dim") else hidden_size // num_heads,
+        intermediate_size=need("ffn_dim") if is_opt else need("intermediate_size"),
+        vocab_size=need("vocab_size"),
+        max_model_len=need("max_position_embeddings"),
+        dtype_bytes=_HF_DTYPE_BYTES[dtype],
+        gated_mlp=not is_opt,
+    )
+
+
+_HF_MODEL_TYPES = ("llama", "mistral", "qwen2", "opt")
+_HF_DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
+
+# Presets: shapes from each model's published config.json on the Hugging Face Hub (repo named beside it);
+# OPT-175B, whose weights are not on the Hub, from the OPT paper (Zhang et al. 2022, arXiv:2205.01068, Table 1).
+# name: (layers, hidden, heads, kv heads, intermediate, vocab, max context, gated MLP)
+_MODEL_SHAPES = {
+    "opt-13b": (40, 5120, 40, 40, 20480, 50272, 2048, False),  # facebook/opt-13b
+    "opt-66b": (64, 9216, 72, 72, 36864, 50272, 2048, False),  # facebook/opt-66b
+    "opt-175b": (96, 12288, 96, 96, 49152, 50272, 2048, False),  # OPT paper Table 1
+    "llama-2-7b": (32, 4096, 32, 32, 11008, 32000, 4096, True),  # meta-llama/Llama-2-7b-hf
+    "llama-2-13b": (40, 5120, 40, 40, 13824, 32000, 4096, True),  # meta-llama/Llama-2-13b-hf
+    "llama-2-70b": (80, 8192, 64, 8, 28672, 32000, 4096, True),  # meta-llama/Llama-2-70b-hf
+    "codellama-34b": (48, 8192, 64, 8, 22016, 32000, 16384, True),  # codellama/CodeLlama-34b-hf
+    "llama-3-8b": (32, 4096, 32, 8, 14336, 128256, 8192, True),  # meta-llama/Meta-Llama-3-8B
+    "llama-3-70b": (80, 8192, 64, 8, 28672, 128256, 8192, True),  # meta-llama/Meta-Llama-3-70B
+    "llama-3.1-8b": (32, 4096, 32, 8, 14336, 128256, 131072, True),  # meta-llama/Llama-3.1-8B
+    "mistral-7b": (32, 4096, 32, 8, 14336, 32000, 32768, True),  # mistralai/Mistral-7B-v0.1
+    "qwen2.5-7b": (28, 3584, 28, 4, 18944, 152064, 131072, True),  # Qwen/Qwen2.5-7B
+    "qwen2.5-72b": (80, 8192, 64, 8, 29568, 152064, 131072, True),  # Qwen/Qwen2.5-72B
+}
+_DISPLAY_NAMES = {
+    "opt-13b": "OPT-13B",
+    "opt-66b": "OPT-66B",
+    "opt-175b": "OPT-175B",
+    "llama-2-7b": "Llama-2-7B",
+    "llama-2-13b": "Llama-2-13B",
+    "llama-2-70b": "Llama-2-70B",
+    "codellama-34b": "CodeLlama-34B",
+    "llama-3-8b": "Llama-3-8B",
+    "llama-3-70b": "Llama-3-70B",
+    "llama-3.1-8b": "Llama-3.1-8B",
+    "mistral-7b": "Mistral-7B",
+    "qwen2.5-7b": "Qwen2.5-7B",
+    "qwen2.5-72b": "Qwen2.5-72B",
+}
+MODELS: dict[str, ModelSpec] = {
+    key: ModelSpec(
+        name=_DISPLAY_NAMES[key],
+        num_layers=layers,
+        hidden_size=hidden,
+        num_heads=heads,
+        num_kv_heads=kv_heads,
+        head_dim=hidden // heads,
+        intermediate_size=inter,
+        vocab_size=vocab,
+        max_model_len=max_len,
+        gated_mlp=gated,
+    )
+    for key, (layers, hidden, heads, kv_heads, inter, vocab, max_len, gated) in _MODEL_SHAPES.items()
+}
+
+_GIB = 2**30
+_GB = 10**9
+_TB = 10**12
+# Datasheet figures (SXM parts). Memory is what the driver reports (A100: 40960 / 81920 MiB); FLOP/s are dense
+# fp16/bf16 tensor-core peaks, without the 2:4 sparsity doubling; interconnect is NVLink per GPU per direction
+# (half the datasheet's bidirectional total), or PCIe for L4.
+GPUS: dict[str, GpuSpec] = {
+    "a100-40gb": GpuSpec(
+        "A100-40GB",
+        40 * _GIB,
+        1555 * _GB,
+        312 * _TB,
+        108,
+        300 * _GB,
+        "NVIDIA A100 Tensor Core GPU datasheet (2021): 40GB HBM2 1,555 GB/s, FP16 312 TFLOPS, NVLink 600 GB/s; "
+        "108 SMs per the NVIDIA A100 architecture whitepaper",
+        "NVLink 3 (12 links)",
+    ),
+    "a100-80gb": GpuSpec(
+        "A100-80GB",
+        80 * _GIB,
+        2039 * _GB,
+        312 * _TB,
+        108,
+        300 * _GB,
+        "NVIDIA A100 Tensor Core GPU datasheet (2021): 80GB HBM2e 2,039 GB/s (SXM), FP16 312 TFLOPS, "
+        "NVLink 600 GB/s; 108 SMs",
+        "NVLink 3 (12 links)",
+    ),
+    "h100-sxm": GpuSpec(
+        "H100-SXM",
+        80 * _GIB,
+        3350 * _GB,
+        989 * _TB,
+        132,
+        450 * _GB,
+        "NVIDIA H100 Tensor Core GPU datasheet: SXM 80GB HBM3 3.35 TB/s, FP16/BF16 1,979 TFLOPS with sparsity "
+        "(989 dense), NVLink 900 GB/s; 132 SMs per the NVIDIA H100 (Hopper) architecture whitepaper",
+        "NVLink 4 (18 links)",
+    ),
+    "h200": GpuSpec(
+        "H200",
+        141 * _GB,
+        4800 * _GB,
+        989 * _TB,
+        132,
+        450 * _GB,
+        "NVIDIA H200 Tensor Core GPU datasheet: SXM 141GB HBM3e 4.8 TB/s, FP16/BF16 1,979 TFLOPS with "
+        "sparsity (989 dense), NVLink 900 GB/s; 132 SMs (same GH100 configuration as H100 SXM)",
+        "NVLink 4 (18 links)",
+    ),
+    "l4": GpuSpec(
+        "L4",
+        24 * _GB,
+        300 * _GB,
+        121 * _TB,
+        58,
+        32 * _GB,
+        "NVIDIA L4 Tensor Core GPU datasheet: 24GB GDDR6 300 GB/s, FP16 242 TFLOPS with sparsity (121 dense), "
+        "PCIe Gen4 x16 64 GB/s bidirectional; 58 SMs per the NVIDIA Ada Lovelace architecture whitepaper",
+        "PCIe 4.0 x16",
+    ),
+}
