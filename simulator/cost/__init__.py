@@ -1,5 +1,58 @@
-"""Cost models: the ``CostModel`` Protocol and its profile-backed implementations (DESIGN §5)."""
+"""Cost models: the ``CostModel`` Protocol and its profile-backed implementation (DESIGN §5).
+
+``make_cost_model(model, gpu, tp)`` is the one entry point: a profile given by path, else a measured profile
+shipped in ``calibrate/profiles/<gpu>*.json``, else the GPU's roofline. ``cost.source`` says which.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
 
 from kvsim.simulator.cost.base import CostModel
+from kvsim.simulator.cost.profile import Profile, load_profile
+from kvsim.simulator.cost.profile_model import ProfileCostModel
+from kvsim.simulator.cost.roofline import roofline_profile
+from kvsim.simulator.specs import GpuSpec, ModelSpec
 
-__all__ = ["CostModel"]
+__all__ = [
+    "CostModel",
+    "Profile",
+    "ProfileCostModel",
+    "load_profile",
+    "make_cost_model",
+    "roofline_profile",
+    "shipped_profile_path",
+]
+
+
+def make_cost_model(
+    model: ModelSpec | str, gpu: GpuSpec | str, tp: int = 1, *, profile: str | Path | None = None
+) -> ProfileCostModel:
+    """The cost model of ``model`` on ``gpu`` with TP degree ``tp``. ``profile``: a profile file to use
+    instead of the shipped measured one (or the roofline when none ships for this GPU)."""
+    model = ModelSpec.from_name(model) if isinstance(model, str) else model
+    gpu = GpuSpec.from_name(gpu) if isinstance(gpu, str) else gpu
+    if profile is None:
+        profile = shipped_profile_path(gpu)
+    resolved = load_profile(profile) if profile is not None else roofline_profile(gpu)
+    return ProfileCostModel(resolved, model, tp)
+
+
+def shipped_profile_path(gpu: GpuSpec | str) -> Path | None:
+    """The measured, representative profile shipped for ``gpu`` (``calibrate/profiles/<name>*.json``, the
+    last in name order, so a later date wins), or None."""
+    name = (gpu if isinstance(gpu, str) else gpu.name).lower()
+    found = []
+    for path in sorted(_profiles_dir().glob(f"{name}*.json")):
+        candidate = load_profile(path)
+        if candidate.source == "measured" and candidate.representative:
+            found.append(path)
+    return found[-1] if found else None
+
+
+def _profiles_dir() -> Path:
+    # Located without importing kvsim.calibrate (which is light anyway, but is the GPU machine's package).
+    spec = importlib.util.find_spec("kvsim.calibrate")
+    assert spec is not None and spec.submodule_search_locations
+    return Path(next(iter(spec.submodule_search_locations))) / "profiles"

@@ -1,0 +1,231 @@
+"""The profile file: what a cost model knows about one device, as fitted terms (DESIGN §5).
+
+Pure JSON and dataclasses (no torch), so that ``kvsim.calibrate`` writes it on the GPU machine and the
+simulator reads it anywhere. Every term is the cost of ONE kernel launch (one layer, one TP shard); the cost
+model multiplies by the number of layers. A term has a model form, its parameters and, when fitted, the
+quality of the fit on held-out points.
+
+Forms (parameters in seconds, per unit of each feature):
+- ``linear``: ``const_s + Σ_f params[f] · feature_f``
+- ``max``: ``const_s + max(s_per_flop · flops, s_per_byte · bytes)``, the roofline of a GEMM
+- ``table``: seconds per call by page size in bytes (keys are decimal strings), for ``vmm_map``/``vmm_unmap``
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kvsim.errors import KvsimError
+
+SCHEMA_VERSION = 1
+SOURCES = ("measured", "roofline", "cpu-smoke")
+
+# term -> (form, features). Every profile carries these; the cost model needs all of them.
+REQUIRED_TERMS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "gemm": ("max", ("flops", "bytes")),
+    "attn_decode_paged": ("linear", ("kv_bytes", "num_seqs", "num_blocks")),
+    "attn_decode_contiguous": ("linear", ("kv_bytes", "num_seqs")),
+    "attn_prefill_paged": ("linear", ("flops", "bytes", "num_seqs")),
+    "attn_prefill_contiguous": ("linear", ("flops", "bytes", "num_seqs")),
+    # ring all-reduce: ring_bytes = 2 (tp - 1) / tp × message bytes; const_s is the per-call latency
+    "allreduce": ("linear", ("ring_bytes",)),
+    "step_overhead": ("linear", ("num_seqs",)),
+}
+# Optional: per-op GEMMs of the profiled model (override ``gemm`` for that op), VMM page map/unmap cost.
+GEMM_OPS = ("qkv", "o", "mlp_up", "mlp_down", "lm_head")
+OPTIONAL_TERMS: dict[str, tuple[str, tuple[str, ...]]] = {
+    **{f"gemm.{op}": ("max", ("flops", "bytes")) for op in GEMM_OPS},
+    "vmm_map": ("table", ()),
+    "vmm_unmap": ("table", ()),
+}
+FORM_PARAMS = {"max": ("const_s", "s_per_flop", "s_per_byte")}
+
+
+@dataclass(frozen=True)
+class FitQuality:
+    """Held-out quality of a fitted term: a random 20% split, and an extrapolation split (fit on the smaller
+    shapes, test on the largest). MAPE in percent; None where a split had too few points."""
+
+    n: int  # points in the fit
+    mape_holdout_pct: float | None = None
+    r2_holdout: float | None = None
+    mape_extrapolation_pct: float | None = None
+    r2_extrapolation: float | None = None
+    n_holdout: int = 0
+    n_extrapolation: int = 0
+
+
+@dataclass(frozen=True)
+class Term:
+    """One cost term: ``form`` with ``params``; ``source`` set when it differs from the profile's (a measured
+    profile fills what it could not measure, e.g. all-reduce on one GPU, from the roofline)."""
+
+    form: str
+    params: dict[str, float]
+    fit: FitQuality | None = None
+    source: str | None = None
+
+    def predict(self, **features: float) -> float:
+        """Seconds for one launch with the given features (not the hot path: the cost model precomputes)."""
+        p = self.params
+        if self.form == "max":
+            return p["const_s"] + max(
+                p["s_per_flop"] * features["flops"], p["s_per_byte"] * features["bytes"]
+            )
+        if self.form == "linear":
+            return p["const_s"] + sum(p[name] * features[name] for name in p if name != "const_s")
+        raise AssertionError(f"predict() does not apply to form {self.form!r}")
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    name: str
+    memory_bytes: int
+    num_sms: int
+    driver: str | None = None
+    torch: str | None = None
+    triton: str | None = None
+    cuda: str | None = None
+    date: str | None = None  # ISO date of the measurement; None for a roofline
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A validated profile. ``representative`` is false for CPU smoke runs, whose numbers mean nothing."""
+
+    device: DeviceInfo
+    source: str
+    terms: dict[str, Term]
+    representative: bool = True
+    notes: str = ""
+    model: str | None = None  # the model whose GEMM shapes were profiled (per-op ``gemm.*`` terms)
+    tp: int = 1
+    schema_version: int = SCHEMA_VERSION
+    extra: dict[str, Any] = field(default_factory=dict)  # free-form provenance (sweep sizes, skipped parts)
+
+    def __post_init__(self) -> None:
+        _validate(_to_dict(self), "<profile>")
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_dict(self)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "<profile>") -> Profile:
+        _validate(data, where)
+        terms = {
+            name: Term(
+                t["form"],
+                {k: float(v) for k, v in t["params"].items()},
+                FitQuality(**t["fit"]) if t.get("fit") is not None else None,
+                t.get("source"),
+            )
+            for name, t in data["terms"].items()
+        }
+        return cls(
+            DeviceInfo(**data["device"]),
+            data["source"],
+            terms,
+            data["representative"],
+            data.get("notes", ""),
+            data.get("model"),
+            data.get("tp", 1),
+            data["schema_version"],
+            data.get("extra", {}),
+        )
+
+
+def load_profile(path: str | Path) -> Profile:
+    """Read and validate a profile file; any problem is a KvsimError naming the file and the field."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise KvsimError(f"cannot read profile {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise KvsimError(f"profile {path} is not valid JSON: {exc}") from None
+    return Profile.from_dict(data, str(path))
+
+
+def _to_dict(profile: Profile) -> dict[str, Any]:
+    data = asdict(profile)
+    for term in data["terms"].values():
+        if term["source"] is None:
+            del term["source"]
+    return data
+
+
+def _validate(data: Any, where: str) -> None:
+    def fail(field_name: str, problem: str) -> None:
+        raise KvsimError(f"profile {where}: field {field_name!r} {problem}")
+
+    if not isinstance(data, dict):
+        fail("<root>", "must be a JSON object")
+    if data.get("schema_version") != SCHEMA_VERSION:
+        fail(
+            "schema_version",
+            f"is {data.get('schema_version')!r}, this kvsim reads {SCHEMA_VERSION}; "
+            "re-run `kvsim calibrate` (or --fit-only on the raw CSV) to rewrite it",
+        )
+    if data.get("source") not in SOURCES:
+        fail("source", f"is {data.get('source')!r}, expected one of {', '.join(SOURCES)}")
+    if not isinstance(data.get("representative"), bool):
+        fail("representative", "must be true or false")
+    device = data.get("device")
+    if not isinstance(device, dict):
+        fail("device", "must be an object with name, memory_bytes, num_sms, ...")
+    known = DeviceInfo.__dataclass_fields__
+    for key in device:
+        if key not in known:
+            fail(f"device.{key}", f"is unknown; expected {', '.join(known)}")
+    for key in ("name", "memory_bytes", "num_sms"):
+        if key not in device:
+            fail(f"device.{key}", "is missing")
+    terms = data.get("terms")
+    if not isinstance(terms, dict):
+        fail("terms", "must be an object mapping term name to {form, params, fit}")
+    for name in REQUIRED_TERMS:
+        if name not in terms:
+            fail(f"terms.{name}", "is missing (every profile needs " + ", ".join(REQUIRED_TERMS) + ")")
+    for name, term in terms.items():
+        _validate_term(name, term, fail)
+
+
+def _validate_term(name: str, term: Any, fail) -> None:
+    spec = REQUIRED_TERMS.get(name) or OPTIONAL_TERMS.get(name)
+    if spec is None:
+        fail(f"terms.{name}", f"is not a known term; known: {', '.join([*REQUIRED_TERMS, *OPTIONAL_TERMS])}")
+    if not isinstance(term, dict) or not isinstance(term.get("params"), dict):
+        fail(f"terms.{name}", "must be an object with form and params")
+    form, features = spec
+    if term.get("form") != form:
+        fail(f"terms.{name}.form", f"is {term.get('form')!r}, expected {form!r}")
+    params = term["params"]
+    expected = FORM_PARAMS.get(form, ("const_s", *features)) if form != "table" else tuple(params)
+    if set(params) != set(expected):
+        fail(f"terms.{name}.params", f"has keys {sorted(params)}, expected {sorted(expected)}")
+    for key, value in params.items():
+        if form == "table" and not (key.isdigit() and int(key) > 0):
+            fail(f"terms.{name}.params.{key}", "must be a page size in bytes (a positive integer string)")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value < 0
+        ):
+            fail(f"terms.{name}.params.{key}", f"must be a finite non-negative number, got {value!r}")
+    if term.get("source") is not None and term["source"] not in SOURCES:
+        fail(f"terms.{name}.source", f"is {term['source']!r}, expected one of {', '.join(SOURCES)}")
+    fit = term.get("fit")
+    fields = FitQuality.__dataclass_fields__
+    if fit is not None and (not isinstance(fit, dict) or "n" not in fit or set(fit) - set(fields)):
+        fail(f"terms.{name}.fit", f"must be an object with n and keys among {', '.join(fields)}")

@@ -1,0 +1,210 @@
+"""``ProfileCostModel``: the ``CostModel`` Protocol over a profile's terms, for one model and TP degree.
+
+``step_time`` is called ~100k times per simulated run, so everything that depends only on the model, the TP
+degree and the profile is folded into per-token coefficients at construction: the hot path does a handful of
+float multiply-adds and no dict lookups by string.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kvsim.simulator.batch import Batch, StepTime
+from kvsim.simulator.cost.profile import Profile, Term
+from kvsim.simulator.cost.work import (
+    GemmShape,
+    kv_bytes_per_token_layer,
+    layer_gemm_shapes,
+    lm_head_shape,
+    prefill_attn_bytes,
+    prefill_attn_flops,
+)
+from kvsim.simulator.specs import ModelSpec
+
+
+class _Gemm:
+    """One GEMM's cost in the step's token count ``t``: ``const + max(flop_s·t, byte0_s + byte_s·t)``."""
+
+    __slots__ = ("byte0_s", "byte_s", "const_s", "flop_s")
+
+    def __init__(self, term: Term, shape: GemmShape, dtype_bytes: int) -> None:
+        p = term.params
+        self.const_s = p["const_s"]
+        self.flop_s = p["s_per_flop"] * (2 * shape.k * shape.n)  # seconds per token, compute bound
+        self.byte0_s = p["s_per_byte"] * (dtype_bytes * shape.k * shape.n)  # weights, once per step
+        self.byte_s = p["s_per_byte"] * (dtype_bytes * (shape.k + shape.n))  # activations, per token
+
+    def __call__(self, num_tokens: int) -> float:
+        return self.const_s + max(self.flop_s * num_tokens, self.byte0_s + self.byte_s * num_tokens)
+
+
+class ProfileCostModel:
+    """Step time from a profile (DESIGN §5). Invariant: ``decode_step_times(b, k)[i]`` equals
+    ``step_time(<b advanced i decode steps>).total_s`` bit for bit (same operations in the same order)."""
+
+    def __init__(self, profile: Profile, model: ModelSpec, tp: int = 1) -> None:
+        model.check_tp(tp)
+        self.profile, self.model, self.tp = profile, model, tp
+        self.source = profile.source
+        self.description = _describe(profile)
+        terms = profile.terms
+        self._num_layers = model.num_layers
+        self._layer_gemms = tuple(
+            _Gemm(terms.get(f"gemm.{s.op}", terms["gemm"]), s, model.dtype_bytes)
+            for s in layer_gemm_shapes(model, tp)
+        )
+        self._gemm_s_cache: dict[int, float] = {}  # num_tokens -> gemm_s
+        lm = lm_head_shape(model, tp)
+        self._lm_head = _Gemm(terms.get("gemm.lm_head", terms["gemm"]), lm, model.dtype_bytes)
+
+        kv_bytes_per_token = kv_bytes_per_token_layer(model, tp)
+        self._decode = {}  # kernel -> (const_s, s_per_kv_token, s_per_seq, s_per_block)
+        for kernel in ("paged", "contiguous"):
+            p = terms[f"attn_decode_{kernel}"].params
+            self._decode[kernel] = (
+                p["const_s"],
+                p["kv_bytes"] * kv_bytes_per_token,
+                p["num_seqs"],
+                p.get("num_blocks", 0.0),
+            )
+        self._prefill = {}  # kernel -> (const_s, s_per_flop, s_per_byte, s_per_seq)
+        for kernel in ("paged", "contiguous"):
+            p = terms[f"attn_prefill_{kernel}"].params
+            self._prefill[kernel] = (p["const_s"], p["flops"], p["bytes"], p["num_seqs"])
+        self._heads = model.num_heads // tp
+        self._kv_heads = max(1, model.num_kv_heads // tp)
+
+        # Two all-reduces per layer (after attention's O and after the MLP), each of [t, hidden] activations.
+        p = terms["allreduce"].params
+        ring_bytes_per_token = 2 * (tp - 1) / tp * model.hidden_size * model.dtype_bytes
+        self._allreduce = (p["const_s"], p["ring_bytes"] * ring_bytes_per_token) if tp > 1 else None
+        p = terms["step_overhead"].params
+        self._overhead = (p["const_s"], p["num_seqs"])
+        self._vmm = {kind: _table(terms.get(f"vmm_{kind}")) for kind in ("map", "unmap")}
+
+    def step_time(self, batch: Batch) -> StepTime:
+        num_prefill_tokens = sum(batch.prefill_q_lens)
+        num_decode_seqs = batch.num_decode_seqs
+        num_tokens = num_prefill_tokens + num_decode_seqs
+        if num_tokens == 0:
+            return StepTime(allocator_s=batch.allocator_overhead_s)
+        num_seqs = len(batch.prefill_q_lens) + num_decode_seqs
+        layers = self._num_layers
+        gemm_s = self._gemm_s_cache.get(num_tokens)
+        if gemm_s is None:
+            gemm_s = self._cache_gemm_s(num_tokens)
+        attn_prefill_s = 0.0
+        if batch.prefill_q_lens:
+            const_s, s_flop, s_byte, s_seq = self._prefill[batch.attention_kernel]
+            per_layer_s = 0.0
+            for q_len, kv_len in zip(batch.prefill_q_lens, batch.prefill_kv_lens):
+                flops = prefill_attn_flops(q_len, kv_len, self._heads, self.model.head_dim)
+                nbytes = prefill_attn_bytes(
+                    q_len, kv_len, self._heads, self._kv_heads, self.model.head_dim, self.model.dtype_bytes
+                )
+                per_layer_s += const_s + s_flop * flops + s_byte * nbytes + s_seq
+            attn_prefill_s = layers * per_layer_s
+        attn_decode_s = 0.0
+        if num_decode_seqs:
+            const_s, s_tok, s_seq, s_blk = self._decode[batch.attention_kernel]
+            attn_decode_s = layers * (
+                const_s
+                + s_tok * batch.decode_kv_tokens
+                + s_seq * num_decode_seqs
+                + s_blk * batch.decode_kv_blocks
+            )
+        return StepTime(
+            gemm_s=gemm_s,
+            attn_prefill_s=attn_prefill_s,
+            attn_decode_s=attn_decode_s,
+            lm_head_s=self._lm_head(num_seqs),
+            allreduce_s=self._allreduce_s(num_tokens),
+            overhead_s=self._overhead[0] + self._overhead[1] * num_seqs,
+            allocator_s=batch.allocator_overhead_s,
+        )
+
+    def decode_step_times(
+        self, batch: Batch, num_steps: int, decode_kv_blocks: np.ndarray | None = None
+    ) -> np.ndarray:
+        assert not batch.prefill_q_lens, "decode_step_times takes pure-decode batches"
+        assert num_steps >= 0
+        first = self.step_time(batch)
+        seqs = batch.num_decode_seqs
+        if seqs == 0:
+            return np.full(num_steps, first.total_s)
+        tokens = batch.decode_kv_tokens + np.arange(num_steps, dtype=np.int64) * seqs
+        blocks = (
+            np.full(num_steps, batch.decode_kv_blocks, dtype=np.int64)
+            if decode_kv_blocks is None
+            else np.asarray(decode_kv_blocks, dtype=np.int64)
+        )
+        assert blocks.shape == (num_steps,)
+        const_s, s_tok, s_seq, s_blk = self._decode[batch.attention_kernel]
+        # The same expression, in the same order, as step_time and StepTime.total_s.
+        attn_decode_s = self._num_layers * (const_s + s_tok * tokens + s_seq * seqs + s_blk * blocks)
+        return (
+            first.gemm_s
+            + first.attn_prefill_s
+            + attn_decode_s
+            + first.lm_head_s
+            + first.allreduce_s
+            + first.overhead_s
+            + first.allocator_s
+        )
+
+    def map_latency_s(self, page_size_bytes: int) -> float | None:
+        """Measured seconds to map one physical page of this size (cuMemCreate + cuMemMap + cuMemSetAccess),
+        interpolated between measured sizes; None when the profile has no VMM measurement (roofline)."""
+        return _lookup(self._vmm["map"], page_size_bytes)
+
+    def unmap_latency_s(self, page_size_bytes: int) -> float | None:
+        """Measured seconds to unmap and release one page (cuMemUnmap + cuMemRelease), as map_latency_s."""
+        return _lookup(self._vmm["unmap"], page_size_bytes)
+
+    def _cache_gemm_s(self, num_tokens: int) -> float:
+        """All layers' GEMMs for ``num_tokens``; memoized, since steps repeat the same few token counts
+        (bounded by max_num_batched_tokens; the cache is cleared if it ever grows past 64k entries)."""
+        qkv, o, up, down = self._layer_gemms
+        gemm_s = self._num_layers * (qkv(num_tokens) + o(num_tokens) + up(num_tokens) + down(num_tokens))
+        if len(self._gemm_s_cache) >= 65536:
+            self._gemm_s_cache.clear()
+        self._gemm_s_cache[num_tokens] = gemm_s
+        return gemm_s
+
+    def _allreduce_s(self, num_tokens: int) -> float:
+        if self._allreduce is None:
+            return 0.0
+        return 2 * self._num_layers * (self._allreduce[0] + self._allreduce[1] * num_tokens)
+
+
+def _table(term: Term | None) -> tuple[np.ndarray, np.ndarray] | None:
+    if term is None or not term.params:
+        return None
+    sizes = sorted(term.params, key=int)
+    return np.array([int(s) for s in sizes], dtype=float), np.array([term.params[s] for s in sizes])
+
+
+def _lookup(table: tuple[np.ndarray, np.ndarray] | None, page_size_bytes: int) -> float | None:
+    """Linear interpolation between measured page sizes; beyond the largest, the largest's cost scaled by
+    size (mapping is at least proportional to the memory it backs); below the smallest, the smallest's cost."""
+    if table is None:
+        return None
+    sizes, seconds = table
+    if page_size_bytes > sizes[-1]:
+        return float(seconds[-1] * page_size_bytes / sizes[-1])
+    return float(np.interp(page_size_bytes, sizes, seconds))
+
+
+def _describe(profile: Profile) -> str:
+    device = profile.device
+    if profile.source == "roofline":
+        return f"{device.name} roofline from datasheet peaks and stated efficiency factors (not measured)"
+    parts = [f"{device.name} {profile.source}"]
+    parts += [f"{key} {getattr(device, key)}" for key in ("date", "driver") if getattr(device, key)]
+    text = ", ".join(parts)
+    borrowed = [name for name, term in profile.terms.items() if term.source == "roofline"]
+    if borrowed:
+        text += f"; from the roofline: {', '.join(borrowed)}"
+    if not profile.representative:
+        text += " (NOT representative: smoke-test numbers)"
+    return text

@@ -1,0 +1,146 @@
+"""The roofline cost model: hand-computed numbers, TP, and the exactness fast-forwarding relies on."""
+
+import numpy as np
+import pytest
+
+from kvsim.simulator.batch import Batch
+from kvsim.simulator.cost import make_cost_model
+from kvsim.simulator.cost.roofline import (
+    ALLREDUCE_BW_EFFICIENCY,
+    ALLREDUCE_LATENCY_S,
+    GEMM_FLOPS_EFFICIENCY,
+    HBM_BW_EFFICIENCY,
+    KERNEL_LAUNCH_S,
+    PAGED_DECODE_FACTOR,
+    PREFILL_ATTN_FLOPS_EFFICIENCY,
+    STEP_OVERHEAD_S,
+)
+from kvsim.simulator.specs import GPUS, MODELS, weight_bytes_per_gpu
+
+A100 = GPUS["a100-80gb"]
+BW = A100.hbm_bw_bytes_per_s * HBM_BW_EFFICIENCY
+FLOPS = A100.dense_fp16_flops_per_s * GEMM_FLOPS_EFFICIENCY
+
+
+def test_one_llama_2_7b_decode_step_by_hand():
+    # Llama-2-7B: 32 layers, hidden 4096, 32 heads of 128, MLP 11008 (gated); vocab 32000. Batch: 4 decoding
+    # sequences holding 1000 context tokens in all, on the paged kernel, A100-80GB, tp=1.
+    cost = make_cost_model("llama-2-7b", "a100-80gb")
+    step = cost.step_time(Batch(num_decode_seqs=4, decode_kv_tokens=1000, decode_kv_blocks=64))
+    t = 4
+    gemm_layer_s = 0.0
+    for k, n in [(4096, 3 * 4096), (4096, 4096), (4096, 2 * 11008), (11008, 4096)]:
+        # 4 tokens: memory bound, weights dominate
+        assert 2 * (k * n + t * (k + n)) / BW > 2 * t * k * n / FLOPS
+        gemm_layer_s += KERNEL_LAUNCH_S + 2 * (k * n + t * (k + n)) / BW
+    assert step.gemm_s == pytest.approx(32 * gemm_layer_s, rel=1e-12)
+    kv_bytes_per_layer = 1000 * 2 * 4096 * 2  # K and V of 1000 tokens, 32 heads × 128, fp16
+    assert step.attn_decode_s == pytest.approx(
+        32 * (KERNEL_LAUNCH_S + kv_bytes_per_layer * PAGED_DECODE_FACTOR / BW)
+    )
+    assert step.lm_head_s == pytest.approx(KERNEL_LAUNCH_S + 2 * (4096 * 32000 + 4 * (4096 + 32000)) / BW)
+    assert (step.attn_prefill_s, step.allreduce_s, step.overhead_s) == (0.0, 0.0, STEP_OVERHEAD_S)
+    # A small decode batch costs about the weights over the bandwidth (DESIGN §5): all but the input
+    # embedding table are read, plus one launch per GEMM.
+    read_bytes = weight_bytes_per_gpu(MODELS["llama-2-7b"]) - 32000 * 4096 * 2
+    launches_s = (32 * 4 + 1) * KERNEL_LAUNCH_S
+    assert step.gemm_s + step.lm_head_s == pytest.approx(read_bytes / BW + launches_s, rel=0.005)
+
+
+def test_large_prefill_is_compute_bound_and_attention_counts_causal_flops():
+    cost = make_cost_model("llama-2-7b", "a100-80gb")
+    step = cost.step_time(Batch(prefill_q_lens=(2048,), prefill_kv_lens=(2048,)))
+    gemm_flops_layer = 2 * 2048 * 4096 * (3 * 4096 + 4096 + 2 * 11008 + 11008)
+    assert step.gemm_s == pytest.approx(32 * (4 * KERNEL_LAUNCH_S + gemm_flops_layer / FLOPS))
+    pairs = 2048 * 2049 // 2
+    attn_flops = 4 * 32 * 128 * pairs
+    peak = A100.dense_fp16_flops_per_s * PREFILL_ATTN_FLOPS_EFFICIENCY
+    assert step.attn_prefill_s == pytest.approx(32 * (KERNEL_LAUNCH_S + attn_flops / peak))
+    assert step.attn_decode_s == 0.0
+
+
+def test_paged_decode_costs_the_paged_factor_more_per_byte_than_contiguous():
+    cost = make_cost_model("opt-13b", "a100-40gb")
+    paged = cost.step_time(Batch(num_decode_seqs=8, decode_kv_tokens=8000, attention_kernel="paged"))
+    contiguous = cost.step_time(
+        Batch(num_decode_seqs=8, decode_kv_tokens=8000, attention_kernel="contiguous")
+    )
+    launch_s = 40 * KERNEL_LAUNCH_S
+    assert (paged.attn_decode_s - launch_s) / (contiguous.attn_decode_s - launch_s) == pytest.approx(
+        PAGED_DECODE_FACTOR
+    )
+
+
+def test_tensor_parallelism_splits_the_work_and_adds_two_allreduces_per_layer():
+    one = make_cost_model("llama-2-70b", "h100-sxm", tp=1)
+    four = make_cost_model("llama-2-70b", "h100-sxm", tp=4)
+    batch = Batch(num_decode_seqs=16, decode_kv_tokens=16_000, decode_kv_blocks=1000)
+    s1, s4 = one.step_time(batch), four.step_time(batch)
+    launches_s = 80 * 4 * KERNEL_LAUNCH_S
+    assert 3.5 < (s1.gemm_s - launches_s) / (s4.gemm_s - launches_s) < 4  # weights split, activations not all
+    launches_s = 80 * KERNEL_LAUNCH_S
+    assert (s1.attn_decode_s - launches_s) / (s4.attn_decode_s - launches_s) == pytest.approx(
+        4
+    )  # 8 -> 2 KV heads
+    message_bytes = 16 * 8192 * 2
+    ring_s = (
+        2 * 3 / 4 * message_bytes / (GPUS["h100-sxm"].interconnect_bw_bytes_per_s * ALLREDUCE_BW_EFFICIENCY)
+    )
+    assert s4.allreduce_s == pytest.approx(2 * 80 * (ALLREDUCE_LATENCY_S + ring_s))
+    assert s1.allreduce_s == 0.0
+
+
+def test_an_empty_step_costs_only_allocator_work():
+    cost = make_cost_model("llama-2-7b", "a100-80gb")
+    assert cost.step_time(Batch(allocator_overhead_s=1e-4)).total_s == 1e-4
+
+
+@pytest.mark.parametrize("kernel", ["paged", "contiguous"])
+@pytest.mark.parametrize(
+    ("model", "gpu", "tp"),
+    [("llama-2-7b", "a100-80gb", 1), ("llama-2-70b", "h100-sxm", 4), ("opt-13b", "l4", 1)],
+)
+def test_decode_step_times_equal_step_time_bit_for_bit(model, gpu, tp, kernel):
+    cost = make_cost_model(model, gpu, tp)
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        seqs = int(rng.integers(1, 300))
+        tokens = int(rng.integers(seqs, 200_000))
+        blocks = tokens // 16 + rng.integers(0, 5, size=50).cumsum()
+        first = Batch(
+            num_decode_seqs=seqs,
+            decode_kv_tokens=tokens,
+            decode_kv_blocks=int(blocks[0]),
+            attention_kernel=kernel,
+            allocator_overhead_s=float(rng.choice([0.0, 3.7e-5])),
+        )
+        fast = cost.decode_step_times(first, 50, blocks)
+        for i in range(50):
+            step_i = Batch(
+                num_decode_seqs=seqs,
+                decode_kv_tokens=tokens + i * seqs,
+                decode_kv_blocks=int(blocks[i]),
+                attention_kernel=kernel,
+                allocator_overhead_s=first.allocator_overhead_s,
+            )
+            assert fast[i] == cost.step_time(step_i).total_s  # exact, not approx
+        constant = cost.decode_step_times(first, 3)
+        assert (
+            constant[2]
+            == cost.step_time(
+                Batch(
+                    num_decode_seqs=seqs,
+                    decode_kv_tokens=tokens + 2 * seqs,
+                    decode_kv_blocks=int(blocks[0]),
+                    attention_kernel=kernel,
+                    allocator_overhead_s=first.allocator_overhead_s,
+                )
+            ).total_s
+        )
+
+
+def test_roofline_outputs_say_so_and_have_no_map_latency():
+    cost = make_cost_model(MODELS["mistral-7b"], GPUS["h200"])
+    assert cost.source == "roofline"
+    assert "roofline" in cost.description and "H200" in cost.description
+    assert cost.map_latency_s(2 << 20) is None
