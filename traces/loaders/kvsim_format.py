@@ -1,0 +1,182 @@
+"""kvsim's own trace files, JSONL and CSV. Writing then reading gives back the same requests exactly
+(arrival times are written with ``repr``, the shortest text that reads back as the same float).
+
+JSONL: an optional first line ``{"kvsim_trace": 1, "source": ..., "license": ..., "citation": ..., "notes": ...}``
+keeps the provenance, then one object per request with ``request_id``, ``arrival_s``, ``num_prompt_tokens``,
+``num_output_tokens`` and optionally ``n``, ``beam_width``, ``prefix_block_hashes`` (list or null),
+``session_id`` (string or null).
+
+CSV: header ``request_id,arrival_s,num_prompt_tokens,num_output_tokens[,n,beam_width,session_id,
+prefix_block_hashes]``; ``prefix_block_hashes`` is space-separated integers; an empty cell means none (so a
+session id cannot be the empty string, and a hash list cannot be empty). CSV has no room for provenance.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from kvsim.errors import KvsimError
+from kvsim.traces.loaders._parse import (
+    CsvColumns,
+    bad_field,
+    json_float,
+    json_hashes,
+    json_int,
+    json_records,
+    read_text,
+    require_rows,
+)
+from kvsim.traces.request import Provenance, Trace
+
+KVSIM_COLUMNS = ["request_id", "arrival_s", "num_prompt_tokens", "num_output_tokens"]
+KVSIM_OPTIONAL_COLUMNS = ["n", "beam_width", "session_id", "prefix_block_hashes"]
+HEADER_KEY = "kvsim_trace"  # the JSONL provenance line has this key, with the format version as value
+
+
+def load_kvsim_jsonl(path: Path, provenance: Provenance | None = None) -> Trace:
+    ids, arrival_s, prompt, output, n, beam, hashes, sessions = [], [], [], [], [], [], [], []
+    header: dict = {}
+    id_to_line: dict[int, int] = {}
+    for line, record in json_records(path, read_text(path)):
+        if HEADER_KEY in record:
+            header = record
+            continue
+        request_id = json_int(path, line, record, "request_id", min_value=0, what="request id")
+        if request_id in id_to_line:
+            raise bad_field(path, line, "request_id", f"{request_id} repeats line {id_to_line[request_id]}")
+        id_to_line[request_id] = line
+        ids.append(request_id)
+        arrival_s.append(json_float(path, line, record, "arrival_s"))
+        prompt.append(json_int(path, line, record, "num_prompt_tokens"))
+        output.append(json_int(path, line, record, "num_output_tokens"))
+        n.append(json_int(path, line, record, "n", what="n") if "n" in record else 1)
+        beam.append(
+            json_int(path, line, record, "beam_width", what="beam width") if "beam_width" in record else 1
+        )
+        has_hashes = record.get("prefix_block_hashes") is not None
+        hashes.append(json_hashes(path, line, record, "prefix_block_hashes") if has_hashes else None)
+        session = record.get("session_id")
+        if session is not None and not isinstance(session, str):
+            raise bad_field(path, line, "session_id", f"expected a string or null, got {session!r}")
+        sessions.append(session)
+    require_rows(path, ids)
+    if provenance is None:
+        origin = header.get("source")
+        provenance = Provenance(
+            source=str(path),
+            license=header.get("license", "unknown"),
+            citation=header.get("citation", ""),
+            notes="; ".join(
+                p for p in (f"written from {origin}" if origin else "", header.get("notes", "")) if p
+            ),
+        )
+    return Trace.from_columns(
+        request_id=np.array(ids, dtype=np.int64),
+        arrival_s=np.array(arrival_s, dtype=np.float64),
+        num_prompt_tokens=np.array(prompt, dtype=np.int64),
+        num_output_tokens=np.array(output, dtype=np.int64),
+        n=np.array(n, dtype=np.int64),
+        beam_width=np.array(beam, dtype=np.int64),
+        prefix_block_hashes=hashes,
+        session_id=sessions,
+        provenance=provenance,
+    )
+
+
+def load_kvsim_csv(path: Path, provenance: Provenance | None = None) -> Trace:
+    table = CsvColumns(path, read_text(path), KVSIM_COLUMNS)
+    ids = table.ints("request_id", min_value=0, what="request id")
+    unique, first = np.unique(ids, return_index=True)
+    if len(unique) < len(ids):
+        repeat = np.setdiff1d(np.arange(len(ids)), first)[0]
+        k0 = int(np.flatnonzero(ids == ids[repeat])[0])
+        raise bad_field(
+            path, table.line_of(repeat), "request_id", f"{ids[repeat]} repeats line {table.line_of(k0)}"
+        )
+    has = set(table.header)
+    hashes = None
+    if "prefix_block_hashes" in has:
+        hashes = [
+            _parse_hashes(table, k, cell) for k, cell in enumerate(table.strings("prefix_block_hashes"))
+        ]
+    return Trace.from_columns(
+        request_id=ids,
+        arrival_s=table.floats("arrival_s"),
+        num_prompt_tokens=table.ints("num_prompt_tokens"),
+        num_output_tokens=table.ints("num_output_tokens"),
+        n=table.ints("n", what="n") if "n" in has else None,
+        beam_width=table.ints("beam_width", what="beam width") if "beam_width" in has else None,
+        prefix_block_hashes=hashes,
+        session_id=[s or None for s in table.strings("session_id")] if "session_id" in has else None,
+        provenance=provenance or Provenance(source=str(path)),
+    )
+
+
+def _parse_hashes(table: CsvColumns, k: int, cell: str) -> tuple[int, ...] | None:
+    if not cell.strip():
+        return None
+    try:
+        return tuple(int(h) for h in cell.split())
+    except ValueError:
+        problem = f"expected space-separated integer block hashes, got {cell!r}"
+        raise bad_field(table.path, table.line_of(k), "prefix_block_hashes", problem) from None
+
+
+def write_jsonl(trace: Trace, path: Path) -> None:
+    p = trace.provenance
+    with open(path, "w", encoding="utf-8") as f:
+        header = {
+            HEADER_KEY: 1,
+            "source": p.source,
+            "license": p.license,
+            "citation": p.citation,
+            "notes": p.notes,
+        }
+        f.write(json.dumps(header) + "\n")
+        for r in trace:
+            record = {
+                "request_id": r.request_id,
+                "arrival_s": r.arrival_s,
+                "num_prompt_tokens": r.num_prompt_tokens,
+                "num_output_tokens": r.num_output_tokens,
+                "n": r.n,
+                "beam_width": r.beam_width,
+                "prefix_block_hashes": None if r.prefix_block_hashes is None else list(r.prefix_block_hashes),
+                "session_id": r.session_id,
+            }
+            f.write(json.dumps(record) + "\n")
+
+
+def write_csv(trace: Trace, path: Path) -> None:
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(KVSIM_COLUMNS + KVSIM_OPTIONAL_COLUMNS)
+        for r in trace:
+            if r.session_id == "":
+                raise KvsimError(
+                    f"request {r.request_id} has an empty session id, which CSV cannot hold; write JSONL"
+                )
+            if r.prefix_block_hashes is not None and not r.prefix_block_hashes:
+                raise KvsimError(
+                    f"request {r.request_id} has an empty hash list, which CSV cannot hold; write JSONL"
+                )
+            hashes = "" if r.prefix_block_hashes is None else " ".join(map(str, r.prefix_block_hashes))
+            writer.writerow(
+                [
+                    r.request_id,
+                    repr(r.arrival_s),
+                    r.num_prompt_tokens,
+                    r.num_output_tokens,
+                    r.n,
+                    r.beam_width,
+                    r.session_id or "",
+                    hashes,
+                ]
+            )
+
+
+WRITERS = {"jsonl": write_jsonl, "csv": write_csv}
