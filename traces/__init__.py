@@ -21,6 +21,7 @@ from kvsim.traces.registry import (
     BundledTrace,
     load_length_table,
     load_trace,
+    read_source,
 )
 from kvsim.traces.request import PREFIX_BLOCK_TOKENS, Provenance, Request, Trace
 from kvsim.traces.stats import trace_stats
@@ -55,6 +56,7 @@ __all__ = [
     "parse_lengths",
     "poisson_arrivals",
     "read_file",
+    "read_source",
     "rescale_to_rate",
     "save_trace",
     "shared_prefix_hashes",
