@@ -1,0 +1,147 @@
+"""Read run folders (docs/outputs.md) into plain columns: the only input of a simulation report.
+
+A run folder holds ``config.json``, ``summary.json``, ``requests.csv`` and ``timeline.csv``. CSV columns come back
+as numpy arrays keyed by header name: numbers as ``float64`` with ``nan`` for empty cells, text columns
+(``request_id``, ``rejected_reason``) as ``str``. Nothing here imports plotly.
+"""
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from kvsim.errors import KvsimError
+
+REQUEST_COLUMNS = [
+    "request_id",
+    "replica",
+    "arrival_s",
+    "num_prompt_tokens",
+    "num_output_tokens",
+    "first_scheduled_s",
+    "first_token_s",
+    "finish_s",
+    "ttft_s",
+    "tpot_s",
+    "e2e_s",
+    "normalized_latency_s_per_token",
+    "queueing_delay_s",
+    "num_preemptions",
+    "num_cached_tokens",
+    "rejected_reason",
+]
+TIMELINE_COLUMNS = [
+    "time_s",
+    "replica",
+    "token_states",
+    "reserved",
+    "internal_frag",
+    "external_frag",
+    "free",
+    "cached_bytes",
+    "num_running",
+    "num_waiting",
+    "num_swapped",
+    "num_batched_seqs",
+    "num_batched_tokens",
+]
+TEXT_COLUMNS = frozenset({"request_id", "rejected_reason"})
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One run folder, read. ``requests`` and ``timeline`` map column name -> array of equal length."""
+
+    path: Path
+    config: dict
+    summary: dict
+    requests: dict[str, np.ndarray]
+    timeline: dict[str, np.ndarray]
+
+    @property
+    def label(self) -> str:
+        return self.summary["label"]
+
+    @property
+    def capacity_bytes(self) -> float:
+        return float(self.summary["memory"]["capacity_bytes"])
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / "summary.json").is_file()
+
+
+def find_run_dirs(paths: list[Path]) -> list[Path]:
+    """Expand each path to run folders: a run folder itself, or every run folder below it (a side-by-side
+    ``simulate --out DIR`` or a sweep), in sorted path order so reports are deterministic."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if not path.exists():
+            raise KvsimError(f"{path}: no such folder; pass a run folder written by `kvsim simulate --out`")
+        if is_run_dir(path):
+            found.append(path)
+            continue
+        below = sorted(p.parent for p in path.rglob("summary.json"))
+        if not below:
+            raise KvsimError(
+                f"{path}: not a kvsim run folder (no summary.json in it or below it); "
+                "pass the --out folder of `kvsim simulate`"
+            )
+        found.extend(below)
+    return found
+
+
+def read_run(path: Path) -> RunResult:
+    """Read one run folder; a missing file or column is a ``KvsimError`` naming it."""
+    path = Path(path)
+    summary = _read_json(path / "summary.json")
+    for key in ("label", "memory"):
+        if key not in summary:
+            raise KvsimError(
+                f"{path / 'summary.json'}: missing key {key!r}; rewrite it with `kvsim simulate`"
+            )
+    return RunResult(
+        path=path,
+        config=_read_json(path / "config.json"),
+        summary=summary,
+        requests=read_csv_columns(path / "requests.csv", REQUEST_COLUMNS),
+        timeline=read_csv_columns(path / "timeline.csv", TIMELINE_COLUMNS),
+    )
+
+
+def read_csv_columns(path: Path, required: list[str]) -> dict[str, np.ndarray]:
+    """CSV -> {column: array}; every name in ``required`` must be in the header (extra columns are kept)."""
+    if not path.is_file():
+        raise KvsimError(f"{path}: file missing; a run folder needs it (docs/outputs.md)")
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None:
+            raise KvsimError(f"{path}: empty file; expected the header {','.join(required)}")
+        missing = [c for c in required if c not in header]
+        if missing:
+            raise KvsimError(f"{path}: missing column(s) {', '.join(missing)}; expected {','.join(required)}")
+        raw_columns = list(zip(*reader)) or [() for _ in header]
+    columns: dict[str, np.ndarray] = {}
+    for name, cells in zip(header, raw_columns):
+        if name in TEXT_COLUMNS:
+            columns[name] = np.array(cells, dtype=str)
+            continue
+        try:
+            columns[name] = np.array([float(c) if c != "" else np.nan for c in cells], dtype=np.float64)
+        except ValueError as exc:
+            raise KvsimError(
+                f"{path}: column {name!r} holds a non-number ({exc}); fix or regenerate"
+            ) from exc
+    return columns
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise KvsimError(f"{path}: file missing; a run folder needs it (docs/outputs.md)")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise KvsimError(f"{path}: not valid JSON ({exc}); regenerate it with `kvsim simulate`") from exc

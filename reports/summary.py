@@ -1,0 +1,71 @@
+"""The summary table of a simulation report: one row per run, from ``summary.json`` and ``config.json``."""
+
+from kvsim.reports.runs import RunResult
+
+HEADER = [
+    "Configuration",
+    "Scheduler",
+    "Model",
+    "GPU",
+    "Cost model",
+    "Requests (finished / total)",
+    "Rejected",
+    "Throughput (requests/s)",
+    "Output tokens/s",
+    "TTFT p50 (s)",
+    "TTFT p99 (s)",
+    "TPOT p50 (s)",
+    "Normalized latency mean (s/token)",
+    "Token states (% of KV, whole run)",
+    "Mean batch size (requests)",
+]
+
+
+def cost_model_in_words(cost_model: dict | None, *, with_description: bool = False) -> str:
+    """Where the step times came from, in words a reader cannot miss (DESIGN §5)."""
+    cost_model = cost_model or {}
+    source = cost_model.get("source")
+    description = cost_model.get("description") or ""
+    if source == "measured":
+        words = "measured on a GPU (calibrated profile)"
+    elif source == "roofline":
+        words = "roofline estimate from datasheet peaks, not measured"
+    else:
+        words = f"unknown source ({source!r})"
+    return f"{words} ({description})" if description and with_description else words
+
+
+def summary_row(run: RunResult) -> list:
+    s, c = run.summary, run.config
+    latency = s.get("latency", {})
+    memory = s.get("memory", {})
+    whole = memory.get("whole_run") or {}
+    token_share = None
+    if whole.get("token_states") is not None and memory.get("capacity_bytes"):
+        token_share = 100.0 * float(whole["token_states"]) / float(memory["capacity_bytes"])
+    return [
+        run.label,
+        _name(s.get("scheduler", c.get("scheduler"))),
+        _name(c.get("model")),
+        _name(c.get("gpu")),
+        cost_model_in_words(s.get("cost_model") or c.get("cost_model")),
+        f"{s.get('num_finished', '?')} / {s.get('num_requests', '?')}",
+        s.get("num_rejected"),
+        s.get("throughput", {}).get("requests_per_s"),
+        s.get("throughput", {}).get("output_tokens_per_s"),
+        latency.get("ttft_s", {}).get("p50"),
+        latency.get("ttft_s", {}).get("p99"),
+        latency.get("tpot_s", {}).get("p50"),
+        latency.get("normalized_latency_s_per_token", {}).get("mean"),
+        token_share,
+        s.get("batch", {}).get("mean_num_seqs"),
+    ]
+
+
+def _name(value) -> str | None:
+    """A config entry as text: a name string as is, a section by its ``name`` field."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return str(value.get("name", value))
+    return str(value)

@@ -1,0 +1,192 @@
+"""The public entry points: run folders, sweep rows or calibration rows in, one HTML report out.
+
+``write_report`` is what ``kvsim simulate --report`` and ``kvsim report RUN_DIR...`` call. When several runs
+share a label (a sweep folder: the same configuration at several rates) the report switches to the sweep form:
+summary table plus throughput/latency against rate, without a timeline per point.
+"""
+
+from collections import Counter
+from pathlib import Path
+
+from kvsim.errors import KvsimError
+from kvsim.reports.figures import (
+    calibration_figure,
+    capacity_figure,
+    latency_cdf_figure,
+    memory_breakdown_figure,
+    memory_timeline_figure,
+    rate_sweep_figure,
+)
+from kvsim.reports.figures.calibration import held_out_mape
+from kvsim.reports.figures.capacity import cost_per_million_requests_usd
+from kvsim.reports.figures.memory_breakdown import breakdown_rows
+from kvsim.reports.page import table_html, write_page
+from kvsim.reports.runs import RunResult, find_run_dirs, read_run
+from kvsim.reports.summary import HEADER, cost_model_in_words, summary_row
+from kvsim.reports.sweep import sweep_rows_from_runs
+
+# A report with more runs than this shows one timeline per run only up to here (each is up to ~2000 points).
+MAX_TIMELINES = 8
+
+
+def write_report(run_dirs: list[Path], out_html: Path, *, title: str | None = None) -> Path:
+    """Report on run folders (or folders holding run folders): summary table, memory breakdown, latency CDFs,
+    memory timelines; or the sweep form when labels repeat. Returns ``out_html``."""
+    runs = [read_run(d) for d in find_run_dirs(list(run_dirs))]
+    labels = [r.label for r in runs]
+    if max(Counter(labels).values()) > 1:
+        return _write_runs_as_sweep(runs, out_html, title=title)
+    figures = [
+        memory_breakdown_figure([row for r in runs for row in breakdown_rows(r.label, r.summary["memory"])]),
+        latency_cdf_figure({r.label: r.requests for r in runs}),
+    ]
+    figures += [memory_timeline_figure(r.timeline, label=r.label) for r in runs[:MAX_TIMELINES]]
+    note = _sources_note(runs)
+    if len(runs) > MAX_TIMELINES:
+        note += f" Timelines shown for the first {MAX_TIMELINES} of {len(runs)} runs."
+    table = table_html(HEADER, [summary_row(r) for r in runs])
+    return write_page(
+        out_html, title=title or "kvsim report: " + ", ".join(labels), note=note, table=table, figures=figures
+    )
+
+
+def write_sweep_report(
+    rows: list[dict],
+    out_html: Path,
+    *,
+    title: str | None = None,
+    capacity_rows: list[dict] | None = None,
+) -> Path:
+    """Report on a sweep table (rows as in ``figures/rate_sweep.py``), optionally with ``kvsim plan``'s capacity
+    rows (as in ``figures/capacity.py``)."""
+    header = [
+        "Configuration",
+        "Request rate (requests/s)",
+        "Throughput (requests/s)",
+        "Output tokens/s",
+        "Normalized latency mean (s/token)",
+    ]
+    keys = [
+        "label",
+        "request_rate_per_s",
+        "throughput_requests_per_s",
+        "output_tokens_per_s",
+        "normalized_latency_s_per_token",
+    ]
+    table = table_html(header, [[_cell(r.get(k)) for k in keys] for r in rows])
+    figures = [rate_sweep_figure(rows)]
+    if capacity_rows:
+        figures.append(capacity_figure(capacity_rows))
+        cap_header = [
+            "Configuration",
+            "Max sustainable rate (requests/s)",
+            "Cost (USD/hour)",
+            "USD per million requests",
+        ]
+        cap = [
+            [
+                r["label"],
+                _cell(r.get("max_sustainable_rate_per_s")),
+                _cell(r.get("cost_per_hour_usd")),
+                cost_per_million_requests_usd(r),
+            ]
+            for r in capacity_rows
+        ]
+        table += table_html(cap_header, cap, table_id="capacity")
+    note = f"Sweep of {len(rows)} points over {len({r['label'] for r in rows})} configurations."
+    return write_page(out_html, title=title or "kvsim sweep report", note=note, table=table, figures=figures)
+
+
+def write_capacity_report(rows: list[dict], out_html: Path, *, title: str | None = None) -> Path:
+    """Report on ``kvsim plan``'s table alone (rows as in ``figures/capacity.py``)."""
+    header = [
+        "Configuration",
+        "Max sustainable rate (requests/s)",
+        "Cost (USD/hour)",
+        "GPUs",
+        "USD per million requests",
+    ]
+    body = [
+        [
+            r["label"],
+            _cell(r.get("max_sustainable_rate_per_s")),
+            _cell(r.get("cost_per_hour_usd")),
+            _cell(r.get("num_gpus")),
+            cost_per_million_requests_usd(r),
+        ]
+        for r in rows
+    ]
+    note = f"Capacity plan over {len(rows)} configurations."
+    return write_page(
+        out_html,
+        title=title or "kvsim capacity plan",
+        note=note,
+        table=table_html(header, body),
+        figures=[capacity_figure(rows)],
+    )
+
+
+def write_calibration_report(
+    rows: list[dict],
+    out_html: Path,
+    *,
+    title: str | None = None,
+    device: dict | None = None,
+) -> Path:
+    """Report on calibration points (rows as in ``figures/calibration.py``); ``device`` is the profile's
+    ``device`` section, shown above the table."""
+    ops = list(dict.fromkeys(r["op"] for r in rows))
+    header = ["Op", "Points", "Held-out points", "Held-out MAPE (%)"]
+    body = []
+    for op in ops:
+        op_rows = [r for r in rows if r["op"] == op]
+        num_held_out = sum(1 for r in op_rows if str(r["held_out"]).strip().lower() in ("true", "1", "yes"))
+        body.append([op, len(op_rows), num_held_out, held_out_mape(op_rows)])
+    device_words = ", ".join(f"{k}: {v}" for k, v in (device or {}).items()) or "device not given"
+    note = f"Measured on {device_words}. MAPE over held-out points only (never in-sample)."
+    figures = [calibration_figure(rows)]
+    return write_page(
+        out_html,
+        title=title or "kvsim calibration report",
+        note=note,
+        table=table_html(header, body),
+        figures=figures,
+    )
+
+
+def _write_runs_as_sweep(runs: list[RunResult], out_html: Path, *, title: str | None) -> Path:
+    rows = sweep_rows_from_runs(runs)
+    if not rows:
+        raise KvsimError("sweep report: no run has a request rate (config trace rate or >= 2 arrivals)")
+    table = table_html(
+        ["Request rate (requests/s)", *HEADER],
+        [[row["request_rate_per_s"], *summary_row(run)] for row, run in zip(rows, runs)],
+    )
+    note = f"{len(runs)} runs of {len({r.label for r in runs})} configurations. " + _sources_note(runs)
+    return write_page(
+        out_html,
+        title=title or "kvsim sweep report",
+        note=note,
+        table=table,
+        figures=[rate_sweep_figure(rows)],
+    )
+
+
+def _sources_note(runs: list[RunResult]) -> str:
+    sources = sorted(
+        {
+            cost_model_in_words(r.summary.get("cost_model") or r.config.get("cost_model")).split(":")[0]
+            for r in runs
+        }
+    )
+    return "Step times: " + "; ".join(sources) + "."
+
+
+def _cell(value):
+    """CSV cells arrive as text: numbers back to float so the table formats them."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value or None
+    return value
