@@ -1,1 +1,19 @@
-"""kvsim.kernels: Triton attention kernels, paged and contiguous, decode and prefill."""
+"""kvsim.kernels: Triton attention kernels, paged and contiguous, decode and prefill.
+
+Importing this package imports torch and triton (kvsim itself never does). On a machine without a GPU, set
+TRITON_INTERPRET=1 before the import to run the kernels on CPU tensors in Triton's interpreter.
+"""
+
+from kvsim.kernels.validation import interpreting
+
+if interpreting():
+    from kvsim.kernels import interpreter_compat
+
+    interpreter_compat.apply()
+
+from kvsim.kernels.decode import contiguous_decode_attention, paged_decode_attention
+
+__all__ = [
+    "contiguous_decode_attention",
+    "paged_decode_attention",
+]

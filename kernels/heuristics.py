@@ -1,0 +1,83 @@
+"""Launch heuristics: tile sizes and the number of KV splits for decode.
+
+None of these values were tuned on a GPU yet (the machine that wrote them had none); they are first choices
+with the reasoning beside each, and the benchmark sweeps `num_kv_splits` at the headline shape so a GPU run
+shows whether the heuristic picks well.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+# Below this many tokens per split, the split's fixed costs (writing a [group, head_dim] fp32 partial and
+# its log-sum-exp, then reading them back in the reduction) stop being small next to its KV reads: at
+# head_dim 128 fp16, 256 tokens of K and V are 128 KiB against a 2 KiB partial for a group of 4 heads.
+MIN_TOKENS_PER_SPLIT = 256
+# Programs to aim for per SM: a memory-bound program keeps only a few tiles in flight, so several resident
+# programs per SM are needed to cover HBM latency, and more waves shrink the tail of the last one.
+TARGET_PROGRAMS_PER_SM = 4
+# Cap on splits: the reduction loads all partials of a head at once ([next_pow2(splits), head_dim] fp32).
+MAX_KV_SPLITS = 64
+
+
+@dataclass(frozen=True)
+class TileConfig:
+    """Tile shape of one kernel launch. block_m is 0 for decode (one program per KV-head group)."""
+
+    block_m: int
+    block_n: int
+    num_warps: int
+    num_stages: int
+
+
+def next_power_of_2(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
+
+
+def decode_tiles(head_dim: int, dtype: torch.dtype) -> TileConfig:
+    """KV tile of the decode kernel: 64 tokens x head_dim, halved where registers run short.
+
+    A [64, 128] fp16 K tile and its V tile are 32 KiB together; with 2-3 pipeline stages that is the
+    bytes in flight that keep one SM's share of HBM busy. fp32 and head_dim 256 double the tile's bytes.
+    """
+    wide = head_dim * (4 if dtype == torch.float32 else 2) > 256
+    return TileConfig(block_m=0, block_n=32 if wide else 64, num_warps=4, num_stages=2 if wide else 3)
+
+
+def prefill_tiles(head_dim: int, dtype: torch.dtype) -> TileConfig:
+    """Q x KV tiles of the prefill kernel, FlashAttention-2 style (the Triton fused-attention tutorial
+    uses 128 x 64 with 8 warps for fp16 head_dim 128 on Hopper)."""
+    if head_dim * (4 if dtype == torch.float32 else 2) > 256:
+        return TileConfig(block_m=64, block_n=32, num_warps=4, num_stages=2)
+    return TileConfig(block_m=128, block_n=64, num_warps=8, num_stages=3)
+
+
+def num_sms(device: torch.device) -> int:
+    """Streaming multiprocessors of a CUDA device; 1 elsewhere (the interpreter runs programs serially)."""
+    if device.type != "cuda":
+        return 1
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def choose_num_kv_splits(
+    num_seqs: int, num_kv_heads: int, max_seq_len: int, block_n: int, sm_count: int
+) -> int:
+    """Split each sequence's KV so the grid has about TARGET_PROGRAMS_PER_SM programs per SM.
+
+    The grid without splitting is num_seqs x num_kv_heads programs (one per KV-head group). A large batch
+    fills the GPU alone (64 x 8 programs on 132 SMs needs at most 2 splits); one long sequence with 8 KV heads
+    would leave 124 of 132 SMs idle, so it is split up to MAX_KV_SPLITS ways, never into splits shorter than
+    MIN_TOKENS_PER_SPLIT tokens (or one tile).
+    """
+    groups = max(1, num_seqs * num_kv_heads)
+    wanted = -(-TARGET_PROGRAMS_PER_SM * sm_count // groups)
+    most_by_length = max(1, max_seq_len // max(MIN_TOKENS_PER_SPLIT, block_n))
+    return max(1, min(wanted, most_by_length, MAX_KV_SPLITS))
+
+
+def tokens_per_split(max_seq_len: int, num_kv_splits: int, block_n: int) -> int:
+    """Tokens per split, rounded up to whole tiles so every tile but a sequence's last is full."""
+    per_split = -(-max(1, max_seq_len) // num_kv_splits)
+    return -(-per_split // block_n) * block_n
