@@ -76,10 +76,16 @@ class KVAllocator(Protocol):
         *,
         final_num_tokens: int,
         prefix_block_hashes: Sequence[int] | None = None,
+        num_prompt_tokens: int | None = None,
     ) -> Admission | None:
-        """Admit a new sequence with slots for its first ``num_tokens`` tokens (its prompt, or its first
-        prefill chunk). None if it does not fit now; then the allocator records the shortfall so that
-        ``breakdown`` can report external fragmentation while the head of the queue is blocked."""
+        """Admit a new sequence with slots for its first ``num_tokens`` tokens (its prompt, its first
+        prefill chunk, or prompt + generated tokens when a recompute-preempted sequence comes back). None if
+        it does not fit now; then the allocator records the shortfall so that ``breakdown`` can report
+        external fragmentation while the head of the queue is blocked.
+
+        ``num_prompt_tokens`` (extension; default ``num_tokens``) bounds which tokens ``prefix_block_hashes``
+        describe, so that prefix caching never hashes generated tokens: pass it with chunked prefill and when
+        re-admitting a recompute-preempted sequence."""
 
     def append_slots(self, seq_id: int, num_new_tokens: int) -> bool:
         """Grow a sequence by ``num_new_tokens`` slots (decode tokens or the next prefill chunk). False if
@@ -89,8 +95,11 @@ class KVAllocator(Protocol):
         """The largest k <= limit such that ``append_slots(s, k)`` would succeed for every listed sequence
         together with the memory free now (fast-forwarding: decode k steps without any allocation failing)."""
 
-    def fork(self, parent_seq_id: int, child_seq_id: int) -> None:
-        """Make a child share all of the parent's KV (copy-on-write where supported; a copy otherwise)."""
+    def fork(self, parent_seq_id: int, child_seq_id: int, *, final_num_tokens: int | None = None) -> bool:
+        """Make a child share all of the parent's KV (copy-on-write where supported; a copy otherwise).
+
+        Extension: returns False (changing nothing) when a copying allocator has no room for the copy;
+        ``final_num_tokens`` is the child's true final length for accounting (default: the parent's)."""
 
     def free(self, seq_id: int) -> None:
         """Release a finished or recompute-preempted sequence's memory."""
@@ -101,12 +110,20 @@ class KVAllocator(Protocol):
     def swap_in(self, seq_id: int) -> int | None:
         """Bring a swapped sequence back. Bytes moved, or None if GPU memory is short."""
 
-    def take_overhead_s(self) -> float:
+    def take_overhead_s(self, previous_step_s: float = 0.0) -> float:
         """Seconds of allocator work (vAttention page mapping, swap transfers) done since the last call and
-        not hidden behind compute; the engine charges it to the step that caused it."""
+        not hidden behind compute; the engine charges it to the step that caused it.
+
+        Extension: ``previous_step_s`` is the duration of the step before the one being charged. An
+        allocator whose work can overlap that step (vAttention with ``mapping="overlapped"``) returns only
+        the part that exceeds it; every other allocator ignores it. Called without it, the full work is
+        returned (the synchronous, conservative cost)."""
 
     def breakdown(self) -> MemoryBreakdown:
         """The five-part accounting now, computed from running counters (O(1) or O(live sequences))."""
 
     def clear_blocked(self) -> None:
         """The head-of-queue request is no longer blocked (admitted, rejected or withdrawn)."""
+
+    def check_invariants(self) -> None:
+        """Extension, for tests only (O(blocks + sequences)): assert every invariant of DESIGN §3."""

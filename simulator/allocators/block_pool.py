@@ -1,0 +1,118 @@
+"""The physical blocks of the paged allocator: ref counts, the free-block queue and the prefix cache.
+
+Modelled on vLLM's block pool (v1 ``vllm/v1/core/block_pool.py``) with one difference, taken from vLLM v0's
+evictor: a free block that holds no cached prefix goes back on a plain free list that is used *first*, and
+only when that list is empty is the least recently used cached block evicted. (v1 keeps one LRU queue for
+both, so a freshly freed uncached block can outlive an older cached one; v0's order keeps more hits.)
+
+Every operation is O(1): free lists are a stack and an insertion-ordered dict (LRU order), ``hash_to_block``
+is a dict.
+"""
+
+from __future__ import annotations
+
+
+class BlockPool:
+    """Invariant: every block is in exactly one of three states — in use (``ref_cnt > 0``), free and clean (on
+    ``free_block_ids``), or free and cached (in ``cached_free_blocks``, with a hash in ``hash_to_block``).
+    ``num_used_tokens`` is the sum of ``num_filled`` over the blocks in use."""
+
+    def __init__(self, num_blocks: int, block_size: int) -> None:
+        self.num_blocks = num_blocks
+        self.block_size = block_size
+        self.ref_cnt = [0] * num_blocks  # block id -> number of block tables holding it
+        self.num_filled = [0] * num_blocks  # block id -> tokens stored in it (0..block_size)
+        self.block_hash: list[int | None] = [None] * num_blocks  # set only for full, cached prompt blocks
+        self.hash_to_block: dict[int, int] = {}
+        # Reversed so that block 0 is handed out first: deterministic and easy to read in tests.
+        self.free_block_ids = list(range(num_blocks - 1, -1, -1))
+        self.cached_free_blocks: dict[int, None] = {}  # LRU order: first key is evicted first
+        self.num_used_tokens = 0
+        self.num_evictions = 0
+
+    @property
+    def num_free_blocks(self) -> int:
+        """Blocks that can be handed out now: clean ones plus cached ones that would be evicted."""
+        return len(self.free_block_ids) + len(self.cached_free_blocks)
+
+    @property
+    def num_used_blocks(self) -> int:
+        return self.num_blocks - self.num_free_blocks
+
+    @property
+    def num_cached_free_blocks(self) -> int:
+        return len(self.cached_free_blocks)
+
+    def get_new_block(self) -> int:
+        """An empty block with ref_cnt 1. The caller has checked ``num_free_blocks``."""
+        if self.free_block_ids:
+            block_id = self.free_block_ids.pop()
+        else:
+            block_id = next(iter(self.cached_free_blocks))  # least recently used
+            del self.cached_free_blocks[block_id]
+            del self.hash_to_block[self.block_hash[block_id]]
+            self.block_hash[block_id] = None
+            self.num_evictions += 1
+        self.ref_cnt[block_id] = 1
+        self.num_filled[block_id] = 0
+        return block_id
+
+    def touch(self, block_id: int) -> None:
+        """Take one more reference to a block found in the prefix cache (reviving it if it was free)."""
+        if self.ref_cnt[block_id] == 0:
+            del self.cached_free_blocks[block_id]
+            self.num_used_tokens += self.num_filled[block_id]
+        self.ref_cnt[block_id] += 1
+
+    def share(self, block_id: int) -> None:
+        """One more block table holds an in-use block (fork)."""
+        assert self.ref_cnt[block_id] > 0
+        self.ref_cnt[block_id] += 1
+
+    def free_block(self, block_id: int) -> None:
+        """Drop one reference. At zero a cached block joins the LRU tail; any other returns to the clean list."""
+        assert self.ref_cnt[block_id] > 0, f"block {block_id} freed twice"
+        self.ref_cnt[block_id] -= 1
+        if self.ref_cnt[block_id]:
+            return
+        self.num_used_tokens -= self.num_filled[block_id]
+        if self.block_hash[block_id] is not None:
+            self.cached_free_blocks[block_id] = None
+        else:
+            self.num_filled[block_id] = 0
+            self.free_block_ids.append(block_id)
+
+    def set_filled(self, block_id: int, num_filled: int) -> None:
+        assert self.ref_cnt[block_id] > 0 and 0 <= num_filled <= self.block_size
+        self.num_used_tokens += num_filled - self.num_filled[block_id]
+        self.num_filled[block_id] = num_filled
+
+    def lookup(self, block_hash: int) -> int | None:
+        return self.hash_to_block.get(block_hash)
+
+    def cache_block(self, block_id: int, block_hash: int) -> None:
+        """Register a full prompt block under its hash, unless another block already holds that content."""
+        assert self.num_filled[block_id] == self.block_size
+        if block_hash not in self.hash_to_block and self.block_hash[block_id] is None:
+            self.hash_to_block[block_hash] = block_id
+            self.block_hash[block_id] = block_hash
+
+    def check_invariants(self, expected_ref_cnt: list[int]) -> None:
+        """O(num_blocks): ref counts equal the block tables' holdings; each block in exactly one state."""
+        assert self.ref_cnt == expected_ref_cnt, (
+            "ref_cnt differs from the number of block tables holding a block"
+        )
+        clean = set(self.free_block_ids)
+        assert len(clean) == len(self.free_block_ids), "a block is on the free list twice"
+        assert not clean & self.cached_free_blocks.keys(), "a block is both clean-free and cached-free"
+        free = clean | self.cached_free_blocks.keys()
+        assert free == {b for b in range(self.num_blocks) if self.ref_cnt[b] == 0}, (
+            "free lists != unreferenced"
+        )
+        for block_hash, block_id in self.hash_to_block.items():
+            assert self.block_hash[block_id] == block_hash
+            assert self.num_filled[block_id] == self.block_size, "a cached block is not full"
+        assert all(self.block_hash[b] is not None for b in self.cached_free_blocks)
+        assert sum(1 for h in self.block_hash if h is not None) == len(self.hash_to_block)
+        used_tokens = sum(self.num_filled[b] for b in range(self.num_blocks) if self.ref_cnt[b] > 0)
+        assert used_tokens == self.num_used_tokens, "num_used_tokens counter drifted"

@@ -1,0 +1,374 @@
+"""vLLM's PagedAttention allocator (Kwon et al., SOSP'23): fixed-size blocks allocated on demand.
+
+Each sequence has a ``block_table`` (logical block idx -> physical block id). Forks (parallel samples, beam
+search) share blocks by ref count; the shared last, partial block is copied when a child appends to it
+(copy-on-write). With ``enable_prefix_caching``, full prompt blocks are registered under a chained hash and
+reused by later prompts; unreferenced cached blocks stay in memory (free + ``cached_bytes``) until evicted LRU.
+
+Prefix hashes. A trace gives one hash per ``PREFIX_BLOCK_TOKENS`` (512, Mooncake's ``hash_ids``) prompt tokens.
+Block ``i`` covers tokens ``[i*block_size, (i+1)*block_size)``; its hash chains the previous block's hash, ``i``,
+and the trace hashes of the chunks the block lies in: ``h_i = hash((h_{i-1}, i, *chunk_hashes))``. Two prompts
+share block ``i`` exactly when they share every chunk up to the one holding its last token. Only full blocks
+of prompt tokens get a hash. As in vLLM, a prompt never hits on its last token (it must be computed to give
+the first output's logits), so at most ``(num_tokens - 1) // block_size`` blocks hit.
+
+Accounting (DESIGN §3): ``token_states`` = tokens stored in blocks in use, each shared block once; only a
+sequence's last block can be partly empty, and its empty slots are ``reserved`` up to the sequence's final
+length and ``internal_frag`` beyond it; ``external_frag`` = 0. All counters are kept incrementally, so every
+call is O(blocks touched) and ``breakdown`` is O(1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from kvsim.errors import KvsimError
+from kvsim.simulator.allocators.base import Admission, MemoryBreakdown
+from kvsim.simulator.allocators.block_pool import BlockPool
+from kvsim.simulator.allocators.spec import spec_string
+from kvsim.simulator.specs import ModelSpec
+from kvsim.traces.request import PREFIX_BLOCK_TOKENS
+
+# Host <-> GPU copy bandwidth for swapping: PCIe 4.0 x16, 64 GB/s bidirectional = 32 GB/s per direction
+# (NVIDIA A100 datasheet, "PCIe Gen4: 64GB/s"). Achieved copies are lower; calibration may replace it.
+PCIE_BW_BYTES_PER_S = 32e9
+
+
+@dataclass(frozen=True)
+class PagedConfig:
+    block_size: int = 16  # tokens per block (vLLM default)
+    enable_prefix_caching: bool = False
+    pcie_bw_bytes_per_s: float = PCIE_BW_BYTES_PER_S
+
+    def __post_init__(self) -> None:
+        if self.block_size <= 0:
+            raise KvsimError(f"paged: block_size must be a positive number of tokens, got {self.block_size}")
+        if self.pcie_bw_bytes_per_s <= 0:
+            raise KvsimError(f"paged: pcie_bw_bytes_per_s must be positive, got {self.pcie_bw_bytes_per_s}")
+
+
+@dataclass(slots=True)
+class _Seq:
+    block_table: list[int]  # logical block idx -> physical block id; empty while swapped out
+    num_tokens: int
+    final_num_tokens: int
+    block_hashes: list[int] = field(default_factory=list)  # hashes of the full prompt blocks, in order
+    num_swapped_blocks: int = 0  # > 0 while the sequence lives in CPU swap space
+
+
+class PagedAllocator:
+    """Invariant (``check_invariants``): ref_cnt[b] equals the number of block tables holding b; every
+    block is in use, clean-free or cached-free, never two; the five parts sum to capacity."""
+
+    attention_kernel = "paged"
+    config_cls = PagedConfig
+
+    def __init__(
+        self,
+        config: PagedConfig,
+        *,
+        model: ModelSpec,
+        tp: int,
+        capacity_bytes: int,
+        swap_space_bytes: int = 0,
+    ) -> None:
+        self.config = config
+        self.block_size = config.block_size
+        self.capacity_bytes = capacity_bytes
+        self.kv_bytes_per_token = model.kv_bytes_per_token(tp)
+        self.max_model_len = model.max_model_len
+        self.block_bytes = self.block_size * self.kv_bytes_per_token
+        num_blocks = capacity_bytes // self.block_bytes
+        if num_blocks == 0:
+            raise KvsimError(
+                f"paged: KV capacity {capacity_bytes} bytes holds no block of {self.block_bytes} "
+                f"bytes; lower block_size or give the model more memory"
+            )
+        self.pool = BlockPool(num_blocks, self.block_size)
+        self.num_cpu_blocks = swap_space_bytes // self.block_bytes
+        self.num_cpu_blocks_used = 0
+        self.name = spec_string("paged", config, always=("block_size",))
+        self.seqs: dict[int, _Seq] = {}
+        # Partly filled last blocks: block id -> seq_ids whose last block it is (several after a fork), and
+        # the slots of it counted as reserved. Only these blocks have empty slots.
+        self._partial_sharers: dict[int, list[int]] = {}
+        self._partial_reserved: dict[int, int] = {}
+        self._num_reserved_slots = 0
+        self._pending_overhead_s = 0.0
+        self.num_cow_copies = 0
+
+    # -- the KVAllocator Protocol ------------------------------------------------------------------------
+
+    def rejection_reason(self, num_prompt_tokens: int, num_output_tokens: int) -> str | None:
+        total = num_prompt_tokens + num_output_tokens
+        if total > self.max_model_len:
+            return (
+                f"prompt {num_prompt_tokens} + output {num_output_tokens} tokens exceed max_model_len "
+                f"{self.max_model_len}"
+            )
+        num_blocks = -(-total // self.block_size)
+        if num_blocks > self.pool.num_blocks:
+            return (
+                f"needs {num_blocks} blocks of {self.block_size} tokens but the replica holds only "
+                f"{self.pool.num_blocks}"
+            )
+        return None
+
+    def allocate(
+        self,
+        seq_id: int,
+        num_tokens: int,
+        *,
+        final_num_tokens: int,
+        prefix_block_hashes: Sequence[int] | None = None,
+        num_prompt_tokens: int | None = None,
+    ) -> Admission | None:
+        assert seq_id not in self.seqs, f"seq {seq_id} allocated twice"
+        assert num_tokens > 0
+        block_hashes = []
+        if self.config.enable_prefix_caching and prefix_block_hashes:
+            block_hashes = self._prompt_block_hashes(prefix_block_hashes, num_prompt_tokens or num_tokens)
+        hits = []
+        for block_hash in block_hashes[: (num_tokens - 1) // self.block_size]:
+            block_id = self.pool.lookup(block_hash)
+            if block_id is None:
+                break
+            hits.append(block_id)
+        num_revived = sum(1 for b in hits if self.pool.ref_cnt[b] == 0)
+        num_new = -(-num_tokens // self.block_size) - len(hits)
+        if num_new > self.pool.num_free_blocks - num_revived:
+            return None
+        for block_id in hits:
+            self.pool.touch(block_id)
+        seq = _Seq(
+            block_table=list(hits),
+            num_tokens=len(hits) * self.block_size,
+            final_num_tokens=final_num_tokens,
+            block_hashes=block_hashes,
+        )
+        self.seqs[seq_id] = seq
+        self._grow(seq_id, seq, num_tokens - seq.num_tokens)
+        return Admission(num_cached_tokens=len(hits) * self.block_size)
+
+    def append_slots(self, seq_id: int, num_new_tokens: int) -> bool:
+        seq = self.seqs[seq_id]
+        assert not seq.num_swapped_blocks, f"seq {seq_id} is swapped out"
+        if self._num_new_blocks(seq, num_new_tokens) > self.pool.num_free_blocks:
+            return False
+        if num_new_tokens:
+            self._grow(seq_id, seq, num_new_tokens)
+        return True
+
+    def max_uniform_growth(self, seq_ids: Sequence[int], limit: int) -> int:
+        """Binary search on k; each probe is O(len(seq_ids)), counting copy-on-write copies exactly: of r
+        listed sharers of a partial block held by c tables, min(r, c - 1) must copy."""
+        seqs = [self.seqs[s] for s in seq_ids]
+        assert all(s.block_table for s in seqs), "max_uniform_growth of a swapped-out sequence"
+        sharers_listed: dict[int, int] = {}
+        for seq in seqs:
+            last = seq.block_table[-1]
+            if self.pool.num_filled[last] < self.block_size and self.pool.ref_cnt[last] > 1:
+                sharers_listed[last] = sharers_listed.get(last, 0) + 1
+        num_copies = sum(min(r, self.pool.ref_cnt[b] - 1) for b, r in sharers_listed.items())
+        num_free = self.pool.num_free_blocks
+
+        def fits(k: int) -> bool:
+            bs = self.block_size
+            need = sum(-(-(s.num_tokens + k) // bs) - len(s.block_table) for s in seqs)
+            return need + (num_copies if k else 0) <= num_free
+
+        lo, hi = 0, limit  # fits(lo) holds: growing by 0 needs nothing
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if fits(mid):
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    def fork(self, parent_seq_id: int, child_seq_id: int, *, final_num_tokens: int | None = None) -> bool:
+        parent = self.seqs[parent_seq_id]
+        assert child_seq_id not in self.seqs and not parent.num_swapped_blocks
+        for block_id in parent.block_table:
+            self.pool.share(block_id)
+        child = _Seq(
+            block_table=list(parent.block_table),
+            num_tokens=parent.num_tokens,
+            final_num_tokens=final_num_tokens or parent.final_num_tokens,
+            block_hashes=parent.block_hashes,
+        )
+        self.seqs[child_seq_id] = child
+        self._attach_last(child_seq_id, child)
+        return True
+
+    def free(self, seq_id: int) -> None:
+        seq = self.seqs.pop(seq_id)
+        if seq.num_swapped_blocks:
+            self.num_cpu_blocks_used -= seq.num_swapped_blocks
+            return
+        self._detach_last(seq_id, seq)
+        # Last block first, so that a prompt's early (most shareable) blocks are the last to be evicted.
+        for block_id in reversed(seq.block_table):
+            self.pool.free_block(block_id)
+
+    def swap_out(self, seq_id: int) -> int | None:
+        seq = self.seqs[seq_id]
+        num_blocks = len(seq.block_table)
+        if seq.num_swapped_blocks or num_blocks > self.num_cpu_blocks - self.num_cpu_blocks_used:
+            return None
+        self._detach_last(seq_id, seq)
+        for block_id in reversed(seq.block_table):
+            self.pool.free_block(block_id)
+        seq.block_table = []
+        seq.num_swapped_blocks = num_blocks
+        self.num_cpu_blocks_used += num_blocks
+        return self._charge_transfer(num_blocks * self.block_bytes)
+
+    def swap_in(self, seq_id: int) -> int | None:
+        seq = self.seqs[seq_id]
+        num_blocks = seq.num_swapped_blocks
+        assert num_blocks, f"seq {seq_id} is not swapped out"
+        if num_blocks > self.pool.num_free_blocks:
+            return None
+        seq.num_swapped_blocks = 0
+        self.num_cpu_blocks_used -= num_blocks
+        num_tokens, seq.num_tokens = seq.num_tokens, 0
+        self._grow(seq_id, seq, num_tokens)
+        return self._charge_transfer(num_blocks * self.block_bytes)
+
+    def take_overhead_s(self, previous_step_s: float = 0.0) -> float:
+        """Swap transfer time (bytes ÷ ``pcie_bw_bytes_per_s``) since the last call; never hidden."""
+        overhead_s, self._pending_overhead_s = self._pending_overhead_s, 0.0
+        return overhead_s
+
+    def breakdown(self) -> MemoryBreakdown:
+        token_states = self.pool.num_used_tokens * self.kv_bytes_per_token
+        num_empty_slots = self.pool.num_used_blocks * self.block_size - self.pool.num_used_tokens
+        reserved = self._num_reserved_slots * self.kv_bytes_per_token
+        internal_frag = num_empty_slots * self.kv_bytes_per_token - reserved
+        return MemoryBreakdown(
+            token_states=token_states,
+            reserved=reserved,
+            internal_frag=internal_frag,
+            external_frag=0,
+            free=self.capacity_bytes - token_states - reserved - internal_frag,
+            cached_bytes=self.pool.num_cached_free_blocks * self.block_bytes,
+        )
+
+    def clear_blocked(self) -> None:
+        """Nothing to clear: paged memory has no external fragmentation."""
+
+    def check_invariants(self) -> None:
+        """O(blocks + sequences), for tests: every claim of the class docstring and of DESIGN §3."""
+        bs, pool = self.block_size, self.pool
+        expected_ref_cnt = [0] * pool.num_blocks
+        partial: dict[int, list[int]] = {}
+        for seq_id, seq in self.seqs.items():
+            table = seq.block_table
+            if seq.num_swapped_blocks:
+                assert not table
+                continue
+            assert len(table) == -(-seq.num_tokens // bs), f"seq {seq_id}: block table length"
+            for block_id in table:
+                expected_ref_cnt[block_id] += 1
+            assert all(pool.num_filled[b] == bs for b in table[:-1]), (
+                f"seq {seq_id}: a non-last block not full"
+            )
+            assert pool.num_filled[table[-1]] == seq.num_tokens - (len(table) - 1) * bs
+            if pool.num_filled[table[-1]] < bs:
+                partial.setdefault(table[-1], []).append(seq_id)
+        pool.check_invariants(expected_ref_cnt)
+        assert {b: sorted(s) for b, s in partial.items()} == {
+            b: sorted(s) for b, s in self._partial_sharers.items()
+        }, "partial-block sharers drifted"
+        num_reserved = 0
+        for block_id, sharers in partial.items():
+            will_fill = max(self.seqs[s].final_num_tokens - self.seqs[s].num_tokens for s in sharers)
+            num_reserved += max(0, min(bs - pool.num_filled[block_id], will_fill))
+        assert num_reserved == self._num_reserved_slots, "reserved counter drifted"
+        parts = self.breakdown()
+        assert min(parts.as_dict().values()) >= 0 and parts.capacity_bytes == self.capacity_bytes, parts
+        assert parts.external_frag == 0
+        assert parts.internal_frag < max(1, len(partial)) * self.block_bytes, (
+            "internal_frag >= a block per seq"
+        )
+        assert parts.cached_bytes <= parts.free
+        num_swapped = sum(seq.num_swapped_blocks for seq in self.seqs.values())
+        assert num_swapped == self.num_cpu_blocks_used <= self.num_cpu_blocks
+
+    # -- internals ----------------------------------------------------------------------------------------
+
+    def _prompt_block_hashes(self, chunk_hashes: Sequence[int], num_prompt_tokens: int) -> list[int]:
+        num_hashed_tokens = min(len(chunk_hashes) * PREFIX_BLOCK_TOKENS, num_prompt_tokens)
+        bs, block_hashes, prev = self.block_size, [], 0
+        for i in range(num_hashed_tokens // bs):
+            first, last = i * bs // PREFIX_BLOCK_TOKENS, ((i + 1) * bs - 1) // PREFIX_BLOCK_TOKENS
+            prev = hash((prev, i, *chunk_hashes[first : last + 1]))
+            block_hashes.append(prev)
+        return block_hashes
+
+    def _num_new_blocks(self, seq: _Seq, num_new_tokens: int) -> int:
+        last = seq.block_table[-1]
+        cow = (
+            num_new_tokens > 0
+            and self.pool.num_filled[last] < self.block_size
+            and self.pool.ref_cnt[last] > 1
+        )
+        return -(-(seq.num_tokens + num_new_tokens) // self.block_size) - len(seq.block_table) + cow
+
+    def _grow(self, seq_id: int, seq: _Seq, num_new_tokens: int) -> None:
+        """Store ``num_new_tokens`` more tokens (capacity already checked): copy a shared partial last block,
+        fill the last block, then new blocks; register newly full prompt blocks in the prefix cache."""
+        pool, bs, table = self.pool, self.block_size, seq.block_table
+        if table:
+            self._detach_last(seq_id, seq)
+            last = table[-1]
+            if pool.num_filled[last] < bs and pool.ref_cnt[last] > 1:  # copy-on-write
+                copy = pool.get_new_block()
+                pool.set_filled(copy, pool.num_filled[last])
+                pool.free_block(last)
+                self._refresh_partial(last)
+                table[-1] = copy
+                self.num_cow_copies += 1
+        remaining = num_new_tokens
+        while remaining:
+            if not table or pool.num_filled[table[-1]] == bs:
+                table.append(pool.get_new_block())
+            last = table[-1]
+            num_fill = min(remaining, bs - pool.num_filled[last])
+            pool.set_filled(last, pool.num_filled[last] + num_fill)
+            remaining -= num_fill
+            idx = len(table) - 1
+            if pool.num_filled[last] == bs and idx < len(seq.block_hashes):
+                pool.cache_block(last, seq.block_hashes[idx])
+        seq.num_tokens += num_new_tokens
+        self._attach_last(seq_id, seq)
+
+    def _detach_last(self, seq_id: int, seq: _Seq) -> None:
+        sharers = self._partial_sharers.get(seq.block_table[-1]) if seq.block_table else None
+        if sharers is not None:
+            sharers.remove(seq_id)
+            self._refresh_partial(seq.block_table[-1])
+
+    def _attach_last(self, seq_id: int, seq: _Seq) -> None:
+        last = seq.block_table[-1]
+        if self.pool.num_filled[last] < self.block_size:
+            self._partial_sharers.setdefault(last, []).append(seq_id)
+            self._refresh_partial(last)
+
+    def _refresh_partial(self, block_id: int) -> None:
+        """Recount a partial block's reserved slots: the empty ones that some sharer will still fill."""
+        self._num_reserved_slots -= self._partial_reserved.pop(block_id, 0)
+        sharers = self._partial_sharers.get(block_id)
+        if not sharers:
+            self._partial_sharers.pop(block_id, None)
+            return
+        will_fill = max(self.seqs[s].final_num_tokens - self.seqs[s].num_tokens for s in sharers)
+        num_reserved = max(0, min(self.block_size - self.pool.num_filled[block_id], will_fill))
+        self._partial_reserved[block_id] = num_reserved
+        self._num_reserved_slots += num_reserved
+
+    def _charge_transfer(self, num_bytes: int) -> int:
+        self._pending_overhead_s += num_bytes / self.config.pcie_bw_bytes_per_s
+        return num_bytes
