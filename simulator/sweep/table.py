@@ -16,13 +16,18 @@ from typing import Any
 
 # column -> path of keys into summary.json
 HEADLINE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "label": ("label",),
+    # the point's offered rate (the runner reports it beside the summary): kvsim.reports' rate-sweep x axis
+    "request_rate_per_s": ("workload", "request_rate_per_s"),
+    # = normalized_latency_mean_s_per_token, under the name kvsim.reports' rate-sweep figure reads
+    "normalized_latency_s_per_token": ("latency", "normalized_latency_s_per_token", "mean"),
     "num_requests": ("num_requests",),
     "num_finished": ("num_finished",),
     "num_rejected": ("num_rejected",),
     "num_preemptions": ("num_preemptions",),
     "duration_s": ("duration_s",),
     "throughput_requests_per_s": ("throughput", "requests_per_s"),
-    "throughput_output_tokens_per_s": ("throughput", "output_tokens_per_s"),
+    "output_tokens_per_s": ("throughput", "output_tokens_per_s"),
     "goodput_requests_per_s": ("goodput", "requests_per_s"),
     "goodput_fraction": ("goodput", "fraction"),
 }

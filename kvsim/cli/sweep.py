@@ -1,0 +1,107 @@
+"""``kvsim sweep``: a grid over config fields, each point a full simulation (DESIGN §7, issue 7)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from kvsim.errors import KvsimError
+
+EPILOG = """\b
+Grid grammar: --grid FIELD=V1,V2 (repeat --grid to add fields or values);
+  START:STOP:STEP is an inclusive range (rate=1:10:0.5);
+  values holding commas are separated by ';' instead:
+  --grid 'allocator=paged:block_size=16,prefix_caching=true;vattention:page_size=64KiB'
+Fields: any SimConfig field (allocator, gpu, tp, max_num_seqs, ...) plus trace, trace_format,
+  num_requests, rate, rate_scale, arrival, cv.
+
+\b
+Example:
+  kvsim sweep --set trace=sharegpt --set model=opt-13b --set gpu=a100-40gb \\
+    --grid allocator=paged,reserved:max,reserved:pow2,reserved:oracle --grid rate=0.5:3:0.5 \\
+    --set num_requests=500 --out runs/fig12 --jobs 2
+
+Writes OUT/results.csv (one row per point, grid order), OUT/points/<point_id>/ (a run folder each)
+and OUT/sweep.json. A point's seed derives from the sweep seed and its trace fields, so every
+allocator and rate replays the same request sample.
+"""
+
+
+def _parse_sets(options: tuple[str, ...]) -> dict:
+    from kvsim.simulator.sweep.grid import parse_value
+
+    fixed = {}
+    for option in options:
+        name, sep, value = option.partition("=")
+        if not sep or not name.strip():
+            raise KvsimError(f"--set {option!r}: write FIELD=VALUE, e.g. --set trace=sharegpt")
+        fixed[name.strip()] = parse_value(value)
+    return fixed
+
+
+@click.command(epilog=EPILOG)
+@click.argument("spec_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--grid", "grid_options", multiple=True, metavar="FIELD=VALUES", help="Swept field (repeatable)."
+)
+@click.option("--set", "set_options", multiple=True, metavar="FIELD=VALUE", help="Fixed field (repeatable).")
+@click.option("--seed", type=int, default=None, help="Sweep seed (default 0, or the spec file's).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--jobs", type=int, default=1, show_default=True, help="Points run at once (processes).")
+@click.option(
+    "--ray-address", default=None, help="Run on a Ray cluster ('auto', 'ray://host:10001', or 'local')."
+)
+@click.option("--resume", is_flag=True, help="Skip points already done in OUT; rerun failed ones.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def sweep(spec_file, grid_options, set_options, seed, out_dir, jobs, ray_address, resume, progress):
+    """Run a grid of simulations (SPEC_FILE: a TOML with seed, [base] and [grid]; options add to it)."""
+    from kvsim.simulator.sweep import Grid, SweepSpec, run_sweep
+    from kvsim.simulator.sweep.engine import check_fields
+    from kvsim.simulator.sweep.point import SEED_FIELDS, known_fields, simulate_point
+
+    if spec_file is None and not grid_options:
+        raise KvsimError("nothing to sweep: give --grid FIELD=V1,V2 options or a TOML spec file")
+    grid = Grid.from_options(grid_options)
+    base = _parse_sets(set_options)
+    file_seed = 0
+    if spec_file is not None:
+        from_file = SweepSpec.from_toml(spec_file)
+        grid = from_file.grid.merged(grid)
+        base = {**from_file.base, **base}
+        file_seed = from_file.seed
+    spec = SweepSpec(grid=grid, base=base, seed=file_seed if seed is None else seed, seed_fields=SEED_FIELDS)
+    check_fields(spec, known_fields())
+    click.echo(f"sweep: {len(spec.grid)} points over {', '.join(spec.grid.names)} -> {out_dir}", err=True)
+    result = run_sweep(
+        spec, simulate_point, out_dir, jobs=jobs, ray_address=ray_address, resume=resume, progress=progress
+    )
+    _print_table(result.rows, spec.grid.names)
+    click.echo(
+        f"{len(result.rows)} points ({result.num_run} run now, {len(result.rows) - result.num_run} resumed), "
+        f"{result.num_failed} failed; table: {out_dir / 'results.csv'}"
+    )
+    if result.num_failed == len(result.rows):
+        raise KvsimError(f"every point failed; see the error column of {out_dir / 'results.csv'}")
+
+
+_SHOWN = (
+    ("ttft_p99_s", "ttft p99 s"),
+    ("tpot_p99_s", "tpot p99 s"),
+    ("normalized_latency_s_per_token", "norm lat s/tok"),
+    ("throughput_requests_per_s", "req/s"),
+)
+
+
+def _print_table(rows, names) -> None:
+    header = [*names, *(title for _, title in _SHOWN)]
+    lines = [header]
+    for row in rows:
+        if row["status"] != "ok":
+            lines.append([str(row[n]) for n in names] + [f"ERROR {row['error']}"[:60]])
+            continue
+        cells = [f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]) for c, _ in _SHOWN]
+        lines.append([str(row[n]) for n in names] + cells)
+    widths = [max(len(line[i]) for line in lines if i < len(line)) for i in range(len(header))]
+    for line in lines:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())

@@ -1,0 +1,114 @@
+"""The point runner that runs kvsim's simulator: a flat dict of fields -> a run folder and its summary.
+
+A point's fields are the ``SimConfig`` fields (``allocator``, ``gpu``, ``tp``, ``max_num_seqs``, ...) plus the
+workload fields below. Everything the sweep and the planner vary goes through this one function, so a grid
+can vary any config field without code here knowing about it.
+
+Workload fields:
+- ``trace``: a bundled trace name (``kvsim traces list``) or a file path (required)
+- ``trace_format``: the file's format when it cannot be detected
+- ``num_requests``: keep the first N requests (cut before rescaling, so the cut part has the asked rate)
+- ``rate``: rescale arrival times to this mean rate, requests/s; or ``rate_scale``: × the trace's own rate
+- ``arrival``, ``cv``: the arrival process of a length dataset (``poisson``, or ``gamma`` with ``cv``)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kvsim.errors import KvsimError
+from kvsim.simulator.config import SimConfig
+
+WORKLOAD_FIELDS = ("trace", "trace_format", "num_requests", "rate", "rate_scale", "arrival", "cv")
+# the workload fields that pick which requests are drawn: a sweep point's seed derives from these alone, so
+# points that differ in rate or in the system under test replay the same request sample
+SEED_FIELDS = ("trace", "trace_format", "num_requests", "arrival", "cv")
+
+
+def known_fields() -> tuple[str, ...]:
+    return (*(f.name for f in dataclasses.fields(SimConfig)), *WORKLOAD_FIELDS)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """Which requests, at which rate."""
+
+    trace: str
+    trace_format: str | None = None
+    num_requests: int | None = None
+    rate: float | None = None  # requests/s
+    rate_scale: float | None = None  # × the (cut) trace's own mean rate
+    arrival: str = "poisson"
+    cv: float | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.trace, str) or not self.trace:
+            raise KvsimError(
+                "no trace: set the `trace` field (a bundled name such as sharegpt, or a file path)"
+            )
+        if self.rate is not None and self.rate_scale is not None:
+            raise KvsimError("both `rate` and `rate_scale` set; give the rate (req/s) or the scale, not both")
+        for name in ("rate", "rate_scale", "num_requests"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, (bool, str)) or not value > 0):
+                raise KvsimError(f"`{name}` must be a positive number, got {value!r}")
+
+    def load(self):
+        """The trace, cut and rescaled (kvsim.traces); imported here to keep ``import kvsim`` light."""
+        from kvsim.traces import load_trace, mean_rate_per_s, rescale_to_rate, take_first
+
+        lengths_only_rate = self.rate  # a length dataset needs a rate to draw its arrivals at
+        trace = load_trace(
+            self.trace,
+            self.trace_format,
+            rate=lengths_only_rate,
+            seed=self.seed,
+            arrival=self.arrival,
+            cv=self.cv,
+        )
+        if self.num_requests is not None:
+            trace = take_first(trace, int(self.num_requests))
+        if self.rate is not None:
+            trace = rescale_to_rate(trace, float(self.rate))
+        elif self.rate_scale is not None:
+            native = mean_rate_per_s(trace)
+            if native is None:
+                raise KvsimError(f"trace {self.trace!r} spans no time, so `rate_scale` has no rate to scale")
+            trace = rescale_to_rate(trace, native * float(self.rate_scale))
+        return trace
+
+
+def split_fields(fields: dict[str, Any]) -> tuple[SimConfig, Workload]:
+    """A flat point -> (SimConfig, Workload); an unknown field is an error that lists the known ones."""
+    unknown = sorted(set(fields) - set(known_fields()))
+    if unknown:
+        raise KvsimError(f"unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known_fields()))}")
+    workload_values = {k: v for k, v in fields.items() if k in WORKLOAD_FIELDS}
+    if "trace" not in workload_values:
+        raise KvsimError("no trace: set the `trace` field (a bundled name such as sharegpt, or a file path)")
+    config_values = {k: v for k, v in fields.items() if k not in WORKLOAD_FIELDS}
+    try:
+        config = SimConfig.from_dict(config_values)
+    except TypeError as exc:  # a value of the wrong type that __post_init__ did not catch
+        raise KvsimError(f"bad config value: {exc}") from exc
+    return config, Workload(**workload_values, seed=config.seed)
+
+
+def simulate_point(fields: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    """Run one simulation and write its run folder into ``out_dir``; return its summary plus ``workload``
+    (the offered rate and request count, which summary.json does not hold)."""
+    from kvsim.simulator.run import simulate
+    from kvsim.traces import mean_rate_per_s
+
+    config, workload = split_fields(fields)
+    trace = workload.load()
+    result = simulate(config, trace)
+    result.write(Path(out_dir))
+    return {
+        **result.summary,
+        "workload": {"request_rate_per_s": mean_rate_per_s(trace), "num_requests": len(trace)},
+    }
