@@ -1,1 +1,14 @@
-"""kvsim.simulator.schedulers: scheduling policies behind the Scheduler Protocol."""
+"""Scheduling policies behind the ``Scheduler`` Protocol, one file each, registered by name (DESIGN §4)."""
+
+from kvsim.simulator.schedulers.base import Scheduler, SchedulerBase
+from kvsim.simulator.schedulers.orca import OrcaScheduler
+from kvsim.simulator.schedulers.static import StaticScheduler
+from kvsim.simulator.schedulers.vllm import VllmScheduler
+
+SCHEDULERS: dict[str, type[SchedulerBase]] = {
+    "vllm": VllmScheduler,
+    "orca": OrcaScheduler,
+    "static": StaticScheduler,
+}
+
+__all__ = ["SCHEDULERS", "OrcaScheduler", "Scheduler", "SchedulerBase", "StaticScheduler", "VllmScheduler"]

@@ -1,0 +1,194 @@
+"""The SimPy model: an arrival source, a router, and one step loop per replica (DESIGN §1, §7b; STYLE 1).
+
+Story of a request: the source releases it at its ``arrival_s``; requests that could never be served are
+rejected there with a reason; the router hands the others to a replica's scheduler; the replica's loop picks
+it up at its next step start, prefills it, decodes it, and hands it to the recorder when it ends.
+
+Speed: a replica's step costs O(1) plus O(requests it touches). When a step is pure decode, the loop asks the
+scheduler how many identical steps can run before anything but decode progress changes (a completion, memory
+running out) and cuts the run at the step that ends at or after the next arrival anywhere; it times them
+with one ``CostModel.decode_step_times`` call and advances them in one SimPy timeout. The replica keeps its
+own clock as a running sum of step durations (``np.cumsum``, sequential), so ``fast_forward=False`` (windows
+of one step) reaches the very same float times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import simpy
+
+from kvsim.simulator.cost.base import CostModel
+from kvsim.simulator.recorder import Recorder
+from kvsim.simulator.request_state import RequestState
+from kvsim.simulator.router import ROUTERS
+from kvsim.simulator.schedulers.base import SchedulerBase
+from kvsim.traces.request import Trace
+
+MAX_WINDOW_STEPS = 1 << 14  # one window's cost array; a longer quiet stretch simply takes several windows
+
+
+class ArrivalSource:
+    """Releases the trace's requests at their arrival times and routes them (one SimPy process)."""
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        trace: Trace,
+        replicas: list[Replica],
+        recorder: Recorder,
+        *,
+        router: str,
+        rejection_reason: Callable[[int, int, int], str | None],
+        on_arrival: Callable[[int], None] | None = None,
+    ) -> None:
+        self.env = env
+        self.trace = trace
+        self.replicas = replicas
+        self.recorder = recorder
+        self.route = ROUTERS[router]
+        self.rejection_reason = rejection_reason
+        self.on_arrival = on_arrival
+        self.num_arrived = 0
+        self.next_arrival_s = float(trace.arrival_s[0])
+        self.done = False
+        env.process(self.run())
+
+    def run(self):
+        trace = self.trace
+        arrival_s = trace.arrival_s.tolist()
+        request_id = trace.request_id.tolist()
+        prompt = trace.num_prompt_tokens.tolist()
+        output = trace.num_output_tokens.tolist()
+        num_seqs = np.ones(len(trace), dtype=np.int64)
+        if trace.n is not None:
+            num_seqs = np.maximum(num_seqs, trace.n)
+        if trace.beam_width is not None:
+            num_seqs = np.maximum(num_seqs, trace.beam_width)
+        num_seqs = num_seqs.tolist()
+        hashes = trace.prefix_block_hashes
+        num = len(arrival_s)
+        env = self.env
+        for i in range(num):
+            delay = arrival_s[i] - env.now
+            if delay > 0:
+                yield env.timeout(delay)
+            self.num_arrived = i + 1
+            self.next_arrival_s = arrival_s[i + 1] if i + 1 < num else float("inf")
+            if self.on_arrival is not None:
+                self.on_arrival(i + 1)
+            reason = self.rejection_reason(prompt[i], output[i], num_seqs[i])
+            if reason is not None:
+                self.recorder.reject(i, reason)
+                continue
+            req = RequestState(
+                index=i,
+                request_id=request_id[i],
+                arrival_s=arrival_s[i],
+                num_prompt_tokens=prompt[i],
+                num_output_tokens=output[i],
+                num_seqs=num_seqs[i],
+                prefix_block_hashes=None if hashes is None else hashes[i],
+            )
+            replica = self.replicas[self.route(self.replicas, i)]
+            req.replica = replica.index
+            replica.submit(req)
+        self.done = True
+
+
+class Replica:
+    """One serving instance (a TP group): a scheduler over its allocator, timed by the cost model."""
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        index: int,
+        scheduler: SchedulerBase,
+        cost_model: CostModel,
+        recorder: Recorder,
+        *,
+        fast_forward: bool,
+    ) -> None:
+        self.env = env
+        self.index = index
+        self.scheduler = scheduler
+        self.cost_model = cost_model
+        self.recorder = recorder
+        self.timeline = recorder.timelines[index]
+        self.fast_forward = fast_forward
+        self.num_outstanding = 0  # routed here and not finished (the least-outstanding router reads it)
+        self.source: ArrivalSource | None = None
+        self.clock_s = 0.0
+        self._wakeup: simpy.Event | None = None
+        self._num_arrived_seen = 0
+        env.process(self.run())
+
+    def submit(self, req: RequestState) -> None:
+        self.scheduler.add_request(req)
+        self.num_outstanding += 1
+        if self._wakeup is not None and not self._wakeup.triggered:
+            self._wakeup.succeed()
+
+    def run(self):
+        env = self.env
+        sched = self.scheduler
+        cost = self.cost_model
+        recorder = self.recorder
+        source = self.source
+        assert source is not None, "wire the arrival source before running"
+        while True:
+            now = self.clock_s
+            batch = sched.schedule(now)
+            if sched.changed or source.num_arrived != self._num_arrived_seen:
+                self._record(now, batch)
+            if batch is None:
+                self._wakeup = env.event()
+                yield self._wakeup
+                self._wakeup = None
+                self.clock_s = env.now
+                continue
+            if batch.prefill_q_lens:
+                num_steps = 1
+                ends = [now + cost.step_time(batch).total_s]
+            else:
+                limit = MAX_WINDOW_STEPS if self.fast_forward else 1
+                num_steps, blocks = sched.decode_window(limit)
+                overhead_s = batch.allocator_overhead_s
+                batch.allocator_overhead_s = 0.0
+                durations = cost.decode_step_times(batch, num_steps, blocks)
+                batch.allocator_overhead_s = overhead_s
+                if overhead_s:
+                    durations[0] += overhead_s
+                ends = np.cumsum(np.concatenate(([now], durations)))[1:]
+                if num_steps > 1:
+                    # Cut at the first step ending at or after the next arrival: it is seen at the next start.
+                    cut = int(np.searchsorted(ends, source.next_arrival_s, side="left")) + 1
+                    if cut < num_steps:
+                        num_steps = cut
+            end_s = float(ends[num_steps - 1])
+            yield env.timeout(max(0.0, end_s - env.now))
+            self.clock_s = end_s
+            sched.previous_step_s = end_s - (float(ends[num_steps - 2]) if num_steps > 1 else now)
+            sched.complete_steps(num_steps, end_s)
+            recorder.steps(num_steps, batch.num_seqs, batch.num_tokens)
+            if sched.finished:
+                for req in sched.finished:
+                    recorder.finish(req)
+                self.num_outstanding -= len(sched.finished)
+                sched.finished.clear()
+
+    def _record(self, now: float, batch) -> None:
+        sched = self.scheduler
+        sched.changed = False
+        self._num_arrived_seen = self.source.num_arrived
+        self.timeline.add(
+            now,
+            sched.allocator.breakdown(),
+            saturated=sched.is_saturated,
+            num_running=len(sched.running),
+            num_waiting=len(sched.waiting),
+            num_swapped=len(sched.swapped),
+            num_batched_seqs=0 if batch is None else batch.num_seqs,
+            num_batched_tokens=0 if batch is None else batch.num_tokens,
+        )

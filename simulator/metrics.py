@@ -1,0 +1,118 @@
+"""Per-request and per-run metrics (DESIGN §6) from the recorder's columns: plain numbers, no plotting."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from kvsim.simulator.recorder import PARTS, Recorder
+from kvsim.traces.request import Trace
+
+PERCENTILES = (50, 90, 99)
+
+
+def request_metrics(trace: Trace, rec: Recorder) -> dict[str, np.ndarray]:
+    """Columns [num_requests] of derived latencies (NaN where they do not exist)."""
+    arrival = trace.arrival_s
+    num_output = trace.num_output_tokens.astype(np.float64)
+    e2e = rec.finish_s - arrival
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpot = np.where(num_output > 1, (rec.finish_s - rec.first_token_s) / (num_output - 1), np.nan)
+    return {
+        "ttft_s": rec.first_token_s - arrival,
+        "tpot_s": tpot,
+        "e2e_s": e2e,
+        "normalized_latency_s_per_token": e2e / num_output,
+        "queueing_delay_s": rec.first_scheduled_s - arrival,
+    }
+
+
+def _stats(values: np.ndarray) -> dict[str, float | None]:
+    values = values[~np.isnan(values)]
+    if len(values) == 0:
+        return {"mean": None, **{f"p{p}": None for p in PERCENTILES}, "max": None}
+    pcts = np.percentile(values, PERCENTILES)
+    return {
+        "mean": float(values.mean()),
+        **{f"p{p}": float(v) for p, v in zip(PERCENTILES, pcts)},
+        "max": float(values.max()),
+    }
+
+
+def summarize(
+    trace: Trace,
+    rec: Recorder,
+    *,
+    label: str,
+    allocator: str,
+    scheduler: str,
+    cost_source: str,
+    cost_description: str,
+    capacity_bytes: int,
+    slo_ttft_s: float | None,
+    slo_tpot_s: float | None,
+) -> dict:
+    """The ``summary.json`` mapping (docs/outputs.md). Deterministic: no wall-clock values."""
+    metrics = request_metrics(trace, rec)
+    finished = ~np.isnan(rec.finish_s)
+    num_finished = int(finished.sum())
+    first_arrival_s = float(trace.arrival_s[0])
+    last_finish_s = float(rec.finish_s[finished].max()) if num_finished else first_arrival_s
+    duration_s = last_finish_s - first_arrival_s
+    per_s = (lambda x: x / duration_s) if duration_s > 0 else (lambda x: None)
+    output_tokens = int(trace.num_output_tokens[finished].sum())
+    total_tokens = output_tokens + int(trace.num_prompt_tokens[finished].sum())
+
+    good = finished.copy()
+    if slo_ttft_s is not None:
+        good &= metrics["ttft_s"] <= slo_ttft_s
+    if slo_tpot_s is not None:
+        good &= np.isnan(metrics["tpot_s"]) | (metrics["tpot_s"] <= slo_tpot_s)
+    num_good = int(good.sum())
+
+    timelines = rec.timelines
+    num_replicas = len(timelines)
+    whole = [sum(tl.part_integrals[i] for tl in timelines) for i in range(len(PARTS))]
+    saturated_s = sum(tl.saturated_s for tl in timelines)
+    saturated = [sum(tl.saturated_integrals[i] for tl in timelines) for i in range(len(PARTS))]
+    replica_s = duration_s * num_replicas
+    busy_s = sum(tl.busy_s for tl in timelines)
+    return {
+        "label": label,
+        "allocator": allocator,
+        "scheduler": scheduler,
+        "cost_model": {"source": cost_source, "description": cost_description},
+        "num_requests": len(trace),
+        "num_finished": num_finished,
+        "num_rejected": len(rec.rejected_reason),
+        "rejected_by_reason": dict(sorted(Counter(rec.rejected_reason.values()).items())),
+        "num_preemptions": int(rec.num_preemptions.sum()),
+        "duration_s": duration_s,
+        "throughput": {
+            "requests_per_s": per_s(num_finished),
+            "output_tokens_per_s": per_s(output_tokens),
+            "total_tokens_per_s": per_s(total_tokens),
+        },
+        "latency": {name: _stats(values) for name, values in metrics.items()},
+        "goodput": {
+            "slo": {"ttft_s": slo_ttft_s, "tpot_s": slo_tpot_s},
+            "requests_per_s": per_s(num_good),
+            "fraction": num_good / len(trace),
+        },
+        "memory": {
+            "capacity_bytes": capacity_bytes,
+            # Mean over the replicas' GPUs (one allocator per replica, per GPU of its TP group).
+            "whole_run": {p: (v / replica_s if replica_s > 0 else None) for p, v in zip(PARTS, whole)},
+            "saturated": {
+                "duration_s": saturated_s / num_replicas,
+                **{p: (v / saturated_s if saturated_s > 0 else None) for p, v in zip(PARTS, saturated)},
+            },
+            "peak_used_bytes": max(tl.peak_used_bytes for tl in timelines),
+        },
+        "batch": {
+            "mean_num_seqs": (sum(tl.seq_integral for tl in timelines) / busy_s) if busy_s > 0 else None,
+            "max_num_seqs": rec.max_num_seqs,
+            "mean_num_batched_tokens": (rec.num_batched_tokens / rec.num_steps) if rec.num_steps else None,
+        },
+    }

@@ -1,0 +1,103 @@
+"""Run folders (docs/outputs.md): ``config.json``, ``summary.json``, ``requests.csv``, ``timeline.csv``."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from kvsim.simulator.metrics import request_metrics
+from kvsim.simulator.recorder import TIMELINE_COLUMNS
+
+if TYPE_CHECKING:
+    from kvsim.simulator.run import RunResult
+
+REQUEST_COLUMNS = (
+    "request_id",
+    "replica",
+    "arrival_s",
+    "num_prompt_tokens",
+    "num_output_tokens",
+    "first_scheduled_s",
+    "first_token_s",
+    "finish_s",
+    "ttft_s",
+    "tpot_s",
+    "e2e_s",
+    "normalized_latency_s_per_token",
+    "queueing_delay_s",
+    "num_preemptions",
+    "num_cached_tokens",
+    "rejected_reason",
+)
+
+
+def kvsim_version() -> str:
+    try:
+        return version("kvsim")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def dumps(data: dict) -> str:
+    """Deterministic JSON: sorted keys, floats as Python's shortest repr, NaN as null."""
+    return json.dumps(_clean(data), sort_keys=True, indent=2) + "\n"
+
+
+def _clean(value):
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _cell(value: float) -> str:
+    return "" if math.isnan(value) else repr(value)
+
+
+def write_run_folder(result: RunResult, out_dir: Path) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config = {**result.resolved, "kvsim_version": kvsim_version()}
+    (out_dir / "config.json").write_text(dumps(config), encoding="utf-8")
+    (out_dir / "summary.json").write_text(dumps(result.summary), encoding="utf-8")
+    write_requests_csv(result, out_dir / "requests.csv")
+    write_timeline_csv(result, out_dir / "timeline.csv")
+    return out_dir
+
+
+def write_requests_csv(result: RunResult, path: Path) -> None:
+    trace, rec = result.trace, result.recorder
+    metrics = request_metrics(trace, rec)
+    columns = {
+        "request_id": trace.request_id.tolist(),
+        "replica": rec.replica.tolist(),
+        "arrival_s": [repr(x) for x in trace.arrival_s.tolist()],
+        "num_prompt_tokens": trace.num_prompt_tokens.tolist(),
+        "num_output_tokens": trace.num_output_tokens.tolist(),
+    }
+    for name in ("first_scheduled_s", "first_token_s", "finish_s"):
+        columns[name] = [_cell(x) for x in getattr(rec, name).tolist()]
+    for name, values in metrics.items():
+        columns[name] = [_cell(x) for x in values.tolist()]
+    columns["num_preemptions"] = rec.num_preemptions.tolist()
+    columns["num_cached_tokens"] = rec.num_cached_tokens.tolist()
+    columns["rejected_reason"] = [rec.rejected_reason.get(i, "") for i in range(len(trace))]
+    columns["replica"] = ["" if r < 0 else r for r in columns["replica"]]
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(REQUEST_COLUMNS)
+        writer.writerows(zip(*(columns[name] for name in REQUEST_COLUMNS)))
+
+
+def write_timeline_csv(result: RunResult, path: Path) -> None:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(TIMELINE_COLUMNS)
+        for row in result.recorder.timeline_rows():
+            writer.writerow((repr(row[0]), *row[1:]))

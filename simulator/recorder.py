@@ -1,0 +1,163 @@
+"""The recorder: per-request results as columns, and the per-replica timeline on change (DESIGN §6, §7b).
+
+Memory and batch statistics are step functions of time: a timeline row holds from its ``time_s`` until the
+next row of the same replica, and time-weighted means integrate exactly those steps. Rows are written at
+state changes only (admission, preemption, swap, finish, an arrival anywhere, going idle), so the same rows
+come out whether decode steps are simulated one by one or fast-forwarded.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+
+import numpy as np
+
+from kvsim.simulator.allocators.base import MemoryBreakdown
+from kvsim.simulator.request_state import RequestState
+
+PARTS = ("token_states", "reserved", "internal_frag", "external_frag", "free", "cached_bytes")
+TIMELINE_COLUMNS = (
+    "time_s",
+    "replica",
+    *PARTS,
+    "num_running",
+    "num_waiting",
+    "num_swapped",
+    "num_batched_seqs",
+    "num_batched_tokens",
+)
+
+
+class ReplicaTimeline:
+    """Rows of one replica plus the running integrals of its step functions."""
+
+    def __init__(self, replica: int, keep_rows: bool) -> None:
+        self.replica = replica
+        self.keep_rows = keep_rows
+        self.time_s = array("d")
+        self.values = [array("q") for _ in TIMELINE_COLUMNS[2:]]  # one int64 column per field after replica
+        self.last_time_s: float | None = None
+        self.last_parts = (0,) * len(PARTS)
+        self.last_saturated = False
+        self.last_num_seqs = 0
+        self.part_integrals = [0.0] * len(PARTS)  # byte-seconds
+        self.saturated_integrals = [0.0] * len(PARTS)
+        self.saturated_s = 0.0
+        self.busy_s = 0.0  # time with a batch running
+        self.seq_integral = 0.0  # Σ num_batched_seqs × dt over busy time
+        self.peak_used_bytes = 0
+
+    def advance(self, time_s: float) -> None:
+        """Integrate the current step function up to ``time_s``."""
+        if self.last_time_s is None:
+            return
+        dt = time_s - self.last_time_s
+        if dt <= 0.0:
+            return
+        for i, value in enumerate(self.last_parts):
+            self.part_integrals[i] += value * dt
+        if self.last_saturated:
+            self.saturated_s += dt
+            for i, value in enumerate(self.last_parts):
+                self.saturated_integrals[i] += value * dt
+        if self.last_num_seqs:
+            self.busy_s += dt
+            self.seq_integral += self.last_num_seqs * dt
+        self.last_time_s = time_s
+
+    def add(
+        self,
+        time_s: float,
+        mem: MemoryBreakdown,
+        *,
+        saturated: bool,
+        num_running: int,
+        num_waiting: int,
+        num_swapped: int,
+        num_batched_seqs: int,
+        num_batched_tokens: int,
+    ) -> None:
+        self.advance(time_s)
+        self.last_time_s = time_s
+        parts = (
+            mem.token_states,
+            mem.reserved,
+            mem.internal_frag,
+            mem.external_frag,
+            mem.free,
+            mem.cached_bytes,
+        )
+        self.last_parts = parts
+        self.last_saturated = saturated
+        self.last_num_seqs = num_batched_seqs
+        used = mem.capacity_bytes - mem.free
+        if used > self.peak_used_bytes:
+            self.peak_used_bytes = used
+        if self.keep_rows:
+            self.time_s.append(time_s)
+            for column, value in zip(
+                self.values,
+                (
+                    self.replica,
+                    *parts,
+                    num_running,
+                    num_waiting,
+                    num_swapped,
+                    num_batched_seqs,
+                    num_batched_tokens,
+                ),
+            ):
+                column.append(value)
+
+
+class Recorder:
+    """Results of one simulation: request columns indexed by trace row, and one timeline per replica."""
+
+    def __init__(self, num_requests: int, num_replicas: int, *, keep_timeline: bool = True) -> None:
+        nan = np.full(num_requests, np.nan)
+        self.replica = np.full(num_requests, -1, dtype=np.int64)
+        self.first_scheduled_s = nan.copy()
+        self.first_token_s = nan.copy()
+        self.finish_s = nan.copy()
+        self.num_preemptions = np.zeros(num_requests, dtype=np.int64)
+        self.num_cached_tokens = np.zeros(num_requests, dtype=np.int64)
+        self.rejected_reason: dict[int, str] = {}  # trace row -> reason
+        self.timelines = [ReplicaTimeline(r, keep_timeline) for r in range(num_replicas)]
+        self.num_steps = 0
+        self.num_batched_tokens = 0
+        self.max_num_seqs = 0
+
+    def reject(self, index: int, reason: str) -> None:
+        self.rejected_reason[index] = reason
+
+    def finish(self, req: RequestState) -> None:
+        i = req.index
+        self.replica[i] = req.replica
+        self.first_scheduled_s[i] = req.first_scheduled_s
+        self.first_token_s[i] = req.first_token_s
+        self.finish_s[i] = req.finish_s
+        self.num_preemptions[i] = req.num_preemptions
+        self.num_cached_tokens[i] = req.num_cached_tokens
+
+    def steps(self, num_steps: int, num_seqs: int, num_tokens: int) -> None:
+        self.num_steps += num_steps
+        self.num_batched_tokens += num_steps * num_tokens
+        if num_seqs > self.max_num_seqs:
+            self.max_num_seqs = num_seqs
+
+    def close(self, end_s: float) -> None:
+        for timeline in self.timelines:
+            timeline.advance(end_s)
+
+    def timeline_rows(self) -> list[tuple]:
+        """All rows, ordered by time then replica (a stable merge of the replicas' rows)."""
+        rows = []
+        for tl in self.timelines:
+            rows.extend(zip(tl.time_s, *tl.values))
+        rows.sort(key=lambda row: (row[0], row[1]))
+        return rows
+
+
+def finite_or_none(value: float) -> float | None:
+    return None if math.isnan(value) else value

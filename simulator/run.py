@@ -1,0 +1,227 @@
+"""The Python API: ``simulate(config, trace) -> RunResult`` (the CLI, sweeps and plans are built on it).
+
+from kvsim.simulator import SimConfig, simulate
+from kvsim.traces import load_trace
+
+result = simulate(SimConfig(model="llama-2-7b", gpu="a100-80gb", allocator="paged"), load_trace("azure-conv"))
+result.summary["latency"]["ttft_s"]["p99"]
+result.write("runs/paged")          # config.json, summary.json, requests.csv, timeline.csv (docs/outputs.md)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import simpy
+
+from kvsim.errors import KvsimError
+from kvsim.simulator.allocators.base import KVAllocator
+from kvsim.simulator.config import SimConfig
+from kvsim.simulator.cost.base import CostModel
+from kvsim.simulator.engine import ArrivalSource, Replica
+from kvsim.simulator.metrics import summarize
+from kvsim.simulator.recorder import Recorder
+from kvsim.simulator.schedulers import SCHEDULERS
+from kvsim.simulator.schedulers.vllm import rejection_reason as vllm_rejection_reason
+from kvsim.simulator.specs import GpuSpec, ModelSpec, kv_capacity_bytes
+from kvsim.traces.request import Trace
+
+
+@dataclass
+class RunResult:
+    """What one simulation produced. ``summary`` is the ``summary.json`` mapping; ``write`` makes the run
+    folder. ``recorder`` holds the raw columns and timelines for callers that want more."""
+
+    config: SimConfig
+    trace: Trace
+    summary: dict
+    recorder: Recorder
+    resolved: dict = field(default_factory=dict)  # config.json: config + resolved values + trace + cost model
+
+    @property
+    def label(self) -> str:
+        return self.summary["label"]
+
+    def write(self, out_dir: str | Path) -> Path:
+        from kvsim.simulator.outputs import write_run_folder
+
+        return write_run_folder(self, Path(out_dir))
+
+
+def simulate(
+    config: SimConfig,
+    trace: Trace,
+    *,
+    progress: bool = False,
+    cost_model: CostModel | None = None,
+    allocator_factory: Callable[[], KVAllocator] | None = None,
+    keep_timeline: bool = True,
+) -> RunResult:
+    """Run ``trace`` through ``config``'s deployment and return its metrics.
+
+    ``cost_model`` replaces the one ``config`` names (tests use ``ConstantCostModel``); ``allocator_factory``
+    (called once per replica) replaces the allocator built from ``config.allocator``. ``keep_timeline=False``
+    keeps the time-weighted means but drops the per-change rows (very long traces, sweeps).
+    Raises ``KvsimError`` for unknown names, a model that does not fit, and similar bad input.
+    """
+    model = ModelSpec.from_name(config.model)
+    gpu = GpuSpec.from_name(config.gpu)
+    if config.max_model_len is not None:
+        model = dataclasses.replace(model, max_model_len=config.max_model_len)
+    if config.kv_capacity_bytes is not None:
+        capacity = config.kv_capacity_bytes
+    else:
+        capacity = kv_capacity_bytes(
+            model, gpu, config.tp, config.gpu_memory_utilization, config.activation_reserve_bytes
+        )
+    if cost_model is None:
+        from kvsim.simulator.cost import make_cost_model
+
+        cost_model = make_cost_model(model, gpu, config.tp, profile=config.profile)
+    if allocator_factory is None:
+        allocator_factory = _allocator_factory(config, model, capacity, cost_model)
+    max_num_batched_tokens = config.resolved_max_num_batched_tokens(model.max_model_len)
+
+    env = simpy.Environment()
+    recorder = Recorder(len(trace), config.num_replicas, keep_timeline=keep_timeline)
+    replicas = []
+    for index in range(config.num_replicas):
+        scheduler = _make_scheduler(config, allocator_factory(), max_num_batched_tokens)
+        replicas.append(
+            Replica(env, index, scheduler, cost_model, recorder, fast_forward=config.fast_forward)
+        )
+    allocator = replicas[0].scheduler.allocator
+
+    def rejection_reason(num_prompt_tokens: int, num_output_tokens: int, num_seqs: int) -> str | None:
+        if config.scheduler == "vllm":
+            reason = vllm_rejection_reason(
+                num_prompt_tokens, max_num_batched_tokens, config.enable_chunked_prefill
+            )
+            if reason is not None:
+                return reason
+        if num_seqs > config.max_num_seqs:
+            return f"{num_seqs} parallel sequences exceed max_num_seqs {config.max_num_seqs}"
+        return allocator.rejection_reason(num_prompt_tokens, num_output_tokens)
+
+    bar = _progress_bar(len(trace)) if progress else None
+    source = ArrivalSource(
+        env,
+        trace,
+        replicas,
+        recorder,
+        router=config.router,
+        rejection_reason=rejection_reason,
+        on_arrival=bar,
+    )
+    first_arrival_s = float(trace.arrival_s[0])
+    for replica in replicas:
+        replica.source = source
+        replica.clock_s = first_arrival_s
+        replica.timeline.add(
+            first_arrival_s,
+            replica.scheduler.allocator.breakdown(),
+            saturated=False,
+            num_running=0,
+            num_waiting=0,
+            num_swapped=0,
+            num_batched_seqs=0,
+            num_batched_tokens=0,
+        )
+    env.run()
+    if bar is not None:
+        bar.close()
+    unfinished = [
+        r.index for r in replicas if r.scheduler.waiting or r.scheduler.running or r.scheduler.swapped
+    ]
+    assert not unfinished, f"replicas {unfinished} stopped with requests left (scheduler bug)"
+
+    finished = recorder.finish_s[~np.isnan(recorder.finish_s)]
+    recorder.close(float(finished.max()) if len(finished) else first_arrival_s)
+    summary = summarize(
+        trace,
+        recorder,
+        label=allocator.name,
+        allocator=allocator.name,
+        scheduler=config.scheduler,
+        cost_source=cost_model.source,
+        cost_description=cost_model.description,
+        capacity_bytes=capacity,
+        slo_ttft_s=config.slo_ttft_s,
+        slo_tpot_s=config.slo_tpot_s,
+    )
+    resolved = {
+        **config.as_dict(),
+        "allocator": allocator.name,
+        "max_num_batched_tokens": max_num_batched_tokens,
+        "max_model_len": model.max_model_len,
+        "kv_capacity_bytes": capacity,
+        "model_spec": dataclasses.asdict(model),
+        "gpu_spec": dataclasses.asdict(gpu),
+        "cost_model": {
+            "source": cost_model.source,
+            "description": cost_model.description,
+            "profile": config.profile,
+        },
+        "trace": {"source": trace.provenance.source, "num_requests": len(trace), **trace.meta},
+    }
+    return RunResult(config=config, trace=trace, summary=summary, recorder=recorder, resolved=resolved)
+
+
+def _make_scheduler(config: SimConfig, allocator: KVAllocator, max_num_batched_tokens: int):
+    cls = SCHEDULERS[config.scheduler]
+    kwargs = {
+        "max_num_seqs": config.max_num_seqs,
+        "max_num_batched_tokens": max_num_batched_tokens,
+        "preemption_mode": config.preemption_mode,
+    }
+    if config.scheduler == "vllm":
+        kwargs["enable_chunked_prefill"] = config.enable_chunked_prefill
+    elif config.enable_chunked_prefill:
+        raise KvsimError(
+            f"enable_chunked_prefill is a vllm scheduler option, not {config.scheduler!r}; "
+            f"drop it or use --scheduler vllm"
+        )
+    return cls(allocator, **kwargs)
+
+
+def _allocator_factory(
+    config: SimConfig, model: ModelSpec, capacity: int, cost_model: CostModel
+) -> Callable[[], KVAllocator]:
+    from kvsim.simulator.allocators import make_allocator
+
+    def build(map_latency_s: float | None = None) -> KVAllocator:
+        return make_allocator(
+            config.allocator,
+            model=model,
+            tp=config.tp,
+            capacity_bytes=capacity,
+            swap_space_bytes=config.swap_space_bytes,
+            map_latency_s=map_latency_s,
+        )
+
+    probe = build()
+    map_latency_s = None
+    page_size_bytes = getattr(probe, "page_size_bytes", None)
+    measured = getattr(cost_model, "map_latency_s", None)
+    if page_size_bytes is not None and callable(measured):
+        map_latency_s = measured(page_size_bytes)  # a measured vAttention map cost, when the profile has one
+    return lambda: build(map_latency_s)
+
+
+def _progress_bar(total: int):
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="req", desc="simulating", mininterval=0.5)
+    last = [0]
+
+    def update(num_arrived: int) -> None:
+        if num_arrived - last[0] >= 1000 or num_arrived == total:
+            bar.update(num_arrived - last[0])
+            last[0] = num_arrived
+
+    update.close = bar.close
+    return update

@@ -1,0 +1,332 @@
+"""The ``Scheduler`` seam (DESIGN §4) and the queue/step machinery the batching policies share.
+
+A step on a replica: ``schedule()`` picks the work and makes its allocations (admissions, one new KV slot per
+decoding sequence, preemptions) and returns a ``Batch``; the engine times it; ``complete_steps(k, end_s)``
+applies its outcome. When the batch is pure decode and nothing but decode progress can change,
+``decode_window(limit)`` says how many identical steps may run as one event (DESIGN §7b): until the first
+completion or the step after which memory would run out. ``complete_steps(k, ...)`` is then exactly ``k``
+steps: the same allocator calls (one ``append_slots(seq, k - 1)`` instead of ``k - 1`` of size 1), the same
+token counts, so fast-forwarding and stepping give the same results.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Protocol
+
+import numpy as np
+
+from kvsim.simulator.allocators.base import KVAllocator
+from kvsim.simulator.batch import Batch
+from kvsim.simulator.request_state import RequestState
+
+
+class Scheduler(Protocol):
+    name: str
+    allocator: KVAllocator
+    waiting: deque[RequestState]
+    running: list[RequestState]
+    swapped: deque[RequestState]
+    num_preemptions: int
+    changed: bool  # an admission, preemption, swap or finish happened since the engine last cleared it
+    finished: list[RequestState]  # finished since the engine last drained it
+
+    def add_request(self, req: RequestState) -> None: ...
+
+    def schedule(self, now_s: float) -> Batch | None: ...
+
+    def decode_window(self, limit: int) -> tuple[int, np.ndarray | None]: ...
+
+    def complete_steps(self, num_steps: int, end_s: float) -> None: ...
+
+    @property
+    def is_saturated(self) -> bool: ...
+
+
+class SchedulerBase:
+    """Queues and step bookkeeping shared by the batching policies.
+
+    Invariants: ``running`` is in admission order (newest last, the preemption victim); every request in
+    ``running`` holds ``num_slots`` KV slots in each of its sequences; ``num_running_seqs`` is the sum of
+    ``num_seqs`` over ``running``; ``waiting`` requests hold no KV; ``swapped`` ones hold KV in CPU swap.
+    """
+
+    name = "base"
+
+    def __init__(
+        self,
+        allocator: KVAllocator,
+        *,
+        max_num_seqs: int,
+        max_num_batched_tokens: int,
+        preemption_mode: str = "recompute",
+    ) -> None:
+        self.allocator = allocator
+        self.max_num_seqs = max_num_seqs
+        self.max_num_batched_tokens = max_num_batched_tokens
+        self.preemption_mode = preemption_mode
+        self.paged_kernel = allocator.attention_kernel == "paged"
+        self.block_size = allocator.block_size if self.paged_kernel else 0
+        self.waiting: deque[RequestState] = deque()
+        self.running: list[RequestState] = []
+        self.swapped: deque[RequestState] = deque()
+        self.finished: list[RequestState] = []
+        self.num_running_seqs = 0
+        self.num_preemptions = 0
+        self.changed = False
+        self.previous_step_s = (
+            0.0  # duration of the last step (the engine sets it; overlapped mapping hides in it)
+        )
+        self.head_blocked = False  # the head of `waiting` failed to allocate at the last attempt
+        self._next_seq_id = 0
+        # The step being built: prefill chunks [(req, num_new_tokens)] and the decoding requests.
+        self._prefills: list[tuple[RequestState, int]] = []
+        self._decodes: list[RequestState] = []
+        self._num_decode_seqs = 0
+        self._min_remaining = 0  # fewest output tokens any decoding request still needs
+        self._residue_counts: list[int] = []  # [block_size] seqs whose (num_slots - 1) % block_size == r
+        self._requeue: list[RequestState] = []  # recompute victims of the step being built
+
+    # ---- queue entry ------------------------------------------------------------------------------------
+    def add_request(self, req: RequestState) -> None:
+        req.num_prefill_tokens = req.num_prompt_tokens
+        self.waiting.append(req)
+
+    @property
+    def is_saturated(self) -> bool:
+        """Some request waits for memory: the head of the queue is blocked on it, or requests are swapped."""
+        return self.head_blocked or bool(self.swapped)
+
+    @property
+    def num_waiting(self) -> int:
+        return len(self.waiting)
+
+    # ---- admission --------------------------------------------------------------------------------------
+    def _try_admit(self, req: RequestState, now_s: float) -> int | None:
+        """Allocate the head request's (re)prefill; the number of its tokens already cached, or None."""
+        seq_id = self._next_seq_id
+        admission = self.allocator.allocate(
+            seq_id,
+            req.num_prefill_tokens,
+            final_num_tokens=req.final_num_tokens,
+            prefix_block_hashes=req.prefix_block_hashes,
+            num_prompt_tokens=req.num_prompt_tokens,
+        )
+        if admission is None:
+            self.head_blocked = True
+            return None
+        if self.head_blocked:
+            self.allocator.clear_blocked()
+            self.head_blocked = False
+        self._next_seq_id += 1
+        self.waiting.popleft()
+        req.seq_ids = [seq_id]
+        req.num_slots = req.num_prefill_tokens
+        req.num_computed_tokens = admission.num_cached_tokens
+        if req.first_scheduled_s is None:
+            req.first_scheduled_s = now_s
+            req.num_cached_tokens = admission.num_cached_tokens
+        self.running.append(req)
+        self.num_running_seqs += req.num_seqs
+        self.changed = True
+        return admission.num_cached_tokens
+
+    # ---- decoding ---------------------------------------------------------------------------------------
+    def _grow_one(self, req: RequestState) -> bool:
+        """One more KV slot in every sequence of ``req``, all or nothing."""
+        if len(req.seq_ids) == 1:
+            return self.allocator.append_slots(req.seq_ids[0], 1)
+        if self.allocator.max_uniform_growth(req.seq_ids, 1) < 1:
+            return False
+        for seq_id in req.seq_ids:
+            ok = self.allocator.append_slots(seq_id, 1)
+            assert ok, "max_uniform_growth promised room"
+        return True
+
+    def _schedule_decodes(self, reqs: list[RequestState]) -> list[RequestState]:
+        """Give every decoding request in ``reqs`` (oldest first) its slot for this step, preempting the
+        newest running request when memory runs out (vLLM's ``_schedule_running``). Returns the preempted."""
+        preempted: list[RequestState] = []
+        decodes = self._decodes
+        for req in reqs:
+            if preempted and req in preempted:  # taken earlier in this loop as a victim
+                continue
+            while not self._grow_one(req):
+                victim = self.running[-1]
+                self._preempt(victim)
+                preempted.append(victim)
+                if victim is req:
+                    break
+            else:
+                req.num_slots += 1
+                decodes.append(req)
+        return preempted
+
+    def _summarize_decodes(self) -> None:
+        """Running sums of this step's decode work, and what a fast-forward window needs."""
+        num_seqs = kv_tokens = kv_blocks = 0
+        min_remaining = 1 << 62
+        bs = self.block_size
+        residue = [0] * bs if bs else []
+        for req in self._decodes:
+            n = req.num_seqs
+            num_seqs += n
+            kv_tokens += n * req.num_slots
+            if bs:
+                kv_blocks += n * (-(-req.num_slots // bs))
+                residue[(req.num_slots - 1) % bs] += n
+            remaining = req.num_output_tokens - req.num_generated
+            if remaining < min_remaining:
+                min_remaining = remaining
+        self._num_decode_seqs = num_seqs
+        self._decode_kv_tokens = kv_tokens
+        self._decode_kv_blocks = kv_blocks
+        self._min_remaining = min_remaining
+        self._residue_counts = residue
+
+    def _preempt(self, victim: RequestState) -> None:
+        """Take ``victim`` (the newest running request) off the GPU, by swap or recompute."""
+        assert self.running[-1] is victim
+        self.running.pop()
+        self.num_running_seqs -= victim.num_seqs
+        victim.num_preemptions += 1
+        self.num_preemptions += 1
+        self.changed = True
+        if self.preemption_mode == "swap" and victim.num_generated > 0:
+            swapped = []
+            for seq_id in victim.seq_ids:
+                if self.allocator.swap_out(seq_id) is None:
+                    break
+                swapped.append(seq_id)
+            if len(swapped) == len(victim.seq_ids):
+                self.swapped.append(victim)
+                return
+            for seq_id in swapped:  # swap space ran short: fall back to recompute for the whole request
+                self.allocator.swap_in(seq_id)
+        for seq_id in victim.seq_ids:
+            self.allocator.free(seq_id)
+        victim.seq_ids = []
+        victim.num_slots = 0
+        # Recompute (vLLM v0): the prompt and every output token so far are prefilled again.
+        victim.num_prefill_tokens = victim.num_prompt_tokens + victim.num_generated
+        victim.num_computed_tokens = 0
+        self._requeue.append(victim)
+
+    def _swap_in(self) -> None:
+        """Bring swapped requests back, oldest first, while memory and max_num_seqs allow; each decodes now."""
+        while self.swapped:
+            req = self.swapped[0]
+            if self.num_running_seqs + req.num_seqs > self.max_num_seqs:
+                return
+            done = []
+            for seq_id in req.seq_ids:
+                if self.allocator.swap_in(seq_id) is None:
+                    break
+                done.append(seq_id)
+            if len(done) < len(req.seq_ids) or not self._grow_one(req):
+                for seq_id in done:
+                    self.allocator.swap_out(seq_id)
+                return
+            self.swapped.popleft()
+            req.num_slots += 1
+            self.running.append(req)
+            self.num_running_seqs += req.num_seqs
+            self._decodes.append(req)
+            self.changed = True
+        return
+
+    # ---- building the batch -----------------------------------------------------------------------------
+    def _begin_step(self) -> None:
+        self._prefills = []
+        self._decodes = []
+        self._requeue = []
+
+    def _end_step(self) -> None:
+        # Recompute victims go back to the front of the queue, oldest first (vLLM v0 ``extendleft``).
+        self.waiting.extendleft(self._requeue)
+
+    def _batch(self) -> Batch | None:
+        if not self._prefills and not self._decodes:
+            return None
+        self._summarize_decodes()
+        return Batch(
+            prefill_q_lens=tuple(q for _, q in self._prefills),
+            prefill_kv_lens=tuple(req.num_computed_tokens + q for req, q in self._prefills),
+            num_decode_seqs=self._num_decode_seqs,
+            decode_kv_tokens=self._decode_kv_tokens,
+            decode_kv_blocks=self._decode_kv_blocks,
+            attention_kernel=self.allocator.attention_kernel,
+            block_size=self.block_size or 16,
+            allocator_overhead_s=self.allocator.take_overhead_s(self.previous_step_s),
+        )
+
+    # ---- fast-forward -----------------------------------------------------------------------------------
+    def decode_window(self, limit: int) -> tuple[int, np.ndarray | None]:
+        """After a pure-decode ``schedule()``: how many steps (1..limit) can run before anything but decode
+        progress changes, and the paged block count of each of them ([num_steps], or None if not paged)."""
+        if self._prefills or not self._decodes:
+            return 1, None
+        num_steps = min(limit, self._min_remaining)
+        if num_steps > 1:
+            seq_ids = [s for req in self._decodes for s in req.seq_ids]
+            num_steps = min(num_steps, 1 + self.allocator.max_uniform_growth(seq_ids, num_steps - 1))
+        if not self.block_size:
+            return num_steps, None
+        # Step i reads sum_s ceil((slots_s + i) / bs) blocks: a sequence with (slots - 1) % bs == r gains
+        # a block at every step i with (r + i) % bs == 0.
+        bs = self.block_size
+        counts = np.asarray(self._residue_counts, dtype=np.int64)
+        gains = counts[(-np.arange(1, num_steps)) % bs]
+        blocks = np.empty(num_steps, dtype=np.int64)
+        blocks[0] = self._decode_kv_blocks
+        np.cumsum(gains, out=blocks[1:])
+        blocks[1:] += self._decode_kv_blocks
+        return num_steps, blocks
+
+    # ---- step outcome -----------------------------------------------------------------------------------
+    def complete_steps(self, num_steps: int, end_s: float) -> None:
+        """Apply ``num_steps`` steps of the scheduled batch (more than one only for a decode window)."""
+        for req, num_new in self._prefills:
+            req.num_computed_tokens += num_new
+            if req.num_computed_tokens == req.num_prefill_tokens:
+                self._prefill_done(req, end_s)
+        extra = num_steps - 1
+        any_finished = False
+        for req in self._decodes:
+            if extra:
+                for seq_id in req.seq_ids:
+                    ok = self.allocator.append_slots(seq_id, extra)
+                    assert ok, "decode_window checked max_uniform_growth"
+                req.num_slots += extra
+            req.num_generated += num_steps
+            if req.num_generated >= req.num_output_tokens:
+                self._finish(req, end_s)
+                any_finished = True
+        if any_finished:
+            self._drop_finished()
+
+    def _prefill_done(self, req: RequestState, end_s: float) -> None:
+        """A (re)prefill produced the next token; fork the parallel samples after the first prefill."""
+        req.num_generated += 1
+        if req.first_token_s is None:
+            req.first_token_s = end_s
+        while len(req.seq_ids) < req.num_seqs:
+            child = self._next_seq_id
+            self._next_seq_id += 1
+            ok = self.allocator.fork(req.seq_ids[0], child)
+            assert ok is not False, "no room to copy a parallel sample (copying allocators: not modelled)"
+            req.seq_ids.append(child)
+        if req.num_generated >= req.num_output_tokens:
+            self._finish(req, end_s)
+            self._drop_finished()
+
+    def _finish(self, req: RequestState, end_s: float) -> None:
+        req.finish_s = end_s
+        for seq_id in req.seq_ids:
+            self.allocator.free(seq_id)
+        self.num_running_seqs -= req.num_seqs
+        self.finished.append(req)
+        self.changed = True
+
+    def _drop_finished(self) -> None:
+        self.running = [r for r in self.running if r.finish_s is None]

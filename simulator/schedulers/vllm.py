@@ -1,0 +1,107 @@
+"""vLLM's scheduler (v0.6.3 ``vllm/core/scheduler.py``): continuous batching with a token budget.
+
+Default policy (``_schedule_default``): when nothing is swapped out, admit waiting requests in FCFS order into a
+prefill-only step, stopping at the first that does not fit (``max_num_seqs``, ``max_num_batched_tokens`` or
+memory); otherwise decode every running request, preempting the newest when a slot cannot be found, and swap
+requests back in when no preemption happened. With ``enable_chunked_prefill`` (``_schedule_chunked_prefill``):
+decodes first, then chunks of prefills in progress, then swap-ins, then new prefills, all in one mixed batch
+within the token budget. Not modelled: the free-block watermark (1% of blocks) and the delay factor.
+"""
+
+from __future__ import annotations
+
+from kvsim.simulator.allocators.base import KVAllocator
+from kvsim.simulator.batch import Batch
+from kvsim.simulator.schedulers.base import SchedulerBase
+
+
+class VllmScheduler(SchedulerBase):
+    name = "vllm"
+
+    def __init__(
+        self,
+        allocator: KVAllocator,
+        *,
+        max_num_seqs: int,
+        max_num_batched_tokens: int,
+        preemption_mode: str = "recompute",
+        enable_chunked_prefill: bool = False,
+    ) -> None:
+        super().__init__(
+            allocator,
+            max_num_seqs=max_num_seqs,
+            max_num_batched_tokens=max_num_batched_tokens,
+            preemption_mode=preemption_mode,
+        )
+        self.enable_chunked_prefill = enable_chunked_prefill
+
+    def schedule(self, now_s: float) -> Batch | None:
+        self._begin_step()
+        if self.enable_chunked_prefill:
+            self._schedule_chunked(now_s)
+        else:
+            self._schedule_default(now_s)
+        self._end_step()
+        return self._batch()
+
+    def _schedule_default(self, now_s: float) -> None:
+        if not self.swapped:
+            self._admit(now_s, self.max_num_batched_tokens, split=False)
+            if self._prefills:
+                return
+        preempted = self._schedule_decodes(list(self.running))
+        if not preempted:
+            self._swap_in()
+
+    def _schedule_chunked(self, now_s: float) -> None:
+        decoding = []
+        prefilling = []
+        for req in self.running:
+            (decoding if req.num_computed_tokens >= req.num_prefill_tokens else prefilling).append(req)
+        preempted = self._schedule_decodes(decoding)
+        budget = self.max_num_batched_tokens - sum(req.num_seqs for req in self._decodes)
+        for req in prefilling:
+            if req.seq_ids and budget > 0 and req not in preempted:
+                num_new = min(req.num_prefill_tokens - req.num_computed_tokens, budget)
+                self._prefills.append((req, num_new))
+                budget -= num_new
+        if not preempted:
+            num_decodes = len(self._decodes)
+            self._swap_in()
+            budget -= sum(req.num_seqs for req in self._decodes[num_decodes:])
+            self._admit(now_s, budget, split=True)
+
+    def _admit(self, now_s: float, budget: int, *, split: bool) -> None:
+        """Admit waiting requests in FCFS order while they fit; the first that does not fit stops the queue."""
+        num_tokens = 0
+        while self.waiting:
+            req = self.waiting[0]
+            if self.num_running_seqs + req.num_seqs > self.max_num_seqs:
+                return
+            left = budget - num_tokens
+            need = req.num_prefill_tokens
+            if split:
+                if left <= 0:
+                    return
+            elif need > left and (self._prefills or need <= self.max_num_batched_tokens):
+                # A recompute re-prefill longer than the budget runs alone rather than never.
+                return
+            cached = self._try_admit(req, now_s)
+            if cached is None:
+                return
+            if cached >= need:  # a full prefix-cache hit still computes the last token (vLLM)
+                req.num_computed_tokens = need - 1
+            num_new = need - req.num_computed_tokens
+            if split:
+                num_new = min(num_new, left)
+            self._prefills.append((req, num_new))
+            num_tokens += num_new
+
+
+def rejection_reason(
+    num_prompt_tokens: int, max_num_batched_tokens: int, enable_chunked_prefill: bool
+) -> str | None:
+    """vLLM ignores a prompt longer than the token budget when prefills cannot be chunked."""
+    if not enable_chunked_prefill and num_prompt_tokens > max_num_batched_tokens:
+        return "prompt longer than max_num_batched_tokens"
+    return None
