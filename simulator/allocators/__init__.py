@@ -9,10 +9,11 @@ from __future__ import annotations
 from kvsim.errors import KvsimError
 from kvsim.simulator.allocators.base import Admission, KVAllocator, MemoryBreakdown
 from kvsim.simulator.allocators.paged import PagedAllocator, PagedConfig
+from kvsim.simulator.allocators.reserved import ReservedAllocator, ReservedConfig
 from kvsim.simulator.allocators.spec import config_from_options, split_spec
 from kvsim.simulator.specs import ModelSpec
 
-ALLOCATORS: dict[str, type] = {"paged": PagedAllocator}
+ALLOCATORS: dict[str, type] = {"paged": PagedAllocator, "reserved": ReservedAllocator}
 
 
 def make_allocator(
@@ -51,5 +52,7 @@ __all__ = [
     "MemoryBreakdown",
     "PagedAllocator",
     "PagedConfig",
+    "ReservedAllocator",
+    "ReservedConfig",
     "make_allocator",
 ]

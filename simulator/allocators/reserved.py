@@ -1,0 +1,271 @@
+"""Contiguous per-request reservation, as Orca and FasterTransformer keep KV (the vLLM paper's baselines).
+
+At admission each request gets one contiguous region of token slots from a buddy allocator (``buddy.py``),
+sized by ``policy`` (Kwon et al., SOSP'23, §6.2):
+- ``max``: the model's ``max_model_len``, whatever the request needs (Orca (Max));
+- ``pow2``: the true final length rounded up to a power of two, capped at ``max_model_len`` (Orca (Pow2):
+  over-reserves by at most 2×);
+- ``oracle``: exactly the true final length (Orca (Oracle)).
+The region never grows or moves; a sequence that would outgrow it fails ``append_slots``.
+
+Accounting (DESIGN §3), in slots × ``kv_bytes_per_token``: ``token_states`` = tokens stored; ``reserved`` =
+slots up to the true final length not yet filled; ``internal_frag`` = region slots beyond the final length
+(the policy's over-reservation; the buddy allocator hands out exact extents, so it adds none);
+``external_frag`` = while an allocation is blocked, free slots minus the largest free block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from kvsim.errors import KvsimError
+from kvsim.simulator.allocators.base import Admission, MemoryBreakdown
+from kvsim.simulator.allocators.buddy import BuddyAllocator
+from kvsim.simulator.allocators.paged import PCIE_BW_BYTES_PER_S
+from kvsim.simulator.allocators.spec import spec_string
+from kvsim.simulator.specs import ModelSpec
+
+POLICIES = ("max", "pow2", "oracle")
+
+
+@dataclass(frozen=True)
+class ReservedConfig:
+    policy: str = "max"
+    # True: a region takes the whole power-of-two buddy block (a plain buddy allocator; the rounding is
+    # internal fragmentation, and oracle then reserves as much as pow2). False: exact extents (default).
+    round_to_buddy: bool = False
+    pcie_bw_bytes_per_s: float = PCIE_BW_BYTES_PER_S  # swap transfers
+
+    def __post_init__(self) -> None:
+        if self.policy not in POLICIES:
+            raise KvsimError(f"reserved: unknown policy {self.policy!r}; valid: {', '.join(POLICIES)}")
+        if self.pcie_bw_bytes_per_s <= 0:
+            raise KvsimError(
+                f"reserved: pcie_bw_bytes_per_s must be positive, got {self.pcie_bw_bytes_per_s}"
+            )
+
+
+@dataclass(slots=True)
+class _Seq:
+    offset: int | None  # first slot of the region; None while swapped out
+    num_region_slots: int
+    num_tokens: int
+    final_num_tokens: int
+
+    def parts(self) -> tuple[int, int]:
+        """(reserved, internal_frag) slots of this sequence's region."""
+        will_hold = max(min(self.num_region_slots, self.final_num_tokens), self.num_tokens)
+        return will_hold - self.num_tokens, self.num_region_slots - will_hold
+
+
+class ReservedAllocator:
+    """Invariant: each resident sequence owns one buddy extent of ``num_region_slots`` slots holding its
+    ``num_tokens`` tokens; the running totals equal the sums over sequences; the five parts sum to capacity."""
+
+    attention_kernel = "contiguous"
+    block_size = 0
+    config_cls = ReservedConfig
+
+    def __init__(
+        self,
+        config: ReservedConfig,
+        *,
+        model: ModelSpec,
+        tp: int,
+        capacity_bytes: int,
+        swap_space_bytes: int = 0,
+    ) -> None:
+        self.config = config
+        self.capacity_bytes = capacity_bytes
+        self.kv_bytes_per_token = model.kv_bytes_per_token(tp)
+        self.max_model_len = model.max_model_len
+        num_slots = capacity_bytes // self.kv_bytes_per_token
+        if num_slots == 0:
+            raise KvsimError(
+                f"reserved: KV capacity {capacity_bytes} bytes holds no token slot of "
+                f"{self.kv_bytes_per_token} bytes; give the model more memory"
+            )
+        self.buddy = BuddyAllocator(num_slots)
+        self.swap_space_bytes = swap_space_bytes
+        self.swap_used_bytes = 0
+        self.name = spec_string("reserved", config)
+        self.seqs: dict[int, _Seq] = {}
+        self._num_token_slots = self._num_reserved_slots = self._num_internal_slots = 0
+        self._blocked_num_slots: int | None = None  # region size of the blocked head-of-queue allocation
+        self._pending_overhead_s = 0.0
+
+    def region_slots(self, final_num_tokens: int) -> int:
+        """Slots the policy reserves for a request of this final length (with ``round_to_buddy``, rounded up
+        to the buddy block that holds them)."""
+        if self.config.policy == "max":
+            num_slots = self.max_model_len
+        elif self.config.policy == "pow2":
+            num_slots = max(
+                final_num_tokens, min(1 << (final_num_tokens - 1).bit_length(), self.max_model_len)
+            )
+        else:
+            num_slots = final_num_tokens
+        return 1 << (num_slots - 1).bit_length() if self.config.round_to_buddy else num_slots
+
+    # -- the KVAllocator Protocol ------------------------------------------------------------------------
+
+    def rejection_reason(self, num_prompt_tokens: int, num_output_tokens: int) -> str | None:
+        total = num_prompt_tokens + num_output_tokens
+        if total > self.max_model_len:
+            return (
+                f"prompt {num_prompt_tokens} + output {num_output_tokens} tokens exceed max_model_len "
+                f"{self.max_model_len}"
+            )
+        num_slots = self.region_slots(total)
+        largest = self.buddy.largest_root_block()
+        if (1 << (num_slots - 1).bit_length()) > largest:
+            reason = (
+                f"{self.name} needs a contiguous region of {num_slots} slots, but the largest buddy "
+                f"block of this replica ({self.buddy.num_slots} slots) is {largest} slots"
+            )
+            if self.config.policy == "max":
+                reason += (
+                    "; every request is rejected under policy max: use reserved:pow2, "
+                    "reserved:oracle or paged, or give the model more memory"
+                )
+            return reason
+        return None
+
+    def allocate(
+        self,
+        seq_id: int,
+        num_tokens: int,
+        *,
+        final_num_tokens: int,
+        prefix_block_hashes: Sequence[int] | None = None,
+        num_prompt_tokens: int | None = None,
+    ) -> Admission | None:
+        assert seq_id not in self.seqs, f"seq {seq_id} allocated twice"
+        num_region_slots = self.region_slots(max(final_num_tokens, num_tokens))
+        offset = self.buddy.alloc(num_region_slots)
+        if offset is None:
+            self._blocked_num_slots = num_region_slots
+            return None
+        self._blocked_num_slots = None
+        self._add(seq_id, _Seq(offset, num_region_slots, num_tokens, final_num_tokens))
+        return Admission()
+
+    def append_slots(self, seq_id: int, num_new_tokens: int) -> bool:
+        seq = self.seqs[seq_id]
+        assert seq.offset is not None, f"seq {seq_id} is swapped out"
+        if seq.num_tokens + num_new_tokens > seq.num_region_slots:
+            return False
+        self._count(seq, -1)
+        seq.num_tokens += num_new_tokens
+        self._count(seq, +1)
+        return True
+
+    def max_uniform_growth(self, seq_ids: Sequence[int], limit: int) -> int:
+        """Closed form: a region never grows, so the sequence with the least room bounds k."""
+        room = (self.seqs[s].num_region_slots - self.seqs[s].num_tokens for s in seq_ids)
+        return max(0, min(limit, *room)) if seq_ids else limit
+
+    def fork(self, parent_seq_id: int, child_seq_id: int, *, final_num_tokens: int | None = None) -> bool:
+        """A copy: contiguous regions cannot share memory."""
+        parent = self.seqs[parent_seq_id]
+        assert child_seq_id not in self.seqs and parent.offset is not None
+        final = final_num_tokens or parent.final_num_tokens
+        num_region_slots = self.region_slots(max(final, parent.num_tokens))
+        offset = self.buddy.alloc(num_region_slots)
+        if offset is None:
+            return False
+        self._add(child_seq_id, _Seq(offset, num_region_slots, parent.num_tokens, final))
+        return True
+
+    def free(self, seq_id: int) -> None:
+        seq = self.seqs.pop(seq_id)
+        if seq.offset is None:
+            self.swap_used_bytes -= seq.num_tokens * self.kv_bytes_per_token
+            return
+        self._count(seq, -1)
+        self.buddy.free(seq.offset)
+
+    def swap_out(self, seq_id: int) -> int | None:
+        """Copies the stored tokens to CPU memory and frees the region."""
+        seq = self.seqs[seq_id]
+        num_bytes = seq.num_tokens * self.kv_bytes_per_token
+        if seq.offset is None or num_bytes > self.swap_space_bytes - self.swap_used_bytes:
+            return None
+        self._count(seq, -1)
+        self.buddy.free(seq.offset)
+        seq.offset = None
+        self.swap_used_bytes += num_bytes
+        self._pending_overhead_s += num_bytes / self.config.pcie_bw_bytes_per_s
+        return num_bytes
+
+    def swap_in(self, seq_id: int) -> int | None:
+        seq = self.seqs[seq_id]
+        assert seq.offset is None, f"seq {seq_id} is not swapped out"
+        offset = self.buddy.alloc(seq.num_region_slots)
+        if offset is None:
+            return None
+        seq.offset = offset
+        self._count(seq, +1)
+        num_bytes = seq.num_tokens * self.kv_bytes_per_token
+        self.swap_used_bytes -= num_bytes
+        self._pending_overhead_s += num_bytes / self.config.pcie_bw_bytes_per_s
+        return num_bytes
+
+    def take_overhead_s(self, previous_step_s: float = 0.0) -> float:
+        """Swap transfer time since the last call; never hidden."""
+        overhead_s, self._pending_overhead_s = self._pending_overhead_s, 0.0
+        return overhead_s
+
+    def breakdown(self) -> MemoryBreakdown:
+        kvb = self.kv_bytes_per_token
+        external_slots = 0
+        if self._blocked_num_slots is not None:
+            external_slots = self.buddy.num_free_slots - self.buddy.largest_free_block()
+        token_states, reserved = self._num_token_slots * kvb, self._num_reserved_slots * kvb
+        internal_frag, external_frag = self._num_internal_slots * kvb, external_slots * kvb
+        return MemoryBreakdown(
+            token_states=token_states,
+            reserved=reserved,
+            internal_frag=internal_frag,
+            external_frag=external_frag,
+            free=self.capacity_bytes - token_states - reserved - internal_frag - external_frag,
+        )
+
+    def clear_blocked(self) -> None:
+        self._blocked_num_slots = None
+
+    def check_invariants(self) -> None:
+        """O(sequences + buddy blocks), for tests."""
+        self.buddy.check_invariants()
+        resident = {s.offset: s.num_region_slots for s in self.seqs.values() if s.offset is not None}
+        assert resident == self.buddy.allocated, "regions differ from the buddy allocator's extents"
+        totals = [0, 0, 0]
+        for seq in self.seqs.values():
+            assert seq.num_tokens <= seq.num_region_slots
+            if seq.offset is None:
+                continue
+            reserved, internal = seq.parts()
+            for i, value in enumerate((seq.num_tokens, reserved, internal)):
+                totals[i] += value
+            if self.config.policy == "oracle":  # no over-reservation beyond buddy rounding
+                final = max(seq.final_num_tokens, seq.num_tokens)
+                rounding = (1 << (final - 1).bit_length()) - final if self.config.round_to_buddy else 0
+                assert internal == rounding, "oracle over-reserves"
+        assert totals == [self._num_token_slots, self._num_reserved_slots, self._num_internal_slots]
+        parts = self.breakdown()
+        assert min(parts.as_dict().values()) >= 0 and parts.capacity_bytes == self.capacity_bytes, parts
+        swapped = sum(s.num_tokens for s in self.seqs.values() if s.offset is None) * self.kv_bytes_per_token
+        assert swapped == self.swap_used_bytes <= self.swap_space_bytes
+
+    # -- internals ----------------------------------------------------------------------------------------
+
+    def _add(self, seq_id: int, seq: _Seq) -> None:
+        self.seqs[seq_id] = seq
+        self._count(seq, +1)
+
+    def _count(self, seq: _Seq, sign: int) -> None:
+        reserved, internal = seq.parts()
+        self._num_token_slots += sign * seq.num_tokens
+        self._num_reserved_slots += sign * reserved
+        self._num_internal_slots += sign * internal
