@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 import numpy as np
@@ -26,6 +27,11 @@ def request_metrics(trace: Trace, rec: Recorder) -> dict[str, np.ndarray]:
         "normalized_latency_s_per_token": e2e / num_output,
         "queueing_delay_s": rec.first_scheduled_s - arrival,
     }
+
+
+def reason_kind(reason: str) -> str:
+    """A rejection reason with its numbers replaced by N, so that the summary counts kinds of reasons."""
+    return re.sub(r"\d+", "N", reason)
 
 
 def _stats(values: np.ndarray) -> dict[str, float | None]:
@@ -86,7 +92,9 @@ def summarize(
         "num_requests": len(trace),
         "num_finished": num_finished,
         "num_rejected": len(rec.rejected_reason),
-        "rejected_by_reason": dict(sorted(Counter(rec.rejected_reason.values()).items())),
+        "rejected_by_reason": dict(
+            sorted(Counter(reason_kind(r) for r in rec.rejected_reason.values()).items())
+        ),
         "num_preemptions": int(rec.num_preemptions.sum()),
         "duration_s": duration_s,
         "throughput": {

@@ -97,15 +97,14 @@ def simulate(
     allocator = replicas[0].scheduler.allocator
 
     def rejection_reason(num_prompt_tokens: int, num_output_tokens: int, num_seqs: int) -> str | None:
-        if config.scheduler == "vllm":
+        reason = allocator.rejection_reason(num_prompt_tokens, num_output_tokens)
+        if reason is None and config.scheduler == "vllm":
             reason = vllm_rejection_reason(
                 num_prompt_tokens, max_num_batched_tokens, config.enable_chunked_prefill
             )
-            if reason is not None:
-                return reason
-        if num_seqs > config.max_num_seqs:
-            return f"{num_seqs} parallel sequences exceed max_num_seqs {config.max_num_seqs}"
-        return allocator.rejection_reason(num_prompt_tokens, num_output_tokens)
+        if reason is None and num_seqs > config.max_num_seqs:
+            reason = f"{num_seqs} parallel sequences exceed max_num_seqs {config.max_num_seqs}"
+        return reason
 
     bar = _progress_bar(len(trace)) if progress else None
     source = ArrivalSource(

@@ -1,0 +1,259 @@
+"""``kvsim simulate``: one trace through one or more allocators, compared side by side (DESIGN §7).
+
+Every option is a ``SimConfig`` field or a workload field, spelled with dashes on the command line and with
+underscores in the ``--config`` TOML file (``max_num_seqs = 128``, ``allocator = ["paged", "reserved:max"]``).
+Command-line options override the file; the file overrides the defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import click
+
+from kvsim.errors import KvsimError
+
+WORKLOAD_KEYS = ("trace", "trace_format", "rate", "cut_s", "num_requests")
+OUTPUT_KEYS = ("out", "report")
+PROGRESS_MIN_REQUESTS = 20_000  # show a progress bar from this many requests (on a terminal)
+
+EPILOG = """\b
+Examples:
+  kvsim simulate --trace azure-conv --model llama-2-7b --gpu a100-80gb \\
+    --allocator paged --allocator reserved:max --allocator vattention --out runs/conv
+  kvsim simulate --config run.toml --rate 4 --report
+Allocator specs: paged, paged:block_size=32, paged:enable_prefix_caching=true, reserved:max|pow2|oracle,
+vattention, vattention:page_size=64KiB. Writes OUT/<label>/ (config.json, summary.json, requests.csv,
+timeline.csv) per allocator and OUT/comparison.csv.
+"""
+
+
+def _options(func):
+    opts = [
+        click.option(
+            "--config",
+            "config_file",
+            type=click.Path(dir_okay=False, exists=True, path_type=Path),
+            help="TOML file whose keys mirror these options.",
+        ),
+        click.option("--trace", help="Bundled trace name (kvsim traces list) or a file path."),
+        click.option("--trace-format", help="The trace file's format when it cannot be detected."),
+        click.option("--rate", type=float, help="Rescale arrivals to this mean rate (req/s)."),
+        click.option("--cut-s", type=float, help="Keep the requests arriving in the first S seconds."),
+        click.option("--num-requests", type=int, help="Keep the first N requests."),
+        click.option("--model", help="Model preset, e.g. llama-2-7b, opt-13b, codellama-34b."),
+        click.option("--gpu", help="GPU preset, e.g. a100-80gb, a100-40gb, h100-sxm."),
+        click.option("--tp", type=int, help="Tensor-parallel degree per replica."),
+        click.option("--num-replicas", type=int),
+        click.option("--router", type=click.Choice(["round_robin", "least_outstanding"])),
+        click.option("--scheduler", type=click.Choice(["vllm", "orca", "static"])),
+        click.option("--allocator", "allocators", multiple=True, help="Allocator spec (repeatable)."),
+        click.option("--max-num-seqs", type=int),
+        click.option("--max-num-batched-tokens", type=int),
+        click.option("--max-model-len", type=int),
+        click.option("--enable-chunked-prefill/--no-enable-chunked-prefill", default=None),
+        click.option("--preemption-mode", type=click.Choice(["recompute", "swap"])),
+        click.option("--gpu-memory-utilization", type=float),
+        click.option("--swap-space-gib", type=float),
+        click.option("--activation-reserve-bytes", type=int),
+        click.option("--kv-capacity-bytes", type=int, help="Override the KV capacity per GPU."),
+        click.option(
+            "--profile", help="Cost profile JSON (default: shipped measured profile, else roofline)."
+        ),
+        click.option("--seed", type=int),
+        click.option("--slo-ttft-s", type=float, help="Goodput: TTFT bound, seconds."),
+        click.option("--slo-tpot-s", type=float, help="Goodput: TPOT bound, seconds."),
+        click.option("--fast-forward/--no-fast-forward", default=None, help="Exact decode fast-forward."),
+        click.option(
+            "--out", type=click.Path(file_okay=False, path_type=Path), help="Folder for run folders."
+        ),
+        click.option("--report/--no-report", default=None, help="Also write OUT/report.html."),
+    ]
+    for opt in reversed(opts):
+        func = opt(func)
+    return func
+
+
+@click.command(epilog=EPILOG)
+@_options
+def simulate(config_file, allocators, **options):
+    """Simulate serving a trace and compare allocators side by side."""
+    values = _load_toml(config_file) if config_file else {}
+    if allocators:
+        values["allocator"] = list(allocators)
+    values.update({k: v for k, v in options.items() if v is not None})
+    run_simulations(values)
+
+
+def run_simulations(values: dict) -> list[Path]:
+    """Run every allocator of ``values`` (CLI/TOML keys) and print the comparison; returns run folders."""
+    from kvsim.simulator import SimConfig
+    from kvsim.simulator import simulate as run_one
+
+    trace = load_workload(values)
+    allocators = values.pop("allocator", None) or ["paged"]
+    if isinstance(allocators, str):
+        allocators = [allocators]
+    out = values.pop("out", None)
+    report = values.pop("report", False)
+    for key in WORKLOAD_KEYS:
+        values.pop(key, None)
+    results = []
+    for spec in allocators:
+        config = SimConfig.from_dict({**values, "allocator": spec})
+        progress = len(trace) >= PROGRESS_MIN_REQUESTS and sys.stderr.isatty()
+        results.append(run_one(config, trace, progress=progress))
+    labels = [r.label for r in results]
+    if len(set(labels)) < len(labels):
+        raise KvsimError(f"allocators {labels} repeat a label; give each --allocator once")
+    click.echo(comparison_table(results))
+    if out is None:
+        if report:
+            raise KvsimError("--report needs --out DIR to write the run folders and report.html into")
+        return []
+    out = Path(out)
+    run_dirs = [r.write(out / folder_name(r.label)) for r in results]
+    write_comparison_csv(results, out / "comparison.csv")
+    click.echo(f"wrote {', '.join(str(d) for d in run_dirs)} and {out / 'comparison.csv'}")
+    if report:
+        try:
+            from kvsim.reports import write_report
+        except ImportError as exc:
+            raise KvsimError(
+                f"--report needs kvsim.reports.write_report, which is not available ({exc})"
+            ) from exc
+        html = write_report(run_dirs, out / "report.html")
+        click.echo(f"wrote {html}")
+    return run_dirs
+
+
+def load_workload(values: dict):
+    from kvsim.traces import cut_window, load_trace, take_first
+
+    name = values.get("trace")
+    if not name:
+        raise KvsimError(
+            "no trace: pass --trace NAME|PATH (see `kvsim traces list`) or set trace in --config"
+        )
+    if values.get("cut_s") is not None and values.get("num_requests") is not None:
+        raise KvsimError("give --cut-s or --num-requests, not both")
+    trace = load_trace(
+        name, values.get("trace_format"), rate=values.get("rate"), seed=values.get("seed") or 0
+    )
+    if values.get("cut_s") is not None:
+        start = float(trace.arrival_s[0])
+        trace = cut_window(trace, start, start + float(values["cut_s"]))
+    if values.get("num_requests") is not None:
+        trace = take_first(trace, int(values["num_requests"]))
+    return trace
+
+
+def folder_name(label: str) -> str:
+    """A run folder's name: the label with characters awkward in paths replaced (':' ',' '=' '/')."""
+    return label.replace(":", "_").replace(",", "_").replace("=", "-").replace("/", "-")
+
+
+def _load_toml(path: Path) -> dict:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    from kvsim.simulator.config import SimConfig
+
+    try:
+        values = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise KvsimError(f"{path}: not valid TOML ({exc})") from exc
+    known = {f.name for f in dataclasses.fields(SimConfig)} | set(WORKLOAD_KEYS) | set(OUTPUT_KEYS)
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise KvsimError(f"{path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return values
+
+
+def _pct(part: float | None, capacity: int) -> str:
+    return "-" if part is None else f"{100 * part / capacity:.1f}%"
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def comparison_rows(results) -> list[tuple[str, list[str]]]:
+    """(metric, one cell per configuration) rows of the comparison table."""
+    rows: list[tuple[str, list[str]]] = []
+
+    def row(name, fn):
+        rows.append((name, [fn(r.summary) for r in results]))
+
+    row("scheduler", lambda s: s["scheduler"])
+    for part in ("token_states", "reserved", "internal_frag", "external_frag", "free"):
+        row(f"mem {part}", lambda s, p=part: _pct(s["memory"]["whole_run"][p], s["memory"]["capacity_bytes"]))
+    row("mem saturated s", lambda s: _num(s["memory"]["saturated"]["duration_s"], ".1f"))
+    row("finished/requests", lambda s: f"{s['num_finished']}/{s['num_requests']}")
+    row("throughput req/s", lambda s: _num(s["throughput"]["requests_per_s"], ".3f"))
+    row("throughput out tok/s", lambda s: _num(s["throughput"]["output_tokens_per_s"], ".1f"))
+    for metric, short in (
+        ("ttft_s", "TTFT s"),
+        ("tpot_s", "TPOT s"),
+        ("normalized_latency_s_per_token", "norm lat s/tok"),
+    ):
+        for p in ("p50", "p99"):
+            row(f"{short} {p}", lambda s, m=metric, q=p: _num(s["latency"][m][q], ".4f"))
+    row("mean batch seqs", lambda s: _num(s["batch"]["mean_num_seqs"], ".2f"))
+    row("max batch seqs", lambda s: str(s["batch"]["max_num_seqs"]))
+    row("preemptions", lambda s: str(s["num_preemptions"]))
+    row("rejections", lambda s: str(s["num_rejected"]))
+    row("cost model", lambda s: s["cost_model"]["source"])
+    return rows
+
+
+def comparison_table(results) -> str:
+    rows = comparison_rows(results)
+    header = ["", *(r.label for r in results)]
+    widths = [max(len(header[0]), *(len(name) for name, _ in rows))]
+    for j in range(len(results)):
+        widths.append(max(len(header[j + 1]), *(len(cells[j]) for _, cells in rows)))
+    lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))]
+    for name, cells in rows:
+        lines.append("  ".join([name.ljust(widths[0]), *(c.rjust(w) for c, w in zip(cells, widths[1:]))]))
+    description = results[0].summary["cost_model"]["description"]
+    lines.append(f"cost model: {description}")
+    return "\n".join(lines)
+
+
+def comparison_record(summary: dict) -> dict:
+    """The headline figures of one ``summary.json`` as a flat row (raw numbers; memory parts as fractions)."""
+    memory = summary["memory"]
+    record = {"label": summary["label"], "scheduler": summary["scheduler"]}
+    for part in ("token_states", "reserved", "internal_frag", "external_frag", "free"):
+        value = memory["whole_run"][part]
+        record[f"{part}_frac"] = None if value is None else value / memory["capacity_bytes"]
+    record["saturated_s"] = memory["saturated"]["duration_s"]
+    record["num_requests"] = summary["num_requests"]
+    record["num_finished"] = summary["num_finished"]
+    record["requests_per_s"] = summary["throughput"]["requests_per_s"]
+    record["output_tokens_per_s"] = summary["throughput"]["output_tokens_per_s"]
+    for metric in ("ttft_s", "tpot_s", "normalized_latency_s_per_token"):
+        for p in ("p50", "p99"):
+            record[f"{metric}_{p}"] = summary["latency"][metric][p]
+    record["mean_num_seqs"] = summary["batch"]["mean_num_seqs"]
+    record["max_num_seqs"] = summary["batch"]["max_num_seqs"]
+    record["num_preemptions"] = summary["num_preemptions"]
+    record["num_rejected"] = summary["num_rejected"]
+    record["cost_model"] = summary["cost_model"]["source"]
+    return record
+
+
+def write_comparison_csv(results, path: Path) -> None:
+    import csv
+
+    records = [comparison_record(r.summary) for r in results]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(list(records[0]))
+        for record in records:
+            writer.writerow(["" if v is None else v for v in record.values()])
