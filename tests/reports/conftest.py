@@ -108,15 +108,26 @@ def write_run_dir(
         for replica in range(num_replicas):
             times = np.sort(rng.uniform(0, t_end, num_timeline_rows))
             times[0] = 0.0
-            for k, t in enumerate(times):
-                used = rng.dirichlet([6, 2, 1, 0.5, 3]) * CAPACITY_BYTES
-                parts = np.floor(used).astype(np.int64)
-                parts[-1] = CAPACITY_BYTES - parts[:-1].sum()  # the five parts sum to capacity exactly
-                if k == len(times) - 1:
-                    parts = np.array([0, 0, 0, 0, CAPACITY_BYTES])
-                waiting = int(rng.integers(0, 20))
-                batch = int(rng.integers(1, 40))
-                w.writerow([t, replica, *parts.tolist(), 0, batch, waiting, 0, batch, batch * 3])
+            parts = np.floor(rng.dirichlet([6, 2, 1, 0.5, 3], size=num_timeline_rows) * CAPACITY_BYTES)
+            parts[:, -1] = CAPACITY_BYTES - parts[:, :-1].sum(
+                axis=1
+            )  # the five parts sum to capacity exactly
+            parts[-1] = [0, 0, 0, 0, CAPACITY_BYTES]
+            waiting = rng.integers(0, 20, num_timeline_rows)
+            batch = rng.integers(1, 40, num_timeline_rows)
+            zeros = np.zeros(num_timeline_rows, dtype=np.int64)
+            columns = [
+                times,
+                zeros + replica,
+                *parts.astype(np.int64).T,
+                zeros,
+                batch,
+                waiting,
+                zeros,
+                batch,
+                batch * 3,
+            ]
+            w.writerows(zip(*(c.tolist() for c in columns)))
 
     def stats(x):
         x = x[np.isfinite(x)]

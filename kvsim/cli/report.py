@@ -1,0 +1,73 @@
+"""``kvsim report PATH... --out report.html``: one self-contained interactive HTML report.
+
+PATH is a run folder, a folder holding run folders (``simulate --out`` with several allocators, or a sweep), or a
+CSV table: sweep rows (``request_rate_per_s`` column), ``kvsim plan`` capacity rows
+(``max_sustainable_rate_per_s``) or calibration points (``op``, ``measured_s``, ``predicted_s``, ``held_out``);
+the row formats are documented in ``kvsim.reports.figures``. plotly is imported only when the command runs.
+"""
+
+import csv
+from pathlib import Path
+
+import click
+
+from kvsim.errors import KvsimError
+
+# header column that identifies a CSV table -> its kind, checked in this order
+COLUMN_TO_KIND = {
+    "measured_s": "calibration",
+    "max_sustainable_rate_per_s": "capacity",
+    "request_rate_per_s": "sweep",
+}
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "out_html", required=True, type=click.Path(path_type=Path), help="HTML file to write.")
+@click.option("--title", default=None, help="Report title (default: names the configurations).")
+def report(paths: tuple[Path, ...], out_html: Path, title: str | None) -> None:
+    """Write an interactive HTML report of run folders, a sweep table, a plan or calibration points."""
+    from kvsim import reports  # plotly loads here, not at `kvsim --help`
+
+    folders = [p for p in paths if p.is_dir()]
+    tables: dict[str, list[dict]] = {}
+    for path in paths:
+        if path.is_dir():
+            continue
+        if not path.is_file():
+            raise KvsimError(f"{path}: no such file or folder; pass run folders or a CSV table")
+        kind, rows = _read_table(path)
+        tables.setdefault(kind, []).extend(rows)
+    if folders and tables:
+        raise KvsimError("pass either run folders or CSV tables to one `kvsim report`, not both")
+    if folders:
+        written = reports.write_report(folders, out_html, title=title)
+    elif "calibration" in tables:
+        if len(tables) > 1:
+            raise KvsimError("calibration points go in a report of their own; pass the calibration CSV alone")
+        written = reports.write_calibration_report(tables["calibration"], out_html, title=title)
+    elif "sweep" in tables:
+        written = reports.write_sweep_report(
+            tables["sweep"], out_html, title=title, capacity_rows=tables.get("capacity")
+        )
+    else:
+        written = reports.write_capacity_report(tables["capacity"], out_html, title=title)
+    click.echo(f"wrote {written} ({written.stat().st_size / 2**20:.1f} MiB)")
+
+
+def _read_table(path: Path) -> tuple[str, list[dict]]:
+    if path.suffix.lower() != ".csv":
+        raise KvsimError(
+            f"{path}: not a folder or a .csv table; pass a run folder or a sweep/plan/calibration CSV"
+        )
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        header = reader.fieldnames or []
+        rows = list(reader)
+    for column, kind in COLUMN_TO_KIND.items():
+        if column in header:
+            return kind, rows
+    raise KvsimError(
+        f"{path}: unknown table (columns {', '.join(header) or 'none'}); expected a column "
+        + " or ".join(COLUMN_TO_KIND)
+    )

@@ -1,0 +1,84 @@
+"""A generated report in a real headless Chromium: no console errors, every figure drawn, the table there.
+
+Drives Debian's chromium (/usr/bin/chromium; CI installs it) through Playwright's Python client, without
+Playwright's own browser download. Skipped, with the reason, only when no chromium binary is found.
+"""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from kvsim.reports import write_report
+
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        CHROMIUM is None, reason="no chromium binary (apt-get install chromium; CI installs it)"
+    ),
+]
+
+
+def open_report(html_path: Path, screenshot_path: Path) -> dict:
+    """Load the report offline, wait for plotly to draw, screenshot the page; return what the page shows."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
+    messages: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.on(
+                "console", lambda m: messages.append(f"{m.type}: {m.text}") if m.type == "error" else None
+            )
+            page.on("pageerror", lambda e: messages.append(f"pageerror: {e}"))
+            page.on(
+                "request", lambda r: None if r.url.startswith(("file:", "data:")) else messages.append(r.url)
+            )
+            page.goto(html_path.resolve().as_uri(), wait_until="load")
+            page.wait_for_function(
+                "Array.from(document.querySelectorAll('.plotly-graph-div'))"
+                ".every(d => d.classList.contains('js-plotly-plot') && d.querySelector('.main-svg'))",
+                timeout=30_000,
+            )
+            shown = page.evaluate(
+                """() => ({
+                    containers: document.querySelectorAll('.plotly-graph-div').length,
+                    traces_per_figure: Array.from(document.querySelectorAll('.js-plotly-plot'))
+                        .map(d => d.querySelectorAll('.trace').length),
+                    summary_rows: document.querySelectorAll('#summary tbody tr').length,
+                    summary_header: Array.from(document.querySelectorAll('#summary th')).map(th => th.textContent),
+                })"""
+            )
+            page.screenshot(path=str(screenshot_path), full_page=True)
+        finally:
+            browser.close()
+    return {**shown, "messages": messages}
+
+
+def test_report_renders_every_figure_in_chromium_without_errors(make_run, tmp_path):
+    runs = [
+        make_run("paged", label="paged:block_size=16"),
+        make_run("max", label="reserved:max", seed=1, saturated=False),
+        make_run("va", label="vattention", seed=2, num_replicas=2, num_timeline_rows=5000),
+    ]
+    html_path = write_report(runs, tmp_path / "report.html")
+    shown = open_report(html_path, tmp_path / "report.png")
+
+    assert shown["messages"] == []  # no console errors, no network requests
+    assert shown["containers"] == 2 + 3  # breakdown, CDFs, one timeline per run
+    # drawn traces per figure: 5 parts × 2 panels; 3 configs × 4 CDFs; 5 parts + queue + batch per timeline
+    assert shown["traces_per_figure"] == [10, 12, 7, 7, 7]
+    assert shown["summary_rows"] == 3
+    assert "Cost model" in shown["summary_header"]
+    assert (tmp_path / "report.png").stat().st_size > 10_000
