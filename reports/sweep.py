@@ -1,7 +1,8 @@
 """Sweep rows (the row format of ``figures/rate_sweep.py``) from run folders, when no sweep table is at hand.
 
-The request rate of a run is the one its config asked for, when ``config.json``'s ``trace`` section names it
-(``rate_per_s``, ``request_rate_per_s`` or ``rate``); otherwise the offered rate measured from ``requests.csv``:
+The request rate of a run is ``summary.json``'s ``workload.request_rate_per_s`` when present, else the one its
+config asked for, when ``config.json``'s ``trace`` section names it (``rate_per_s``, ``request_rate_per_s`` or
+``rate``); otherwise the offered rate measured from ``requests.csv``:
 (number of arrivals - 1) / (last arrival - first arrival), which for a Poisson trace is close to, not equal to,
 the nominal rate.
 """
@@ -16,6 +17,9 @@ RATE_KEYS = ("rate_per_s", "request_rate_per_s", "rate")
 
 
 def request_rate_per_s(run: RunResult) -> float | None:
+    workload = run.summary.get("workload")  # what `kvsim sweep`'s point runner reports
+    if isinstance(workload, dict) and workload.get("request_rate_per_s"):
+        return float(workload["request_rate_per_s"])
     trace = run.config.get("trace")
     if isinstance(trace, dict):
         for key in RATE_KEYS:

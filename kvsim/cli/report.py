@@ -1,7 +1,7 @@
 """``kvsim report PATH... --out report.html``: one self-contained interactive HTML report.
 
-PATH is a run folder, a folder holding run folders (``simulate --out`` with several allocators, or a sweep), or a
-CSV table: sweep rows (``request_rate_per_s`` column), ``kvsim plan`` capacity rows
+PATH is a run folder, a folder holding run folders (``simulate --out`` with several allocators), a sweep folder
+(``kvsim sweep --out``: read through its ``results.csv``), or a CSV table: sweep rows (``request_rate_per_s`` column), ``kvsim plan`` capacity rows
 (``max_sustainable_rate_per_s``) or calibration points (``op``, ``measured_s``, ``predicted_s``, ``held_out``);
 the row formats are documented in ``kvsim.reports.figures``. plotly is imported only when the command runs.
 """
@@ -29,6 +29,13 @@ def report(paths: tuple[Path, ...], out_html: Path, title: str | None) -> None:
     """Write an interactive HTML report of run folders, a sweep table, a plan or calibration points."""
     from kvsim import reports  # plotly loads here, not at `kvsim --help`
 
+    # a sweep folder (no summary.json, a results.csv) is read through its table, not its many run folders
+    paths = tuple(
+        p / "results.csv"
+        if p.is_dir() and not (p / "summary.json").is_file() and (p / "results.csv").is_file()
+        else p
+        for p in paths
+    )
     folders = [p for p in paths if p.is_dir()]
     tables: dict[str, list[dict]] = {}
     for path in paths:

@@ -4,8 +4,8 @@ Rows: one dict per configuration (a plain list of dicts, or the rows of a CSV wi
 
     {"label": "paged:block_size=16 h100-sxm tp=1 x2",
      "max_sustainable_rate_per_s": 7.5,      # highest rate meeting the SLOs (None: not even the lowest rate)
-     "cost_per_hour_usd": 8.0,               # optional: all GPUs of the configuration, per hour
-     "num_gpus": 2}                           # optional
+     "cost_per_hour_usd": 8.0,               # optional: the GPUs that sustain that rate, per hour
+     "num_gpus": 2}                           # optional: GPUs the plan needs for its target rate
 
 The right panel shows the cost of serving one million requests at the max sustainable rate,
 ``cost_per_hour_usd / (rate × 3600) × 1e6``, which is what ranks configurations for a fixed load; the hover text
@@ -48,7 +48,9 @@ def capacity_figure(rows: list[dict]) -> go.Figure:
         [_number(r.get("cost_per_hour_usd")), _number(r.get("num_gpus")), cost_per_million_requests_usd(r)]
         for r in rows
     ]
-    hover_extra = "<br>%{customdata[0]:$.2f}/hour, %{customdata[1]} GPUs" if has_cost else ""
+    hover_extra = "<br>%{customdata[0]:$.2f}/hour" if has_cost else ""
+    if any(c[1] is not None for c in custom):
+        hover_extra += "<br>GPUs for the target rate: %{customdata[1]}"
     fig.add_trace(
         go.Bar(
             x=labels,

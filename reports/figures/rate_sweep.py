@@ -7,8 +7,9 @@ Rows: one dict per sweep point (a plain list of dicts, or the rows of a CSV with
      "throughput_requests_per_s": 1.98,
      "output_tokens_per_s": 650.0}              # optional
 
-``kvsim.reports.sweep.sweep_rows_from_runs`` builds them from run folders. Points are drawn in rate order; a row
-whose latency is empty/None (nothing finished) is left out of that panel.
+``kvsim sweep``'s ``results.csv`` has these columns; ``kvsim.reports.sweep.sweep_rows_from_runs`` builds the rows
+from run folders. Points are drawn in rate order; a row whose latency is empty/None (nothing finished) is a gap in
+that panel; a row without a rate (a failed sweep point, ``status=error``) is left out.
 """
 
 import math
@@ -32,6 +33,11 @@ def rate_sweep_figure(rows: list[dict]) -> go.Figure:
             raise KvsimError(
                 f"rate sweep: row {i} lacks {', '.join(missing)}; each row needs {', '.join(REQUIRED)}"
             )
+    rows = [r for r in rows if _number(r["request_rate_per_s"]) is not None and r.get("status") != "error"]
+    if not rows:
+        raise KvsimError(
+            "rate sweep: no row has a request rate (every point failed?); see the sweep's error column"
+        )
     fig = make_subplots(
         rows=1,
         cols=2,
