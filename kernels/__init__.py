@@ -12,8 +12,11 @@ if interpreting():
     interpreter_compat.apply()
 
 from kvsim.kernels.decode import contiguous_decode_attention, paged_decode_attention
+from kvsim.kernels.prefill import contiguous_prefill_attention, paged_prefill_attention
 
 __all__ = [
     "contiguous_decode_attention",
+    "contiguous_prefill_attention",
     "paged_decode_attention",
+    "paged_prefill_attention",
 ]
