@@ -1,0 +1,277 @@
+"""``kvsim plan``: max sustainable rate under SLOs, and the fewest GPUs / cheapest configuration for a target
+rate (DESIGN §7, issue 7)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from kvsim.errors import KvsimError
+
+EPILOG = """\b
+Candidates: every combination of --gpu x --tp x --allocator (x any --grid FIELD=VALUES).
+Without --target-rate: the max sustainable rate of one replica of each candidate.
+With --target-rate (req/s, or Nx for N times the trace's own rate): the fewest replicas
+that serve it (simulated, not extrapolated), GPUs, cost, a ranked table and the Pareto
+front of cost against latency at the target.
+
+\b
+Max rate: bisection on the arrival rate of the trace rescaled to each rate, until the
+bracket [pass, fail) is narrower than --rel-tol x the passing rate. A rate passes when
+every --slo holds and the queue does not grow: mean queueing delay of the last third of
+arrivals exceeds the first third's by more than 0.1 s and by more than 0.05 s per second
+of arrivals between them (an arrival rate over ~1.05x the service rate) -> fails.
+
+\b
+Example (what-if: vAttention 64 KiB pages vs paged blocks of 16 on H100s):
+  kvsim plan --trace azure-conv --num-requests 1000 --model llama-3.1-8b --gpu h100-sxm \\
+    --allocator paged:block_size=16 --allocator vattention:page_size=64KiB \\
+    --slo ttft_p99=2s --target-rate 3x
+"""
+
+
+@click.command(epilog=EPILOG)
+@click.option("--trace", required=True, help="Bundled trace name or file path.")
+@click.option(
+    "--num-requests",
+    type=int,
+    default=1000,
+    show_default=True,
+    help="First N requests of the trace (each probe simulates all of them).",
+)
+@click.option("--model", default=None, help="Model preset (default: SimConfig's).")
+@click.option("--gpu", "gpus", multiple=True, help="GPU preset (repeatable); default: SimConfig's.")
+@click.option("--tp", "tps", type=int, multiple=True, help="Tensor-parallel degree (repeatable); default 1.")
+@click.option("--allocator", "allocators", multiple=True, help="Allocator spec (repeatable); default paged.")
+@click.option("--grid", "grid_options", multiple=True, metavar="FIELD=VALUES", help="More swept settings.")
+@click.option(
+    "--set", "set_options", multiple=True, metavar="FIELD=VALUE", help="Fixed SimConfig/trace field."
+)
+@click.option(
+    "--slo",
+    "slo_options",
+    multiple=True,
+    required=True,
+    metavar="METRIC_STAT=VALUE",
+    help="e.g. ttft_p99=2s, tpot_p99=100ms, queueing_delay_p99=1s (repeatable).",
+)
+@click.option("--target-rate", default=None, help="Rate to serve: req/s, or Nx (N times the trace's rate).")
+@click.option("--price", "price_options", multiple=True, metavar="GPU=USD", help="USD per GPU-hour.")
+@click.option(
+    "--rel-tol", type=float, default=0.02, show_default=True, help="Relative tolerance of the max rate."
+)
+@click.option("--start-rate", type=float, default=None, help="First rate probed (default: the trace's rate).")
+@click.option(
+    "--latency",
+    "latency_metric",
+    default="ttft_p99_s",
+    show_default=True,
+    type=click.Choice(["ttft_p99_s", "tpot_p99_s", "e2e_p99_s", "queueing_delay_p99_s"]),
+    help="Latency at the target rate for the Pareto front.",
+)
+@click.option("--jobs", type=int, default=1, show_default=True, help="Candidates searched at once.")
+@click.option("--ray-address", default=None, help="Search candidates on a Ray cluster.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write plan.csv and plan.json (with every probe) here.",
+)
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def plan(
+    trace,
+    num_requests,
+    model,
+    gpus,
+    tps,
+    allocators,
+    grid_options,
+    set_options,
+    slo_options,
+    target_rate,
+    price_options,
+    rel_tol,
+    start_rate,
+    latency_metric,
+    jobs,
+    ray_address,
+    out_dir,
+    progress,
+):
+    """Max sustainable rate under SLOs; fewest GPUs and cheapest configuration for a target rate."""
+    from kvsim.cli.sweep import _parse_sets
+    from kvsim.simulator.plan.capacity import PlanSettings, pareto_front, ranked, run_plan
+    from kvsim.simulator.plan.prices import DEFAULT_USD_PER_GPU_HOUR, parse_prices
+    from kvsim.simulator.sweep.grid import Grid
+    from kvsim.simulator.sweep.point import Workload, known_fields
+    from kvsim.traces import mean_rate_per_s
+
+    base = {"trace": trace, "num_requests": num_requests, **_parse_sets(set_options)}
+    if model:
+        base["model"] = model
+    unknown = sorted(set(base) - set(known_fields()))
+    if unknown or "rate" in base or "rate_scale" in base:
+        raise KvsimError(
+            f"--set {', '.join(unknown) or 'rate'}: not a settable field here (plan chooses rates; "
+            f"known: {', '.join(sorted(known_fields()))})"
+        )
+    options = [f"gpu={';'.join(gpus)}"] if gpus else []
+    options += [f"tp={';'.join(map(str, tps))}"] if tps else []
+    options += [f"allocator={';'.join(allocators)}"] if allocators else []
+    candidates = Grid.from_options([*options, *grid_options]) if options or grid_options else Grid(())
+    if any(name in base for name in candidates.names):
+        raise KvsimError("a field is both fixed (--set/--model) and a candidate dimension; keep one")
+    workload = Workload(**{k: v for k, v in base.items() if k in ("trace", "trace_format", "num_requests")})
+    native_rate = mean_rate_per_s(workload.load())
+    target = _target_rate(target_rate, native_rate)
+    settings = PlanSettings(
+        slos=tuple(slo_options),
+        target_rate_per_s=target,
+        start_rate_per_s=start_rate or native_rate or 1.0,
+        rel_tol=rel_tol,
+    )
+    prices = parse_prices(price_options)
+    click.echo(
+        f"plan: {len(candidates)} candidate(s), SLOs {', '.join(slo_options)}, trace {trace} "
+        f"({num_requests} requests, own rate {native_rate:.4g} req/s)"
+        + (f", target {target:.4g} req/s" if target else ""),
+        err=True,
+    )
+    rows = run_plan(candidates, base, settings, prices, jobs=jobs, ray_address=ray_address, progress=progress)
+
+    latency_key = f"target_{latency_metric}" if target else latency_metric
+    if target:
+        _print_rows(
+            "Ranked (feasible by total cost, then GPUs, then latency)",
+            ranked(rows, latency_key),
+            [
+                "label",
+                "max_sustainable_rate_per_s",
+                "num_replicas",
+                "num_gpus",
+                "total_cost_per_hour_usd",
+                latency_key,
+                "target_tpot_p99_s",
+                "note",
+            ],
+        )
+        _print_rows(
+            f"Pareto front (total cost vs {latency_metric} at the target)",
+            pareto_front(rows, latency_key),
+            ["label", "num_gpus", "total_cost_per_hour_usd", latency_key],
+        )
+        _print_what_if(rows, candidates.names)
+    else:
+        _print_rows(
+            "Max sustainable rate of one replica",
+            rows,
+            [
+                "label",
+                "max_sustainable_rate_per_s",
+                "cost_per_hour_usd",
+                "ttft_p99_s",
+                "tpot_p99_s",
+                "search",
+            ],
+        )
+    used = {str(r.get("gpu", base.get("gpu", ""))) for r in rows} - set(prices)
+    for gpu in sorted(used & set(DEFAULT_USD_PER_GPU_HOUR)):
+        usd, source = DEFAULT_USD_PER_GPU_HOUR[gpu]
+        click.echo(f"price {gpu}: ${usd}/GPU-hour ({source}); override with --price {gpu}=USD")
+    if out_dir is not None:
+        _write(out_dir, rows, settings, base, latency_key, target)
+    failed = [r for r in rows if r["status"] != "ok"]
+    for row in failed:
+        click.echo(f"candidate {row['label']} failed: {row['error']}", err=True)
+    if len(failed) == len(rows):
+        raise KvsimError("every candidate failed (see above)")
+
+
+def _target_rate(text: str | None, native_rate: float | None) -> float | None:
+    if text is None:
+        return None
+    scale = text.strip().lower().endswith("x")
+    try:
+        value = float(text.strip()[:-1] if scale else text)
+    except ValueError as exc:
+        raise KvsimError(
+            f"--target-rate {text!r}: give req/s (e.g. 12.5) or a multiple of the trace's rate (3x)"
+        ) from exc
+    if scale:
+        if native_rate is None:
+            raise KvsimError(f"--target-rate {text}: the trace spans no time, so it has no rate to multiply")
+        return value * native_rate
+    return value
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _print_rows(title: str, rows, keys) -> None:
+    click.echo(f"\n{title}")
+    lines = [keys] + [
+        [
+            _fmt(r.get(k))
+            if r.get("status") == "ok" or k == "label"
+            else (r.get("error", "")[:60] if k == keys[1] else "")
+            for k in keys
+        ]
+        for r in rows
+    ]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(keys))]
+    for line in lines:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
+
+
+def _print_what_if(rows, names) -> None:
+    """Per allocator (when several): the fewest GPUs and the cheapest feasible candidate with it."""
+    if "allocator" not in names:
+        return
+    click.echo("\nBy allocator (fewest GPUs; cheapest at that count)")
+    best = {}
+    for row in rows:
+        if row.get("feasible"):
+            key = (row["num_gpus"], row["total_cost_per_hour_usd"])
+            if row["allocator"] not in best or key < best[row["allocator"]][0]:
+                best[row["allocator"]] = (key, row)
+    for row in rows:
+        allocator = row["allocator"]
+        if allocator in best and best[allocator][1] is row:
+            click.echo(
+                f"  {allocator}: {row['num_gpus']} GPUs ({row['label']}), "
+                f"${row['total_cost_per_hour_usd']:.2f}/h"
+            )
+        elif allocator not in best and row is next(r for r in rows if r["allocator"] == allocator):
+            click.echo(f"  {allocator}: no feasible candidate")
+    if len(best) >= 2:
+        (first, (k1, _)), (second, (k2, _)) = sorted(best.items(), key=lambda kv: kv[1][0])[:2]
+        fewer = k2[0] - k1[0]
+        count = f"{fewer} fewer GPUs than" if fewer else "as many GPUs as"
+        click.echo(f"  {first} needs {count} {second}, ${k2[1] - k1[1]:.2f}/h less")
+
+
+def _write(out_dir: Path, rows, settings, base, latency_key, target) -> None:
+    import csv
+    from dataclasses import asdict
+
+    from kvsim.simulator.plan.capacity import pareto_front
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    keys = list(dict.fromkeys(k for r in rows for k in r if k != "probes"))
+    with (out_dir / "plan.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in keys})
+    front = [r["index"] for r in pareto_front(rows, latency_key)] if target else []
+    doc = {"settings": asdict(settings), "base": base, "pareto_front_indices": front, "candidates": rows}
+    (out_dir / "plan.json").write_text(json.dumps(doc, indent=1, sort_keys=True, default=str) + "\n")
+    click.echo(f"\nwrote {out_dir / 'plan.csv'} and {out_dir / 'plan.json'}")
