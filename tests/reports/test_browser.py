@@ -82,3 +82,38 @@ def test_report_renders_every_figure_in_chromium_without_errors(make_run, tmp_pa
     assert shown["summary_rows"] == 3
     assert "Cost model" in shown["summary_header"]
     assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+def test_simulate_with_report_renders_in_chromium(tmp_path):
+    """The issue's bar: `kvsim simulate ... --report` on a real (small) run gives a report that renders."""
+    from click.testing import CliRunner
+
+    from kvsim.cli import main
+
+    args = [
+        "simulate",
+        "--trace",
+        "azure-conv",
+        "--num-requests",
+        "40",
+        "--model",
+        "opt-13b",
+        "--gpu",
+        "a100-40gb",
+        "--allocator",
+        "paged",
+        "--allocator",
+        "reserved:max",
+        "--out",
+        str(tmp_path / "runs"),
+        "--report",
+    ]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    shown = open_report(tmp_path / "runs" / "report.html", tmp_path / "simulate-report.png")
+
+    assert shown["messages"] == []
+    assert shown["containers"] == 2 + 2
+    assert shown["traces_per_figure"][:2] == [10, 8]  # 5 parts × 2 windows; 2 configs × 4 CDFs
+    assert all(n >= 7 for n in shown["traces_per_figure"][2:])  # 5 parts + queue + batch (+ cached line)
+    assert shown["summary_rows"] == 2
