@@ -24,6 +24,9 @@ FAMILY_TO_COLOUR = {
     "static": "#7f7f7f",
 }
 
+# Labels that spell out a family's default options draw in the family colour itself.
+DEFAULT_LABEL_TO_FAMILY = {"paged:block_size=16": "paged", "vattention:page_size=2MiB": "vattention"}
+
 OTHER_COLOURS = ("#17becf", "#bcbd22", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd")
 
 # The five memory parts of DESIGN §3, bottom of the stack first, and their colours (vLLM Fig. 2 legend order).
@@ -46,6 +49,7 @@ PART_TO_NAME = {
 
 def colour_for(label: str) -> str:
     """The colour of one configuration label, as ``#rrggbb``; stable across figures and reports."""
+    label = DEFAULT_LABEL_TO_FAMILY.get(label, label)
     family = _family_of(label)
     label_hash = zlib.crc32(label.encode("utf-8"))
     if family is None:

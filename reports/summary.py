@@ -21,18 +21,22 @@ HEADER = [
 ]
 
 
-def cost_model_in_words(cost_model: dict | None, *, with_description: bool = False) -> str:
-    """Where the step times came from, in words a reader cannot miss (DESIGN §5)."""
+SOURCE_TO_WORDS = {
+    "measured": ("measured", "measured on a GPU (calibrated profile)"),
+    "roofline": ("roofline, not measured", "roofline estimate from datasheet peaks, not measured"),
+}
+
+
+def cost_model_in_words(cost_model: dict | None, *, long: bool = False) -> str:
+    """Where the step times came from, in words a reader cannot miss (DESIGN §5): short for a table cell,
+    long (with the profile's description) for the line under the title."""
     cost_model = cost_model or {}
     source = cost_model.get("source")
+    short_words, long_words = SOURCE_TO_WORDS.get(source, (f"unknown source ({source!r})",) * 2)
+    if not long:
+        return short_words
     description = cost_model.get("description") or ""
-    if source == "measured":
-        words = "measured on a GPU (calibrated profile)"
-    elif source == "roofline":
-        words = "roofline estimate from datasheet peaks, not measured"
-    else:
-        words = f"unknown source ({source!r})"
-    return f"{words} ({description})" if description and with_description else words
+    return f"{long_words} ({description})" if description else long_words
 
 
 def summary_row(run: RunResult) -> list:

@@ -175,7 +175,7 @@ def _write_runs_as_sweep(runs: list[RunResult], out_html: Path, *, title: str | 
 def _sources_note(runs: list[RunResult]) -> str:
     sources = sorted(
         {
-            cost_model_in_words(r.summary.get("cost_model") or r.config.get("cost_model")).split(":")[0]
+            cost_model_in_words(r.summary.get("cost_model") or r.config.get("cost_model"), long=True)
             for r in runs
         }
     )

@@ -71,6 +71,10 @@ def memory_breakdown_figure(rows: list[dict]) -> go.Figure:
         barmode="stack",
         title="KV memory breakdown (time-weighted mean, % of KV capacity per GPU)",
         legend_traceorder="normal",
+        uniformtext={
+            "minsize": 9,
+            "mode": "hide",
+        },  # no unreadable % labels in thin segments (hover has them)
     )
     fig.update_yaxes(title_text="Share of KV capacity (%)", range=[0, 100], row=1, col=1)
     fig.update_xaxes(title_text="Configuration")

@@ -146,6 +146,11 @@ def test_colours_are_fixed_per_label_and_families_keep_their_colour():
     assert colour_for("paged:block_size=16") == colour_for("paged:block_size=16")
     assert colour_for("paged:block_size=16") != colour_for("reserved:max")
     assert colour_for("made-up-policy") == colour_for("made-up-policy")
+    assert colour_for("paged:block_size=16") == FAMILY_TO_COLOUR["paged"]  # vLLM's default spelled out
+    assert colour_for("paged:block_size=32") not in (
+        colour_for("paged:block_size=16"),
+        colour_for("vattention"),
+    )
 
 
 def test_rate_sweep_draws_each_configuration_in_rate_order():

@@ -23,12 +23,17 @@ def test_report_embeds_plotly_once_and_has_a_summary_table_then_one_figure_per_v
     assert text.index('id="summary"') < text.index('id="figure-1"')
     # breakdown, latency CDFs, one timeline per run
     assert [f"figure-{i}" in text for i in range(1, 6)] == [True, True, True, True, False]
-    assert "roofline estimate from datasheet peaks, not measured" in text
+    assert (
+        "Step times: roofline estimate from datasheet peaks, not measured (roofline profile for a100-40gb)."
+        in text
+    )
+    assert text.count("<td>roofline, not measured</td>") == 2
 
 
 def test_report_says_measured_when_the_cost_model_was_measured(make_run, tmp_path):
     text = write_report([make_run(source="measured")], tmp_path / "r.html").read_text()
     assert "measured on a GPU (calibrated profile)" in text
+    assert "<td>measured</td>" in text
     assert "not measured" not in text
 
 
