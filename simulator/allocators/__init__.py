@@ -11,9 +11,14 @@ from kvsim.simulator.allocators.base import Admission, KVAllocator, MemoryBreakd
 from kvsim.simulator.allocators.paged import PagedAllocator, PagedConfig
 from kvsim.simulator.allocators.reserved import ReservedAllocator, ReservedConfig
 from kvsim.simulator.allocators.spec import config_from_options, split_spec
+from kvsim.simulator.allocators.vattention import VAttentionAllocator, VAttentionConfig
 from kvsim.simulator.specs import ModelSpec
 
-ALLOCATORS: dict[str, type] = {"paged": PagedAllocator, "reserved": ReservedAllocator}
+ALLOCATORS: dict[str, type] = {
+    "paged": PagedAllocator,
+    "reserved": ReservedAllocator,
+    "vattention": VAttentionAllocator,
+}
 
 
 def make_allocator(
@@ -54,5 +59,7 @@ __all__ = [
     "PagedConfig",
     "ReservedAllocator",
     "ReservedConfig",
+    "VAttentionAllocator",
+    "VAttentionConfig",
     "make_allocator",
 ]
