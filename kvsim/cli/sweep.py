@@ -13,13 +13,15 @@ Grid grammar: --grid FIELD=V1,V2 (repeat --grid to add fields or values);
   START:STOP:STEP is an inclusive range (rate=1:10:0.5);
   values holding commas are separated by ';' instead:
   --grid 'allocator=paged:block_size=16,prefix_caching=true;vattention:page_size=64KiB'
+  tied fields vary together: --grid allocator+scheduler=paged+vllm,reserved:max+orca
 Fields: any SimConfig field (allocator, gpu, tp, max_num_seqs, ...) plus trace, trace_format,
   num_requests, rate, rate_scale, arrival, cv.
 
 \b
 Example:
   kvsim sweep --set trace=sharegpt --set model=opt-13b --set gpu=a100-40gb \\
-    --grid allocator=paged,reserved:max,reserved:pow2,reserved:oracle --grid rate=0.5:3:0.5 \\
+    --grid allocator+scheduler=paged+vllm,reserved:max+orca,reserved:pow2+orca,reserved:oracle+orca \\
+    --grid rate=0.5:3:0.5 \\
     --set num_requests=500 --out runs/fig12 --jobs 2
 
 Writes OUT/results.csv (one row per point, grid order), OUT/points/<point_id>/ (a run folder each)

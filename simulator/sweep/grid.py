@@ -11,6 +11,9 @@ So ``allocator=paged,reserved:pow2,vattention`` is three allocators (``reserved:
 parts are not numbers), and an allocator spec that itself holds commas is written with ';' between values:
 ``allocator=paged:block_size=16,prefix_caching=true;vattention:page_size=64KiB``. Repeating ``--grid`` for the
 same field appends values. Fields keep the order they were first given; the last field varies fastest.
+
+Tied fields vary together: ``allocator+scheduler=paged+vllm,reserved:max+orca`` is two points, each setting
+both fields (each part parsed as a literal), for settings that only make sense in pairs.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from kvsim.errors import KvsimError
 
 Value = int | float | bool | str
 
-_FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+_NAME = r"[A-Za-z_][A-Za-z0-9_.]*"
+_FIELD_RE = re.compile(rf"^{_NAME}(\+{_NAME})*$")  # one field, or tied fields joined by '+'
 _INT_RE = re.compile(r"^[+-]?\d+$")
 _MAX_RANGE_POINTS = 100_000  # a typo like 1:1000000:1 should fail loudly, not fill the disk
 
@@ -86,6 +90,9 @@ def parse_grid_option(option: str) -> tuple[str, list[Value]]:
     for item in values_text.split(separator):
         if not item.strip():
             raise KvsimError(f"--grid {option!r}: empty value between {separator!r} separators")
+        if "+" in field:  # tied fields: kept as written, split into parts when points are made
+            values.append(item.strip())
+            continue
         expanded = expand_range(item)
         values.extend(expanded if expanded is not None else [parse_value(item)])
     return field, values
@@ -110,6 +117,12 @@ class Grid:
                 raise KvsimError(
                     f"grid field {name!r} lists {', '.join(duplicates)} more than once; drop the repeats"
                 )
+            for value in values:
+                _tied_values(name, value)  # raises on a value with the wrong number of parts
+        flat = self.names
+        repeated = sorted({n for n in flat if flat.count(n) > 1})
+        if repeated:
+            raise KvsimError(f"grid field(s) {', '.join(repeated)} appear both alone and tied; keep one")
 
     @classmethod
     def from_options(cls, options: Iterable[str]) -> Grid:
@@ -130,7 +143,11 @@ class Grid:
             items = raw if isinstance(raw, list) else [raw]
             values: list[Value] = []
             for item in items:
-                if isinstance(item, str) and (expanded := expand_range(item)) is not None:
+                if (
+                    isinstance(item, str)
+                    and "+" not in field
+                    and (expanded := expand_range(item)) is not None
+                ):
                     values.extend(expanded)
                 elif isinstance(item, (bool, int, float, str)):
                     values.append(item)
@@ -145,7 +162,8 @@ class Grid:
 
     @property
     def names(self) -> tuple[str, ...]:
-        return tuple(name for name, _ in self.fields)
+        """The config fields the grid sets, tied ones split apart, in order."""
+        return tuple(part for name, _ in self.fields for part in name.split("+"))
 
     def __len__(self) -> int:
         count = 1
@@ -156,7 +174,27 @@ class Grid:
     def points(self) -> list[dict[str, Value]]:
         """Every combination, last field fastest (itertools.product order)."""
         value_lists = [values for _, values in self.fields]
-        return [dict(zip(self.names, combo, strict=True)) for combo in itertools.product(*value_lists)]
+        points = []
+        for combo in itertools.product(*value_lists):
+            point: dict[str, Value] = {}
+            for (name, _), value in zip(self.fields, combo, strict=True):
+                point.update(_tied_values(name, value))
+            points.append(point)
+        return points
+
+
+def _tied_values(name: str, value: Value) -> dict[str, Value]:
+    """``("a+b", "1+x")`` -> ``{"a": 1, "b": "x"}``; a plain field maps to its value."""
+    if "+" not in name:
+        return {name: value}
+    names = name.split("+")
+    parts = value.split("+") if isinstance(value, str) else [value]
+    if len(parts) != len(names):
+        raise KvsimError(
+            f"tied grid field {name!r}: value {value!r} needs {len(names)} parts joined by '+', "
+            f"e.g. {'+'.join(f'<{n}>' for n in names)}"
+        )
+    return {n: parse_value(p) for n, p in zip(names, parts, strict=True)}
 
 
 def canonical_json(obj: object) -> str:

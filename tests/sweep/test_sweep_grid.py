@@ -85,3 +85,24 @@ def test_point_identity_and_seed_depend_on_content_only():
     assert point_seed(0, {"trace": "sharegpt"}) == point_seed(0, {"trace": "sharegpt"})
     assert point_seed(0, {"trace": "sharegpt"}) != point_seed(1, {"trace": "sharegpt"})
     assert 0 <= point_seed(123, {}) < 2**32
+
+
+def test_tied_fields_vary_together():
+    grid = Grid.from_options(["allocator+scheduler=paged+vllm,reserved:max+orca", "rate=1,2"])
+    assert grid.names == ("allocator", "scheduler", "rate")
+    assert grid.points()[:3] == [
+        {"allocator": "paged", "scheduler": "vllm", "rate": 1},
+        {"allocator": "paged", "scheduler": "vllm", "rate": 2},
+        {"allocator": "reserved:max", "scheduler": "orca", "rate": 1},
+    ]
+    assert Grid.from_mapping({"tp+num_replicas": ["1+4", "2+2"]}).points() == [
+        {"tp": 1, "num_replicas": 4},
+        {"tp": 2, "num_replicas": 2},
+    ]
+
+
+def test_tied_value_with_the_wrong_number_of_parts_is_an_error():
+    with pytest.raises(KvsimError, match="needs 2 parts"):
+        Grid.from_options(["allocator+scheduler=paged"])
+    with pytest.raises(KvsimError, match="both alone and tied"):
+        Grid.from_options(["allocator+scheduler=paged+vllm", "scheduler=orca"])
