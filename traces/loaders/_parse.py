@@ -8,6 +8,7 @@ the column to find the first bad line, so a clean million-row file never pays fo
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from collections.abc import Iterator
@@ -20,7 +21,9 @@ from kvsim.errors import KvsimError
 
 def read_text(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8-sig")  # -sig: drop a UTF-8 byte-order mark if there is one
+        # -sig: drop a UTF-8 byte-order mark if there is one; newline="": keep \r inside quoted CSV fields
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            return f.read()
     except FileNotFoundError:
         raise KvsimError(
             f"trace file {str(path)!r} does not exist; give a bundled name or a file path"
@@ -46,7 +49,7 @@ class CsvColumns:
     def __init__(self, path: Path, text: str, required: list[str]) -> None:
         self.path = path
         self._text = text
-        reader = csv.reader(text.splitlines())
+        reader = csv.reader(io.StringIO(text, newline=""))
         header = next(reader, None)
         if header is None or not any(header):
             raise KvsimError(f"{path} is empty; a trace file needs a header line and at least one request")
@@ -66,7 +69,7 @@ class CsvColumns:
         return len(self.rows)
 
     def line_of(self, k: int) -> int:
-        reader = csv.reader(self._text.splitlines())
+        reader = csv.reader(io.StringIO(self._text, newline=""))
         next(reader)
         seen = -1
         for row in reader:
@@ -174,7 +177,7 @@ def _is_datetime(s: str) -> bool:
 
 def json_records(path: Path, text: str) -> Iterator[tuple[int, dict]]:
     """(line number, object) for each non-blank line of a JSON Lines file."""
-    for line_number, line in enumerate(text.splitlines(), start=1):
+    for line_number, line in enumerate(text.split("\n"), start=1):  # JSON Lines ends lines with \n only
         if not line.strip():
             continue
         try:

@@ -126,6 +126,22 @@ def _parse_hashes(table: CsvColumns, k: int, cell: str) -> tuple[int, ...] | Non
         raise bad_field(table.path, table.line_of(k), "prefix_block_hashes", problem) from None
 
 
+def _columns(trace: Trace) -> list[list]:
+    """The request fields as plain Python lists (much faster to write than making ``Request`` objects)."""
+    num = len(trace)
+    ones = [1] * num
+    return [
+        trace.request_id.tolist(),
+        trace.arrival_s.tolist(),
+        trace.num_prompt_tokens.tolist(),
+        trace.num_output_tokens.tolist(),
+        ones if trace.n is None else trace.n.tolist(),
+        ones if trace.beam_width is None else trace.beam_width.tolist(),
+        [None] * num if trace.session_id is None else list(trace.session_id),
+        [None] * num if trace.prefix_block_hashes is None else list(trace.prefix_block_hashes),
+    ]
+
+
 def write_jsonl(trace: Trace, path: Path) -> None:
     p = trace.provenance
     with open(path, "w", encoding="utf-8") as f:
@@ -137,46 +153,38 @@ def write_jsonl(trace: Trace, path: Path) -> None:
             "notes": p.notes,
         }
         f.write(json.dumps(header) + "\n")
-        for r in trace:
-            record = {
-                "request_id": r.request_id,
-                "arrival_s": r.arrival_s,
-                "num_prompt_tokens": r.num_prompt_tokens,
-                "num_output_tokens": r.num_output_tokens,
-                "n": r.n,
-                "beam_width": r.beam_width,
-                "prefix_block_hashes": None if r.prefix_block_hashes is None else list(r.prefix_block_hashes),
-                "session_id": r.session_id,
-            }
-            f.write(json.dumps(record) + "\n")
+        # formatted by hand, not json.dumps per record (3x faster); floats use repr, as json.dumps does
+        for i, a, p_, o, n, b, session, hashes in zip(*_columns(trace)):
+            h = "null" if hashes is None else "[" + ", ".join(map(str, hashes)) + "]"
+            f.write(
+                f'{{"request_id": {i}, "arrival_s": {a!r}, "num_prompt_tokens": {p_}, "num_output_tokens": {o}, '
+                f'"n": {n}, "beam_width": {b}, "prefix_block_hashes": {h}, "session_id": {json.dumps(session)}}}\n'
+            )
 
 
 def write_csv(trace: Trace, path: Path) -> None:
+    ids, arrival_s, prompt, output, n, beam, sessions, hashes = _columns(trace)
+    for i, (session, h) in enumerate(zip(sessions, hashes)):
+        if session == "":
+            raise KvsimError(f"request {ids[i]} has an empty session id, which CSV cannot hold; write JSONL")
+        if h is not None and not h:
+            raise KvsimError(f"request {ids[i]} has an empty hash list, which CSV cannot hold; write JSONL")
     with open(path, "w", encoding="utf-8", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
+        # the default "\r\n" line ends (RFC 4180) make the writer quote any field holding \r or \n
+        writer = csv.writer(f)
         writer.writerow(KVSIM_COLUMNS + KVSIM_OPTIONAL_COLUMNS)
-        for r in trace:
-            if r.session_id == "":
-                raise KvsimError(
-                    f"request {r.request_id} has an empty session id, which CSV cannot hold; write JSONL"
-                )
-            if r.prefix_block_hashes is not None and not r.prefix_block_hashes:
-                raise KvsimError(
-                    f"request {r.request_id} has an empty hash list, which CSV cannot hold; write JSONL"
-                )
-            hashes = "" if r.prefix_block_hashes is None else " ".join(map(str, r.prefix_block_hashes))
-            writer.writerow(
-                [
-                    r.request_id,
-                    repr(r.arrival_s),
-                    r.num_prompt_tokens,
-                    r.num_output_tokens,
-                    r.n,
-                    r.beam_width,
-                    r.session_id or "",
-                    hashes,
-                ]
+        writer.writerows(
+            zip(
+                ids,
+                map(repr, arrival_s),
+                prompt,
+                output,
+                n,
+                beam,
+                ("" if s is None else s for s in sessions),
+                ("" if h is None else " ".join(map(str, h)) for h in hashes),
             )
+        )
 
 
 WRITERS = {"jsonl": write_jsonl, "csv": write_csv}
