@@ -24,9 +24,10 @@ Example:
     --grid rate=0.5:3:0.5 \\
     --set num_requests=500 --out runs/fig12 --jobs 2
 
-Writes OUT/results.csv (one row per point, grid order), OUT/points/<point_id>/ (a run folder each)
-and OUT/sweep.json. A point's seed derives from the sweep seed and its trace fields, so every
-allocator and rate replays the same request sample.
+\b
+Writes OUT/results.csv (one row per point, grid order), OUT/points/<point_id>/
+(a run folder each) and OUT/sweep.json. A point's seed derives from the sweep seed
+and its trace fields, so every allocator and rate replays the same request sample.
 """
 
 
