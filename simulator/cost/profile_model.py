@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from kvsim.simulator.batch import Batch, StepTime
-from kvsim.simulator.cost.profile import Profile, Term
+from kvsim.simulator.cost.profile import GEMM_OPS, Profile, Term
 from kvsim.simulator.cost.work import (
     GemmShape,
     kv_bytes_per_token_layer,
@@ -49,13 +49,19 @@ class ProfileCostModel:
         self.description = _describe(profile)
         terms = profile.terms
         self._num_layers = model.num_layers
+        # Per-op GEMM fits hold for the shapes they were measured on, the profiled model's; any other model
+        # uses the fit pooled over all ops.
+        per_op = profile.model is not None and profile.model.lower() == model.name.lower()
+        self.per_op_gemms = per_op and any(f"gemm.{op}" in terms for op in GEMM_OPS)
+
+        def gemm_term(op: str) -> Term:
+            return terms.get(f"gemm.{op}", terms["gemm"]) if per_op else terms["gemm"]
+
         self._layer_gemms = tuple(
-            _Gemm(terms.get(f"gemm.{s.op}", terms["gemm"]), s, model.dtype_bytes)
-            for s in layer_gemm_shapes(model, tp)
+            _Gemm(gemm_term(s.op), s, model.dtype_bytes) for s in layer_gemm_shapes(model, tp)
         )
         self._gemm_s_cache: dict[int, float] = {}  # num_tokens -> gemm_s
-        lm = lm_head_shape(model, tp)
-        self._lm_head = _Gemm(terms.get("gemm.lm_head", terms["gemm"]), lm, model.dtype_bytes)
+        self._lm_head = _Gemm(gemm_term("lm_head"), lm_head_shape(model, tp), model.dtype_bytes)
 
         kv_bytes_per_token = kv_bytes_per_token_layer(model, tp)
         self._decode = {}  # kernel -> (const_s, s_per_kv_token, s_per_seq, s_per_block)

@@ -124,3 +124,19 @@ def test_make_cost_model_picks_the_shipped_measured_profile_of_the_gpu(tmp_path,
     assert cost_module.shipped_profile_path("H100-SXM") == tmp_path / "h100-sxm.json"
     assert make_cost_model("llama-2-7b", "h100-sxm").source == "measured"
     assert make_cost_model("llama-2-7b", "l4").source == "roofline"
+
+
+def test_per_op_gemm_fits_apply_only_to_the_profiled_model():
+    profile = measured_profile()  # model="Llama-2-7B"
+    terms = dict(profile.terms)
+    terms["gemm.qkv"] = Term("max", {"const_s": 1e-3, "s_per_flop": 0.0, "s_per_byte": 0.0})
+    batch = Batch(num_decode_seqs=1, decode_kv_tokens=10)
+    own = ProfileCostModel(
+        Profile(profile.device, "measured", terms, model="Llama-2-7B"), MODELS["llama-2-7b"]
+    )
+    pooled = ProfileCostModel(Profile(profile.device, "measured", terms), MODELS["llama-2-7b"])
+    other = ProfileCostModel(
+        Profile(profile.device, "measured", terms, model="Llama-2-7B"), MODELS["llama-2-13b"]
+    )
+    assert own.per_op_gemms and not pooled.per_op_gemms and not other.per_op_gemms
+    assert own.step_time(batch).gemm_s > pooled.step_time(batch).gemm_s + 32 * 0.9e-3
