@@ -77,6 +77,9 @@ class ProfileCostModel:
         for kernel in ("paged", "contiguous"):
             p = terms[f"attn_prefill_{kernel}"].params
             self._prefill[kernel] = (p["const_s"], p["flops"], p["bytes"], p["num_seqs"])
+        assert set(self._decode) == set(self._prefill) == {"paged", "contiguous"}
+        self._decode_paged, self._decode_contiguous = self._decode["paged"], self._decode["contiguous"]
+        self._prefill_paged, self._prefill_contiguous = self._prefill["paged"], self._prefill["contiguous"]
         self._heads = model.num_heads // tp
         self._kv_heads = max(1, model.num_kv_heads // tp)
 
@@ -101,18 +104,22 @@ class ProfileCostModel:
             gemm_s = self._cache_gemm_s(num_tokens)
         attn_prefill_s = 0.0
         if batch.prefill_q_lens:
-            const_s, s_flop, s_byte, s_seq = self._prefill[batch.attention_kernel]
-            per_layer_s = 0.0
+            const_s, s_flop, s_byte, s_seq = (
+                self._prefill_paged if batch.attention_kernel == "paged" else self._prefill_contiguous
+            )
+            per_layer_s = const_s  # one varlen launch per layer serves every prefilling sequence
             for q_len, kv_len in zip(batch.prefill_q_lens, batch.prefill_kv_lens):
                 flops = prefill_attn_flops(q_len, kv_len, self._heads, self.model.head_dim)
                 nbytes = prefill_attn_bytes(
                     q_len, kv_len, self._heads, self._kv_heads, self.model.head_dim, self.model.dtype_bytes
                 )
-                per_layer_s += const_s + s_flop * flops + s_byte * nbytes + s_seq
+                per_layer_s += s_flop * flops + s_byte * nbytes + s_seq
             attn_prefill_s = layers * per_layer_s
         attn_decode_s = 0.0
         if num_decode_seqs:
-            const_s, s_tok, s_seq, s_blk = self._decode[batch.attention_kernel]
+            const_s, s_tok, s_seq, s_blk = (
+                self._decode_paged if batch.attention_kernel == "paged" else self._decode_contiguous
+            )
             attn_decode_s = layers * (
                 const_s
                 + s_tok * batch.decode_kv_tokens
@@ -145,7 +152,9 @@ class ProfileCostModel:
             else np.asarray(decode_kv_blocks, dtype=np.int64)
         )
         assert blocks.shape == (num_steps,)
-        const_s, s_tok, s_seq, s_blk = self._decode[batch.attention_kernel]
+        const_s, s_tok, s_seq, s_blk = (
+            self._decode_paged if batch.attention_kernel == "paged" else self._decode_contiguous
+        )
         # The same expression, in the same order, as step_time and StepTime.total_s.
         attn_decode_s = self._num_layers * (const_s + s_tok * tokens + s_seq * seqs + s_blk * blocks)
         return (

@@ -144,3 +144,12 @@ def test_roofline_outputs_say_so_and_have_no_map_latency():
     assert cost.source == "roofline"
     assert "roofline" in cost.description and "H200" in cost.description
     assert cost.map_latency_s(2 << 20) is None
+
+
+def test_prefill_of_several_sequences_is_one_launch_per_layer_over_their_summed_work():
+    cost = make_cost_model("llama-2-7b", "a100-80gb")
+    peak = A100.dense_fp16_flops_per_s * PREFILL_ATTN_FLOPS_EFFICIENCY
+    # a fresh 100-token prompt, and a 50-token chunk after 200 cached tokens (chunked prefill / prefix hit)
+    step = cost.step_time(Batch(prefill_q_lens=(100, 50), prefill_kv_lens=(100, 250)))
+    pairs = 100 * 101 // 2 + (50 * 200 + 50 * 51 // 2)
+    assert step.attn_prefill_s == pytest.approx(32 * (KERNEL_LAUNCH_S + 4 * 32 * 128 * pairs / peak))
