@@ -57,7 +57,7 @@ setup(
     ],
     extras_require={
         "kernels": ["torch>=2.4", "triton>=3.1"],
-        "test": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.6"],
+        "test": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.6", "playwright>=1.40"],
         "ray": ["ray>=2.9"],
     },
     entry_points={"console_scripts": ["kvsim=kvsim.cli:main"]},
