@@ -36,7 +36,10 @@ def make_cost_model(
     if profile is None:
         profile = shipped_profile_path(gpu)
     resolved = load_profile(profile) if profile is not None else roofline_profile(gpu)
-    return ProfileCostModel(resolved, model, tp)
+    cost = ProfileCostModel(resolved, model, tp)
+    if resolved.representative and resolved.device.name.lower() != gpu.name.lower():
+        cost.description += f" (a {resolved.device.name} profile used for {gpu.name})"
+    return cost
 
 
 def shipped_profile_path(gpu: GpuSpec | str) -> Path | None:

@@ -20,7 +20,7 @@ HBM_BW_EFFICIENCY = 0.8
 # §7.1, Fig. 18a) measures 20-26% higher attention-kernel latency than FasterTransformer's contiguous kernel,
 # from block-table lookups and non-contiguous reads. 1.23 is the middle of that range; calibration measures it.
 PAGED_DECODE_FACTOR = 1.23
-# Fraction of peak that prefill (FlashAttention-style) attention reaches. FlashAttention-2 (Dao, 2023, §4.1)
+# Fraction of peak that prefill (FlashAttention-style) attention reaches. FlashAttention-2 (Dao, 2023, abstract)
 # reports 50-73% of the A100 peak in the forward pass; short causal prompts sit at the low end.
 PREFILL_ATTN_FLOPS_EFFICIENCY = 0.5
 # Host-side launch latency of one CUDA kernel (a few µs without CUDA graphs; assumption, order of magnitude).

@@ -53,6 +53,11 @@ def test_cost_model_on_a_profile_gives_the_fitted_numbers(tmp_path):
     )
     assert cost.source == "measured"
     assert "from the roofline: " in cost.description and "allreduce" in cost.description
+    assert "used for" not in cost.description
+    assert (
+        "(a H100-SXM profile used for A100-80GB)"
+        in make_cost_model("llama-2-7b", "a100-80gb", profile=path).description
+    )
 
 
 def test_map_latency_interpolates_between_measured_page_sizes():
