@@ -118,10 +118,13 @@ def plan(
             f"--set {', '.join(unknown) or 'rate'}: not a settable field here (plan chooses rates; "
             f"known: {', '.join(sorted(known_fields()))})"
         )
-    options = [f"gpu={';'.join(gpus)}"] if gpus else []
-    options += [f"tp={';'.join(map(str, tps))}"] if tps else []
-    options += [f"allocator={';'.join(allocators)}"] if allocators else []
-    candidates = Grid.from_options([*options, *grid_options]) if options or grid_options else Grid(())
+    # built from tuples, not option strings: an allocator spec may hold ',' and ':' of its own
+    dimensions = [
+        (name, tuple(values))
+        for name, values in (("gpu", gpus), ("tp", tps), ("allocator", allocators))
+        if values
+    ]
+    candidates = Grid(tuple(dimensions)).merged(Grid.from_options(grid_options))
     if any(name in base for name in candidates.names):
         raise KvsimError("a field is both fixed (--set/--model) and a candidate dimension; keep one")
     workload = Workload(**{k: v for k, v in base.items() if k in ("trace", "trace_format", "num_requests")})
@@ -254,7 +257,7 @@ def _print_what_if(rows, names) -> None:
     if len(best) >= 2:
         (first, (k1, _)), (second, (k2, _)) = sorted(best.items(), key=lambda kv: kv[1][0])[:2]
         fewer = k2[0] - k1[0]
-        count = f"{fewer} fewer GPUs than" if fewer else "as many GPUs as"
+        count = f"{fewer} fewer GPU{'s' if fewer > 1 else ''} than" if fewer else "as many GPUs as"
         click.echo(f"  {first} needs {count} {second}, ${k2[1] - k1[1]:.2f}/h less")
 
 

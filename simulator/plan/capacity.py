@@ -147,13 +147,20 @@ def run_plan(
         config = {**base, **point, "plan": settings_dict}
         tasks.append(PointTask(index=index, point_id=point_id(config), point=point, config=config))
     rows: list[dict[str, Any]] = [{} for _ in tasks]
+    varied = [name for name, values in candidates.fields if len(values) > 1 and "+" not in name]
+    varied += [
+        part
+        for name, values in candidates.fields
+        if len(values) > 1 and "+" in name
+        for part in name.split("+")
+    ]
     outcomes = execute(tasks, plan_point, jobs=jobs, ray_address=ray_address)
     for outcome in tqdm(outcomes, total=len(tasks), disable=not progress, desc="plan", unit="candidate"):
         task = tasks[outcome["index"]]
         fields = {**base, **task.point}
         row = {
             "index": task.index,
-            "label": _label(task.point),
+            "label": _label(task.point, varied),
             **task.point,
             "status": outcome["status"],
             "error": outcome["error"],
@@ -172,8 +179,10 @@ def run_plan(
     return rows
 
 
-def _label(point: Mapping[str, Any]) -> str:
-    return " ".join(f"{k}={v}" if k != "allocator" else str(v) for k, v in point.items())
+def _label(point: Mapping[str, Any], varied: Sequence[str]) -> str:
+    """The candidate's values of the dimensions that vary (all of them when none does)."""
+    keys = [k for k in point if k in varied] or list(point)
+    return " ".join(str(point[k]) if k == "allocator" else f"{k}={point[k]}" for k in keys)
 
 
 def ranked(rows: Sequence[Mapping[str, Any]], latency_key: str) -> list[Mapping[str, Any]]:

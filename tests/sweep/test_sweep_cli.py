@@ -83,3 +83,19 @@ def test_plan_max_rate_table(tmp_path, small_trace):
     with open(tmp_path / "plan" / "plan.csv") as f:
         (row,) = list(csv.DictReader(f))
     assert float(row["max_sustainable_rate_per_s"]) > 0
+
+
+def test_plan_for_a_target_rate_ranks_candidates_and_answers_per_allocator(tmp_path, small_trace):
+    args = ["plan", "--trace", small_trace, "--num-requests", "40", "--slo", "ttft_p99=1s", "--rel-tol", "0.2",
+            "--allocator", "paged:block_size=16", "--allocator", "reserved:max", "--target-rate", "2x",
+            "--no-progress", "--out", str(tmp_path / "plan")]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    for heading in ("Ranked", "Pareto front", "By allocator", "price a100-80gb: $2.79/GPU-hour (Lambda"):
+        assert heading in result.output
+    with open(tmp_path / "plan" / "plan.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["label"] for r in rows] == ["paged:block_size=16", "reserved:max"]
+    for row in rows:
+        assert row["feasible"] == "True"
+        assert float(row["total_cost_per_hour_usd"]) == pytest.approx(2.79 * int(row["num_gpus"]))
