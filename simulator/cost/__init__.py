@@ -43,11 +43,12 @@ def make_cost_model(
 
 
 def shipped_profile_path(gpu: GpuSpec | str) -> Path | None:
-    """The measured, representative profile shipped for ``gpu`` (``calibrate/profiles/<name>*.json``, the
-    last in name order, so a later date wins), or None."""
+    """The measured, representative profile shipped for ``gpu`` (``calibrate/profiles/<name>*.json`` or
+    ``profile-<name>*.json`` as calibration writes it; the last in name order, so a later date wins), or None."""
     name = (gpu if isinstance(gpu, str) else gpu.name).lower()
     found = []
-    for path in sorted(_profiles_dir().glob(f"{name}*.json")):
+    paths = {*_profiles_dir().glob(f"{name}*.json"), *_profiles_dir().glob(f"profile-{name}*.json")}
+    for path in sorted(paths):
         candidate = load_profile(path)
         if candidate.source == "measured" and candidate.representative:
             found.append(path)

@@ -129,6 +129,8 @@ def test_make_cost_model_picks_the_shipped_measured_profile_of_the_gpu(tmp_path,
     assert cost_module.shipped_profile_path("H100-SXM") == tmp_path / "h100-sxm.json"
     assert make_cost_model("llama-2-7b", "h100-sxm").source == "measured"
     assert make_cost_model("llama-2-7b", "l4").source == "roofline"
+    measured_profile().save(tmp_path / "profile-l4.json")  # as `kvsim calibrate` names it
+    assert cost_module.shipped_profile_path("L4") == tmp_path / "profile-l4.json"
 
 
 def test_per_op_gemm_fits_apply_only_to_the_profiled_model():
