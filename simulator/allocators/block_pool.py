@@ -57,6 +57,29 @@ class BlockPool:
         self.num_filled[block_id] = 0
         return block_id
 
+    def get_new_blocks(self, num_blocks: int) -> list[int]:
+        """``num_blocks`` empty blocks, as ``get_new_block`` would give them one by one."""
+        free = self.free_block_ids
+        if len(free) < num_blocks:
+            return [self.get_new_block() for _ in range(num_blocks)]
+        block_ids = free[-num_blocks:]
+        del free[-num_blocks:]
+        block_ids.reverse()
+        ref_cnt, num_filled = self.ref_cnt, self.num_filled
+        for block_id in block_ids:
+            ref_cnt[block_id] = 1
+            num_filled[block_id] = 0
+        return block_ids
+
+    def fill_new_blocks(self, block_ids: list[int], num_tokens: int) -> None:
+        """Store ``num_tokens`` tokens in empty, fresh blocks: all full but the last."""
+        num_filled, bs = self.num_filled, self.block_size
+        for block_id in block_ids:
+            num_filled[block_id] = bs
+        num_filled[block_ids[-1]] = num_tokens - (len(block_ids) - 1) * bs
+        assert 0 < num_filled[block_ids[-1]] <= bs
+        self.num_used_tokens += num_tokens
+
     def touch(self, block_id: int) -> None:
         """Take one more reference to a block found in the prefix cache (reviving it if it was free)."""
         if self.ref_cnt[block_id] == 0:
@@ -81,6 +104,24 @@ class BlockPool:
         else:
             self.num_filled[block_id] = 0
             self.free_block_ids.append(block_id)
+
+    def free_blocks(self, block_ids: list[int]) -> None:
+        """``free_block`` for each, in the order given (a loop with the lookups hoisted: the hot path)."""
+        ref_cnt, num_filled, block_hash = self.ref_cnt, self.num_filled, self.block_hash
+        free, cached, num_freed_tokens = self.free_block_ids, self.cached_free_blocks, 0
+        for block_id in block_ids:
+            count = ref_cnt[block_id] - 1
+            assert count >= 0, f"block {block_id} freed twice"
+            ref_cnt[block_id] = count
+            if count:
+                continue
+            num_freed_tokens += num_filled[block_id]
+            if block_hash[block_id] is not None:
+                cached[block_id] = None
+            else:
+                num_filled[block_id] = 0
+                free.append(block_id)
+        self.num_used_tokens -= num_freed_tokens
 
     def set_filled(self, block_id: int, num_filled: int) -> None:
         assert self.ref_cnt[block_id] > 0 and 0 <= num_filled <= self.block_size

@@ -154,7 +154,18 @@ class PagedAllocator:
     def append_slots(self, seq_id: int, num_new_tokens: int) -> bool:
         seq = self.seqs[seq_id]
         assert not seq.num_swapped_blocks, f"seq {seq_id} is swapped out"
-        if self._num_new_blocks(seq, num_new_tokens) > self.pool.num_free_blocks:
+        pool, last = self.pool, seq.block_table[-1]
+        num_filled = pool.num_filled[last] + num_new_tokens
+        if num_filled < self.block_size and pool.ref_cnt[last] == 1:
+            # Fast path (most decode steps): the tokens fit in an unshared last block that stays partial.
+            pool.num_filled[last] = num_filled
+            pool.num_used_tokens += num_new_tokens
+            seq.num_tokens += num_new_tokens
+            num_reserved = max(0, min(self.block_size - num_filled, seq.final_num_tokens - seq.num_tokens))
+            self._num_reserved_slots += num_reserved - self._partial_reserved[last]
+            self._partial_reserved[last] = num_reserved
+            return True
+        if self._num_new_blocks(seq, num_new_tokens) > pool.num_free_blocks:
             return False
         if num_new_tokens:
             self._grow(seq_id, seq, num_new_tokens)
@@ -209,8 +220,7 @@ class PagedAllocator:
             return
         self._detach_last(seq_id, seq)
         # Last block first, so that a prompt's early (most shareable) blocks are the last to be evicted.
-        for block_id in reversed(seq.block_table):
-            self.pool.free_block(block_id)
+        self.pool.free_blocks(seq.block_table[::-1])
 
     def swap_out(self, seq_id: int) -> int | None:
         seq = self.seqs[seq_id]
@@ -218,8 +228,7 @@ class PagedAllocator:
         if seq.num_swapped_blocks or num_blocks > self.num_cpu_blocks - self.num_cpu_blocks_used:
             return None
         self._detach_last(seq_id, seq)
-        for block_id in reversed(seq.block_table):
-            self.pool.free_block(block_id)
+        self.pool.free_blocks(seq.block_table[::-1])
         seq.block_table = []
         seq.num_swapped_blocks = num_blocks
         self.num_cpu_blocks_used += num_blocks
@@ -331,17 +340,19 @@ class PagedAllocator:
                 self._refresh_partial(last)
                 table[-1] = copy
                 self.num_cow_copies += 1
-        remaining = num_new_tokens
-        while remaining:
-            if not table or pool.num_filled[table[-1]] == bs:
-                table.append(pool.get_new_block())
-            last = table[-1]
-            num_fill = min(remaining, bs - pool.num_filled[last])
-            pool.set_filled(last, pool.num_filled[last] + num_fill)
+        remaining, first_new_full = num_new_tokens, len(table)
+        if table and pool.num_filled[table[-1]] < bs:  # top up the partial last block
+            num_fill = min(remaining, bs - pool.num_filled[table[-1]])
+            pool.set_filled(table[-1], pool.num_filled[table[-1]] + num_fill)
             remaining -= num_fill
-            idx = len(table) - 1
-            if pool.num_filled[last] == bs and idx < len(seq.block_hashes):
-                pool.cache_block(last, seq.block_hashes[idx])
+            first_new_full -= pool.num_filled[table[-1]] == bs
+        if remaining:
+            new_blocks = pool.get_new_blocks(-(-remaining // bs))
+            pool.fill_new_blocks(new_blocks, remaining)
+            table += new_blocks
+        num_full = len(table) - (pool.num_filled[table[-1]] < bs)
+        for idx in range(first_new_full, min(num_full, len(seq.block_hashes))):
+            pool.cache_block(table[idx], seq.block_hashes[idx])
         seq.num_tokens += num_new_tokens
         self._attach_last(seq_id, seq)
 

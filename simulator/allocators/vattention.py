@@ -71,6 +71,7 @@ class _Seq:
     buffer_id: int | None  # None while swapped out
     num_tokens: int
     final_num_tokens: int
+    num_slots: int = 0  # tokens the page groups it needs hold: it grows without mapping up to this
 
 
 class VAttentionAllocator:
@@ -161,6 +162,13 @@ class VAttentionAllocator:
         seq = self.seqs[seq_id]
         assert seq.buffer_id is not None, f"seq {seq_id} is swapped out"
         num_tokens = seq.num_tokens + num_new_tokens
+        if num_tokens <= seq.num_slots:  # fast path (most decode steps): no new page group
+            num_slots, final = seq.num_slots, seq.final_num_tokens
+            old_reserved = max(min(num_slots, final), seq.num_tokens) - seq.num_tokens
+            self._num_reserved_slots += max(min(num_slots, final), num_tokens) - num_tokens - old_reserved
+            self._num_token_slots += num_new_tokens
+            seq.num_tokens = num_tokens
+            return True
         if num_tokens > self.max_model_len:
             return False
         need = self.groups_for(num_tokens) - self.groups_for(seq.num_tokens)
@@ -357,7 +365,7 @@ class VAttentionAllocator:
             self.num_cached_groups -= num_groups
 
     def _count(self, seq: _Seq, sign: int) -> None:
-        slots = self.tokens_in(self.groups_for(seq.num_tokens))
+        seq.num_slots = slots = self.tokens_in(self.groups_for(seq.num_tokens))
         will_hold = max(min(slots, seq.final_num_tokens), seq.num_tokens)
         self._num_token_slots += sign * seq.num_tokens
         self._num_reserved_slots += sign * (will_hold - seq.num_tokens)
