@@ -180,7 +180,7 @@ def plan(
                 "search",
             ],
         )
-    used = {str(r.get("gpu", base.get("gpu", ""))) for r in rows} - set(prices)
+    used = {str(r["gpu"]) for r in rows if "gpu" in r} - set(prices)
     for gpu in sorted(used & set(DEFAULT_USD_PER_GPU_HOUR)):
         usd, source = DEFAULT_USD_PER_GPU_HOUR[gpu]
         click.echo(f"price {gpu}: ${usd}/GPU-hour ({source}); override with --price {gpu}=USD")

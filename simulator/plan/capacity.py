@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from kvsim.errors import KvsimError
+from kvsim.simulator.config import SimConfig
 from kvsim.simulator.cost.base import CostModel
 from kvsim.simulator.plan.evaluate import evaluate_at_rate
 from kvsim.simulator.plan.max_rate import DEFAULT_REL_TOL, Probe, find_max_rate
@@ -168,7 +169,9 @@ def run_plan(
         row.update(outcome["summary"] or {})
         probes_json = outcome["files"].get("probes.json")
         row["probes"] = json.loads(probes_json) if probes_json else []
-        gpu, tp = str(fields.get("gpu", "a100-80gb")), int(fields.get("tp", 1))
+        gpu, tp = str(fields.get("gpu", SimConfig.gpu)), int(fields.get("tp", SimConfig.tp))
+        row.setdefault("gpu", gpu)
+        row.setdefault("tp", tp)
         usd = price_per_gpu_hour(gpu, prices)
         # one replica: the columns kvsim.reports' capacity figure reads (rate and cost of the same unit)
         row["cost_per_hour_usd"] = usd * tp
