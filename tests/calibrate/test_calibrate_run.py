@@ -129,3 +129,39 @@ def test_gpu_calibration_fits_every_attention_term(tmp_path):
     assert result.profile.source == "measured" and result.profile.representative
     for term in ("gemm", "attn_decode_paged", "attn_decode_contiguous", "attn_prefill_paged"):
         assert result.profile.terms[term].source is None
+
+
+def test_kvsim_calibrate_cli_refits_and_refuses_without_a_gpu(smoke_run, tmp_path):
+    from click.testing import CliRunner
+
+    from kvsim.cli import main
+
+    result = CliRunner().invoke(
+        main, ["calibrate", "--fit-only", str(smoke_run[0] / "measurements-cpu.csv"), "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "paged / contiguous decode latency" in result.output and (tmp_path / "profile-cpu.json").exists()
+    result = CliRunner().invoke(main, ["calibrate", "--fit-only", str(tmp_path / "absent.csv")])
+    assert result.exit_code == 2 and "Error: cannot read measurements" in result.output
+
+
+def test_progress_bar_works_without_tqdm(monkeypatch, capsys):
+    from kvsim.calibrate.progress import Progress
+
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    with Progress(3, "decode") as bar:
+        bar.update()
+        bar.close("budget reached after 1 of 3 points")
+    assert "decode: 1/3 points, budget reached" in capsys.readouterr().err
+
+
+def test_vmm_measurement_without_a_driver_is_a_recorded_skip():
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the gpu test measures it")
+    from kvsim.calibrate.measurements import Measurements
+    from kvsim.calibrate.vmm import measure_vmm
+
+    measurements = Measurements({"device": {}})
+    reasons = measure_vmm(measurements)
+    assert reasons and reasons[0].startswith("VMM map cost not measured") and measurements.rows == []
