@@ -264,9 +264,10 @@ MODELS: dict[str, ModelSpec] = {
 _GIB = 2**30
 _GB = 10**9
 _TB = 10**12
-# Datasheet figures (SXM parts). Memory is what the driver reports (A100: 40960 / 81920 MiB); FLOP/s are dense
-# fp16/bf16 tensor-core peaks, without the 2:4 sparsity doubling; interconnect is NVLink per GPU per direction
-# (half the datasheet's bidirectional total), or PCIe for L4.
+# Datasheet figures (SXM parts). Memory: the datasheet's "40GB"/"80GB" read as GiB for A100 and H100 (A100's
+# driver reports 40960 / 81920 MiB), decimal GB for H200 (141 GB) and L4 (24 GB); FLOP/s are dense fp16/bf16
+# tensor-core peaks, without the 2:4 sparsity doubling; interconnect is NVLink per GPU per direction (half the
+# datasheet's bidirectional total), or PCIe for L4.
 GPUS: dict[str, GpuSpec] = {
     "a100-40gb": GpuSpec(
         "A100-40GB",
