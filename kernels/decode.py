@@ -31,6 +31,11 @@ from kvsim.kernels.heuristics import (
     tokens_per_split,
 )
 
+if check.interpreting():  # before any kernel below is decorated and run
+    from kvsim.kernels import interpreter_compat
+
+    interpreter_compat.apply()
+
 LOG2E = 1.4426950408889634  # scores are scaled by log2(e) so the softmax can use exp2
 
 
@@ -292,6 +297,25 @@ def contiguous_decode_attention(
     )
 
 
+def plan_kv_splits(
+    num_seqs: int,
+    num_kv_heads: int,
+    max_seq_len: int,
+    head_dim: int,
+    dtype: torch.dtype,
+    device: torch.device,
+    num_kv_splits: int | None = None,
+) -> tuple[int, int]:
+    """(num_kv_splits, tokens_per_split) a decode launch will use; None picks the count by heuristic."""
+    block_n = decode_tiles(head_dim, dtype).block_n
+    if num_kv_splits is None:
+        num_kv_splits = choose_num_kv_splits(num_seqs, num_kv_heads, max_seq_len, block_n, num_sms(device))
+    check.check_positive_int("num_kv_splits", num_kv_splits)
+    split_tokens = tokens_per_split(max_seq_len, num_kv_splits, block_n)
+    # rounding splits up to whole tiles can leave the last ones empty: drop them
+    return -(-max_seq_len // split_tokens), split_tokens
+
+
 def _launch(
     q: torch.Tensor,
     kv: tuple[torch.Tensor, torch.Tensor],
@@ -312,13 +336,9 @@ def _launch(
         return out
     max_seq_len = check.check_positive_int("max_seq_len", max_seq_len)
     tiles = decode_tiles(head_dim, q.dtype)
-    if num_kv_splits is None:
-        num_kv_splits = choose_num_kv_splits(
-            num_seqs, num_kv_heads, max_seq_len, tiles.block_n, num_sms(q.device)
-        )
-    check.check_positive_int("num_kv_splits", num_kv_splits)
-    split_tokens = tokens_per_split(max_seq_len, num_kv_splits, tiles.block_n)
-    num_kv_splits = -(-max_seq_len // split_tokens)  # drop splits that rounding to whole tiles left empty
+    num_kv_splits, split_tokens = plan_kv_splits(
+        num_seqs, num_kv_heads, max_seq_len, head_dim, q.dtype, q.device, num_kv_splits
+    )
     split = num_kv_splits > 1
     group = num_heads // num_kv_heads
     if split:

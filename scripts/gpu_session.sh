@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Everything kvsim needs a GPU for, in one run of at most 8 minutes (DESIGN §8), writing to $OUT:
+#   1. install kvsim (no deps, no build isolation: the GPU machine has no internet)
+#   2. print nvidia-smi, torch, triton versions
+#   3. kernel tests on the GPU, full-size `gpu` cases included         -> $OUT/kernel_tests.log
+#   4. kernel benchmark: decode GB/s and prefill TFLOP/s vs the peak   -> $OUT/kernel_bench.csv, _summary.txt
+#   5. calibration sweep and fit, if kvsim.calibrate exists yet        -> $OUT (profile JSON + raw CSV)
+#   6. a short summary
+# Fails fast and loudly on the first error, so a short GPU loan is not wasted on a broken step.
+#
+# Usage:  OUT=/path/to/results bash scripts/gpu_session.sh
+#         KVSIM_GPU_DRY_RUN=1 OUT=/tmp/x bash scripts/gpu_session.sh   (or --dry-run: checks every step on
+#         CPU: no install, test collection only, the benchmark's tiny interpreter shapes, no calibration)
+set -euo pipefail
+
+DRY_RUN="${KVSIM_GPU_DRY_RUN:-0}"
+if [[ "${1:-}" == "--dry-run" ]]; then DRY_RUN=1; fi
+: "${OUT:?set OUT to the folder where results go}"
+mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-python3}"
+
+START_S=$(date +%s)
+DEADLINE_S=470 # the whole script must finish inside 8 minutes (480 s); 10 s spare
+elapsed() { echo $(($(date +%s) - START_S)); }
+step() { echo; echo "=== [$(elapsed)s] $*"; }
+fail() {
+  echo "gpu_session: FAILED after $(elapsed)s: $*" >&2
+  exit 1
+}
+# run_step NAME MAX_S CMD...: the command under `timeout`, capped at what is left of the deadline
+run_step() {
+  local name=$1 max_s=$2
+  shift 2
+  local left=$((DEADLINE_S - $(elapsed)))
+  ((left > 0)) || fail "$name: no time left before the 8-minute deadline"
+  local limit=$((max_s < left ? max_s : left))
+  local rc=0
+  timeout "$limit" "$@" || rc=$?
+  if ((rc == 124)); then fail "$name: timed out after ${limit}s"; fi
+  if ((rc != 0)); then fail "$name: exit status $rc"; fi
+}
+
+step "1/6 install kvsim"
+if ((DRY_RUN)); then
+  echo "(dry run) would run: $PY -m pip install --no-deps --no-build-isolation -e ."
+else
+  run_step install 90 "$PY" -m pip install -q --no-deps --no-build-isolation -e .
+fi
+
+step "2/6 versions"
+if command -v nvidia-smi >/dev/null 2>&1; then
+  run_step nvidia-smi 20 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.mem \
+    --format=csv
+elif ((!DRY_RUN)); then
+  fail "nvidia-smi not found: this script needs an NVIDIA GPU (use KVSIM_GPU_DRY_RUN=1 to check it on CPU)"
+fi
+run_step versions 60 "$PY" - "$DRY_RUN" <<'EOF'
+import sys
+import torch, triton
+cuda = torch.cuda.is_available()
+print(f"python {sys.version.split()[0]}, torch {torch.__version__}, triton {triton.__version__}, cuda {cuda}")
+if cuda:
+    print(f"device {torch.cuda.get_device_name()}, {torch.cuda.get_device_properties(0).multi_processor_count} SMs")
+elif sys.argv[1] != "1":
+    sys.exit("torch sees no CUDA device")
+EOF
+
+step "3/6 kernel tests"
+if ((DRY_RUN)); then
+  run_step "kernel test collection" 120 "$PY" -m pytest tests/kernels -m "gpu or not gpu" --collect-only -q \
+    -p no:cacheprovider >"$OUT/kernel_tests.log"
+  tail -n 1 "$OUT/kernel_tests.log"
+else
+  KVSIM_DEVICE=cuda run_step "kernel tests" 150 "$PY" -m pytest tests/kernels -m "gpu or not gpu" -x -q \
+    -p no:cacheprovider 2>&1 | tee "$OUT/kernel_tests.log"
+fi
+
+step "4/6 kernel benchmark"
+if ((DRY_RUN)); then
+  run_step "kernel benchmark" 120 "$PY" -m kvsim.kernels.bench --device cpu --quick --out "$OUT/kernel_bench.csv"
+else
+  run_step "kernel benchmark" 110 "$PY" -m kvsim.kernels.bench --device cuda --out "$OUT/kernel_bench.csv" \
+    2>&1 | tee "$OUT/kernel_bench.log"
+fi
+
+step "5/6 calibration"
+if "$PY" -c "import kvsim.calibrate.__main__" >/dev/null 2>&1; then
+  if ((DRY_RUN)); then
+    echo "(dry run) would run: $PY -m kvsim.calibrate --device cuda --out $OUT --budget-s 240"
+  else
+    run_step calibration 290 "$PY" -m kvsim.calibrate --device cuda --out "$OUT" --budget-s 240
+  fi
+else
+  echo "kvsim.calibrate is not importable (not built yet?): calibration skipped"
+fi
+
+step "6/6 summary"
+grep -E "passed|failed|error|tests? collected" "$OUT/kernel_tests.log" | tail -n 1 || true
+cat "$OUT/kernel_bench_summary.txt"
+echo "outputs in $OUT:"
+ls -1 "$OUT"
+echo "gpu_session: OK in $(elapsed)s$( ((DRY_RUN)) && echo ' (dry run)')"
