@@ -7,8 +7,15 @@ plotly ``Figure``; the ``write_*`` functions assemble one self-contained HTML fi
 from kvsim.reports.write import (
     write_calibration_report,
     write_capacity_report,
+    write_profile_report,
     write_report,
     write_sweep_report,
 )
 
-__all__ = ["write_calibration_report", "write_capacity_report", "write_report", "write_sweep_report"]
+__all__ = [
+    "write_calibration_report",
+    "write_capacity_report",
+    "write_profile_report",
+    "write_report",
+    "write_sweep_report",
+]

@@ -21,6 +21,13 @@ from kvsim.reports.figures.calibration import held_out_mape
 from kvsim.reports.figures.capacity import cost_per_million_requests_usd
 from kvsim.reports.figures.memory_breakdown import breakdown_rows
 from kvsim.reports.page import table_html, write_page
+from kvsim.reports.profile import (
+    calibration_rows,
+    measurements_beside,
+    quality_in_words,
+    quality_table,
+    read_profile,
+)
 from kvsim.reports.runs import RunResult, find_run_dirs, read_run
 from kvsim.reports.summary import HEADER, cost_model_in_words, summary_row
 from kvsim.reports.sweep import sweep_rows_from_runs
@@ -123,6 +130,40 @@ def write_capacity_report(rows: list[dict], out_html: Path, *, title: str | None
         note=note,
         table=table_html(header, body),
         figures=[capacity_figure(rows)],
+    )
+
+
+def write_profile_report(
+    profile_path: Path, out_html: Path, *, measurements_path: Path | None = None, title: str | None = None
+) -> Path:
+    """Report on a calibration profile: per-term source and held-out quality, then measured against predicted
+    for every measured point (from ``measurements_path``, default ``measurements-<gpu>.csv`` beside it)."""
+    profile_path = Path(profile_path)
+    profile = read_profile(profile_path)
+    measurements_path = measurements_path or measurements_beside(profile_path)
+    header, body = quality_table(profile)
+    figures = []
+    if measurements_path is not None:
+        rows = calibration_rows(profile, Path(measurements_path))
+        if rows:
+            figures.append(calibration_figure(rows, quality_by_op=quality_in_words(profile)))
+    device = ", ".join(f"{k}: {v}" for k, v in vars(profile.device).items() if v is not None)
+    note = f"Source: {profile.source}. Device: {device}."
+    if not profile.representative:
+        note += " NOT REPRESENTATIVE (a CPU smoke run): these numbers exercise the pipeline and mean nothing."
+    if measurements_path is None:
+        note += " No measurements CSV beside the profile: quality table only."
+    else:
+        note += (
+            f" Points: {measurements_path} against the shipped parameters, which were fitted on all points"
+            " (in-sample); held-out quality as calibration recorded it."
+        )
+    return write_page(
+        out_html,
+        title=title or f"kvsim calibration profile: {profile.device.name}",
+        note=note,
+        table=table_html(header, body),
+        figures=figures,
     )
 
 

@@ -1,9 +1,12 @@
 """``kvsim report PATH... --out report.html``: one self-contained interactive HTML report.
 
-PATH is a run folder, a folder holding run folders (``simulate --out`` with several allocators), a sweep folder
-(``kvsim sweep --out``: read through its ``results.csv``), or a CSV table: sweep rows (``request_rate_per_s`` column), ``kvsim plan`` capacity rows
-(``max_sustainable_rate_per_s``) or calibration points (``op``, ``measured_s``, ``predicted_s``, ``held_out``);
-the row formats are documented in ``kvsim.reports.figures``. plotly is imported only when the command runs.
+PATH is one of:
+- a run folder, or a folder holding run folders (``simulate --out`` with several allocators);
+- a sweep folder (``kvsim sweep --out``), read through its ``results.csv``;
+- a CSV table: sweep rows (``request_rate_per_s`` column), ``kvsim plan`` capacity rows
+  (``max_sustainable_rate_per_s``) or calibration points (``op``, ``measured_s``, ``predicted_s``, ``held_out``);
+- a calibration profile JSON, with its measurements CSV beside it or given by ``--measurements``.
+The row formats are documented in ``kvsim.reports.figures``. plotly is imported only when the command runs.
 """
 
 import csv
@@ -25,9 +28,26 @@ COLUMN_TO_KIND = {
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", "out_html", required=True, type=click.Path(path_type=Path), help="HTML file to write.")
 @click.option("--title", default=None, help="Report title (default: names the configurations).")
-def report(paths: tuple[Path, ...], out_html: Path, title: str | None) -> None:
-    """Write an interactive HTML report of run folders, a sweep table, a plan or calibration points."""
+@click.option(
+    "--measurements",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="With a profile JSON: its measurements CSV (default: measurements-<gpu>.csv beside it).",
+)
+def report(paths: tuple[Path, ...], out_html: Path, title: str | None, measurements: Path | None) -> None:
+    """Write an interactive HTML report of run folders, a sweep table, a plan, a calibration profile or
+    calibration points."""
     from kvsim import reports  # plotly loads here, not at `kvsim --help`
+
+    profiles = [p for p in paths if p.suffix.lower() == ".json" and p.is_file()]
+    if profiles:
+        if len(paths) > 1:
+            raise KvsimError("a calibration profile goes in a report of its own; pass one profile JSON alone")
+        written = reports.write_profile_report(
+            profiles[0], out_html, measurements_path=measurements, title=title
+        )
+        click.echo(f"wrote {written} ({written.stat().st_size / 2**20:.1f} MiB)")
+        return
 
     # a sweep folder (no summary.json, a results.csv) is read through its table, not its many run folders
     paths = tuple(
@@ -68,6 +88,12 @@ def _read_table(path: Path) -> tuple[str, list[dict]]:
             f"{path}: not a folder or a .csv table; pass a run folder or a sweep/plan/calibration CSV"
         )
     with path.open(newline="", encoding="utf-8") as f:
+        if f.readline().startswith("# kvsim-measurements"):
+            raise KvsimError(
+                f"{path}: raw calibration measurements; pass the profile JSON written beside it "
+                "(kvsim report profile-<gpu>.json --measurements this.csv)"
+            )
+        f.seek(0)
         reader = csv.DictReader(f)
         header = reader.fieldnames or []
         rows = list(reader)

@@ -31,8 +31,11 @@ def held_out_mape(rows: list[dict]) -> float | None:
     return float(100.0 * np.mean(np.abs(predicted - measured) / measured))
 
 
-def calibration_figure(rows: list[dict]) -> go.Figure:
-    """One log-log panel per op: fit points and held-out points, MAPE (held-out) in the panel title."""
+def calibration_figure(rows: list[dict], *, quality_by_op: dict[str, str] | None = None) -> go.Figure:
+    """One log-log panel per op: fit points and held-out points, MAPE (held-out) in the panel title.
+
+    ``quality_by_op`` replaces the computed MAPE in an op's title with the quality calibration recorded (e.g. a
+    profile's held-out MAPE when every point given here was in the final fit)."""
     if not rows:
         raise KvsimError("calibration: no rows; pass the measurements of a profile (kvsim calibrate)")
     for i, row in enumerate(rows):
@@ -48,6 +51,9 @@ def calibration_figure(rows: list[dict]) -> go.Figure:
     nrows = math.ceil(len(ops) / cols)
     titles = []
     for op in ops:
+        if quality_by_op and op in quality_by_op:
+            titles.append(f"{op}<br>{quality_by_op[op]}")
+            continue
         mape = held_out_mape([r for r in rows if r["op"] == op])
         titles.append(
             f"{op}<br>held-out MAPE {mape:.2f}%" if mape is not None else f"{op}<br>no held-out points"
@@ -75,7 +81,7 @@ def calibration_figure(rows: list[dict]) -> go.Figure:
             col=c,
         )
         for held_out, name, colour, symbol in (
-            (False, "fit", FIT_COLOUR, "circle"),
+            (False, "in the fit", FIT_COLOUR, "circle"),
             (True, "held out", HELD_OUT_COLOUR, "x"),
         ):
             points = [x for x in op_rows if _truthy(x["held_out"]) == held_out]
