@@ -23,7 +23,9 @@ from kvsim.errors import KvsimError
 from kvsim.traces.loaders._parse import (
     CsvColumns,
     bad_field,
+    json_column,
     json_float,
+    json_hash_column,
     json_hashes,
     json_int,
     json_records,
@@ -38,13 +40,55 @@ HEADER_KEY = "kvsim_trace"  # the JSONL provenance line has this key, with the f
 
 
 def load_kvsim_jsonl(path: Path, provenance: Provenance | None = None) -> Trace:
+    records = list(json_records(path, read_text(path)))
+    header = next((record for _, record in records if HEADER_KEY in record), {})
+    records = [(line, record) for line, record in records if HEADER_KEY not in record]
+    require_rows(path, records)
+    ids = json_column(records, "request_id", "id")
+    columns = (
+        ids if ids is not None and len(np.unique(ids)) == len(ids) else None,
+        json_column(records, "arrival_s", "time"),
+        json_column(records, "num_prompt_tokens", "count"),
+        json_column(records, "num_output_tokens", "count"),
+        json_column(records, "n", "count", default=1),
+        json_column(records, "beam_width", "count", default=1),
+        json_hash_column(records, "prefix_block_hashes", optional=True),
+        _sessions(records),
+    )
+    if any(column is None for column in columns):
+        columns = _checked_line_by_line(path, records)
+    ids, arrival_s, prompt, output, n, beam, hashes, sessions = columns
+    if provenance is None:
+        origin = header.get("source")
+        notes = (f"written from {origin}" if origin else "", header.get("notes", ""))
+        provenance = Provenance(
+            source=str(path),
+            license=header.get("license", "unknown"),
+            citation=header.get("citation", ""),
+            notes="; ".join(p for p in notes if p),
+        )
+    return Trace.from_columns(
+        request_id=np.asarray(ids, dtype=np.int64),
+        arrival_s=np.asarray(arrival_s, dtype=np.float64),
+        num_prompt_tokens=np.asarray(prompt, dtype=np.int64),
+        num_output_tokens=np.asarray(output, dtype=np.int64),
+        n=np.asarray(n, dtype=np.int64),
+        beam_width=np.asarray(beam, dtype=np.int64),
+        prefix_block_hashes=hashes,
+        session_id=sessions,
+        provenance=provenance,
+    )
+
+
+def _sessions(records: list[tuple[int, dict]]) -> list | None:
+    sessions = [record.get("session_id") for _, record in records]
+    return sessions if set(map(type, sessions)) <= {str, type(None)} else None
+
+
+def _checked_line_by_line(path: Path, records: list[tuple[int, dict]]) -> tuple[list, ...]:
     ids, arrival_s, prompt, output, n, beam, hashes, sessions = [], [], [], [], [], [], [], []
-    header: dict = {}
     id_to_line: dict[int, int] = {}
-    for line, record in json_records(path, read_text(path)):
-        if HEADER_KEY in record:
-            header = record
-            continue
+    for line, record in records:
         request_id = json_int(path, line, record, "request_id", min_value=0, what="request id")
         if request_id in id_to_line:
             raise bad_field(path, line, "request_id", f"{request_id} repeats line {id_to_line[request_id]}")
@@ -54,37 +98,15 @@ def load_kvsim_jsonl(path: Path, provenance: Provenance | None = None) -> Trace:
         prompt.append(json_int(path, line, record, "num_prompt_tokens"))
         output.append(json_int(path, line, record, "num_output_tokens"))
         n.append(json_int(path, line, record, "n", what="n") if "n" in record else 1)
-        beam.append(
-            json_int(path, line, record, "beam_width", what="beam width") if "beam_width" in record else 1
-        )
+        has_beam = "beam_width" in record
+        beam.append(json_int(path, line, record, "beam_width", what="beam width") if has_beam else 1)
         has_hashes = record.get("prefix_block_hashes") is not None
         hashes.append(json_hashes(path, line, record, "prefix_block_hashes") if has_hashes else None)
         session = record.get("session_id")
         if session is not None and not isinstance(session, str):
             raise bad_field(path, line, "session_id", f"expected a string or null, got {session!r}")
         sessions.append(session)
-    require_rows(path, ids)
-    if provenance is None:
-        origin = header.get("source")
-        provenance = Provenance(
-            source=str(path),
-            license=header.get("license", "unknown"),
-            citation=header.get("citation", ""),
-            notes="; ".join(
-                p for p in (f"written from {origin}" if origin else "", header.get("notes", "")) if p
-            ),
-        )
-    return Trace.from_columns(
-        request_id=np.array(ids, dtype=np.int64),
-        arrival_s=np.array(arrival_s, dtype=np.float64),
-        num_prompt_tokens=np.array(prompt, dtype=np.int64),
-        num_output_tokens=np.array(output, dtype=np.int64),
-        n=np.array(n, dtype=np.int64),
-        beam_width=np.array(beam, dtype=np.int64),
-        prefix_block_hashes=hashes,
-        session_id=sessions,
-        provenance=provenance,
-    )
+    return ids, arrival_s, prompt, output, n, beam, hashes, sessions
 
 
 def load_kvsim_csv(path: Path, provenance: Provenance | None = None) -> Trace:
