@@ -6,7 +6,8 @@ it up at its next step start, prefills it, decodes it, and hands it to the recor
 
 Speed: a replica's step costs O(1) plus O(requests it touches). When a step is pure decode, the loop asks the
 scheduler how many identical steps can run before anything but decode progress changes (a completion, memory
-running out) and cuts the run at the step that ends at or after the next arrival anywhere; it times them
+running out) and, if an arrival could be admitted (nothing queued), cuts the run at the step that ends at or
+after the next arrival anywhere; it times them
 with one ``CostModel.decode_step_times`` call and advances them in one SimPy timeout. The replica keeps its
 own clock as a running sum of step durations (``np.cumsum``, sequential), so ``fast_forward=False`` (windows
 of one step) reaches the very same float times.
@@ -121,7 +122,6 @@ class Replica:
         self.source: ArrivalSource | None = None
         self.clock_s = 0.0
         self._wakeup: simpy.Event | None = None
-        self._num_arrived_seen = 0
         env.process(self.run())
 
     def submit(self, req: RequestState) -> None:
@@ -140,7 +140,7 @@ class Replica:
         while True:
             now = self.clock_s
             batch = sched.schedule(now)
-            if sched.changed or source.num_arrived != self._num_arrived_seen:
+            if sched.changed:
                 self._record(now, batch)
             if batch is None:
                 self._wakeup = env.event()
@@ -161,7 +161,7 @@ class Replica:
                 if overhead_s:
                     durations[0] += overhead_s
                 ends = np.cumsum(np.concatenate(([now], durations)))[1:]
-                if num_steps > 1:
+                if num_steps > 1 and sched.admits_arrivals:
                     # Cut at the first step ending at or after the next arrival: it is seen at the next start.
                     cut = int(np.searchsorted(ends, source.next_arrival_s, side="left")) + 1
                     if cut < num_steps:
@@ -181,7 +181,6 @@ class Replica:
     def _record(self, now: float, batch) -> None:
         sched = self.scheduler
         sched.changed = False
-        self._num_arrived_seen = self.source.num_arrived
         self.timeline.add(
             now,
             sched.allocator.breakdown(),

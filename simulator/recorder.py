@@ -2,8 +2,9 @@
 
 Memory and batch statistics are step functions of time: a timeline row holds from its ``time_s`` until the
 next row of the same replica, and time-weighted means integrate exactly those steps. Rows are written at
-state changes only (admission, preemption, swap, finish, an arrival anywhere, going idle), so the same rows
-come out whether decode steps are simulated one by one or fast-forwarded.
+the scheduler's state changes only (admission, end of a prefill, preemption, swap, finish), so the same rows
+come out whether decode steps are simulated one by one or fast-forwarded. Queue lengths are sampled there
+too: arrivals that only lengthen a blocked queue write no row.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class ReplicaTimeline:
         self.replica = replica
         self.keep_rows = keep_rows
         self.time_s = array("d")
-        self.values = [array("q") for _ in TIMELINE_COLUMNS[2:]]  # one int64 column per field after replica
+        self.values = [array("q") for _ in TIMELINE_COLUMNS[1:]]  # one int64 column per field after time_s
         self.last_time_s: float | None = None
         self.last_parts = (0,) * len(PARTS)
         self.last_saturated = False

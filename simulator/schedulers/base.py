@@ -86,6 +86,8 @@ class SchedulerBase:
         self._min_remaining = 0  # fewest output tokens any decoding request still needs
         self._residue_counts: list[int] = []  # [block_size] seqs whose (num_slots - 1) % block_size == r
         self._requeue: list[RequestState] = []  # recompute victims of the step being built
+        self._carried_overhead_s = 0.0
+        self._queues_moved = False
 
     # ---- queue entry ------------------------------------------------------------------------------------
     def add_request(self, req: RequestState) -> None:
@@ -98,8 +100,11 @@ class SchedulerBase:
         return self.head_blocked or bool(self.swapped)
 
     @property
-    def num_waiting(self) -> int:
-        return len(self.waiting)
+    def admits_arrivals(self) -> bool:
+        """Whether a request arriving now could be admitted at the next step. False while the queue's head
+        is blocked (FCFS: a newcomer queues behind it) or requests are swapped out; during a decode window
+        that stays so until a completion, so arrivals need not cut the window."""
+        return not self.waiting and not self.swapped
 
     # ---- admission --------------------------------------------------------------------------------------
     def _try_admit(self, req: RequestState, now_s: float) -> int | None:
@@ -152,7 +157,7 @@ class SchedulerBase:
             if preempted and req in preempted:  # taken earlier in this loop as a victim
                 continue
             while not self._grow_one(req):
-                victim = self.running[-1]
+                victim = self._victim()
                 self._preempt(victim)
                 preempted.append(victim)
                 if victim is req:
@@ -184,14 +189,21 @@ class SchedulerBase:
         self._min_remaining = min_remaining
         self._residue_counts = residue
 
+    def _victim(self) -> RequestState:
+        """The request to preempt when memory runs out: the newest running one (vLLM)."""
+        return self.running[-1]
+
     def _preempt(self, victim: RequestState) -> None:
-        """Take ``victim`` (the newest running request) off the GPU, by swap or recompute."""
-        assert self.running[-1] is victim
-        self.running.pop()
+        """Take ``victim`` off the GPU, by swap or recompute."""
+        if self.running[-1] is victim:
+            self.running.pop()
+        else:
+            self.running.remove(victim)
         self.num_running_seqs -= victim.num_seqs
         victim.num_preemptions += 1
         self.num_preemptions += 1
         self.changed = True
+        self._queues_moved = True
         if self.preemption_mode == "swap" and victim.num_generated > 0:
             swapped = []
             for seq_id in victim.seq_ids:
@@ -213,11 +225,16 @@ class SchedulerBase:
         self._requeue.append(victim)
 
     def _swap_in(self) -> None:
-        """Bring swapped requests back, oldest first, while memory and max_num_seqs allow; each decodes now."""
+        """Bring swapped requests back, oldest first, while memory and max_num_seqs allow; each decodes now.
+
+        A request that swaps in but then finds no slot for this step's token goes straight back, and that
+        probe costs nothing (vLLM checks ``can_swap_in`` without moving data); so a probe that keeps failing
+        while nothing changes leaves no trace, stepping or fast-forwarding."""
         while self.swapped:
             req = self.swapped[0]
             if self.num_running_seqs + req.num_seqs > self.max_num_seqs:
                 return
+            pending_s = self.allocator.take_overhead_s()
             done = []
             for seq_id in req.seq_ids:
                 if self.allocator.swap_in(seq_id) is None:
@@ -226,20 +243,27 @@ class SchedulerBase:
             if len(done) < len(req.seq_ids) or not self._grow_one(req):
                 for seq_id in done:
                     self.allocator.swap_out(seq_id)
+                self.allocator.take_overhead_s()  # the probe's transfers did not happen
+                self._carried_overhead_s += pending_s
                 return
+            self._carried_overhead_s += pending_s
             self.swapped.popleft()
             req.num_slots += 1
             self.running.append(req)
             self.num_running_seqs += req.num_seqs
             self._decodes.append(req)
             self.changed = True
-        return
+            self._queues_moved = True
 
     # ---- building the batch -----------------------------------------------------------------------------
     def _begin_step(self) -> None:
         self._prefills = []
         self._decodes = []
         self._requeue = []
+        self._carried_overhead_s = (
+            0.0  # allocator work taken out before a swap-in probe, charged to this step
+        )
+        self._queues_moved = False  # this step preempted or swapped in: the next step decides afresh
 
     def _end_step(self) -> None:
         # Recompute victims go back to the front of the queue, oldest first (vLLM v0 ``extendleft``).
@@ -257,14 +281,15 @@ class SchedulerBase:
             decode_kv_blocks=self._decode_kv_blocks,
             attention_kernel=self.allocator.attention_kernel,
             block_size=self.block_size or 16,
-            allocator_overhead_s=self.allocator.take_overhead_s(self.previous_step_s),
+            allocator_overhead_s=self._carried_overhead_s
+            + self.allocator.take_overhead_s(self.previous_step_s),
         )
 
     # ---- fast-forward -----------------------------------------------------------------------------------
     def decode_window(self, limit: int) -> tuple[int, np.ndarray | None]:
         """After a pure-decode ``schedule()``: how many steps (1..limit) can run before anything but decode
         progress changes, and the paged block count of each of them ([num_steps], or None if not paged)."""
-        if self._prefills or not self._decodes:
+        if self._prefills or not self._decodes or self._queues_moved:
             return 1, None
         num_steps = min(limit, self._min_remaining)
         if num_steps > 1:
@@ -308,6 +333,7 @@ class SchedulerBase:
     def _prefill_done(self, req: RequestState, end_s: float) -> None:
         """A (re)prefill produced the next token; fork the parallel samples after the first prefill."""
         req.num_generated += 1
+        self.changed = True  # prefill -> decode: the batch's shape changes
         if req.first_token_s is None:
             req.first_token_s = end_s
         while len(req.seq_ids) < req.num_seqs:

@@ -18,12 +18,18 @@ class StaticScheduler(SchedulerBase):
 
     def schedule(self, now_s: float) -> Batch | None:
         self._begin_step()
+        if self.running:
+            self._schedule_decodes([req for req in self.running if req.finish_s is None])
+            if not self._decodes:  # every member finished or was preempted: the batch is over
+                self._release_batch()
+        self._end_step()
         if not self.running:
             self._admit(now_s)
-        else:
-            self._schedule_decodes([req for req in self.running if req.finish_s is None])
-        self._end_step()
         return self._batch()
+
+    @property
+    def admits_arrivals(self) -> bool:
+        return not self.running and not self.waiting
 
     def _admit(self, now_s: float) -> None:
         while self.waiting and self.num_running_seqs + self.waiting[0].num_seqs <= self.max_num_seqs:
@@ -35,6 +41,10 @@ class StaticScheduler(SchedulerBase):
                 req.num_computed_tokens = req.num_prefill_tokens - 1
             self._prefills.append((req, req.num_prefill_tokens - req.num_computed_tokens))
 
+    def _victim(self) -> RequestState:
+        # Finished members keep their memory until the batch ends; preempting them would free nothing useful.
+        return next(req for req in reversed(self.running) if req.finish_s is None)
+
     def _finish(self, req: RequestState, end_s: float) -> None:
         req.finish_s = end_s  # memory stays until the batch ends (_drop_finished)
         self.finished.append(req)
@@ -42,8 +52,11 @@ class StaticScheduler(SchedulerBase):
 
     def _drop_finished(self) -> None:
         if all(req.finish_s is not None for req in self.running):
-            for req in self.running:
-                for seq_id in req.seq_ids:
-                    self.allocator.free(seq_id)
-            self.running = []
-            self.num_running_seqs = 0
+            self._release_batch()
+
+    def _release_batch(self) -> None:
+        for req in self.running:
+            for seq_id in req.seq_ids:
+                self.allocator.free(seq_id)
+        self.running = []
+        self.num_running_seqs = 0
