@@ -16,6 +16,10 @@ GEMM_FLOPS_EFFICIENCY = 0.7
 # Fraction of the datasheet HBM bandwidth that a streaming read reaches (weights in a skinny GEMM, KV in
 # decode attention). Stream-like copies reach ~80-90% of the datasheet figure on A100/H100; 0.8 is the low end.
 HBM_BW_EFFICIENCY = 0.8
+# Fraction of the HBM bandwidth decode attention reaches on its KV reads (DESIGN §5's eff_bw_attn). A
+# split-KV (flash-decoding) kernel streams K and V like a copy, so the streaming figure above applies; the
+# kernels issue targets 70% of peak for the paged kernel, which the paged factor below accounts for.
+DECODE_ATTN_BW_EFFICIENCY = 0.8
 # The paged decode kernel costs more per byte than a contiguous one: the vLLM paper (Kwon et al., SOSP'23,
 # §7.1, Fig. 18a) measures 20-26% higher attention-kernel latency than FasterTransformer's contiguous kernel,
 # from block-table lookups and non-contiguous reads. 1.23 is the middle of that range; calibration measures it.
@@ -38,6 +42,7 @@ def roofline_profile(gpu: GpuSpec) -> Profile:
     """Terms from ``gpu``'s peaks and the efficiency factors above, in the profile schema."""
     s_per_flop = 1.0 / (gpu.dense_fp16_flops_per_s * GEMM_FLOPS_EFFICIENCY)
     s_per_byte = 1.0 / (gpu.hbm_bw_bytes_per_s * HBM_BW_EFFICIENCY)
+    s_per_kv_byte = 1.0 / (gpu.hbm_bw_bytes_per_s * DECODE_ATTN_BW_EFFICIENCY)
     s_per_prefill_flop = 1.0 / (gpu.dense_fp16_flops_per_s * PREFILL_ATTN_FLOPS_EFFICIENCY)
     prefill = {"const_s": KERNEL_LAUNCH_S, "flops": s_per_prefill_flop, "bytes": 0.0, "num_seqs": 0.0}
     terms = {
@@ -46,13 +51,13 @@ def roofline_profile(gpu: GpuSpec) -> Profile:
             "linear",
             {
                 "const_s": KERNEL_LAUNCH_S,
-                "kv_bytes": s_per_byte * PAGED_DECODE_FACTOR,
+                "kv_bytes": s_per_kv_byte * PAGED_DECODE_FACTOR,
                 "num_seqs": 0.0,
                 "num_blocks": 0.0,
             },
         ),
         "attn_decode_contiguous": Term(
-            "linear", {"const_s": KERNEL_LAUNCH_S, "kv_bytes": s_per_byte, "num_seqs": 0.0}
+            "linear", {"const_s": KERNEL_LAUNCH_S, "kv_bytes": s_per_kv_byte, "num_seqs": 0.0}
         ),
         # Prefill reads each K/V once per query tile; FLOPs dominate, and paged prefill is costed like the
         # contiguous kernel (the paper's 20-26% overhead is a decode-kernel measurement).

@@ -8,6 +8,7 @@ from kvsim.simulator.cost import make_cost_model
 from kvsim.simulator.cost.roofline import (
     ALLREDUCE_BW_EFFICIENCY,
     ALLREDUCE_LATENCY_S,
+    DECODE_ATTN_BW_EFFICIENCY,
     GEMM_FLOPS_EFFICIENCY,
     HBM_BW_EFFICIENCY,
     KERNEL_LAUNCH_S,
@@ -35,8 +36,9 @@ def test_one_llama_2_7b_decode_step_by_hand():
         gemm_layer_s += KERNEL_LAUNCH_S + 2 * (k * n + t * (k + n)) / BW
     assert step.gemm_s == pytest.approx(32 * gemm_layer_s, rel=1e-12)
     kv_bytes_per_layer = 1000 * 2 * 4096 * 2  # K and V of 1000 tokens, 32 heads × 128, fp16
+    kv_bw = A100.hbm_bw_bytes_per_s * DECODE_ATTN_BW_EFFICIENCY
     assert step.attn_decode_s == pytest.approx(
-        32 * (KERNEL_LAUNCH_S + kv_bytes_per_layer * PAGED_DECODE_FACTOR / BW)
+        32 * (KERNEL_LAUNCH_S + kv_bytes_per_layer * PAGED_DECODE_FACTOR / kv_bw)
     )
     assert step.lm_head_s == pytest.approx(KERNEL_LAUNCH_S + 2 * (4096 * 32000 + 4 * (4096 + 32000)) / BW)
     assert (step.attn_prefill_s, step.allreduce_s, step.overhead_s) == (0.0, 0.0, STEP_OVERHEAD_S)
