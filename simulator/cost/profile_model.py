@@ -63,23 +63,19 @@ class ProfileCostModel:
         self._gemm_s_cache: dict[int, float] = {}  # num_tokens -> gemm_s
         self._lm_head = _Gemm(gemm_term("lm_head"), lm_head_shape(model, tp), model.dtype_bytes)
 
+        # (const_s, s_per_kv_token, s_per_seq, s_per_block) of each decode kernel, per layer launch
         kv_bytes_per_token = kv_bytes_per_token_layer(model, tp)
-        self._decode = {}  # kernel -> (const_s, s_per_kv_token, s_per_seq, s_per_block)
-        for kernel in ("paged", "contiguous"):
+
+        def decode(kernel: str) -> tuple[float, float, float, float]:
             p = terms[f"attn_decode_{kernel}"].params
-            self._decode[kernel] = (
-                p["const_s"],
-                p["kv_bytes"] * kv_bytes_per_token,
-                p["num_seqs"],
-                p.get("num_blocks", 0.0),
-            )
-        self._prefill = {}  # kernel -> (const_s, s_per_flop, s_per_byte, s_per_seq)
-        for kernel in ("paged", "contiguous"):
+            return p["const_s"], p["kv_bytes"] * kv_bytes_per_token, p["num_seqs"], p.get("num_blocks", 0.0)
+
+        def prefill(kernel: str) -> tuple[float, float, float, float]:  # (const_s, s/FLOP, s/byte, s/seq)
             p = terms[f"attn_prefill_{kernel}"].params
-            self._prefill[kernel] = (p["const_s"], p["flops"], p["bytes"], p["num_seqs"])
-        assert set(self._decode) == set(self._prefill) == {"paged", "contiguous"}
-        self._decode_paged, self._decode_contiguous = self._decode["paged"], self._decode["contiguous"]
-        self._prefill_paged, self._prefill_contiguous = self._prefill["paged"], self._prefill["contiguous"]
+            return p["const_s"], p["flops"], p["bytes"], p["num_seqs"]
+
+        self._decode_paged, self._decode_contiguous = decode("paged"), decode("contiguous")
+        self._prefill_paged, self._prefill_contiguous = prefill("paged"), prefill("contiguous")
         self._heads = model.num_heads // tp
         self._kv_heads = max(1, model.num_kv_heads // tp)
 
