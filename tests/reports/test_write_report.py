@@ -129,3 +129,58 @@ def test_cli_bad_input_is_an_error_line_with_exit_2(tmp_path):
         result = CliRunner().invoke(main, args)
         assert result.exit_code == 2
         assert result.output.startswith("Error: ")
+
+
+def test_cli_reports_a_real_sweep_folder_through_its_results_table(tmp_path):
+    sweep = [
+        "sweep",
+        "--set",
+        "trace=azure-conv",
+        "--set",
+        "model=opt-13b",
+        "--set",
+        "gpu=a100-40gb",
+        "--set",
+        "num_requests=30",
+        "--grid",
+        "allocator=paged,reserved:max",
+        "--grid",
+        "rate=1,2",
+        "--out",
+        str(tmp_path / "sweep"),
+        "--no-progress",
+    ]
+    ran = CliRunner().invoke(main, sweep)
+    assert ran.exit_code == 0, ran.output
+    result = CliRunner().invoke(main, ["report", str(tmp_path / "sweep"), "--out", str(tmp_path / "s.html")])
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "s.html").read_text()
+    assert text.count("<td>paged:block_size=16</td>") == 2 and text.count("<td>reserved:max</td>") == 2
+    assert "Throughput and normalized latency against request rate" in text
+
+
+def test_simulate_report_flag_writes_this_report_of_a_real_run(tmp_path):
+    args = [
+        "simulate",
+        "--trace",
+        "azure-conv",
+        "--num-requests",
+        "30",
+        "--model",
+        "opt-13b",
+        "--gpu",
+        "a100-40gb",
+        "--allocator",
+        "paged",
+        "--allocator",
+        "vattention",
+        "--out",
+        str(tmp_path / "runs"),
+        "--report",
+    ]
+    ran = CliRunner().invoke(main, args)
+    assert ran.exit_code == 0, ran.output
+    text = (tmp_path / "runs" / "report.html").read_text()
+    assert text.count(PLOTLY_JS_MARKER) == 1
+    assert [f"figure-{i}" in text for i in range(1, 6)] == [True, True, True, True, False]
+    assert "<td>roofline, not measured</td>" in text
