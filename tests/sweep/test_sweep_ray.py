@@ -25,3 +25,18 @@ def test_ray_and_process_pool_give_identical_results(tmp_path):
     for point_dir in (tmp_path / "pool" / "points").iterdir():
         ray_dir = tmp_path / "ray" / "points" / point_dir.name
         assert (point_dir / "point.json").read_bytes() == (ray_dir / "point.json").read_bytes()
+
+
+@pytest.mark.slow
+def test_real_simulations_through_ray_match_the_process_pool_file_for_file(tmp_path):
+    from kvsim.simulator.sweep.point import SEED_FIELDS, simulate_point
+
+    grid = Grid.from_options(["allocator=paged;reserved:pow2;vattention:page_size=64KiB", "rate=2,8"])
+    spec = SweepSpec(grid, base={"trace": "azure-code", "num_requests": 60}, seed_fields=SEED_FIELDS)
+    run_sweep(spec, simulate_point, tmp_path / "pool", jobs=2)
+    run_sweep(spec, simulate_point, tmp_path / "ray", jobs=2, ray_address="local")
+    assert (tmp_path / "pool" / "results.csv").read_bytes() == (tmp_path / "ray" / "results.csv").read_bytes()
+    pool_files = sorted(p.relative_to(tmp_path / "pool") for p in (tmp_path / "pool" / "points").rglob("*.*"))
+    assert len(pool_files) == 6 * 5  # point.json + the four run-folder files, per point
+    for relative in pool_files:
+        assert (tmp_path / "pool" / relative).read_bytes() == (tmp_path / "ray" / relative).read_bytes()
