@@ -97,7 +97,7 @@ def list_(as_json: bool) -> None:
         click.echo(f"{'':<20}{row['origin']}; {row['license']}; {row['citation']}")
 
 
-@traces.command()
+@traces.command(short_help="Count, span, rate, inter-arrival CV and token-count summaries.")
 @click.argument("source")
 @_source_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -202,11 +202,11 @@ def generate(
         prefix_tokens=prefix_tokens,
     )
     trace = generate_trace(spec, np.random.default_rng(seed), seed_note=f"seed {seed}")
-    written = save_trace(trace, out, to)
+    written = save_trace(trace, out, to, progress=True)
     click.echo(f"wrote {len(trace):,} requests to {out} ({written}): {spec.describe()}, seed {seed}")
 
 
-@traces.command()
+@traces.command(short_help="Convert a trace to kvsim JSONL or CSV, optionally transformed.")
 @click.argument("source")
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--to", type=click.Choice(["jsonl", "csv"]), help="Output format (default: from OUT's suffix).")
@@ -226,5 +226,5 @@ def convert(
         trace = take_first(trace, max_requests)
     if fraction is not None:
         trace = subsample(trace, fraction, np.random.default_rng([seed, 1]))  # a stream apart from arrivals'
-    written = save_trace(trace, out, to)
+    written = save_trace(trace, out, to, progress=True)
     click.echo(f"wrote {len(trace):,} requests to {out} ({written})")

@@ -81,16 +81,16 @@ def read_file(
     return LOADERS[format](path, provenance)
 
 
-def save_trace(trace: Trace, path: str | Path, to: str | None = None) -> str:
+def save_trace(trace: Trace, path: str | Path, to: str | None = None, *, progress: bool = False) -> str:
     """Write ``trace`` in kvsim's own format; ``to`` is ``jsonl`` or ``csv`` (default: from the suffix).
-    Returns the format written."""
+    ``progress`` shows a bar (tqdm, on a terminal) while writing a long trace. Returns the format written."""
     path = Path(path)
     to = to or path.suffix.lstrip(".").lower()
     if to not in WRITERS:
         raise KvsimError(
             f"cannot write {str(path)!r}: give --to jsonl or --to csv (or a .jsonl/.csv file name)"
         )
-    WRITERS[to](trace, path)
+    WRITERS[to](trace, path, progress)
     return to
 
 
