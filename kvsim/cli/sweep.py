@@ -75,6 +75,10 @@ def sweep(spec_file, grid_options, set_options, seed, out_dir, jobs, ray_address
         file_seed = from_file.seed
     spec = SweepSpec(grid=grid, base=base, seed=file_seed if seed is None else seed, seed_fields=SEED_FIELDS)
     check_fields(spec, known_fields())
+    if "trace" not in spec.base and "trace" not in spec.grid.names:
+        raise KvsimError(
+            "no trace: add --set trace=NAME_OR_PATH (or sweep it: --grid trace=sharegpt,azure-conv)"
+        )
     click.echo(f"sweep: {len(spec.grid)} points over {', '.join(spec.grid.names)} -> {out_dir}", err=True)
     result = run_sweep(
         spec, simulate_point, out_dir, jobs=jobs, ray_address=ray_address, resume=resume, progress=progress

@@ -99,3 +99,25 @@ def test_plan_for_a_target_rate_ranks_candidates_and_answers_per_allocator(tmp_p
     for row in rows:
         assert row["feasible"] == "True"
         assert float(row["total_cost_per_hour_usd"]) == pytest.approx(2.79 * int(row["num_gpus"]))
+
+
+def test_sweep_from_a_toml_file_with_more_grid_options(tmp_path, small_trace):
+    spec = tmp_path / "sweep.toml"
+    spec.write_text(
+        f'seed = 5\n[base]\ntrace = "{small_trace}"\n[grid]\nallocator = ["paged", "reserved:max"]\n'
+    )
+    out = tmp_path / "sweep"
+    result = CliRunner().invoke(
+        main, ["sweep", str(spec), "--grid", "rate=3", "--out", str(out), "--no-progress"]
+    )
+    assert result.exit_code == 0, result.output
+    with open(out / "results.csv") as f:
+        assert [(r["allocator"], r["rate"]) for r in csv.DictReader(f)] == [
+            ("paged", "3"),
+            ("reserved:max", "3"),
+        ]
+
+
+def test_sweep_without_a_trace_says_how_to_give_one(tmp_path):
+    result = CliRunner().invoke(main, ["sweep", "--grid", "rate=1,2", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "--set trace=" in result.output
