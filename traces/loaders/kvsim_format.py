@@ -22,18 +22,16 @@ from pathlib import Path
 import numpy as np
 
 from kvsim.errors import KvsimError
-from kvsim.traces.loaders._parse import (
-    CsvColumns,
-    bad_field,
+from kvsim.traces.loaders._jsonl import (
     json_column,
     json_float,
     json_hash_column,
     json_hashes,
     json_int,
     json_records,
-    read_text,
     require_rows,
 )
+from kvsim.traces.loaders._parse import CsvColumns, bad_field, read_text
 from kvsim.traces.request import Provenance, Trace
 
 KVSIM_COLUMNS = ["request_id", "arrival_s", "num_prompt_tokens", "num_output_tokens"]

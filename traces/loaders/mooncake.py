@@ -11,16 +11,16 @@ from pathlib import Path
 
 import numpy as np
 
-from kvsim.traces.loaders._parse import (
+from kvsim.traces.loaders._jsonl import (
     json_column,
     json_float,
     json_hash_column,
     json_hashes,
     json_int,
     json_records,
-    read_text,
     require_rows,
 )
+from kvsim.traces.loaders._parse import read_text
 from kvsim.traces.request import Provenance, Trace
 
 MOONCAKE_FIELDS = ("timestamp", "input_length", "output_length", "hash_ids")
