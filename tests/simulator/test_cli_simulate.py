@@ -1,0 +1,106 @@
+"""`kvsim simulate` end to end through click's CliRunner, on a small Azure-format trace file."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from kvsim.cli import main
+
+AZURE_ROWS = [
+    ("2023-11-16 18:15:46.0000000", 300, 40),
+    ("2023-11-16 18:15:46.5000000", 120, 12),
+    ("2023-11-16 18:15:47.2500000", 900, 80),
+    ("2023-11-16 18:15:48.0000000", 50, 3),
+]
+REQUESTS_HEADER = (
+    "request_id,replica,arrival_s,num_prompt_tokens,num_output_tokens,first_scheduled_s,first_token_s,finish_s,"
+    "ttft_s,tpot_s,e2e_s,normalized_latency_s_per_token,queueing_delay_s,num_preemptions,num_cached_tokens,"
+    "rejected_reason"
+)
+TIMELINE_HEADER = (
+    "time_s,replica,token_states,reserved,internal_frag,external_frag,free,cached_bytes,num_running,"
+    "num_waiting,num_swapped,num_batched_seqs,num_batched_tokens"
+)
+
+
+@pytest.fixture
+def trace_file(tmp_path):
+    path = tmp_path / "tiny.csv"
+    lines = ["TIMESTAMP,ContextTokens,GeneratedTokens", *(f"{t},{c},{g}" for t, c, g in AZURE_ROWS)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_two_allocators_side_by_side_write_run_folders(trace_file, tmp_path):
+    out = tmp_path / "runs"
+    result = CliRunner().invoke(
+        main,
+        [
+            "simulate",
+            "--trace",
+            str(trace_file),
+            "--model",
+            "llama-2-7b",
+            "--gpu",
+            "a100-80gb",
+            "--allocator",
+            "paged",
+            "--allocator",
+            "paged:block_size=32",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    header = result.output.splitlines()[0].split()
+    assert header == ["paged:block_size=16", "paged:block_size=32"]
+    for row in ("mem token_states", "TTFT s p99", "preemptions", "rejections", "cost model"):
+        assert row in result.output
+    for folder in ("paged_block_size-16", "paged_block_size-32"):
+        run_dir = out / folder
+        assert (run_dir / "requests.csv").read_text().splitlines()[0] == REQUESTS_HEADER
+        assert (run_dir / "timeline.csv").read_text().splitlines()[0] == TIMELINE_HEADER
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert summary["num_finished"] == 4
+        config = json.loads((run_dir / "config.json").read_text())
+        assert config["model"] == "llama-2-7b" and config["trace"]["num_requests"] == 4
+    with (out / "comparison.csv").open() as f:
+        assert [row["label"] for row in csv.DictReader(f)] == ["paged:block_size=16", "paged:block_size=32"]
+
+
+def test_toml_config_mirrors_the_options_and_the_command_line_wins(trace_file, tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text(
+        f'trace = "{trace_file}"\nmodel = "llama-2-7b"\nmax_num_seqs = 1\nallocator = ["paged"]\n'
+    )
+    result = CliRunner().invoke(
+        main, ["simulate", "--config", str(config), "--max-num-seqs", "2", "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 0, result.output
+    resolved = json.loads((tmp_path / "o" / "paged_block_size-16" / "config.json").read_text())
+    assert resolved["max_num_seqs"] == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--allocator", "nosuch"], "nosuch"),
+        (["--model", "gpt-9"], "unknown model"),
+        (["--model", "llama-2-70b", "--gpu", "l4"], "does not fit"),
+    ],
+)
+def test_bad_input_is_a_clear_error_with_exit_status_2(trace_file, args, message):
+    result = CliRunner().invoke(main, ["simulate", "--trace", str(trace_file), *args])
+    assert result.exit_code == 2
+    assert "Error:" in result.output and message in result.output
+
+
+def test_unknown_toml_key_is_named(trace_file, tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text(f'trace = "{trace_file}"\nmax_num_seq = 3\n')
+    result = CliRunner().invoke(main, ["simulate", "--config", str(config)])
+    assert result.exit_code == 2 and "max_num_seq" in result.output

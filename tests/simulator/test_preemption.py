@@ -1,0 +1,79 @@
+"""Memory pressure: preemption finishes every request (no livelock); impossible requests are rejected."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from simtools import KV_BYTES_PER_TOKEN, make_trace, random_trace, run
+
+from kvsim.simulator import SimConfig, simulate
+
+
+@pytest.mark.parametrize("mode", ["recompute", "swap"])
+def test_preemption_under_memory_pressure_finishes_every_request(mode):
+    # 40 requests of up to 600 tokens at once into 1024 token slots: the batch outgrows memory repeatedly.
+    trace = random_trace(40, seed=1, rate_per_s=1000.0, max_prompt=300, max_output=300)
+    result = run(trace, kv_capacity_bytes=1024 * KV_BYTES_PER_TOKEN, preemption_mode=mode, swap_space_gib=1.0)
+    summary = result.summary
+    assert summary["num_finished"] == 40
+    assert summary["num_preemptions"] > 0
+    assert summary["memory"]["saturated"]["duration_s"] > 0
+    assert summary["memory"]["peak_used_bytes"] <= 1024 * KV_BYTES_PER_TOKEN
+    # Every request produced its tokens: finish after first token, first token after arrival.
+    rec = result.recorder
+    assert np.all(rec.finish_s >= rec.first_token_s)
+    assert np.all(rec.first_token_s > trace.arrival_s)
+
+
+def test_recompute_victim_is_the_newest_request():
+    # 64 blocks of 16 tokens. A (arrives first) and B both grow; when memory runs out B (newest) is preempted.
+    trace = make_trace([(0.0, 400, 300), (0.1, 400, 300)])
+    result = run(trace, kv_capacity_bytes=1024 * KV_BYTES_PER_TOKEN)
+    assert result.recorder.num_preemptions.tolist() == [0, 1]
+    assert result.recorder.finish_s[0] < result.recorder.finish_s[1]
+
+
+def test_swap_without_swap_space_falls_back_to_recompute():
+    trace = make_trace([(0.0, 400, 300), (0.1, 400, 300)])
+    result = run(
+        trace, kv_capacity_bytes=1024 * KV_BYTES_PER_TOKEN, preemption_mode="swap", swap_space_gib=0.0
+    )
+    assert result.summary["num_finished"] == 2
+    assert result.recorder.num_preemptions.tolist() == [0, 1]
+
+
+def test_request_that_can_never_fit_is_rejected_and_does_not_block_the_queue():
+    # 2000 tokens cannot fit in 1024 slots; the request behind it is served.
+    trace = make_trace([(0.0, 1500, 500), (0.0, 10, 2)])
+    result = run(trace, kv_capacity_bytes=1024 * KV_BYTES_PER_TOKEN)
+    summary = result.summary
+    assert summary["num_rejected"] == 1
+    assert summary["num_finished"] == 1
+    assert list(summary["rejected_by_reason"].values()) == [1]
+    assert 0 in result.recorder.rejected_reason
+    assert np.isnan(result.recorder.first_token_s[0]) and result.recorder.finish_s[1] == 0.5
+
+
+def test_prompt_over_max_model_len_is_rejected_with_its_reason():
+    result = run(make_trace([(0.0, 4000, 200)]))  # llama-2-7b: 4096
+    (reason,) = result.recorder.rejected_reason.values()
+    assert "max_model_len" in reason
+
+
+def test_prompt_over_the_token_budget_is_rejected_without_chunked_prefill():
+    trace = make_trace([(0.0, 600, 2)])
+    assert run(trace, max_num_batched_tokens=512).summary["num_rejected"] == 1
+    assert run(trace, max_num_batched_tokens=512, enable_chunked_prefill=True).summary["num_finished"] == 1
+
+
+def test_same_seed_gives_byte_identical_summary_json(tmp_path):
+    trace = random_trace(80, seed=2, rate_per_s=10.0)
+    config = SimConfig(kv_capacity_bytes=1500 * KV_BYTES_PER_TOKEN, seed=7)
+    a = simulate(config, trace).write(tmp_path / "a")
+    b = simulate(config, trace).write(tmp_path / "b")
+    for name in ("summary.json", "requests.csv", "timeline.csv", "config.json"):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    summary = json.loads((a / "summary.json").read_text())
+    assert list(summary) == sorted(summary)
