@@ -103,8 +103,9 @@ def plan(
 ):
     """Max sustainable rate under SLOs; fewest GPUs and cheapest configuration for a target rate."""
     from kvsim.cli.sweep import _parse_sets
+    from kvsim.simulator.config import SimConfig
     from kvsim.simulator.plan.capacity import PlanSettings, pareto_front, ranked, run_plan
-    from kvsim.simulator.plan.prices import DEFAULT_USD_PER_GPU_HOUR, parse_prices
+    from kvsim.simulator.plan.prices import DEFAULT_USD_PER_GPU_HOUR, parse_prices, price_per_gpu_hour
     from kvsim.simulator.sweep.grid import Grid
     from kvsim.simulator.sweep.point import Workload, known_fields
     from kvsim.traces import mean_rate_per_s
@@ -137,6 +138,8 @@ def plan(
         rel_tol=rel_tol,
     )
     prices = parse_prices(price_options)
+    for point in candidates.points():  # a missing price fails now, not after every simulation has run
+        price_per_gpu_hour(str(point.get("gpu", base.get("gpu", SimConfig.gpu))), prices)
     click.echo(
         f"plan: {len(candidates)} candidate(s), SLOs {', '.join(slo_options)}, trace {trace} "
         f"({num_requests} requests, own rate {native_rate:.4g} req/s)"
@@ -169,7 +172,7 @@ def plan(
         _print_what_if(rows, candidates.names)
     else:
         _print_rows(
-            "Max sustainable rate of one replica",
+            "Max sustainable rate of one replica (latencies at that rate)",
             rows,
             [
                 "label",

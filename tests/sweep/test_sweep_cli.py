@@ -121,3 +121,9 @@ def test_sweep_from_a_toml_file_with_more_grid_options(tmp_path, small_trace):
 def test_sweep_without_a_trace_says_how_to_give_one(tmp_path):
     result = CliRunner().invoke(main, ["sweep", "--grid", "rate=1,2", "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "--set trace=" in result.output
+
+
+def test_plan_without_a_price_for_a_gpu_fails_before_simulating(tmp_path, small_trace):
+    args = ["plan", "--trace", small_trace, "--gpu", "l4", "--slo", "ttft_p99=1s", "--no-progress"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and "--price l4=USD_PER_GPU_HOUR" in result.output
