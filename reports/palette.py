@@ -63,7 +63,9 @@ def colour_for(label: str) -> str:
 
 
 def _family_of(label: str) -> str | None:
-    matches = [f for f in FAMILY_TO_COLOUR if label == f or label.startswith((f + ":", f + ",", f + "/"))]
+    matches = [
+        f for f in FAMILY_TO_COLOUR if label == f or label.startswith((f + ":", f + ",", f + "/", f + " "))
+    ]
     return max(matches, key=len) if matches else None
 
 

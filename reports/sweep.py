@@ -7,7 +7,9 @@ config asked for, when ``config.json``'s ``trace`` section names it (``rate_per_
 the nominal rate.
 """
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -55,3 +57,26 @@ def _finite(value) -> float | None:
         return None
     value = float(value)
     return value if math.isfinite(value) else None
+
+
+# Swept fields that are the x axis (or already in the label) rather than a separate line.
+NOT_SERIES_FIELDS = frozenset({"rate", "rate_scale", "allocator"})
+
+
+def sweep_table_rows(sweep_dir: Path) -> list[dict]:
+    """``kvsim sweep``'s ``results.csv`` as rate-sweep rows, one line per configuration: when the grid sweeps
+    fields other than rate and allocator (gpu, block_size, ...), they join the label (``paged gpu=h100-sxm``),
+    so points of different configurations are never drawn as one line."""
+    import csv
+
+    with (sweep_dir / "results.csv").open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    spec_path = sweep_dir / "sweep.json"
+    grid_names = (
+        list(json.loads(spec_path.read_text(encoding="utf-8")).get("grid", {})) if spec_path.is_file() else []
+    )
+    series_fields = [g for g in grid_names if g not in NOT_SERIES_FIELDS]
+    for row in rows:
+        row["label"] = row.get("label") or row.get("allocator") or "?"
+        row["label"] += "".join(f" {g}={row[g]}" for g in series_fields if row.get(g, "") != "")
+    return rows

@@ -49,17 +49,17 @@ def report(paths: tuple[Path, ...], out_html: Path, title: str | None, measureme
         click.echo(f"wrote {written} ({written.stat().st_size / 2**20:.1f} MiB)")
         return
 
-    # a sweep folder (no summary.json, a results.csv) is read through its table, not its many run folders
-    paths = tuple(
-        p / "results.csv"
-        if p.is_dir() and not (p / "summary.json").is_file() and (p / "results.csv").is_file()
-        else p
-        for p in paths
-    )
-    folders = [p for p in paths if p.is_dir()]
+    from kvsim.reports.sweep import sweep_table_rows
+
+    folders: list[Path] = []
     tables: dict[str, list[dict]] = {}
     for path in paths:
+        if path.is_dir() and not (path / "summary.json").is_file() and (path / "results.csv").is_file():
+            # a sweep folder is read through its table, not its many run folders
+            tables.setdefault("sweep", []).extend(sweep_table_rows(path))
+            continue
         if path.is_dir():
+            folders.append(path)
             continue
         if not path.is_file():
             raise KvsimError(f"{path}: no such file or folder; pass run folders or a CSV table")

@@ -184,3 +184,20 @@ def test_simulate_report_flag_writes_this_report_of_a_real_run(tmp_path):
     assert text.count(PLOTLY_JS_MARKER) == 1
     assert [f"figure-{i}" in text for i in range(1, 6)] == [True, True, True, True, False]
     assert "<td>roofline, not measured</td>" in text
+
+
+def test_sweep_table_rows_keep_configurations_that_share_a_label_apart(tmp_path):
+    from kvsim.reports.sweep import sweep_table_rows
+
+    (tmp_path / "sweep.json").write_text(
+        json.dumps({"grid": {"allocator": ["paged"], "gpu": ["a", "b"], "rate": [1]}})
+    )
+    (tmp_path / "results.csv").write_text(
+        "index,allocator,gpu,rate,status,label,request_rate_per_s\n"
+        "0,paged,a,1,ok,paged:block_size=16,1.0\n"
+        "1,paged,b,1,ok,paged:block_size=16,1.0\n"
+    )
+    assert [r["label"] for r in sweep_table_rows(tmp_path)] == [
+        "paged:block_size=16 gpu=a",
+        "paged:block_size=16 gpu=b",
+    ]
