@@ -13,7 +13,8 @@ class CostModel(Protocol):
     """Predicts how long one model step takes on one replica (all its TP shards together)."""
 
     source: str  # "measured" | "roofline" | "cpu-smoke": printed beside every result built on it
-    description: str  # e.g. "H100-SXM, measured 2026-11-25, driver 580.159" or "A100-80GB roofline from datasheet"
+    # e.g. "H100-SXM measured, date 2026-11-25, driver 580.159" or "A100-80GB roofline from datasheet peaks ..."
+    description: str
 
     def step_time(self, batch: Batch) -> StepTime: ...
 
