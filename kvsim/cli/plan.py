@@ -252,7 +252,7 @@ def _print_what_if(rows, names) -> None:
         allocator = row["allocator"]
         if allocator in best and best[allocator][1] is row:
             click.echo(
-                f"  {allocator}: {row['num_gpus']} GPUs ({row['label']}), "
+                f"  {allocator}: {row['num_gpus']} GPU{'s' * (row['num_gpus'] > 1)} ({row['label']}), "
                 f"${row['total_cost_per_hour_usd']:.2f}/h"
             )
         elif allocator not in best and row is next(r for r in rows if r["allocator"] == allocator):

@@ -113,7 +113,7 @@ def plan_candidate(
     row.update(
         num_replicas=num,
         feasible=True,
-        note=f"linear estimate {estimate} replicas, simulated {sorted(tried)} at {target:.4g} req/s",
+        note=f"linear estimate {estimate} replica{'s' * (estimate > 1)}, simulated {sorted(tried)} at {target:.4g} req/s",
     )
     return {"row": row, "probes": probes}
 
