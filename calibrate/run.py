@@ -6,10 +6,13 @@ kernels on a GPU) but never simpy, plotly, tqdm or hypothesis: the GPU machine h
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import re
+import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,21 +155,41 @@ def calibrate(
         ("decode", sweeper.decode_points(), sweeper.measure_decode),
         ("prefill", sweeper.prefill_points(), sweeper.measure_prefill),
     ]
-    for i, (name, points, measure) in enumerate(sweeps):
-        # this sweep's share of what is left, so time one sweep does not use passes to the next
-        share = BUDGET_SHARES[name] / sum(BUDGET_SHARES[later] for later, _, _ in sweeps[i:])
-        deadline = time.perf_counter() + share * max(0.0, end - time.perf_counter())
-        try:
-            counts[name] = f"{sweeper.run(name, points, measure, deadline)}/{len(points)}"
-        except Exception:
-            measurements.save(measurements_path)  # keep what was measured; fail loudly (DESIGN §8)
-            raise
-        if device.startswith("cuda"):
-            torch.cuda.empty_cache()
-    measurements.save(measurements_path)
+    with _stop_on_sigterm(sweeper):
+        for i, (name, points, measure) in enumerate(sweeps):
+            # this sweep's share of what is left, so time one sweep does not use passes to the next
+            share = BUDGET_SHARES[name] / sum(BUDGET_SHARES[later] for later, _, _ in sweeps[i:])
+            deadline = time.perf_counter() + share * max(0.0, end - time.perf_counter())
+            try:
+                counts[name] = f"{sweeper.run(name, points, measure, deadline)}/{len(points)}"
+            finally:
+                measurements.save(measurements_path)  # after every sweep: a failure keeps what was measured
+            if device.startswith("cuda"):
+                torch.cuda.empty_cache()
+    if sweeper.stop_requested:
+        skipped.append("sweeps cut short by SIGTERM (an outer timeout?): the grid is coarser than planned")
+        measurements.save(measurements_path)
     profile = fit_profile(meta, measurements.rows, _fallback_gpu(info["key"]), seed)
     profile_path = profile.save(out / f"profile-{info['key']}.json")
     return CalibrationResult(profile_path, measurements_path, profile, tuple(skipped))
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm(sweeper: Sweeper):
+    """SIGTERM (e.g. from `timeout` in the GPU script) stops the sweeps at the next point; the run then fits and
+    writes what it has instead of dying with nothing. Only the main thread can take signals."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame) -> None:
+        sweeper.stop_requested = True
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def fit_only(measurements_csv: str | Path, out: str | Path | None = None, seed: int = 0) -> CalibrationResult:

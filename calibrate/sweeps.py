@@ -106,14 +106,16 @@ class Sweeper:
         self.timer, self.out, self.show_progress = timer, measurements, show_progress
         self.rng = np.random.default_rng(seed)
         self._pools: dict[tuple[int, int], tuple[Any, Any]] = {}
+        self.stop_requested = False  # set on SIGTERM: finish the point at hand, then fit what was measured
 
     def run(self, name: str, points: list[Any], measure: Callable[[Any], None], deadline: float) -> int:
         """Measure ``points`` coarse-to-fine until ``deadline`` (time.perf_counter); returns points measured."""
         done = 0
         with Progress(len(points), name, self.show_progress) as bar:
             for i in coarse_to_fine(len(points)):
-                if time.perf_counter() >= deadline:
-                    bar.close(f"budget reached after {done} of {len(points)} points")
+                if time.perf_counter() >= deadline or self.stop_requested:
+                    why = "stop requested" if self.stop_requested else "budget reached"
+                    bar.close(f"{why} after {done} of {len(points)} points")
                     break
                 measure(points[i])
                 done += 1

@@ -165,3 +165,24 @@ def test_vmm_measurement_without_a_driver_is_a_recorded_skip():
     measurements = Measurements({"device": {}})
     reasons = measure_vmm(measurements)
     assert reasons and reasons[0].startswith("VMM map cost not measured") and measurements.rows == []
+
+
+def test_sigterm_stops_the_sweeps_and_still_writes_a_fitted_profile(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    import signal
+
+    from kvsim.calibrate.run import calibrate
+    from kvsim.calibrate.sweeps import Sweeper
+
+    measure_gemm = Sweeper.measure_gemm
+
+    def measure_then_get_killed(self, point):
+        measure_gemm(self, point)
+        os.kill(os.getpid(), signal.SIGTERM)  # as `timeout` does to the GPU script's calibration step
+
+    monkeypatch.setattr(Sweeper, "measure_gemm", measure_then_get_killed)
+    result = calibrate("cpu", out=tmp_path, budget_s=60, impl="reference", show_progress=False)
+    assert result.profile.extra["points_measured"] == {"gemm": "1/20", "decode": "0/54", "prefill": "0/18"}
+    assert any("SIGTERM" in reason for reason in result.skipped)
+    assert result.profile_path.exists() and len(load_measurements(result.measurements_path).rows) == 1
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone again
