@@ -67,6 +67,13 @@ def test_a_length_dataset_is_a_table_without_arrival_times(tmp_path):
     assert table.num_prompt_tokens.tolist() == [5, 3] and table.num_output_tokens.tolist() == [2, 1]
 
 
+def test_a_vidur_trace_keeps_its_arrival_times(tmp_path):
+    path = write(tmp_path, "v.csv", "arrived_at,num_prefill_tokens,num_decode_tokens\n0.5,10,3\n0.25,7,2\n")
+    assert detect_format(path) == "vidur"
+    trace = read_file(path)
+    assert trace.arrival_s.tolist() == [0.25, 0.5] and trace.num_prompt_tokens.tolist() == [7, 10]
+
+
 BURSTGPT = """Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type
 5,ChatGPT,472,18,490,Conversation log
 45,ChatGPT,1087,0,1087,Conversation log

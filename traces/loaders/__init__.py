@@ -21,7 +21,12 @@ from kvsim.traces.loaders.kvsim_format import (
     load_kvsim_csv,
     load_kvsim_jsonl,
 )
-from kvsim.traces.loaders.length_dataset import LENGTH_COLUMNS, load_length_dataset
+from kvsim.traces.loaders.length_dataset import (
+    LENGTH_COLUMNS,
+    VIDUR_COLUMNS,
+    load_length_dataset,
+    load_vidur_trace,
+)
 from kvsim.traces.loaders.mooncake import MOONCAKE_FIELDS, load_mooncake
 from kvsim.traces.request import Provenance, Trace
 
@@ -30,6 +35,7 @@ LOADERS: dict[str, Callable[..., Trace | LengthTable]] = {
     "azure": load_azure,
     "mooncake": load_mooncake,
     "lengths": load_length_dataset,
+    "vidur": load_vidur_trace,
     "burstgpt": load_burstgpt,
     "kvsim-jsonl": load_kvsim_jsonl,
     "kvsim-csv": load_kvsim_csv,
@@ -40,6 +46,7 @@ _CSV_SIGNATURES = [
     ("kvsim-csv", KVSIM_COLUMNS),
     ("azure", AZURE_COLUMNS),
     ("burstgpt", BURSTGPT_COLUMNS),
+    ("vidur", VIDUR_COLUMNS),  # before lengths: a length dataset with arrival times
     ("lengths", LENGTH_COLUMNS),
 ]
 

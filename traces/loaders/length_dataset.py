@@ -1,5 +1,6 @@
 """Length datasets of the Vidur/Sarathi-Serve family: ``num_prefill_tokens,num_decode_tokens[,num_total_tokens,
-pd_ratio]``. They carry no arrival times; ``kvsim.traces.load_trace`` pairs them with an arrival process."""
+pd_ratio]``. They carry no arrival times; ``kvsim.traces.load_trace`` pairs them with an arrival process.
+A file that also has an ``arrived_at`` column is a Vidur trace, loaded with its times."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 
 from kvsim.traces.lengths import LengthTable
 from kvsim.traces.loaders._parse import CsvColumns, bad_field, read_text
-from kvsim.traces.request import Provenance
+from kvsim.traces.request import Provenance, Trace
 
 LENGTH_COLUMNS = ["num_prefill_tokens", "num_decode_tokens"]
 
@@ -26,3 +27,18 @@ def load_length_dataset(path: Path, provenance: Provenance | None = None) -> Len
             problem = f"{total[k]} is not num_prefill_tokens + num_decode_tokens = {prompt[k] + output[k]}"
             raise bad_field(path, table.line_of(k), "num_total_tokens", problem)
     return LengthTable(prompt, output, provenance or Provenance(source=str(path)))
+
+
+VIDUR_COLUMNS = ["arrived_at", "num_prefill_tokens", "num_decode_tokens"]
+
+
+def load_vidur_trace(path: Path, provenance: Provenance | None = None) -> Trace:
+    """Vidur's processed traces (``arrived_at,num_prefill_tokens,num_decode_tokens``, e.g. its re-encoding of the
+    Azure 2023 traces): the length columns plus arrival times in seconds, kept as they are."""
+    table = CsvColumns(path, read_text(path), VIDUR_COLUMNS)
+    return Trace.from_columns(
+        arrival_s=table.floats("arrived_at"),
+        num_prompt_tokens=table.ints("num_prefill_tokens"),
+        num_output_tokens=table.ints("num_decode_tokens"),
+        provenance=provenance or Provenance(source=str(path)),
+    )
