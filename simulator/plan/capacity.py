@@ -142,6 +142,9 @@ def run_plan(
     for it, in order); failed candidates carry their error."""
     from tqdm import tqdm
 
+    if jobs < 1:
+        raise KvsimError(f"--jobs must be at least 1, got {jobs}")
+
     settings_dict = {**asdict(settings), "slos": list(settings.slos)}
     tasks = []
     for index, point in enumerate(candidates.points()):
