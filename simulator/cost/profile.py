@@ -180,6 +180,11 @@ def _validate(data: Any, where: str) -> None:
         fail("source", f"is {data.get('source')!r}, expected one of {', '.join(SOURCES)}")
     if not isinstance(data.get("representative"), bool):
         fail("representative", "must be true or false")
+    tp = data.get("tp", 1)
+    if isinstance(tp, bool) or not isinstance(tp, int) or tp < 1:
+        fail("tp", f"must be a positive integer, got {tp!r}")
+    if data.get("model") is not None and not isinstance(data["model"], str):
+        fail("model", f"must be a model name or null, got {data['model']!r}")
     device = data.get("device")
     if not isinstance(device, dict):
         fail("device", "must be an object with name, memory_bytes, num_sms, ...")

@@ -85,6 +85,8 @@ def _broken(tmp_path, edit) -> str:
         (lambda d: d.update(source="guessed"), "field 'source' is 'guessed'"),
         (lambda d: d.pop("representative"), "field 'representative' must be true or false"),
         (lambda d: d["device"].pop("num_sms"), "field 'device.num_sms' is missing"),
+        (lambda d: d.update(tp=0), "field 'tp' must be a positive integer"),
+        (lambda d: d.update(model=7), "field 'model' must be a model name or null"),
         (lambda d: d["terms"].pop("allreduce"), "field 'terms.allreduce' is missing"),
         (lambda d: d["terms"].update(flash={}), "field 'terms.flash' is not a known term"),
         (lambda d: d["terms"]["gemm"].update(form="linear"), "field 'terms.gemm.form' is 'linear'"),
