@@ -195,6 +195,14 @@ def _validate(data: Any, where: str) -> None:
     for key in ("name", "memory_bytes", "num_sms"):
         if key not in device:
             fail(f"device.{key}", "is missing")
+    if not isinstance(device["name"], str) or not device["name"]:
+        fail("device.name", f"must be a non-empty string, got {device['name']!r}")
+    for key in ("memory_bytes", "num_sms"):
+        if isinstance(device[key], bool) or not isinstance(device[key], int) or device[key] <= 0:
+            fail(f"device.{key}", f"must be a positive integer, got {device[key]!r}")
+    for key in ("driver", "torch", "triton", "cuda", "date"):
+        if device.get(key) is not None and not isinstance(device[key], str):
+            fail(f"device.{key}", f"must be a string or null, got {device[key]!r}")
     terms = data.get("terms")
     if not isinstance(terms, dict):
         fail("terms", "must be an object mapping term name to {form, params, fit}")

@@ -86,6 +86,8 @@ def _broken(tmp_path, edit) -> str:
         (lambda d: d.pop("representative"), "field 'representative' must be true or false"),
         (lambda d: d["device"].pop("num_sms"), "field 'device.num_sms' is missing"),
         (lambda d: d.update(tp=0), "field 'tp' must be a positive integer"),
+        (lambda d: d["device"].update(memory_bytes="80GB"), "field 'device.memory_bytes' must be a positive"),
+        (lambda d: d["device"].update(gpu="h100"), "field 'device.gpu' is unknown"),
         (lambda d: d.update(model=7), "field 'model' must be a model name or null"),
         (lambda d: d["terms"].pop("allreduce"), "field 'terms.allreduce' is missing"),
         (lambda d: d["terms"].update(flash={}), "field 'terms.flash' is not a known term"),
