@@ -63,6 +63,11 @@ def open_report(html_path: Path, screenshot_path: Path) -> dict:
                     summary_header: Array.from(document.querySelectorAll('#summary th')).map(th => th.textContent),
                 })"""
             )
+            # hover the first bar of the first figure: plotly draws its hover label with the exact values
+            bar = page.locator("#figure-1 .trace.bars .point path").first.bounding_box()
+            page.mouse.move(bar["x"] + bar["width"] / 2, bar["y"] + bar["height"] / 2)
+            page.wait_for_selector("#figure-1 .hoverlayer .hovertext", timeout=5_000)
+            shown["hover_text"] = page.locator("#figure-1 .hoverlayer .hovertext").first.text_content()
             page.screenshot(path=str(screenshot_path), full_page=True)
         finally:
             browser.close()
@@ -83,6 +88,11 @@ def test_report_renders_every_figure_in_chromium_without_errors(make_run, tmp_pa
     # drawn traces per figure: 5 parts × 2 panels; 3 configs × 4 CDFs; 5 parts + queue + batch per timeline
     assert shown["traces_per_figure"] == [10, 12, 7, 7, 7]
     assert shown["summary_rows"] == 3
+    # the first bar: token states of the first run, whole run; the fixture sets 55% of 12 GiB
+    assert (
+        shown["hover_text"]
+        == "paged:block_size=16Token states: 55.00% of capacity6.600 GiB (7,086,696,038 bytes)"
+    )
     assert "Cost model" in shown["summary_header"]
     assert (tmp_path / "report.png").stat().st_size > 10_000
 
