@@ -12,6 +12,7 @@ import tempfile
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,9 +77,15 @@ def _execute_pool(tasks: Sequence[PointTask], runner: PointRunner, *, jobs: int)
         try:
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                try:
+                    outcomes = [future.result() for future in done]
+                except BrokenProcessPool as exc:  # a worker was killed (out of memory?), not a point's error
+                    raise KvsimError(
+                        f"a worker process died ({exc}); finished points are saved: rerun with --resume, "
+                        "and fewer --jobs if memory ran out"
+                    ) from exc
                 # several may finish together: hand them on in grid order, for a stable progress log
-                for future in sorted(done, key=lambda f: f.result()["index"]):
-                    yield future.result()
+                yield from sorted(outcomes, key=lambda outcome: outcome["index"])
         finally:
             for future in pending:
                 future.cancel()
@@ -111,7 +118,13 @@ def _execute_ray(
         pending = [remote_run_point.remote(runner_ref, task) for task in tasks]
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
-            yield ray.get(done[0])
+            try:
+                outcome = ray.get(done[0])
+            except ray.exceptions.RayError as exc:  # a worker or node died: run_point itself never raises
+                raise KvsimError(
+                    f"a Ray task died ({type(exc).__name__}: {exc}); finished points are saved: rerun with --resume"
+                ) from exc
+            yield outcome
     finally:
         if started_here:
             ray.shutdown()

@@ -28,3 +28,12 @@ def counting_runner(config: dict, out_dir: Path) -> dict:
     with open(config["log_path"], "a") as f:
         f.write(f"{config['rate']}\n")
     return toy_runner(config, out_dir)
+
+
+def dying_runner(config: dict, out_dir: Path) -> dict:
+    """toy_runner whose worker process dies outright at rate 2 (as if killed for memory)."""
+    if config["rate"] == 2:
+        import os
+
+        os._exit(1)
+    return toy_runner(config, out_dir)
