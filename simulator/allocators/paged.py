@@ -154,22 +154,53 @@ class PagedAllocator:
     def append_slots(self, seq_id: int, num_new_tokens: int) -> bool:
         seq = self.seqs[seq_id]
         assert not seq.num_swapped_blocks, f"seq {seq_id} is swapped out"
-        pool, last = self.pool, seq.block_table[-1]
+        pool, table, bs = self.pool, seq.block_table, self.block_size
+        last = table[-1]
         num_filled = pool.num_filled[last] + num_new_tokens
-        if num_filled < self.block_size and pool.ref_cnt[last] == 1:
-            # Fast path (most decode steps): the tokens fit in an unshared last block that stays partial.
+        # Fast paths for decode steps: (1) the tokens fit in the last block, which is partial and unshared;
+        # (2) the last block is full and the tokens open one new block. Anything else takes _grow.
+        if num_filled <= bs and pool.ref_cnt[last] == 1 and last in self._partial_reserved:
             pool.num_filled[last] = num_filled
             pool.num_used_tokens += num_new_tokens
             seq.num_tokens += num_new_tokens
-            num_reserved = max(0, min(self.block_size - num_filled, seq.final_num_tokens - seq.num_tokens))
-            self._num_reserved_slots += num_reserved - self._partial_reserved[last]
-            self._partial_reserved[last] = num_reserved
+            if num_filled == bs:  # the block is full now: no empty slots, maybe a prefix-cache entry
+                self._num_reserved_slots -= self._partial_reserved.pop(last)
+                del self._partial_sharers[last]
+                if len(table) <= len(seq.block_hashes):
+                    pool.cache_block(last, seq.block_hashes[len(table) - 1])
+            else:
+                self._set_partial_reserved(last, seq, bs - num_filled)
+            return True
+        if 0 < num_new_tokens <= bs == pool.num_filled[last]:
+            if not pool.free_block_ids and not pool.cached_free_blocks:
+                return False
+            block = pool.get_new_block()
+            pool.num_filled[block] = num_new_tokens
+            pool.num_used_tokens += num_new_tokens
+            seq.num_tokens += num_new_tokens
+            table.append(block)
+            if num_new_tokens < bs:
+                self._partial_sharers[block] = [seq_id]
+                self._partial_reserved[block] = 0
+                self._set_partial_reserved(block, seq, bs - num_new_tokens)
+            elif len(table) <= len(seq.block_hashes):
+                pool.cache_block(block, seq.block_hashes[len(table) - 1])
             return True
         if self._num_new_blocks(seq, num_new_tokens) > pool.num_free_blocks:
             return False
         if num_new_tokens:
             self._grow(seq_id, seq, num_new_tokens)
         return True
+
+    def _set_partial_reserved(self, block_id: int, seq: _Seq, num_empty: int) -> None:
+        """Reserved slots of an unshared partial last block: the empty ones its sequence will still fill."""
+        num_reserved = seq.final_num_tokens - seq.num_tokens
+        if num_reserved > num_empty:
+            num_reserved = num_empty
+        if num_reserved < 0:
+            num_reserved = 0
+        self._num_reserved_slots += num_reserved - self._partial_reserved[block_id]
+        self._partial_reserved[block_id] = num_reserved
 
     def max_uniform_growth(self, seq_ids: Sequence[int], limit: int) -> int:
         """Binary search on k; each probe is O(len(seq_ids)), counting copy-on-write copies exactly: of r

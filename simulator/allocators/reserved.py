@@ -154,10 +154,21 @@ class ReservedAllocator:
     def append_slots(self, seq_id: int, num_new_tokens: int) -> bool:
         seq = self.seqs[seq_id]
         assert seq.offset is not None, f"seq {seq_id} is swapped out"
-        if seq.num_tokens + num_new_tokens > seq.num_region_slots:
+        num_tokens = seq.num_tokens + num_new_tokens
+        if num_tokens > seq.num_region_slots:
             return False
+        # Slots up to min(region, final) are reserved until filled; slots filled beyond the final length
+        # (never expected) come out of internal_frag.
+        fill_to = (
+            seq.final_num_tokens if seq.final_num_tokens < seq.num_region_slots else seq.num_region_slots
+        )
+        if num_tokens <= fill_to:
+            self._num_reserved_slots -= num_new_tokens
+            self._num_token_slots += num_new_tokens
+            seq.num_tokens = num_tokens
+            return True
         self._count(seq, -1)
-        seq.num_tokens += num_new_tokens
+        seq.num_tokens = num_tokens
         self._count(seq, +1)
         return True
 

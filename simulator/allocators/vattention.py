@@ -163,9 +163,10 @@ class VAttentionAllocator:
         assert seq.buffer_id is not None, f"seq {seq_id} is swapped out"
         num_tokens = seq.num_tokens + num_new_tokens
         if num_tokens <= seq.num_slots:  # fast path (most decode steps): no new page group
-            num_slots, final = seq.num_slots, seq.final_num_tokens
-            old_reserved = max(min(num_slots, final), seq.num_tokens) - seq.num_tokens
-            self._num_reserved_slots += max(min(num_slots, final), num_tokens) - num_tokens - old_reserved
+            # Reserved slots run up to min(num_slots, final): they shrink by as many as get filled.
+            fill_to = seq.final_num_tokens if seq.final_num_tokens < seq.num_slots else seq.num_slots
+            if seq.num_tokens < fill_to:
+                self._num_reserved_slots -= (num_tokens if num_tokens < fill_to else fill_to) - seq.num_tokens
             self._num_token_slots += num_new_tokens
             seq.num_tokens = num_tokens
             return True
