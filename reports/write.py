@@ -40,6 +40,8 @@ def write_report(run_dirs: list[Path], out_html: Path, *, title: str | None = No
     """Report on run folders (or folders holding run folders): summary table, memory breakdown, latency CDFs,
     memory timelines; or the sweep form when labels repeat. Returns ``out_html``."""
     runs = [read_run(d) for d in find_run_dirs(list(run_dirs))]
+    if not runs:
+        raise KvsimError("no run folders given; pass the --out folder of `kvsim simulate`")
     labels = [r.label for r in runs]
     if max(Counter(labels).values()) > 1:
         return _write_runs_as_sweep(runs, out_html, title=title)

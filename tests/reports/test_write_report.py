@@ -68,6 +68,8 @@ def test_a_folder_that_is_not_a_run_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(KvsimError, match=r"no summary\.json"):
         write_report([tmp_path / "empty"], tmp_path / "r.html")
+    with pytest.raises(KvsimError, match="no run folders given"):
+        write_report([], tmp_path / "r.html")
 
 
 def test_a_run_missing_a_column_names_the_file_and_column(make_run, tmp_path):
