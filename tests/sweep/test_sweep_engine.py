@@ -123,7 +123,7 @@ def test_toml_spec(tmp_path):
 def test_a_dead_worker_process_is_a_clear_error_and_finished_points_are_kept(tmp_path):
     from sweep_toy_runner import dying_runner
 
-    with pytest.raises(KvsimError, match="worker process died.*--resume"):
+    with pytest.raises(KvsimError, match=r"worker process died.*--resume"):
         run_sweep(_spec("rate=1,2"), dying_runner, tmp_path, jobs=2)
     result = run_sweep(_spec("rate=1,2"), toy_runner, tmp_path, resume=True)
     assert [row["status"] for row in result.rows] == ["ok", "ok"]
