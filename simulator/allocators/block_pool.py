@@ -7,9 +7,31 @@ both, so a freshly freed uncached block can outlive an older cached one; v0's or
 
 Every operation is O(1): free lists are a stack and an insertion-ordered dict (LRU order), ``hash_to_block``
 is a dict.
+
+Prefix hashes. A trace gives one hash per ``PREFIX_BLOCK_TOKENS`` (512, Mooncake's ``hash_ids``) prompt tokens.
+Block ``i`` covers tokens ``[i*block_size, (i+1)*block_size)``; its hash chains the previous block's hash, ``i``,
+and the trace hashes of the chunks the block lies in: ``h_i = hash((h_{i-1}, i, *chunk_hashes))``. Two prompts
+share block ``i`` exactly when they share every chunk up to the one holding its last token. Only full blocks
+of prompt tokens get a hash. Python's hash of a tuple of ints does not depend on PYTHONHASHSEED: runs repeat.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+
+from kvsim.traces.request import PREFIX_BLOCK_TOKENS
+
+
+def prompt_block_hashes(chunk_hashes: Sequence[int], num_prompt_tokens: int, block_size: int) -> list[int]:
+    """Chained hashes of the full blocks of prompt tokens that ``chunk_hashes`` describe, in block order."""
+    num_hashed_tokens = min(len(chunk_hashes) * PREFIX_BLOCK_TOKENS, num_prompt_tokens)
+    block_hashes, prev = [], 0
+    for i in range(num_hashed_tokens // block_size):
+        first = i * block_size // PREFIX_BLOCK_TOKENS
+        last = ((i + 1) * block_size - 1) // PREFIX_BLOCK_TOKENS
+        prev = hash((prev, i, *chunk_hashes[first : last + 1]))
+        block_hashes.append(prev)
+    return block_hashes
 
 
 class BlockPool:

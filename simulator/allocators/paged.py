@@ -5,12 +5,8 @@ search) share blocks by ref count; the shared last, partial block is copied when
 (copy-on-write). With ``enable_prefix_caching``, full prompt blocks are registered under a chained hash and
 reused by later prompts; unreferenced cached blocks stay in memory (free + ``cached_bytes``) until evicted LRU.
 
-Prefix hashes. A trace gives one hash per ``PREFIX_BLOCK_TOKENS`` (512, Mooncake's ``hash_ids``) prompt tokens.
-Block ``i`` covers tokens ``[i*block_size, (i+1)*block_size)``; its hash chains the previous block's hash, ``i``,
-and the trace hashes of the chunks the block lies in: ``h_i = hash((h_{i-1}, i, *chunk_hashes))``. Two prompts
-share block ``i`` exactly when they share every chunk up to the one holding its last token. Only full blocks
-of prompt tokens get a hash. As in vLLM, a prompt never hits on its last token (it must be computed to give
-the first output's logits), so at most ``(num_tokens - 1) // block_size`` blocks hit.
+Prefix hashes: see ``block_pool.prompt_block_hashes``. As in vLLM, a prompt never hits on its last token (it
+must be computed to give the first output's logits), so at most ``(num_tokens - 1) // block_size`` blocks hit.
 
 Accounting (DESIGN §3): ``token_states`` = tokens stored in blocks in use, each shared block once; only a
 sequence's last block can be partly empty, and its empty slots are ``reserved`` up to the sequence's final
@@ -25,10 +21,10 @@ from dataclasses import dataclass, field
 
 from kvsim.errors import KvsimError
 from kvsim.simulator.allocators.base import Admission, MemoryBreakdown
-from kvsim.simulator.allocators.block_pool import BlockPool
+from kvsim.simulator.allocators.block_pool import BlockPool, prompt_block_hashes
+from kvsim.simulator.allocators.paged_checks import check_paged_invariants
 from kvsim.simulator.allocators.spec import spec_string
 from kvsim.simulator.specs import ModelSpec
-from kvsim.traces.request import PREFIX_BLOCK_TOKENS
 
 # Host <-> GPU copy bandwidth for swapping: PCIe 4.0 x16, 64 GB/s bidirectional = 32 GB/s per direction
 # (NVIDIA A100 datasheet, "PCIe Gen4: 64GB/s"). Achieved copies are lower; calibration may replace it.
@@ -128,7 +124,9 @@ class PagedAllocator:
         assert num_tokens > 0
         block_hashes = []
         if self.config.enable_prefix_caching and prefix_block_hashes:
-            block_hashes = self._prompt_block_hashes(prefix_block_hashes, num_prompt_tokens or num_tokens)
+            block_hashes = prompt_block_hashes(
+                prefix_block_hashes, num_prompt_tokens or num_tokens, self.block_size
+            )
         hits = []
         for block_hash in block_hashes[: (num_tokens - 1) // self.block_size]:
             block_id = self.pool.lookup(block_hash)
@@ -301,52 +299,9 @@ class PagedAllocator:
 
     def check_invariants(self) -> None:
         """O(blocks + sequences), for tests: every claim of the class docstring and of DESIGN §3."""
-        bs, pool = self.block_size, self.pool
-        expected_ref_cnt = [0] * pool.num_blocks
-        partial: dict[int, list[int]] = {}
-        for seq_id, seq in self.seqs.items():
-            table = seq.block_table
-            if seq.num_swapped_blocks:
-                assert not table
-                continue
-            assert len(table) == -(-seq.num_tokens // bs), f"seq {seq_id}: block table length"
-            for block_id in table:
-                expected_ref_cnt[block_id] += 1
-            assert all(pool.num_filled[b] == bs for b in table[:-1]), (
-                f"seq {seq_id}: a non-last block not full"
-            )
-            assert pool.num_filled[table[-1]] == seq.num_tokens - (len(table) - 1) * bs
-            if pool.num_filled[table[-1]] < bs:
-                partial.setdefault(table[-1], []).append(seq_id)
-        pool.check_invariants(expected_ref_cnt)
-        assert {b: sorted(s) for b, s in partial.items()} == {
-            b: sorted(s) for b, s in self._partial_sharers.items()
-        }, "partial-block sharers drifted"
-        num_reserved = 0
-        for block_id, sharers in partial.items():
-            will_fill = max(self.seqs[s].final_num_tokens - self.seqs[s].num_tokens for s in sharers)
-            num_reserved += max(0, min(bs - pool.num_filled[block_id], will_fill))
-        assert num_reserved == self._num_reserved_slots, "reserved counter drifted"
-        parts = self.breakdown()
-        assert min(parts.as_dict().values()) >= 0 and parts.capacity_bytes == self.capacity_bytes, parts
-        assert parts.external_frag == 0
-        assert parts.internal_frag < max(1, len(partial)) * self.block_bytes, (
-            "internal_frag >= a block per seq"
-        )
-        assert parts.cached_bytes <= parts.free
-        num_swapped = sum(seq.num_swapped_blocks for seq in self.seqs.values())
-        assert num_swapped == self.num_cpu_blocks_used <= self.num_cpu_blocks
+        check_paged_invariants(self)
 
     # -- internals ----------------------------------------------------------------------------------------
-
-    def _prompt_block_hashes(self, chunk_hashes: Sequence[int], num_prompt_tokens: int) -> list[int]:
-        num_hashed_tokens = min(len(chunk_hashes) * PREFIX_BLOCK_TOKENS, num_prompt_tokens)
-        bs, block_hashes, prev = self.block_size, [], 0
-        for i in range(num_hashed_tokens // bs):
-            first, last = i * bs // PREFIX_BLOCK_TOKENS, ((i + 1) * bs - 1) // PREFIX_BLOCK_TOKENS
-            prev = hash((prev, i, *chunk_hashes[first : last + 1]))
-            block_hashes.append(prev)
-        return block_hashes
 
     def _num_new_blocks(self, seq: _Seq, num_new_tokens: int) -> int:
         last = seq.block_table[-1]
