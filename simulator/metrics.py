@@ -120,6 +120,7 @@ def summarize(
         },
         "batch": {
             "mean_num_seqs": (sum(tl.seq_integral for tl in timelines) / busy_s) if busy_s > 0 else None,
+            "mean_num_seqs_per_step": (rec.num_batched_seqs / rec.num_steps) if rec.num_steps else None,
             "max_num_seqs": rec.max_num_seqs,
             "mean_num_batched_tokens": (rec.num_batched_tokens / rec.num_steps) if rec.num_steps else None,
         },

@@ -127,6 +127,7 @@ class Recorder:
         self.timelines = [ReplicaTimeline(r, keep_timeline) for r in range(num_replicas)]
         self.num_steps = 0
         self.num_batched_tokens = 0
+        self.num_batched_seqs = 0  # Σ over steps of the batch's sequences
         self.max_num_seqs = 0
 
     def reject(self, index: int, reason: str) -> None:
@@ -144,6 +145,7 @@ class Recorder:
     def steps(self, num_steps: int, num_seqs: int, num_tokens: int) -> None:
         self.num_steps += num_steps
         self.num_batched_tokens += num_steps * num_tokens
+        self.num_batched_seqs += num_steps * num_seqs
         if num_seqs > self.max_num_seqs:
             self.max_num_seqs = num_seqs
 

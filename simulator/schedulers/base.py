@@ -153,8 +153,14 @@ class SchedulerBase:
         newest running request when memory runs out (vLLM's ``_schedule_running``). Returns the preempted."""
         preempted: list[RequestState] = []
         decodes = self._decodes
+        append_slots = self.allocator.append_slots
         for req in reqs:
             if preempted and req in preempted:  # taken earlier in this loop as a victim
+                continue
+            seq_ids = req.seq_ids
+            if len(seq_ids) == 1 and append_slots(seq_ids[0], 1):  # the common case, inlined
+                req.num_slots += 1
+                decodes.append(req)
                 continue
             while not self._grow_one(req):
                 victim = self._victim()
@@ -317,11 +323,12 @@ class SchedulerBase:
                 self._prefill_done(req, end_s)
         extra = num_steps - 1
         any_finished = False
+        append_slots = self.allocator.append_slots
         for req in self._decodes:
             if extra:
                 for seq_id in req.seq_ids:
-                    ok = self.allocator.append_slots(seq_id, extra)
-                    assert ok, "decode_window checked max_uniform_growth"
+                    if not append_slots(seq_id, extra):
+                        raise AssertionError("decode_window checked max_uniform_growth")
                 req.num_slots += extra
             req.num_generated += num_steps
             if req.num_generated >= req.num_output_tokens:

@@ -1,0 +1,215 @@
+"""``kvsim reproduce``: the vLLM paper's set-ups (Kwon et al., SOSP'23), kvsim's figures beside the paper's.
+
+Set-up (DESIGN §9, paper §6.1): OPT-13B on one A100-40GB with 12 GiB of KV cache (15.7K token slots at
+800 KiB per token), Poisson arrivals. Systems: Orca (Max / Pow2 / Oracle) = the ``orca`` scheduler over
+``reserved:max|pow2|oracle``; vLLM = the ``vllm`` scheduler over ``paged:block_size=16``.
+
+Lengths: the paper states only the datasets' means (ShareGPT: 161.31 input / 337.99 output tokens; Alpaca:
+19.31 / 58.45). kvsim draws each length from a geometric distribution with that mean (the maximum-entropy
+distribution on positive integers given only the mean, so it adds no shape the paper does not state), and
+redraws pairs whose prompt + output exceed OPT's 2048-token context. Nothing is tuned to the paper's figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+GIB = 2**30
+KV_CAPACITY_BYTES = 12 * GIB  # paper §6.1 / Fig. 2 caption: 12 GB of KV cache for OPT-13B on A100-40GB
+MODEL, GPU = "opt-13b", "a100-40gb"
+SYSTEMS = (  # (paper's name, scheduler, allocator)
+    ("Orca (Max)", "orca", "reserved:max"),
+    ("Orca (Pow2)", "orca", "reserved:pow2"),
+    ("Orca (Oracle)", "orca", "reserved:oracle"),
+    ("vLLM", "vllm", "paged:block_size=16"),
+)
+# Paper Fig. 2: share of KV memory holding token states.
+FIG2_PAPER = {"Orca (Max)": 0.204, "Orca (Pow2)": 0.268, "Orca (Oracle)": 0.382, "vLLM": 0.963}
+# Paper Fig. 13: mean number of batched requests.
+FIG13_PAPER = {
+    "sharegpt": {"Orca (Max)": 7.00, "Orca (Pow2)": 9.81, "Orca (Oracle)": 13.62, "vLLM": 30.42},
+    "alpaca": {"Orca (Max)": 7.00, "Orca (Pow2)": 43.24, "Orca (Oracle)": 72.75, "vLLM": 132.44},
+}
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    mean_prompt_tokens: float
+    mean_output_tokens: float
+    rate_per_s: float
+    num_requests: int
+
+
+WORKLOADS = {  # paper §6.1 (dataset means) and Fig. 13 (rates)
+    "sharegpt": Workload("sharegpt", 161.31, 337.99, 2.0, 1000),
+    "alpaca": Workload("alpaca", 19.31, 58.45, 30.0, 3000),
+}
+
+
+def paper_like_trace(
+    workload: Workload, *, seed: int, max_model_len: int = 2048, num_requests: int | None = None
+):
+    import numpy as np
+
+    from kvsim.traces.request import Provenance, Trace
+
+    rng = np.random.default_rng(seed)
+    num = num_requests or workload.num_requests
+    prompt = rng.geometric(1.0 / workload.mean_prompt_tokens, num)
+    output = rng.geometric(1.0 / workload.mean_output_tokens, num)
+    while (too_long := prompt + output > max_model_len).any():
+        prompt[too_long] = rng.geometric(1.0 / workload.mean_prompt_tokens, too_long.sum())
+        output[too_long] = rng.geometric(1.0 / workload.mean_output_tokens, too_long.sum())
+    return Trace(
+        request_id=np.arange(num, dtype=np.int64),
+        arrival_s=np.cumsum(rng.exponential(1.0 / workload.rate_per_s, num)),
+        num_prompt_tokens=prompt.astype(np.int64),
+        num_output_tokens=output.astype(np.int64),
+        provenance=Provenance(
+            source=f"synthetic: {workload.name}-like (vLLM paper means {workload.mean_prompt_tokens}/"
+            f"{workload.mean_output_tokens}, geometric lengths), Poisson {workload.rate_per_s}/s, seed {seed}"
+        ),
+    )
+
+
+def run_systems(workload: Workload, *, seed: int, num_requests: int | None, out: Path | None):
+    from kvsim.simulator import SimConfig, simulate
+
+    trace = paper_like_trace(workload, seed=seed, num_requests=num_requests)
+    click.echo(
+        f"{workload.name}: {len(trace)} requests, Poisson {workload.rate_per_s}/s, mean prompt "
+        f"{trace.num_prompt_tokens.mean():.1f} / output {trace.num_output_tokens.mean():.1f} tokens "
+        f"(paper {workload.mean_prompt_tokens} / {workload.mean_output_tokens})"
+    )
+    results = {}
+    for name, scheduler, allocator in SYSTEMS:
+        config = SimConfig(
+            model=MODEL,
+            gpu=GPU,
+            scheduler=scheduler,
+            allocator=allocator,
+            kv_capacity_bytes=KV_CAPACITY_BYTES,
+            seed=seed,
+        )
+        result = simulate(config, trace)
+        results[name] = result
+        if out is not None:
+            result.write(
+                out / workload.name / name.lower().replace(" ", "-").replace("(", "").replace(")", "")
+            )
+    return results
+
+
+def used_share(summary: dict, window: str, part: str = "token_states") -> float | None:
+    """``part`` as a share of the KV memory in use (capacity minus free) over ``window``."""
+    memory = summary["memory"][window]
+    if memory["token_states"] is None:
+        return None
+    used = sum(memory[p] for p in ("token_states", "reserved", "internal_frag", "external_frag"))
+    return memory[part] / used if used else None
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+@click.group()
+def reproduce() -> None:
+    """Re-run published set-ups and print kvsim's figures beside the paper's."""
+
+
+@reproduce.command("vllm-fig2")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--num-requests", type=int, default=None, help="Default 1000.")
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Write run folders."
+)
+def vllm_fig2(seed, num_requests, out):
+    """vLLM paper Fig. 2: share of KV memory holding token states (ShareGPT-like, 2 req/s)."""
+    results = run_systems(WORKLOADS["sharegpt"], seed=seed, num_requests=num_requests, out=out)
+    click.echo(
+        "share of used KV memory (capacity - free), time-weighted while saturated (a request waits for "
+        "memory); whole-run share of capacity for reference"
+    )
+    header = (
+        "system",
+        "token states",
+        "reserved",
+        "internal frag",
+        "external frag",
+        "paper token states",
+        "whole run / capacity",
+        "saturated s",
+    )
+    rows = []
+    for name, result in results.items():
+        s = result.summary
+        window = "saturated" if s["memory"]["saturated"]["duration_s"] > 0 else "whole_run"
+        rows.append(
+            (
+                name,
+                _pct(used_share(s, window)),
+                _pct(used_share(s, window, "reserved")),
+                _pct(used_share(s, window, "internal_frag")),
+                _pct(used_share(s, window, "external_frag")),
+                _pct(FIG2_PAPER[name]),
+                _pct(s["memory"]["whole_run"]["token_states"] / s["memory"]["capacity_bytes"]),
+                f"{s['memory']['saturated']['duration_s']:.0f}",
+            )
+        )
+    click.echo(_table(header, rows))
+    click.echo(f"cost model: {next(iter(results.values())).summary['cost_model']['description']}")
+
+
+@reproduce.command("vllm-fig13")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--num-requests", type=int, default=None, help="Per workload (default 1000 ShareGPT, 3000 Alpaca)."
+)
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Write run folders."
+)
+def vllm_fig13(seed, num_requests, out):
+    """vLLM paper Fig. 13: mean batched requests, ShareGPT-like at 2 req/s and Alpaca-like at 30 req/s."""
+    for key in ("sharegpt", "alpaca"):
+        results = run_systems(WORKLOADS[key], seed=seed, num_requests=num_requests, out=out)
+        header = (
+            "system",
+            "mean batched requests (per step)",
+            "time-weighted",
+            "paper",
+            "kvsim / paper",
+            "norm latency p50 s/tok",
+            "preemptions",
+        )
+        rows = []
+        for name, result in results.items():
+            s = result.summary
+            per_step = s["batch"]["mean_num_seqs_per_step"]
+            paper = FIG13_PAPER[key][name]
+            rows.append(
+                (
+                    name,
+                    f"{per_step:.2f}",
+                    f"{s['batch']['mean_num_seqs']:.2f}",
+                    f"{paper:.2f}",
+                    f"{per_step / paper:.2f}",
+                    f"{s['latency']['normalized_latency_s_per_token']['p50']:.3f}",
+                    str(s["num_preemptions"]),
+                )
+            )
+        click.echo(_table(header, rows))
+    click.echo(f"cost model: {next(iter(results.values())).summary['cost_model']['description']}")
+
+
+def _table(header, rows) -> str:
+    widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
+    lines = [
+        "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+        for r in (header, *rows)
+    ]
+    return "\n".join(lines)
