@@ -15,12 +15,15 @@ from kvsim.simulator.cost.profile import GEMM_OPS, Profile, load_profile
 
 
 def measurements_beside(profile_path: Path) -> Path | None:
-    """``profile-<key>.json`` -> ``measurements-<key>.csv`` in the same folder, when it exists."""
-    name = profile_path.name
-    if not (name.startswith("profile-") and name.endswith(".json")):
-        return None
-    candidate = profile_path.with_name("measurements-" + name[len("profile-") : -len(".json")] + ".csv")
-    return candidate if candidate.is_file() else None
+    """The raw CSV of a profile, when it sits beside it: ``profile-<key>.json`` -> ``measurements-<key>.csv``
+    (what ``kvsim calibrate`` writes), or ``<key>.json`` -> ``measurements-<key>.csv`` / ``<key>.csv``."""
+    stem = profile_path.stem
+    key = stem[len("profile-") :] if stem.startswith("profile-") else stem
+    for name in (f"measurements-{key}.csv", f"{stem}.csv"):
+        candidate = profile_path.with_name(name)
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def quality_in_words(profile: Profile) -> dict[str, str]:

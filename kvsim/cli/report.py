@@ -24,7 +24,17 @@ COLUMN_TO_KIND = {
 }
 
 
-@click.command()
+EPILOG = """\b
+Examples:
+  kvsim report runs/conv --out conv.html                   # every run folder under runs/conv
+  kvsim report runs/conv/paged_block_size-16 --out one.html
+  kvsim report runs/fig12 --out fig12.html                 # a kvsim sweep folder (its results.csv)
+  kvsim report sweep.csv plan.csv --out plan.html          # sweep rows plus capacity rows
+  kvsim report calibrate/profiles/profile-h100-sxm.json --out calibration.html
+"""
+
+
+@click.command(epilog=EPILOG)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", "out_html", required=True, type=click.Path(path_type=Path), help="HTML file to write.")
 @click.option("--title", default=None, help="Report title (default: names the configurations).")
