@@ -64,5 +64,15 @@ def latency_cdf_figure(requests_by_label: dict[str, dict], *, max_points: int = 
     for j, title in enumerate(METRIC_TO_TITLE.values()):
         fig.update_xaxes(title_text=title, row=j // 2 + 1, col=j % 2 + 1)
         fig.update_yaxes(title_text="Fraction of requests", range=[0, 1.02], row=j // 2 + 1, col=j % 2 + 1)
-    fig.update_layout(title="Latency distributions (CDF over finished requests)", height=700)
+    # Tails span orders of magnitude under overload: let the reader switch every x axis to log and back.
+    axes = ["xaxis", "xaxis2", "xaxis3", "xaxis4"]
+    buttons = [
+        {"label": f"{scale} x", "method": "relayout", "args": [{f"{a}.type": scale for a in axes}]}
+        for scale in ("linear", "log")
+    ]
+    fig.update_layout(
+        title="Latency distributions (CDF over finished requests)",
+        height=700,
+        updatemenus=[{"type": "buttons", "direction": "right", "x": 1.0, "y": 1.12, "buttons": buttons}],
+    )
     return fig

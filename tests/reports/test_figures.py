@@ -124,6 +124,8 @@ def test_latency_cdf_draws_one_line_per_configuration_per_metric_in_one_colour()
         assert len(lines) == 4
         assert {t.line.color for t in lines} == {colour_for(label)}
         assert sum(t.showlegend for t in lines) == 1
+    log_button = fig.layout.updatemenus[0].buttons[1]
+    assert log_button.label == "log x" and log_button.args[0]["xaxis4.type"] == "log"
 
 
 def test_cdf_points_leave_out_empty_cells_and_end_at_one():
