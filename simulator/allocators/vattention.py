@@ -281,12 +281,14 @@ class VAttentionAllocator:
         parts = self.breakdown()
         assert min(parts.as_dict().values()) >= 0 and parts.capacity_bytes == self.capacity_bytes, parts
         assert parts.cached_bytes <= parts.free
-        kvb = self.kv_bytes_per_token
+        kvb, num_reserved = self.kv_bytes_per_token, 0
+        assert sum(s.num_tokens for s in live) == self._num_token_slots, "token counter drifted"
         for seq in live:  # vAttention's bound: internal fragmentation per request < one page group
-            will_hold = max(
-                min(self.tokens_in(self.groups_for(seq.num_tokens)), seq.final_num_tokens), seq.num_tokens
-            )
+            assert seq.num_slots == self.tokens_in(self.groups_for(seq.num_tokens))
+            will_hold = max(min(seq.num_slots, seq.final_num_tokens), seq.num_tokens)
+            num_reserved += will_hold - seq.num_tokens
             assert self.groups_for(seq.num_tokens) * self.group_bytes - will_hold * kvb < self.group_bytes
+        assert num_reserved == self._num_reserved_slots, "reserved counter drifted"
         swapped = sum(s.num_tokens for s in self.seqs.values() if s.buffer_id is None) * kvb
         assert swapped == self.swap_used_bytes <= self.swap_space_bytes
 

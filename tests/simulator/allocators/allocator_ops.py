@@ -61,8 +61,15 @@ def run_ops(alloc, ops) -> None:
     for kind, a, b, c in ops:
         before = _state(alloc)
         if kind == "allocate":
+            # The prompt may be longer than the first allocation (chunked prefill): later appends fill it.
             ok = (
-                alloc.allocate(next_id, a, final_num_tokens=a + b, prefix_block_hashes=PREFIXES[c])
+                alloc.allocate(
+                    next_id,
+                    a,
+                    final_num_tokens=a + b,
+                    prefix_block_hashes=PREFIXES[c],
+                    num_prompt_tokens=a + b // 2,
+                )
                 is not None
             )
             if ok:

@@ -107,6 +107,15 @@ def test_prefix_caching_reuses_full_prompt_blocks_but_never_the_last_prompt_toke
     assert alloc.allocate(3, 40, final_num_tokens=50, prefix_block_hashes=[8]).num_cached_tokens == 0
 
 
+def test_prompt_blocks_filled_by_later_prefill_chunks_enter_the_prefix_cache(tiny_model):
+    alloc = paged(tiny_model, spec="paged:enable_prefix_caching=true")
+    alloc.allocate(0, 20, final_num_tokens=50, prefix_block_hashes=[7], num_prompt_tokens=40)
+    assert alloc.append_slots(0, 12)  # block 1 full: the second chunk completes it
+    assert alloc.append_slots(0, 8)  # the prompt's last 8 tokens: block 2 stays partial
+    admission = alloc.allocate(1, 40, final_num_tokens=50, prefix_block_hashes=[7])
+    assert admission.num_cached_tokens == 32
+
+
 def test_freed_cached_blocks_count_as_free_and_cached_and_are_evicted_least_recently_used(tiny_model):
     alloc = paged(tiny_model, num_blocks=4, spec="paged:enable_prefix_caching=true")
     alloc.allocate(0, 33, final_num_tokens=33, prefix_block_hashes=[7])  # blocks 0, 1 cached; 2 partial
