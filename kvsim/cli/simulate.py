@@ -93,6 +93,13 @@ def run_simulations(values: dict) -> list[Path]:
     from kvsim.simulator import simulate as run_one
 
     trace = load_workload(values)
+    workload = {
+        "name_or_path": str(values.get("trace")),
+        "format": values.get("trace_format"),
+        "rate": values.get("rate"),
+        "cut_s": values.get("cut_s"),
+        "num_requests_kept": values.get("num_requests"),
+    }
     allocators = values.pop("allocator", None) or ["paged"]
     if isinstance(allocators, str):
         allocators = [allocators]
@@ -104,7 +111,9 @@ def run_simulations(values: dict) -> list[Path]:
     for spec in allocators:
         config = SimConfig.from_dict({**values, "allocator": spec})
         progress = len(trace) >= PROGRESS_MIN_REQUESTS and sys.stderr.isatty()
-        results.append(run_one(config, trace, progress=progress))
+        result = run_one(config, trace, progress=progress)
+        result.resolved["trace"].update(workload)
+        results.append(result)
     labels = [r.label for r in results]
     if len(set(labels)) < len(labels):
         raise KvsimError(f"allocators {labels} repeat a label; give each --allocator once")
