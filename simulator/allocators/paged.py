@@ -166,8 +166,14 @@ class PagedAllocator:
                 del self._partial_sharers[last]
                 if len(table) <= len(seq.block_hashes):
                     pool.cache_block(last, seq.block_hashes[len(table) - 1])
-            else:
-                self._set_partial_reserved(last, seq, bs - num_filled)
+            else:  # inline _set_partial_reserved: this line runs on most decode steps
+                num_reserved = seq.final_num_tokens - seq.num_tokens
+                if num_reserved > bs - num_filled:
+                    num_reserved = bs - num_filled
+                if num_reserved < 0:
+                    num_reserved = 0
+                self._num_reserved_slots += num_reserved - self._partial_reserved[last]
+                self._partial_reserved[last] = num_reserved
             return True
         if 0 < num_new_tokens <= bs == pool.num_filled[last]:
             if not pool.free_block_ids and not pool.cached_free_blocks:
@@ -201,24 +207,32 @@ class PagedAllocator:
         self._partial_reserved[block_id] = num_reserved
 
     def max_uniform_growth(self, seq_ids: Sequence[int], limit: int) -> int:
-        """Binary search on k; each probe is O(len(seq_ids)), counting copy-on-write copies exactly: of r
-        listed sharers of a partial block held by c tables, min(r, c - 1) must copy."""
-        seqs = [self.seqs[s] for s in seq_ids]
-        assert all(s.block_table for s in seqs), "max_uniform_growth of a swapped-out sequence"
-        sharers_listed: dict[int, int] = {}
-        for seq in seqs:
-            last = seq.block_table[-1]
-            if self.pool.num_filled[last] < self.block_size and self.pool.ref_cnt[last] > 1:
-                sharers_listed[last] = sharers_listed.get(last, 0) + 1
-        num_copies = sum(min(r, self.pool.ref_cnt[b] - 1) for b, r in sharers_listed.items())
-        num_free = self.pool.num_free_blocks
+        """Sequences are grouped by the empty slots ``r`` of their last block (0 <= r < block_size): growing by
+        k takes ceil((k - r) / block_size) new blocks each when k > r. A binary search on k then costs
+        O(block_size) per probe after one O(len(seq_ids)) pass. Copy-on-write is counted exactly: of ``m``
+        listed sharers of a partial block held by ``c`` tables, min(m, c - 1) must copy it."""
+        bs, pool = self.block_size, self.pool
+        num_with_room = [0] * bs  # empty slots in the last block -> sequences
+        listed_sharers: dict[int, int] = {}
+        for seq_id in seq_ids:
+            seq = self.seqs[seq_id]
+            table = seq.block_table
+            assert table, f"max_uniform_growth of swapped-out seq {seq_id}"
+            room = len(table) * bs - seq.num_tokens
+            num_with_room[room] += 1
+            if room and pool.ref_cnt[table[-1]] > 1:
+                listed_sharers[table[-1]] = listed_sharers.get(table[-1], 0) + 1
+        num_copies = sum(min(m, pool.ref_cnt[b] - 1) for b, m in listed_sharers.items())
+        rooms = [(room, count) for room, count in enumerate(num_with_room) if count]
+        num_free = pool.num_free_blocks
 
         def fits(k: int) -> bool:
-            bs = self.block_size
-            need = sum(-(-(s.num_tokens + k) // bs) - len(s.block_table) for s in seqs)
+            need = sum(count * -(-(k - room) // bs) for room, count in rooms if k > room)
             return need + (num_copies if k else 0) <= num_free
 
-        lo, hi = 0, limit  # fits(lo) holds: growing by 0 needs nothing
+        if limit <= 0 or fits(limit):
+            return max(0, limit)
+        lo, hi = 0, limit - 1  # fits(0) holds: growing by 0 needs nothing
         while lo < hi:
             mid = (lo + hi + 1) // 2
             if fits(mid):
