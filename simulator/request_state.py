@@ -24,7 +24,8 @@ class RequestState:
     replica: int = 0
     seq_ids: list[int] = field(default_factory=list)  # [num_seqs]; seq_ids[0] is the parent
     num_generated: int = 0  # output tokens produced so far (per sequence)
-    num_slots: int = 0  # KV slots held per sequence (0 while waiting)
+    num_slots: int = 0  # KV slots held per sequence (0 while waiting), including num_pending_slots
+    num_pending_slots: int = 0  # slots of past decode steps not yet appended in the allocator (fast-forward)
     num_computed_tokens: int = 0  # tokens of the current (re)prefill already computed (chunked prefill)
     num_prefill_tokens: int = (
         0  # tokens the current (re)prefill must process: prompt, or prompt+output on recompute

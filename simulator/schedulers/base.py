@@ -7,6 +7,12 @@ applies its outcome. When the batch is pure decode and nothing but decode progre
 completion or the step after which memory would run out. ``complete_steps(k, ...)`` is then exactly ``k``
 steps: the same allocator calls (one ``append_slots(seq, k - 1)`` instead of ``k - 1`` of size 1), the same
 token counts, so fast-forwarding and stepping give the same results.
+
+Fewer allocator calls: a window's ``k - 1`` extra slots per sequence are not appended at its end but kept as
+``num_pending_slots`` and appended together with the next step's slot, in one call per sequence. That is
+exact because the window also checked (``max_uniform_growth``) that every sequence can grow by ``k`` (the
+window plus the next step), so no append can fail; when it could not check that, or before anything else
+allocates (an admission), the pending slots are appended first, as stepping would have.
 """
 
 from __future__ import annotations
@@ -86,6 +92,9 @@ class SchedulerBase:
         self._min_remaining = 0  # fewest output tokens any decoding request still needs
         self._residue_counts: list[int] = []  # [block_size] seqs whose (num_slots - 1) % block_size == r
         self._requeue: list[RequestState] = []  # recompute victims of the step being built
+        self._has_pending = False  # some running request has num_pending_slots
+        self._prepaid = False  # the last window checked that every pending + 1 append fits
+        self._sync_before_finish = False  # True where finished requests keep their memory (static)
         self._carried_overhead_s = 0.0
         self._queues_moved = False
 
@@ -109,6 +118,8 @@ class SchedulerBase:
     # ---- admission --------------------------------------------------------------------------------------
     def _try_admit(self, req: RequestState, now_s: float) -> int | None:
         """Allocate the head request's (re)prefill; the number of its tokens already cached, or None."""
+        if self._has_pending:
+            self._sync_all()
         seq_id = self._next_seq_id
         admission = self.allocator.allocate(
             seq_id,
@@ -148,9 +159,25 @@ class SchedulerBase:
             assert ok, "max_uniform_growth promised room"
         return True
 
+    def _sync(self, req: RequestState) -> None:
+        """Append ``req``'s pending slots (they were checked to fit when its window was planned)."""
+        if req.num_pending_slots:
+            for seq_id in req.seq_ids:
+                if not self.allocator.append_slots(seq_id, req.num_pending_slots):
+                    raise AssertionError("decode_window checked max_uniform_growth")
+            req.num_pending_slots = 0
+
+    def _sync_all(self) -> None:
+        for req in self.running:
+            self._sync(req)
+        self._has_pending = False
+
     def _schedule_decodes(self, reqs: list[RequestState]) -> list[RequestState]:
         """Give every decoding request in ``reqs`` (oldest first) its slot for this step, preempting the
         newest running request when memory runs out (vLLM's ``_schedule_running``). Returns the preempted."""
+        if self._has_pending and not self._prepaid:
+            self._sync_all()
+        self._has_pending = self._prepaid = False
         preempted: list[RequestState] = []
         decodes = self._decodes
         append_slots = self.allocator.append_slots
@@ -158,10 +185,12 @@ class SchedulerBase:
             if preempted and req in preempted:  # taken earlier in this loop as a victim
                 continue
             seq_ids = req.seq_ids
-            if len(seq_ids) == 1 and append_slots(seq_ids[0], 1):  # the common case, inlined
+            if len(seq_ids) == 1 and append_slots(seq_ids[0], req.num_pending_slots + 1):  # common case
+                req.num_pending_slots = 0
                 req.num_slots += 1
                 decodes.append(req)
                 continue
+            self._sync(req)
             while not self._grow_one(req):
                 victim = self._victim()
                 self._preempt(victim)
@@ -211,6 +240,7 @@ class SchedulerBase:
         self.changed = True
         self._queues_moved = True
         if self.preemption_mode == "swap" and victim.num_generated > 0:
+            self._sync(victim)
             swapped = []
             for seq_id in victim.seq_ids:
                 if self.allocator.swap_out(seq_id) is None:
@@ -225,6 +255,7 @@ class SchedulerBase:
             self.allocator.free(seq_id)
         victim.seq_ids = []
         victim.num_slots = 0
+        victim.num_pending_slots = 0
         # Recompute (vLLM v0): the prompt and every output token so far are prefilled again.
         victim.num_prefill_tokens = victim.num_prompt_tokens + victim.num_generated
         victim.num_computed_tokens = 0
@@ -300,7 +331,10 @@ class SchedulerBase:
         num_steps = min(limit, self._min_remaining)
         if num_steps > 1:
             seq_ids = [s for req in self._decodes for s in req.seq_ids]
-            num_steps = min(num_steps, 1 + self.allocator.max_uniform_growth(seq_ids, num_steps - 1))
+            # Ask for one step more than the window: the next step's slot, appended with the window's.
+            growth = self.allocator.max_uniform_growth(seq_ids, num_steps)
+            num_steps = min(num_steps, 1 + growth)
+            self._prepaid = growth >= num_steps
         if not self.block_size:
             return num_steps, None
         # Step i reads sum_s ceil((slots_s + i) / bs) blocks: a sequence with (slots - 1) % bs == r gains
@@ -323,15 +357,16 @@ class SchedulerBase:
                 self._prefill_done(req, end_s)
         extra = num_steps - 1
         any_finished = False
-        append_slots = self.allocator.append_slots
+        if extra:
+            self._has_pending = True
         for req in self._decodes:
             if extra:
-                for seq_id in req.seq_ids:
-                    if not append_slots(seq_id, extra):
-                        raise AssertionError("decode_window checked max_uniform_growth")
                 req.num_slots += extra
+                req.num_pending_slots += extra
             req.num_generated += num_steps
             if req.num_generated >= req.num_output_tokens:
+                if self._sync_before_finish:
+                    self._sync(req)
                 self._finish(req, end_s)
                 any_finished = True
         if any_finished:

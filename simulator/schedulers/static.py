@@ -16,6 +16,10 @@ from kvsim.simulator.schedulers.base import SchedulerBase
 class StaticScheduler(SchedulerBase):
     name = "static"
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._sync_before_finish = True
+
     def schedule(self, now_s: float) -> Batch | None:
         self._begin_step()
         if self.running:
