@@ -154,10 +154,12 @@ class PagedAllocator:
         assert not seq.num_swapped_blocks, f"seq {seq_id} is swapped out"
         pool, table, bs = self.pool, seq.block_table, self.block_size
         last = table[-1]
-        num_filled = pool.num_filled[last] + num_new_tokens
-        # Fast paths for decode steps: (1) the tokens fit in the last block, which is partial and unshared;
-        # (2) the last block is full and the tokens open one new block. Anything else takes _grow.
-        if num_filled <= bs and pool.ref_cnt[last] == 1 and last in self._partial_reserved:
+        num_filled_before = pool.num_filled[last]
+        num_filled = num_filled_before + num_new_tokens
+        # Fast paths for decode steps: (1) the tokens fit in the last block, which is partial and unshared
+        # (so it has a _partial_reserved entry); (2) the last block is full and the tokens open one new
+        # block. Anything else takes _grow.
+        if num_filled_before < bs and num_filled <= bs and pool.ref_cnt[last] == 1:
             pool.num_filled[last] = num_filled
             pool.num_used_tokens += num_new_tokens
             seq.num_tokens += num_new_tokens
@@ -175,7 +177,7 @@ class PagedAllocator:
                 self._num_reserved_slots += num_reserved - self._partial_reserved[last]
                 self._partial_reserved[last] = num_reserved
             return True
-        if 0 < num_new_tokens <= bs == pool.num_filled[last]:
+        if 0 < num_new_tokens <= bs == num_filled_before:
             if not pool.free_block_ids and not pool.cached_free_blocks:
                 return False
             block = pool.get_new_block()
