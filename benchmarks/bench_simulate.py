@@ -37,7 +37,7 @@ AZURE_CONFIG = {
 # The synthetic case: Llama-2-7B on one A100-80GB at a rate it sustains, lengths uniform so that the
 # trace's total tokens grow linearly with its length (the memory check compares two lengths).
 SYNTHETIC_CONFIG = {"model": "llama-2-7b", "gpu": "a100-80gb", "scheduler": "vllm", "allocator": "paged"}
-SYNTHETIC_RATE_PER_S = 10.0
+SYNTHETIC_RATE_PER_S = 5.0
 SYNTHETIC_PROMPT_TOKENS = (32, 1024)  # uniform integers [low, high)
 SYNTHETIC_OUTPUT_TOKENS = (16, 512)
 
@@ -76,7 +76,8 @@ def run_case(case: str, num_requests: int | None) -> dict:
     wall_s, cpu_s = time.perf_counter() - wall0, time.process_time() - cpu0
     summary = result.summary
     return {
-        "case": case,
+        "case": case if case == "azure-conv" else f"synthetic-{len(trace)}",
+        "machine": machine(),
         "config": AZURE_CONFIG if case == "azure-conv" else SYNTHETIC_CONFIG,
         "num_requests": len(trace),
         "total_tokens": int(trace.num_prompt_tokens.sum() + trace.num_output_tokens.sum()),
@@ -130,7 +131,7 @@ def main() -> None:
         row = json.loads(out.strip().splitlines()[-1])
         rows.append(row)
         print(
-            f"{case:11s} {row['num_requests']:>9,d} requests  wall {row['wall_s']:7.2f} s  cpu {row['cpu_s']:7.2f} s"
+            f"{row['case']:17s} {row['num_requests']:>9,d} requests  wall {row['wall_s']:7.2f} s  cpu {row['cpu_s']:7.2f} s"
             f"  {row['requests_per_wall_s']:>9,.0f} req/s  peak RSS {row['peak_rss_mib']:7.1f} MiB"
             f"  ({row['simulated_s']:,.0f} s simulated, {row['num_steps']:,d} steps)"
         )
