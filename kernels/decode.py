@@ -24,6 +24,7 @@ import triton.language as tl
 
 from kvsim.kernels import validation as check
 from kvsim.kernels.heuristics import (
+    KernelLaunch,
     choose_num_kv_splits,
     decode_tiles,
     next_power_of_2,
@@ -241,8 +242,7 @@ def paged_decode_attention(
         (k_cache, v_cache),
         block_table,
         seq_lens,
-        # (seq, outer, token, head) strides: a token's address is block_id x stride(0) + slot x stride(1)
-        kv_strides=[(0, t.stride(0), t.stride(1), t.stride(2)) for t in (k_cache, v_cache)],
+        kv_strides=paged_kv_strides(k_cache, v_cache),
         block_size=block_size,
         paged=True,
         scale=check.resolve_scale(scale, head_dim),
@@ -288,7 +288,7 @@ def contiguous_decode_attention(
         (k, v),
         seq_lens,  # no block table: any int32 tensor serves as the unused pointer
         seq_lens,
-        kv_strides=[(t.stride(0), 0, t.stride(1), t.stride(2)) for t in (k, v)],
+        kv_strides=contiguous_kv_strides(k, v),
         block_size=1,
         paged=False,
         scale=check.resolve_scale(scale, head_dim),
@@ -316,7 +316,25 @@ def plan_kv_splits(
     return -(-max_seq_len // split_tokens), split_tokens
 
 
-def _launch(
+def paged_kv_strides(k_cache: torch.Tensor, v_cache: torch.Tensor) -> list[tuple[int, int, int, int]]:
+    """(seq, outer, token, head) strides: a token's address is block_id x stride(0) + slot x stride(1)."""
+    return [(0, t.stride(0), t.stride(1), t.stride(2)) for t in (k_cache, v_cache)]
+
+
+def contiguous_kv_strides(k: torch.Tensor, v: torch.Tensor) -> list[tuple[int, int, int, int]]:
+    """(seq, outer, token, head) strides: a token's address is seq x stride(0) + token x stride(1)."""
+    return [(t.stride(0), 0, t.stride(1), t.stride(2)) for t in (k, v)]
+
+
+def _launch(q: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    """Shared launcher of both layouts; arguments already checked."""
+    out, launches = plan_launches(q, *args, **kwargs)
+    for launch in launches:
+        launch.run()
+    return out
+
+
+def plan_launches(
     q: torch.Tensor,
     kv: tuple[torch.Tensor, torch.Tensor],
     block_table: torch.Tensor,
@@ -327,13 +345,13 @@ def _launch(
     scale: float,
     num_kv_splits: int | None,
     max_seq_len: int | None,
-) -> torch.Tensor:
-    """Shared launcher of both layouts; arguments already checked."""
+) -> tuple[torch.Tensor, list[KernelLaunch]]:
+    """The output tensor and the kernel launches that fill it (split stage, then reduction if split)."""
     num_seqs, num_heads, head_dim = q.shape
     num_kv_heads = kv[0].shape[2]
     out = torch.empty((num_seqs, num_heads, head_dim), dtype=q.dtype, device=q.device)
     if num_seqs == 0:
-        return out
+        return out, []
     max_seq_len = check.check_positive_int("max_seq_len", max_seq_len)
     tiles = decode_tiles(head_dim, q.dtype)
     num_kv_splits, split_tokens = plan_kv_splits(
@@ -349,7 +367,7 @@ def _launch(
     else:  # stage 1 writes `out` directly; the partial pointers are unused
         part_out = part_lse = out
     (ks, ko, kt, kh), (vs, vo, vt, vh) = kv_strides
-    _decode_split_kernel[(num_seqs, num_kv_heads, num_kv_splits)](
+    stage1 = KernelLaunch(_decode_split_kernel, (num_seqs, num_kv_heads, num_kv_splits), (
         q, kv[0], kv[1], block_table, seq_lens, out, part_out, part_lse,
         scale * LOG2E, split_tokens,
         q.stride(0), q.stride(1),
@@ -359,6 +377,7 @@ def _launch(
         out.stride(0), out.stride(1),
         part_out.stride(0), part_out.stride(1), part_out.stride(2) if split else 0,
         part_lse.stride(0), part_lse.stride(1),
+    ), dict(
         QUERY_GROUP_SIZE=group,
         BLOCK_H=max(16, next_power_of_2(group)),  # tl.dot needs >= 16 rows
         HEAD_DIM=head_dim,
@@ -369,15 +388,17 @@ def _launch(
         DOT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
         num_warps=tiles.num_warps,
         num_stages=tiles.num_stages,
-    )  # fmt: skip
-    if split:
-        _decode_reduce_kernel[(num_seqs, num_heads)](
-            part_out, part_lse, out, num_kv_splits,
-            part_out.stride(0), part_out.stride(1), part_out.stride(2),
-            part_lse.stride(0), part_lse.stride(1),
-            out.stride(0), out.stride(1),
-            HEAD_DIM=head_dim,
-            BLOCK_SPLITS=max(2, next_power_of_2(num_kv_splits)),
-            num_warps=4,
-        )  # fmt: skip
-    return out
+    ))  # fmt: skip
+    if not split:
+        return out, [stage1]
+    stage2 = KernelLaunch(_decode_reduce_kernel, (num_seqs, num_heads), (
+        part_out, part_lse, out, num_kv_splits,
+        part_out.stride(0), part_out.stride(1), part_out.stride(2),
+        part_lse.stride(0), part_lse.stride(1),
+        out.stride(0), out.stride(1),
+    ), dict(
+        HEAD_DIM=head_dim,
+        BLOCK_SPLITS=max(2, next_power_of_2(num_kv_splits)),
+        num_warps=4,
+    ))  # fmt: skip
+    return out, [stage1, stage2]

@@ -1,13 +1,15 @@
 """Launch heuristics: tile sizes and the number of KV splits for decode.
 
-None of these values were tuned on a GPU yet (the machine that wrote them had none); they are first choices
-with the reasoning beside each, and the benchmark sweeps `num_kv_splits` at the headline shape so a GPU run
-shows whether the heuristic picks well.
+None of these values were timed on a GPU yet (the machine that wrote them had none). What backs them:
+the reasoning beside each, and static compiler output for sm_90 (`python -m kvsim.kernels.compile_check`:
+registers, spills, shared memory, whether loads are software-pipelined). The benchmark sweeps block_size
+and num_kv_splits at the headline shape so a GPU run shows whether the choices are good.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -32,25 +34,50 @@ class TileConfig:
     num_stages: int
 
 
+@dataclass(frozen=True)
+class KernelLaunch:
+    """One kernel launch, planned but not run: what `kernel[grid](*args, **meta)` would do. Planning apart
+    from running lets `compile_check` compile exactly what the launchers launch, without a GPU."""
+
+    kernel: Any  # a triton.JITFunction
+    grid: tuple[int, ...]
+    args: tuple  # the runtime arguments, in the kernel's parameter order
+    meta: dict  # constexprs by name, plus num_warps / num_stages
+
+    def run(self) -> None:
+        self.kernel[self.grid](*self.args, **self.meta)
+
+
 def next_power_of_2(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
 
 
 def decode_tiles(head_dim: int, dtype: torch.dtype) -> TileConfig:
-    """KV tile of the decode kernel: 64 tokens x head_dim, halved where registers run short.
+    """KV tile of the decode kernel: 64 tokens x head_dim in fp16/bf16, fewer where registers run short.
 
-    A [64, 128] fp16 K tile and its V tile are 32 KiB together; with 2-3 pipeline stages that is the
-    bytes in flight that keep one SM's share of HBM busy. fp32 and head_dim 256 double the tile's bytes.
+    A [64, 128] fp16 K tile and its V tile are 32 KiB together; with 3 pipeline stages that is the bytes in
+    flight that keep one SM's share of HBM busy. Register counts and spills behind these choices come from
+    `python -m kvsim.kernels.compile_check` (sm_90): fp16 head_dim 128 compiles to 116-126 registers, no
+    spills, loads pipelined; fp32 (whose `tl.dot` runs on FMA units, not tensor cores) spills at 32 tokens
+    and not at 16.
     """
-    wide = head_dim * (4 if dtype == torch.float32 else 2) > 256
-    return TileConfig(block_m=0, block_n=32 if wide else 64, num_warps=4, num_stages=2 if wide else 3)
+    if dtype == torch.float32:
+        return TileConfig(block_m=0, block_n=16, num_warps=4, num_stages=3)
+    if head_dim > 128:
+        return TileConfig(block_m=0, block_n=32, num_warps=4, num_stages=2)
+    return TileConfig(block_m=0, block_n=64, num_warps=4, num_stages=3)
 
 
 def prefill_tiles(head_dim: int, dtype: torch.dtype) -> TileConfig:
-    """Q x KV tiles of the prefill kernel, FlashAttention-2 style (the Triton fused-attention tutorial
-    uses 128 x 64 with 8 warps for fp16 head_dim 128 on Hopper)."""
-    if head_dim * (4 if dtype == torch.float32 else 2) > 256:
-        return TileConfig(block_m=64, block_n=32, num_warps=4, num_stages=2)
+    """Q x KV tiles of the prefill kernel, FlashAttention-2 style (the Triton fused-attention tutorial uses
+    128 x 64 with 8 warps for fp16 head_dim 128 on Hopper). From compile_check on sm_90: 128 x 64 at head_dim
+    <= 128 compiles to 175-184 registers without spills; head_dim 256 needs 64 x 32; fp32 (FMA dots) spills
+    at every tile of 32 keys and needs 32 x 16 with 8 warps.
+    """
+    if dtype == torch.float32:
+        return TileConfig(block_m=32, block_n=16, num_warps=8, num_stages=2)
+    if head_dim > 128:
+        return TileConfig(block_m=64, block_n=32, num_warps=8, num_stages=2)
     return TileConfig(block_m=128, block_n=64, num_warps=8, num_stages=3)
 
 

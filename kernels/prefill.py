@@ -24,7 +24,7 @@ import triton.language as tl
 
 from kvsim.kernels import validation as check
 from kvsim.kernels.decode import LOG2E, _token_slots
-from kvsim.kernels.heuristics import prefill_tiles
+from kvsim.kernels.heuristics import KernelLaunch, prefill_tiles
 
 
 @triton.jit
@@ -245,7 +245,15 @@ def contiguous_prefill_attention(
     )
 
 
-def _launch(
+def _launch(q: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    """Shared launcher of both layouts; arguments already checked."""
+    out, launches = plan_launches(q, *args, **kwargs)
+    for launch in launches:
+        launch.run()
+    return out
+
+
+def plan_launches(
     q: torch.Tensor,
     kv: tuple[torch.Tensor, torch.Tensor],
     block_table: torch.Tensor,
@@ -256,17 +264,17 @@ def _launch(
     paged: bool,
     scale: float,
     max_q_len: int | None,
-) -> torch.Tensor:
-    """Shared launcher of both layouts; arguments already checked."""
+) -> tuple[torch.Tensor, list[KernelLaunch]]:
+    """The output tensor and the one kernel launch that fills it (none for an empty batch)."""
     total_q, num_heads, head_dim = q.shape
     num_seqs = cu_seqlens_q.shape[0] - 1
     out = torch.empty_like(q, memory_format=torch.contiguous_format)
     if num_seqs == 0 or total_q == 0 or not max_q_len:
-        return out
+        return out, []
     tiles = prefill_tiles(head_dim, q.dtype)
     (ko, kt, kh), (vo, vt, vh) = kv_strides
     grid = (triton.cdiv(max_q_len, tiles.block_m), num_seqs, num_heads)
-    _prefill_kernel[grid](
+    return out, [KernelLaunch(_prefill_kernel, grid, (
         q, kv[0], kv[1], out, block_table, cu_seqlens_q, seq_lens,
         scale * LOG2E,
         q.stride(0), q.stride(1),
@@ -274,6 +282,7 @@ def _launch(
         vo, vt, vh,
         block_table.stride(0),
         out.stride(0), out.stride(1),
+    ), dict(
         QUERY_GROUP_SIZE=num_heads // kv[0].shape[-2],
         HEAD_DIM=head_dim,
         BLOCK_M=tiles.block_m,
@@ -283,5 +292,4 @@ def _launch(
         DOT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
         num_warps=tiles.num_warps,
         num_stages=tiles.num_stages,
-    )  # fmt: skip
-    return out
+    ))]  # fmt: skip
