@@ -204,7 +204,7 @@ def _allocator_factory(
 
     probe = build()
     map_latency_s = None
-    page_size_bytes = getattr(probe, "page_size_bytes", None)
+    page_size_bytes = getattr(getattr(probe, "config", None), "page_size", None)  # vAttention's page, bytes
     measured = getattr(cost_model, "map_latency_s", None)
     if page_size_bytes is not None and callable(measured):
         map_latency_s = measured(page_size_bytes)  # a measured vAttention map cost, when the profile has one

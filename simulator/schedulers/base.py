@@ -95,6 +95,15 @@ class SchedulerBase:
         self._has_pending = False  # some running request has num_pending_slots
         self._prepaid = False  # the last window checked that every pending + 1 append fits
         self._sync_before_finish = False  # True where finished requests keep their memory (static)
+        # Growth that costs allocator time (vAttention page mapping) must not hide inside a window, or the cost
+        # would land on a later step than stepping puts it. An allocator may say how far every sequence can
+        # grow for free with the optional ``max_overhead_free_growth(seq_ids, limit) -> int`` (an extension of
+        # the KVAllocator Protocol); one that may charge growth and cannot say so is stepped one by one.
+        self._overhead_free_growth = getattr(allocator, "max_overhead_free_growth", None)
+        allocator_config = getattr(allocator, "config", None)
+        self._growth_may_cost = self._overhead_free_growth is None and bool(
+            getattr(allocator_config, "map_latency_s", 0.0)
+        )
         self._carried_overhead_s = 0.0
         self._queues_moved = False
 
@@ -329,8 +338,12 @@ class SchedulerBase:
         if self._prefills or not self._decodes or self._queues_moved:
             return 1, None
         num_steps = min(limit, self._min_remaining)
+        if self._growth_may_cost:
+            num_steps = 1
         if num_steps > 1:
             seq_ids = [s for req in self._decodes for s in req.seq_ids]
+            if self._overhead_free_growth is not None:
+                num_steps = min(num_steps, 1 + self._overhead_free_growth(seq_ids, num_steps - 1))
             # Ask for one step more than the window: the next step's slot, appended with the window's.
             growth = self.allocator.max_uniform_growth(seq_ids, num_steps)
             num_steps = min(num_steps, 1 + growth)

@@ -27,6 +27,14 @@ CASES = {
     "vllm-block-32": SimConfig(kv_capacity_bytes=SMALL_KV, allocator="paged:block_size=32"),
     "orca": SimConfig(kv_capacity_bytes=SMALL_KV, scheduler="orca"),
     "static": SimConfig(kv_capacity_bytes=SMALL_KV, scheduler="static", max_num_seqs=8),
+    "orca-reserved-pow2": SimConfig(kv_capacity_bytes=SMALL_KV, scheduler="orca", allocator="reserved:pow2"),
+    "static-reserved-max": SimConfig(
+        kv_capacity_bytes=4 * SMALL_KV, scheduler="static", allocator="reserved:max"
+    ),
+    "vllm-vattention": SimConfig(kv_capacity_bytes=SMALL_KV, allocator="vattention:page_size=64KiB"),
+    "vllm-vattention-overlapped": SimConfig(
+        kv_capacity_bytes=SMALL_KV, allocator="vattention:page_size=64KiB,mapping=overlapped"
+    ),
 }
 
 
@@ -39,7 +47,7 @@ def assert_same_run(a, b) -> None:
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_fast_forward_equals_stepping(case):
-    trace = random_trace(120, seed=3, rate_per_s=8.0)
+    trace = random_trace(80, seed=3, rate_per_s=8.0)
     config = CASES[case]
     fast = simulate(config, trace)
     slow = simulate(dataclasses.replace(config, fast_forward=False), trace)

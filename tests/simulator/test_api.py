@@ -1,0 +1,52 @@
+"""The Python API: lazy exports, config validation, prefix caching through the scheduler."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from simtools import make_trace, run
+
+from kvsim.errors import KvsimError
+from kvsim.simulator import SimConfig
+
+
+def test_importing_kvsim_simulator_does_not_import_simpy():
+    code = "import sys, kvsim.simulator, kvsim.simulator.specs; assert 'simpy' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("scheduler", "fifo", "unknown scheduler"),
+        ("router", "random", "unknown router"),
+        ("max_num_seqs", 0, "max_num_seqs"),
+        ("gpu_memory_utilization", 1.5, "gpu_memory_utilization"),
+        ("preemption_mode", "drop", "preemption_mode"),
+    ],
+)
+def test_bad_config_field_is_named(field, value, message):
+    with pytest.raises(KvsimError, match=message):
+        SimConfig(**{field: value})
+
+
+def test_unknown_config_key_lists_the_known_ones():
+    with pytest.raises(KvsimError, match="max_num_seqs"):
+        SimConfig.from_dict({"max_num_seq": 3})
+
+
+def test_vllm_defaults_resolve_the_token_budget():
+    assert SimConfig().resolved_max_num_batched_tokens(4096) == 4096
+    assert SimConfig().resolved_max_num_batched_tokens(1024) == 2048
+    assert SimConfig(enable_chunked_prefill=True).resolved_max_num_batched_tokens(4096) == 512
+
+
+def test_prefix_cache_hit_skips_the_shared_prompt_compute():
+    # Two 1024-token prompts sharing their first 512-token prefix block; the second arrives after the first
+    # finished, so its first 512 tokens come from the cache.
+    trace = make_trace([(0.0, 1024, 2), (5.0, 1024, 2)], prefix_block_hashes=[(1, 2), (1, 3)])
+    result = run(trace, allocator="paged:enable_prefix_caching=true")
+    assert result.recorder.num_cached_tokens.tolist() == [0, 512]
+    assert run(trace).recorder.num_cached_tokens.tolist() == [0, 0]
