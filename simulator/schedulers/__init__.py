@@ -1,7 +1,8 @@
 """Scheduling policies behind the ``Scheduler`` Protocol, one file each, registered by name (DESIGN §4)."""
 
-from kvsim.simulator.schedulers.base import Scheduler, SchedulerBase
+from kvsim.simulator.schedulers.base import SchedulerBase
 from kvsim.simulator.schedulers.orca import OrcaScheduler
+from kvsim.simulator.schedulers.protocol import Scheduler
 from kvsim.simulator.schedulers.static import StaticScheduler
 from kvsim.simulator.schedulers.vllm import VllmScheduler
 

@@ -1,4 +1,4 @@
-"""The ``Scheduler`` seam (DESIGN §4) and the queue/step machinery the batching policies share.
+"""The queue/step machinery the batching policies share (the ``Scheduler`` seam is in ``protocol.py``).
 
 A step on a replica: ``schedule()`` picks the work and makes its allocations (admissions, one new KV slot per
 decoding sequence, preemptions) and returns a ``Batch``; the engine times it; ``complete_steps(k, end_s)``
@@ -18,35 +18,12 @@ allocates (an admission), the pending slots are appended first, as stepping woul
 from __future__ import annotations
 
 from collections import deque
-from typing import Protocol
 
 import numpy as np
 
 from kvsim.simulator.allocators.base import KVAllocator
 from kvsim.simulator.batch import Batch
 from kvsim.simulator.request_state import RequestState
-
-
-class Scheduler(Protocol):
-    name: str
-    allocator: KVAllocator
-    waiting: deque[RequestState]
-    running: list[RequestState]
-    swapped: deque[RequestState]
-    num_preemptions: int
-    changed: bool  # an admission, preemption, swap or finish happened since the engine last cleared it
-    finished: list[RequestState]  # finished since the engine last drained it
-
-    def add_request(self, req: RequestState) -> None: ...
-
-    def schedule(self, now_s: float) -> Batch | None: ...
-
-    def decode_window(self, limit: int) -> tuple[int, np.ndarray | None]: ...
-
-    def complete_steps(self, num_steps: int, end_s: float) -> None: ...
-
-    @property
-    def is_saturated(self) -> bool: ...
 
 
 class SchedulerBase:
