@@ -122,7 +122,7 @@ def reproduce() -> None:
     """Re-run published set-ups and print kvsim's figures beside the paper's."""
 
 
-@reproduce.command("vllm-fig2")
+@reproduce.command("vllm-fig2", short_help="vLLM paper Fig 2: KV memory holding token states.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--num-requests", type=int, default=None, help="Default 1000.")
 @click.option(
@@ -165,7 +165,7 @@ def vllm_fig2(seed, num_requests, out):
     click.echo(f"cost model: {next(iter(results.values())).summary['cost_model']['description']}")
 
 
-@reproduce.command("vllm-fig13")
+@reproduce.command("vllm-fig13", short_help="vLLM paper Fig 13: mean batched requests.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--num-requests", type=int, default=None, help="Per workload (default 1000 ShareGPT, 3000 Alpaca)."
