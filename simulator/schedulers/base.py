@@ -106,6 +106,7 @@ class SchedulerBase:
         """Allocate the head request's (re)prefill; the number of its tokens already cached, or None."""
         if self._has_pending:
             self._sync_all()
+        self._prepaid = False  # this allocation may take what the last window set aside for the next step
         seq_id = self._next_seq_id
         admission = self.allocator.allocate(
             seq_id,
