@@ -8,7 +8,8 @@
   sweeps block_size and num_kv_splits.
 - prefill: causal FLOPs (see prefill.py) / latency, fraction of the FP16 tensor peak; whole prompts and one
   chunked-prefill case, paged and contiguous.
-Writes one CSV row per measurement and a `<out>_summary.txt`. On a GPU, times with triton.testing.do_bench
+Writes one CSV row per measurement and a `<out>_summary.txt`; `--budget-s` skips what is left after that
+long (the headline shapes run first). Small shapes include the launcher's Python overhead (a few us). On a GPU, times with triton.testing.do_bench
 (median). Without one, runs tiny shapes in Triton's interpreter, and its numbers mean nothing.
 """
 
@@ -38,15 +39,18 @@ def decode_grid(quick: bool) -> list[dict]:
     """Shapes of the decode sweep: dicts of heads, batch, context, block_size, num_kv_splits (None: auto)."""
     if quick:
         return [dict(heads="tiny-gqa", batch=2, context=80, block_size=16, num_kv_splits=None)]
-    grid = [
+    # the headline shape first, so a run cut short by --budget-s still measures what the goals are about
+    grid = [dict(HEADLINE, block_size=16, num_kv_splits=None)]
+    grid += [dict(HEADLINE, block_size=16, num_kv_splits=s) for s in (1, 2, 4, 8)]
+    grid += [dict(HEADLINE, block_size=bs, num_kv_splits=None) for bs in (8, 32, 64, 128, 256)]
+    grid += [
         dict(heads=heads, batch=batch, context=context, block_size=16, num_kv_splits=None)
         for heads in ("llama3-8b", "mha-32", "mqa-32")
         for batch in (1, 8, 32, 64, 128)
         for context in (1024, 4096, 16384)
         if batch * context <= MAX_DECODE_TOKENS
+        and dict(heads=heads, batch=batch, context=context) != HEADLINE
     ]
-    grid += [dict(HEADLINE, block_size=bs, num_kv_splits=None) for bs in (8, 32, 64, 128, 256)]
-    grid += [dict(HEADLINE, block_size=16, num_kv_splits=s) for s in (1, 2, 4, 8)]
     return grid
 
 
@@ -121,7 +125,18 @@ def run(args: argparse.Namespace) -> list[dict]:
         )  # fmt: skip
 
     rows = []
+    start_s = time.perf_counter()
+
+    def out_of_budget(kind: str, shape: dict) -> bool:
+        share = 0.8 if kind == "decode" else 1.0  # leave prefill a fifth of the budget
+        over = args.budget_s is not None and time.perf_counter() - start_s > share * args.budget_s
+        if over:
+            print(f"--budget-s {args.budget_s} reached: skipped {kind} {shape}", flush=True)
+        return over
+
     for shape in decode_grid(args.quick):
+        if out_of_budget("decode", shape):
+            continue
         num_heads, num_kv_heads = HEAD_CONFIGS[shape["heads"]]
         batch, context = shape["batch"], shape["context"]
         q, k_cache, v_cache, block_table, seq_lens, k, v = _decode_inputs(
@@ -142,6 +157,8 @@ def run(args: argparse.Namespace) -> list[dict]:
         del q, k_cache, v_cache, block_table, k, v
 
     for shape in prefill_grid(args.quick):
+        if out_of_budget("prefill", shape):
+            continue
         num_heads, num_kv_heads = HEAD_CONFIGS[shape["heads"]]
         batch, context, q_len, block_size = (
             shape["batch"],
@@ -241,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peak-tflops", type=float, help="FP16 tensor peak, TFLOP/s (default: device table)")
     parser.add_argument("--quick", action="store_true", help="tiny shapes only (always on without a GPU)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--budget-s", type=float, help="skip the remaining shapes after this many seconds")
     args = parser.parse_args(argv)
     if args.device == "auto":
         import torch  # torch alone does not import triton, so TRITON_INTERPRET can still be set after this

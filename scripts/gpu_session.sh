@@ -81,7 +81,7 @@ step "4/6 kernel benchmark"
 if ((DRY_RUN)); then
   run_step "kernel benchmark" 120 "$PY" -m kvsim.kernels.bench --device cpu --quick --out "$OUT/kernel_bench.csv"
 else
-  run_step "kernel benchmark" 110 "$PY" -m kvsim.kernels.bench --device cuda --out "$OUT/kernel_bench.csv" \
+  run_step "kernel benchmark" 120 "$PY" -m kvsim.kernels.bench --device cuda --budget-s 90 --out "$OUT/kernel_bench.csv" \
     2>&1 | tee "$OUT/kernel_bench.log"
 fi
 

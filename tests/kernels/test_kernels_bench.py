@@ -71,3 +71,15 @@ def test_decode_grid_keeps_memory_bounded_and_covers_the_headline():
     headline = [s for s in grid if s["heads"] == "llama3-8b" and s["batch"] == 64 and s["context"] == 4096]
     assert {s["block_size"] for s in headline} == {8, 16, 32, 64, 128, 256}
     assert {s["num_kv_splits"] for s in headline} == {None, 1, 2, 4, 8}
+
+
+def test_budget_skips_what_is_left_and_still_writes_the_files(tmp_path, device, capsys):
+    out = tmp_path / "kb.csv"
+    assert bench.main(["--out", str(out), "--device", device, "--quick", "--budget-s", "0"]) == 0
+    assert out.read_text().strip() == ",".join(bench.COLUMNS)  # header only
+    assert "--budget-s 0.0 reached: skipped decode" in capsys.readouterr().out
+
+
+def test_headline_shape_is_measured_first():
+    first = bench.decode_grid(quick=False)[0]
+    assert first == dict(bench.HEADLINE, block_size=16, num_kv_splits=None)
