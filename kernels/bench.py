@@ -92,8 +92,8 @@ def run(args: argparse.Namespace) -> list[dict]:
         paged_decode_attention,
         paged_prefill_attention,
     )
-    from kvsim.kernels.decode import plan_kv_splits
     from kvsim.kernels.devices import peak_for
+    from kvsim.kernels.heuristics import plan_kv_splits
 
     device_name = torch.cuda.get_device_name() if on_gpu else "cpu (Triton interpreter)"
     table = peak_for(device_name) if on_gpu else None

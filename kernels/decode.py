@@ -23,14 +23,7 @@ import triton
 import triton.language as tl
 
 from kvsim.kernels import validation as check
-from kvsim.kernels.heuristics import (
-    KernelLaunch,
-    choose_num_kv_splits,
-    decode_tiles,
-    next_power_of_2,
-    num_sms,
-    tokens_per_split,
-)
+from kvsim.kernels.heuristics import KernelLaunch, decode_tiles, next_power_of_2, plan_kv_splits
 
 if check.interpreting():  # before any kernel below is decorated and run
     from kvsim.kernels import interpreter_compat
@@ -295,25 +288,6 @@ def contiguous_decode_attention(
         num_kv_splits=num_kv_splits,
         max_seq_len=max_seq_len,
     )
-
-
-def plan_kv_splits(
-    num_seqs: int,
-    num_kv_heads: int,
-    max_seq_len: int,
-    head_dim: int,
-    dtype: torch.dtype,
-    device: torch.device,
-    num_kv_splits: int | None = None,
-) -> tuple[int, int]:
-    """(num_kv_splits, tokens_per_split) a decode launch will use; None picks the count by heuristic."""
-    block_n = decode_tiles(head_dim, dtype).block_n
-    if num_kv_splits is None:
-        num_kv_splits = choose_num_kv_splits(num_seqs, num_kv_heads, max_seq_len, block_n, num_sms(device))
-    check.check_positive_int("num_kv_splits", num_kv_splits)
-    split_tokens = tokens_per_split(max_seq_len, num_kv_splits, block_n)
-    # rounding splits up to whole tiles can leave the last ones empty: drop them
-    return -(-max_seq_len // split_tokens), split_tokens
 
 
 def paged_kv_strides(k_cache: torch.Tensor, v_cache: torch.Tensor) -> list[tuple[int, int, int, int]]:

@@ -108,3 +108,25 @@ def tokens_per_split(max_seq_len: int, num_kv_splits: int, block_n: int) -> int:
     """Tokens per split, rounded up to whole tiles so every tile but a sequence's last is full."""
     per_split = -(-max(1, max_seq_len) // num_kv_splits)
     return -(-per_split // block_n) * block_n
+
+
+def plan_kv_splits(
+    num_seqs: int,
+    num_kv_heads: int,
+    max_seq_len: int,
+    head_dim: int,
+    dtype: torch.dtype,
+    device: torch.device,
+    num_kv_splits: int | None = None,
+) -> tuple[int, int]:
+    """(num_kv_splits, tokens_per_split) a decode launch will use; None picks the count by heuristic."""
+    block_n = decode_tiles(head_dim, dtype).block_n
+    if num_kv_splits is None:
+        num_kv_splits = choose_num_kv_splits(num_seqs, num_kv_heads, max_seq_len, block_n, num_sms(device))
+    if isinstance(num_kv_splits, bool) or not isinstance(num_kv_splits, int) or num_kv_splits < 1:
+        raise ValueError(
+            f"num_kv_splits must be a positive int (or None to choose automatically), got {num_kv_splits!r}"
+        )
+    split_tokens = tokens_per_split(max_seq_len, num_kv_splits, block_n)
+    # rounding splits up to whole tiles can leave the last ones empty: drop them
+    return -(-max_seq_len // split_tokens), split_tokens
