@@ -51,8 +51,7 @@ fi
 
 step "2/6 versions"
 if command -v nvidia-smi >/dev/null 2>&1; then
-  run_step nvidia-smi 20 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.mem \
-    --format=csv
+  run_step nvidia-smi 20 nvidia-smi
 elif ((!DRY_RUN)); then
   fail "nvidia-smi not found: this script needs an NVIDIA GPU (use KVSIM_GPU_DRY_RUN=1 to check it on CPU)"
 fi
