@@ -168,14 +168,27 @@ class SchedulerBase:
         preempted: list[RequestState] = []
         decodes = self._decodes
         append_slots = self.allocator.append_slots
+        # The common case (one sequence, room for its slot) is inlined, with _count_decode's sums kept local.
+        bs = self.block_size
+        residue = self._residue_counts
+        num_seqs = kv_tokens = kv_blocks = 0
+        min_remaining = self._min_remaining
         for req in reqs:
             if preempted and req in preempted:  # taken earlier in this loop as a victim
                 continue
             seq_ids = req.seq_ids
-            if len(seq_ids) == 1 and append_slots(seq_ids[0], req.num_pending_slots + 1):  # common case
+            if len(seq_ids) == 1 and append_slots(seq_ids[0], req.num_pending_slots + 1):
                 req.num_pending_slots = 0
-                req.num_slots += 1
+                slots = req.num_slots = req.num_slots + 1
                 decodes.append(req)
+                num_seqs += 1
+                kv_tokens += slots
+                if bs:
+                    kv_blocks += -(-slots // bs)
+                    residue[(slots - 1) % bs] += 1
+                remaining = req.num_output_tokens - req.num_generated
+                if remaining < min_remaining:
+                    min_remaining = remaining
                 continue
             self._sync(req)
             while not self._grow_one(req):
@@ -186,30 +199,23 @@ class SchedulerBase:
                     break
             else:
                 req.num_slots += 1
-                decodes.append(req)
+                self._count_decode(req)
+        self._num_decode_seqs += num_seqs
+        self._decode_kv_tokens += kv_tokens
+        self._decode_kv_blocks += kv_blocks
+        self._min_remaining = min(self._min_remaining, min_remaining)
         return preempted
 
-    def _summarize_decodes(self) -> None:
-        """Running sums of this step's decode work, and what a fast-forward window needs."""
-        num_seqs = kv_tokens = kv_blocks = 0
-        min_remaining = 1 << 62
-        bs = self.block_size
-        residue = [0] * bs if bs else []
-        for req in self._decodes:
-            n = req.num_seqs
-            num_seqs += n
-            kv_tokens += n * req.num_slots
-            if bs:
-                kv_blocks += n * (-(-req.num_slots // bs))
-                residue[(req.num_slots - 1) % bs] += n
-            remaining = req.num_output_tokens - req.num_generated
-            if remaining < min_remaining:
-                min_remaining = remaining
-        self._num_decode_seqs = num_seqs
-        self._decode_kv_tokens = kv_tokens
-        self._decode_kv_blocks = kv_blocks
-        self._min_remaining = min_remaining
-        self._residue_counts = residue
+    def _count_decode(self, req: RequestState) -> None:
+        """Add a decoding request to this step's running sums (and what a fast-forward window needs)."""
+        self._decodes.append(req)
+        n = req.num_seqs
+        self._num_decode_seqs += n
+        self._decode_kv_tokens += n * req.num_slots
+        if self.block_size:
+            self._decode_kv_blocks += n * (-(-req.num_slots // self.block_size))
+            self._residue_counts[(req.num_slots - 1) % self.block_size] += n
+        self._min_remaining = min(self._min_remaining, req.num_output_tokens - req.num_generated)
 
     def _victim(self) -> RequestState:
         """The request to preempt when memory runs out: the newest running one (vLLM)."""
@@ -275,7 +281,7 @@ class SchedulerBase:
             req.num_slots += 1
             self.running.append(req)
             self.num_running_seqs += req.num_seqs
-            self._decodes.append(req)
+            self._count_decode(req)
             self.changed = True
             self._queues_moved = True
 
@@ -283,6 +289,9 @@ class SchedulerBase:
     def _begin_step(self) -> None:
         self._prefills = []
         self._decodes = []
+        self._num_decode_seqs = self._decode_kv_tokens = self._decode_kv_blocks = 0
+        self._min_remaining = 1 << 62
+        self._residue_counts = [0] * self.block_size
         self._requeue = []
         self._carried_overhead_s = (
             0.0  # allocator work taken out before a swap-in probe, charged to this step
@@ -296,7 +305,6 @@ class SchedulerBase:
     def _batch(self) -> Batch | None:
         if not self._prefills and not self._decodes:
             return None
-        self._summarize_decodes()
         return Batch(
             prefill_q_lens=tuple(q for _, q in self._prefills),
             prefill_kv_lens=tuple(req.num_computed_tokens + q for req, q in self._prefills),
