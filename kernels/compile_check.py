@@ -120,6 +120,15 @@ def planned_launches(quick: bool) -> list[tuple[str, object]]:
                     for launch in paged
                 ]
                 out += [(f"decode contiguous {tag} splits={splits}", contiguous[0])]
+            if not quick and dtype == torch.float16 and head_dim == 128:  # GQA packing's extremes: MHA, MQA
+                for heads, kv_heads in ((32, 32), (32, 1)):
+                    q_g = torch.empty((batch, heads, head_dim), dtype=dtype, **meta)
+                    cache_g = torch.empty((*cache.shape[:2], kv_heads, head_dim), dtype=dtype, **meta)
+                    _, paged = decode.plan_launches(
+                        q_g, (cache_g, cache_g), block_table, seq_lens, decode.paged_kv_strides(cache_g, cache_g),
+                        block_size, True, 0.1, 2, context,
+                    )  # fmt: skip
+                    out.append((f"decode paged {tag} group={heads // kv_heads}", paged[0]))
             total = batch * 512
             q_tokens = torch.empty((total, num_heads, head_dim), dtype=dtype, **meta)
             cu = torch.empty((batch + 1,), dtype=torch.int32, **meta)

@@ -75,7 +75,8 @@ def test_decode_matches_reference_at_full_size(
 
 
 def test_splitting_does_not_change_the_result_beyond_rounding(device):
-    """Flash-decoding's merge is exact up to float32 rounding: 1 and 5 splits agree to ~1e-6."""
+    """Flash-decoding's merge is exact up to float32 rounding: 1 and 5 splits agree to a few 1e-6 (on a GPU
+    exp2 is approximate, and each split rounds against its own running max)."""
     gen = generator(7)
     seq_lens = [300, 37]
     q = randn((2, 4, 64), F32, device, gen)
@@ -83,7 +84,7 @@ def test_splitting_does_not_change_the_result_beyond_rounding(device):
     lens = int32(seq_lens, device)
     one = paged_decode_attention(q, k_cache, v_cache, block_table, lens, num_kv_splits=1)
     five = paged_decode_attention(q, k_cache, v_cache, block_table, lens, num_kv_splits=5)
-    torch.testing.assert_close(one, five, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(one, five, atol=5e-6, rtol=5e-6)
 
 
 def test_caller_vouched_max_seq_len_gives_the_same_result(device):
