@@ -4,7 +4,9 @@ Field names are vLLM's where vLLM has the concept, and the CLI options and TOML 
 (``--max-num-seqs`` <-> ``max_num_seqs``). Defaults follow vLLM v0.6.3 (``vllm/config.py`` ``SchedulerConfig``
 and ``CacheConfig``, ``vllm/engine/arg_utils.py`` ``EngineArgs``): ``max_num_seqs=256``, ``block_size=16``,
 ``gpu_memory_utilization=0.9``, ``swap_space=4`` GiB, ``preemption_mode`` recompute, and
-``max_num_batched_tokens = max(max_model_len, 2048)`` without chunked prefill, 512 with it.
+``max_num_batched_tokens = max(max_model_len, 2048)`` without chunked prefill, 512 with it, and the block
+manager's ``watermark=0.01`` (``vllm/core/block_manager.py``: a request is admitted or swapped in only if 1% of
+the KV blocks stay free after it).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class SimConfig:
     max_model_len: int | None = None  # None: the model's max context
     enable_chunked_prefill: bool = False
     preemption_mode: str = "recompute"
+    watermark: float = 0.01  # vllm: admit only if this share of KV memory stays free after (vLLM v0 default)
     gpu_memory_utilization: float = 0.9
     swap_space_gib: float = 4.0  # CPU swap space per GPU (vLLM's ``swap_space``), GiB
     activation_reserve_bytes: int = 0  # per GPU, taken off KV capacity besides the weights
@@ -75,6 +78,8 @@ class SimConfig:
             raise KvsimError(f"unknown preemption_mode {self.preemption_mode!r}; choose recompute or swap")
         if not 0.0 < self.gpu_memory_utilization <= 1.0:
             raise KvsimError(f"gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization}")
+        if not 0.0 <= self.watermark < 1.0:
+            raise KvsimError(f"watermark must be in [0, 1), got {self.watermark}")
         if self.swap_space_gib < 0:
             raise KvsimError(f"swap_space_gib must be >= 0, got {self.swap_space_gib}")
         if self.activation_reserve_bytes < 0:

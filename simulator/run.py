@@ -102,6 +102,7 @@ def simulate(
             reason = vllm_rejection_reason(
                 num_prompt_tokens, max_num_batched_tokens, config.enable_chunked_prefill
             )
+            reason = reason or replicas[0].scheduler.watermark_rejection(num_prompt_tokens)
         if reason is None and num_seqs > config.max_num_seqs:
             reason = f"{num_seqs} parallel sequences exceed max_num_seqs {config.max_num_seqs}"
         return reason
@@ -179,6 +180,7 @@ def _make_scheduler(config: SimConfig, allocator: KVAllocator, max_num_batched_t
     }
     if config.scheduler == "vllm":
         kwargs["enable_chunked_prefill"] = config.enable_chunked_prefill
+        kwargs["watermark"] = config.watermark
     elif config.enable_chunked_prefill:
         raise KvsimError(
             f"enable_chunked_prefill is a vllm scheduler option, not {config.scheduler!r}; "

@@ -55,6 +55,7 @@ def _options(func):
         click.option("--max-model-len", type=int),
         click.option("--enable-chunked-prefill/--no-enable-chunked-prefill", default=None),
         click.option("--preemption-mode", type=click.Choice(["recompute", "swap"])),
+        click.option("--watermark", type=float, help="vllm: share of KV kept free at admission (0.01)."),
         click.option("--gpu-memory-utilization", type=float),
         click.option("--swap-space-gib", type=float),
         click.option("--activation-reserve-bytes", type=int),

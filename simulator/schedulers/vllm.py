@@ -5,7 +5,9 @@ prefill-only step, stopping at the first that does not fit (``max_num_seqs``, ``
 memory); otherwise decode every running request, preempting the newest when a slot cannot be found, and swap
 requests back in when no preemption happened. With ``enable_chunked_prefill`` (``_schedule_chunked_prefill``):
 decodes first, then chunks of prefills in progress, then swap-ins, then new prefills, all in one mixed batch
-within the token budget. Not modelled: the free-block watermark (1% of blocks) and the delay factor.
+within the token budget. The block manager's watermark is kept: a waiting request is admitted only if
+``watermark`` × capacity stays free after its prompt's slots (vLLM ``can_allocate``). Not modelled: the
+watermark on swap-in, and the delay factor.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class VllmScheduler(SchedulerBase):
         max_num_batched_tokens: int,
         preemption_mode: str = "recompute",
         enable_chunked_prefill: bool = False,
+        watermark: float = 0.0,
     ) -> None:
         super().__init__(
             allocator,
@@ -34,6 +37,7 @@ class VllmScheduler(SchedulerBase):
             preemption_mode=preemption_mode,
         )
         self.enable_chunked_prefill = enable_chunked_prefill
+        self.watermark_bytes = watermark * allocator.capacity_bytes
 
     def schedule(self, now_s: float) -> Batch | None:
         self._begin_step()
@@ -86,6 +90,9 @@ class VllmScheduler(SchedulerBase):
             elif need > left and (self._prefills or need <= self.max_num_batched_tokens):
                 # A recompute re-prefill longer than the budget runs alone rather than never.
                 return
+            if self.watermark_bytes and not self._above_watermark(need):
+                self.head_blocked = True
+                return
             cached = self._try_admit(req, now_s)
             if cached is None:
                 return
@@ -96,6 +103,29 @@ class VllmScheduler(SchedulerBase):
                 num_new = min(num_new, left)
             self._prefills.append((req, num_new))
             num_tokens += num_new
+
+    def _above_watermark(self, num_tokens: int) -> bool:
+        """Would ``watermark_bytes`` stay free after slots for ``num_tokens`` (block-rounded)? Prefix-cache
+        hits are not subtracted, as vLLM v0's ``can_allocate`` does not."""
+        if self._has_pending:
+            self._sync_all()
+        need_bytes = self._slot_bytes(num_tokens)
+        if self.allocator.capacity_bytes - need_bytes < self.watermark_bytes:
+            return True  # could never pass (a long recompute re-prefill): admit it when memory allows
+        return self.allocator.breakdown().free - need_bytes >= self.watermark_bytes
+
+    def _slot_bytes(self, num_tokens: int) -> int:
+        if self.block_size:
+            num_tokens = -(-num_tokens // self.block_size) * self.block_size
+        return num_tokens * self.allocator.kv_bytes_per_token
+
+    def watermark_rejection(self, num_prompt_tokens: int) -> str | None:
+        """vLLM's ``AllocStatus.NEVER``: a prompt that would break the watermark even on an empty replica."""
+        if self.watermark_bytes and (
+            self.allocator.capacity_bytes - self._slot_bytes(num_prompt_tokens) < self.watermark_bytes
+        ):
+            return "prompt leaves less than the watermark free on an empty replica"
+        return None
 
 
 def rejection_reason(

@@ -77,3 +77,22 @@ def test_same_seed_gives_byte_identical_summary_json(tmp_path):
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
     summary = json.loads((a / "summary.json").read_text())
     assert list(summary) == sorted(summary)
+
+
+def test_watermark_keeps_one_percent_free_at_admission():
+    # 1024 slots, watermark 1% = 10.24 slots. A 496-token prompt (31 blocks) is admitted beside a running
+    # 512-token one only if 1024 - 512 - 496 = 16 slots >= 10.24: yes; a 512-token one (0 left) waits.
+    admitted = run(make_trace([(0.0, 500, 5), (0.1, 496, 2)]), kv_capacity_bytes=1024 * KV_BYTES_PER_TOKEN)
+    waited = run(make_trace([(0.0, 500, 5), (0.1, 512, 2)]), kv_capacity_bytes=1024 * KV_BYTES_PER_TOKEN)
+    assert admitted.recorder.first_scheduled_s[1] == 0.25
+    assert waited.recorder.first_scheduled_s[1] > 0.25
+    no_watermark = run(
+        make_trace([(0.0, 500, 5), (0.1, 512, 2)]), kv_capacity_bytes=1024 * KV_BYTES_PER_TOKEN, watermark=0.0
+    )
+    assert no_watermark.recorder.first_scheduled_s[1] == 0.25
+
+
+def test_prompt_that_breaks_the_watermark_on_an_empty_replica_is_rejected():
+    result = run(make_trace([(0.0, 1020, 2)]), kv_capacity_bytes=1024 * KV_BYTES_PER_TOKEN)
+    (reason,) = result.recorder.rejected_reason.values()
+    assert "watermark" in reason
