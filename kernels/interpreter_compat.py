@@ -23,17 +23,18 @@ def apply() -> None:
     import triton.language as tl
     from triton.runtime import interpreter
 
-    original_patch = interpreter._patch_lang_tensor
+    # Other Triton versions may lack these internals (or have fixed them): then leave them alone.
+    original_patch = getattr(interpreter, "_patch_lang_tensor", None)
+    builder = getattr(interpreter, "InterpreterBuilder", None)
+    original_dot = getattr(builder, "create_dot", None)
 
     def patch_lang_tensor(tensor, scope):
         original_patch(tensor, scope)
         # scope records and later restores the attribute, like the interpreter's own patches
         scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.reshape(-1)[0]))
 
-    interpreter._patch_lang_tensor = patch_lang_tensor
-
-    builder = interpreter.InterpreterBuilder
-    original_dot = builder.create_dot
+    if original_patch is not None:
+        interpreter._patch_lang_tensor = patch_lang_tensor
 
     def widen(handle):
         if handle.dtype.scalar != tl.bfloat16:
@@ -44,5 +45,6 @@ def apply() -> None:
     def create_dot(self, a, b, d, input_precision, max_num_imprecise_acc):
         return original_dot(self, widen(a), widen(b), d, input_precision, max_num_imprecise_acc)
 
-    builder.create_dot = create_dot
+    if original_dot is not None:
+        builder.create_dot = create_dot
     _applied = True
