@@ -87,9 +87,14 @@ fi
 step "5/6 calibration"
 if "$PY" -c "import kvsim.calibrate.__main__" >/dev/null 2>&1; then
   if ((DRY_RUN)); then
-    echo "(dry run) would run: $PY -m kvsim.calibrate --device cuda --out $OUT --budget-s 240"
+    echo "(dry run) would run: $PY -m kvsim.calibrate --device cuda --tp 1,2,4,8 --out $OUT --budget-s <time left - 40>"
   else
-    run_step calibration 290 "$PY" -m kvsim.calibrate --device cuda --out "$OUT" --budget-s 240
+    # Give calibration what is left (its sweeps scale down to the budget), keeping 40 s for fitting and
+    # the summary; the step's timeout allows 25 s past the budget before it counts as a failure.
+    budget_s=$((DEADLINE_S - $(elapsed) - 40))
+    ((budget_s >= 60)) || fail "calibration: only ${budget_s}s left; earlier steps overran"
+    run_step calibration $((budget_s + 25)) "$PY" -m kvsim.calibrate --device cuda --tp 1,2,4,8 --out "$OUT" \
+      --budget-s "$budget_s"
   fi
 else
   echo "kvsim.calibrate is not importable (not built yet?): calibration skipped"
@@ -100,4 +105,6 @@ grep -E "passed|failed|error|tests? collected" "$OUT/kernel_tests.log" | tail -n
 cat "$OUT/kernel_bench_summary.txt"
 echo "outputs in $OUT:"
 ls -1 "$OUT"
+echo "next (on the session's machine): commit profile-*.json and measurements-*.csv under calibrate/profiles/,"
+echo "and kernel_bench* under benchmarks/results/, named by the GPU above"
 echo "gpu_session: OK in $(elapsed)s$( ((DRY_RUN)) && echo ' (dry run)')"
