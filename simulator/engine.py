@@ -140,6 +140,14 @@ class Replica:
         while True:
             now = self.clock_s
             batch = sched.schedule(now)
+            retries = len(sched.waiting) + len(sched.swapped) + 1
+            while batch is None and (sched.waiting or sched.swapped):
+                # This step's preemptions emptied the replica: schedule again, now with memory to spare.
+                assert retries > 0, "a replica with queued work and nothing running scheduled nothing"
+                retries -= 1
+                batch = sched.schedule(now)
+            if sched.dropped:
+                self._drain_dropped()
             if sched.changed:
                 self._record(now, batch)
             if batch is None:
@@ -172,11 +180,19 @@ class Replica:
             sched.previous_step_s = end_s - (float(ends[num_steps - 2]) if num_steps > 1 else now)
             sched.complete_steps(num_steps, end_s)
             recorder.steps(num_steps, batch.num_seqs, batch.num_tokens)
+            if sched.dropped:
+                self._drain_dropped()
             if sched.finished:
                 for req in sched.finished:
                     recorder.finish(req)
                 self.num_outstanding -= len(sched.finished)
                 sched.finished.clear()
+
+    def _drain_dropped(self) -> None:
+        for req, reason in self.scheduler.dropped:
+            self.recorder.reject(req.index, reason)
+        self.num_outstanding -= len(self.scheduler.dropped)
+        self.scheduler.dropped.clear()
 
     def _record(self, now: float, batch) -> None:
         sched = self.scheduler

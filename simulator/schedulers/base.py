@@ -54,6 +54,8 @@ class SchedulerBase:
         self.running: list[RequestState] = []
         self.swapped: deque[RequestState] = deque()
         self.finished: list[RequestState] = []
+        self.dropped: list[tuple[RequestState, str]] = []  # (request, reason): rejected after admission
+        self._to_fork: list[RequestState] = []  # first prefill just ended: parallel samples to fork
         self.num_running_seqs = 0
         self.num_preemptions = 0
         self.changed = False
@@ -192,6 +194,10 @@ class SchedulerBase:
                 continue
             self._sync(req)
             while not self._grow_one(req):
+                if len(self.running) == 1:  # alone on the replica and still no room: it can never finish
+                    self._drop(req, "its sequences outgrow the KV memory even alone on the replica")
+                    preempted.append(req)
+                    break
                 victim = self._victim()
                 self._preempt(victim)
                 preempted.append(victim)
@@ -221,8 +227,8 @@ class SchedulerBase:
         """The request to preempt when memory runs out: the newest running one (vLLM)."""
         return self.running[-1]
 
-    def _preempt(self, victim: RequestState) -> None:
-        """Take ``victim`` off the GPU, by swap or recompute."""
+    def _preempt(self, victim: RequestState, *, recompute: bool = False) -> None:
+        """Take ``victim`` off the GPU, by swap or recompute (``recompute``: recompute whatever the mode)."""
         if self.running[-1] is victim:
             self.running.pop()
         else:
@@ -232,7 +238,7 @@ class SchedulerBase:
         self.num_preemptions += 1
         self.changed = True
         self._queues_moved = True
-        if self.preemption_mode == "swap" and victim.num_generated > 0:
+        if self.preemption_mode == "swap" and victim.num_generated > 0 and not recompute:
             self._sync(victim)
             swapped = []
             for seq_id in victim.seq_ids:
@@ -244,15 +250,19 @@ class SchedulerBase:
                 return
             for seq_id in swapped:  # swap space ran short: fall back to recompute for the whole request
                 self.allocator.swap_in(seq_id)
-        for seq_id in victim.seq_ids:
+        self._to_recompute(victim)
+
+    def _to_recompute(self, req: RequestState) -> None:
+        """Free ``req``'s KV (on the GPU or in swap) and queue it to prefill again: the prompt and every
+        output token so far (vLLM v0 recompute)."""
+        for seq_id in req.seq_ids:
             self.allocator.free(seq_id)
-        victim.seq_ids = []
-        victim.num_slots = 0
-        victim.num_pending_slots = 0
-        # Recompute (vLLM v0): the prompt and every output token so far are prefilled again.
-        victim.num_prefill_tokens = victim.num_prompt_tokens + victim.num_generated
-        victim.num_computed_tokens = 0
-        self._requeue.append(victim)
+        req.seq_ids = []
+        req.num_slots = 0
+        req.num_pending_slots = 0
+        req.num_prefill_tokens = req.num_prompt_tokens + req.num_generated
+        req.num_computed_tokens = 0
+        self._requeue.append(req)
 
     def _swap_in(self) -> None:
         """Bring swapped requests back, oldest first, while memory and max_num_seqs allow; each decodes now.
@@ -275,6 +285,11 @@ class SchedulerBase:
                     self.allocator.swap_out(seq_id)
                 self.allocator.take_overhead_s()  # the probe's transfers did not happen
                 self._carried_overhead_s += pending_s
+                if not self.running:  # it cannot come back even to an empty GPU: recompute it instead
+                    self.swapped.popleft()
+                    self._to_recompute(req)
+                    self.changed = self._queues_moved = True
+                    continue
                 return
             self._carried_overhead_s += pending_s
             self.swapped.popleft()
@@ -370,6 +385,8 @@ class SchedulerBase:
                 any_finished = True
         if any_finished:
             self._drop_finished()
+        if self._to_fork:
+            self._fork_samples()
 
     def _prefill_done(self, req: RequestState, end_s: float) -> None:
         """A (re)prefill produced the next token; fork the parallel samples after the first prefill."""
@@ -377,15 +394,45 @@ class SchedulerBase:
         self.changed = True  # prefill -> decode: the batch's shape changes
         if req.first_token_s is None:
             req.first_token_s = end_s
-        while len(req.seq_ids) < req.num_seqs:
-            child = self._next_seq_id
-            self._next_seq_id += 1
-            ok = self.allocator.fork(req.seq_ids[0], child)
-            assert ok is not False, "no room to copy a parallel sample (copying allocators: not modelled)"
-            req.seq_ids.append(child)
         if req.num_generated >= req.num_output_tokens:
             self._finish(req, end_s)
             self._drop_finished()
+        elif len(req.seq_ids) < req.num_seqs:
+            self._to_fork.append(req)
+
+    def _fork_samples(self) -> None:
+        """Fork the parallel samples of requests whose first prefill just ended. A copying allocator may
+        run short: then the newest other requests are preempted, or, alone, the request is dropped."""
+        for req in self._to_fork:
+            if req not in self.running:  # preempted by an earlier fork of this step
+                continue
+            while len(req.seq_ids) < req.num_seqs:
+                child = self._next_seq_id
+                if self.allocator.fork(req.seq_ids[0], child) is not False:
+                    self._next_seq_id += 1
+                    req.seq_ids.append(child)
+                    continue
+                victim = next(
+                    (r for r in reversed(self.running) if r is not req and r.finish_s is None), None
+                )
+                if victim is None:
+                    self._drop(req, "its parallel samples do not fit in the KV memory")
+                    break
+                self._preempt(victim, recompute=True)
+        self._to_fork = []
+        self.waiting.extendleft(self._requeue)
+        self._requeue = []
+
+    def _drop(self, req: RequestState, reason: str) -> None:
+        """Give up on a running request that cannot progress even with the replica to itself."""
+        self.running.remove(req)
+        for seq_id in req.seq_ids:
+            self.allocator.free(seq_id)
+        req.seq_ids = []
+        self.num_running_seqs -= req.num_seqs
+        self.dropped.append((req, reason))
+        self.changed = True
+        self._queues_moved = True
 
     def _finish(self, req: RequestState, end_s: float) -> None:
         req.finish_s = end_s

@@ -1,0 +1,59 @@
+"""Property: for any small workload and configuration, fast-forwarding equals stepping and every request that
+is not rejected finishes (no livelock), with memory never over capacity."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from simtools import KV_BYTES_PER_TOKEN
+
+from kvsim.simulator import SimConfig, simulate
+from kvsim.traces.request import Provenance, Trace
+
+CONFIGS = st.sampled_from(
+    [
+        {"scheduler": "vllm"},
+        {"scheduler": "vllm", "preemption_mode": "swap", "swap_space_gib": 0.5},
+        {"scheduler": "vllm", "enable_chunked_prefill": True, "max_num_batched_tokens": 64},
+        {"scheduler": "vllm", "allocator": "paged:block_size=8", "max_num_seqs": 4},
+        {"scheduler": "orca"},
+        {"scheduler": "orca", "allocator": "reserved:oracle"},
+        {"scheduler": "static", "max_num_seqs": 3},
+        {"scheduler": "vllm", "num_replicas": 2, "router": "least_outstanding"},
+        {"scheduler": "vllm", "allocator": "vattention:page_size=64KiB"},
+        {"scheduler": "orca", "allocator": "reserved:pow2", "preemption_mode": "swap", "swap_space_gib": 0.5},
+    ]
+)
+
+
+@st.composite
+def workloads(draw):
+    num = draw(st.integers(1, 25))
+    seed = draw(st.integers(0, 2**16))
+    rng = np.random.default_rng(seed)
+    n = rng.choice([1, 1, 1, 2, 3], num) if draw(st.booleans()) else None
+    return Trace(
+        request_id=np.arange(num, dtype=np.int64),
+        arrival_s=np.cumsum(rng.exponential(draw(st.sampled_from([0.005, 0.05, 0.5])), num)),
+        num_prompt_tokens=rng.integers(1, 200, num),
+        num_output_tokens=rng.integers(1, 120, num),
+        provenance=Provenance(source=f"hypothesis seed={seed}"),
+        n=n,
+    )
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(trace=workloads(), options=CONFIGS, capacity_tokens=st.integers(300, 3000))
+def test_fast_forward_equals_stepping_and_everything_finishes(trace, options, capacity_tokens):
+    config = SimConfig(kv_capacity_bytes=capacity_tokens * KV_BYTES_PER_TOKEN, **options)
+    fast = simulate(config, trace)
+    slow = simulate(dataclasses.replace(config, fast_forward=False), trace)
+    assert fast.summary == slow.summary
+    np.testing.assert_array_equal(fast.recorder.finish_s, slow.recorder.finish_s)
+    assert fast.recorder.timeline_rows() == slow.recorder.timeline_rows()
+    summary = fast.summary
+    assert summary["num_finished"] + summary["num_rejected"] == len(trace)
+    assert summary["memory"]["peak_used_bytes"] <= summary["memory"]["capacity_bytes"]
