@@ -73,7 +73,6 @@ class SchedulerBase:
         self._requeue: list[RequestState] = []  # recompute victims of the step being built
         self._has_pending = False  # some running request has num_pending_slots
         self._prepaid = False  # the last window checked that every pending + 1 append fits
-        self._sync_before_finish = False  # True where finished requests keep their memory (static)
         # Growth that costs allocator time (vAttention page mapping) must not hide inside a window, or the cost
         # would land on a later step than stepping puts it. An allocator may say how far every sequence can
         # grow for free with the optional ``max_overhead_free_growth(seq_ids, limit) -> int`` (an extension of
@@ -316,6 +315,7 @@ class SchedulerBase:
     def _end_step(self) -> None:
         # Recompute victims go back to the front of the queue, oldest first (vLLM v0 ``extendleft``).
         self.waiting.extendleft(self._requeue)
+        self._requeue = []
 
     def _batch(self) -> Batch | None:
         if not self._prefills and not self._decodes:
@@ -379,8 +379,7 @@ class SchedulerBase:
                 req.num_pending_slots += extra
             req.num_generated += num_steps
             if req.num_generated >= req.num_output_tokens:
-                if self._sync_before_finish:
-                    self._sync(req)
+                self._sync(req)  # allocators may keep state past free (vAttention keeps pages mapped)
                 self._finish(req, end_s)
                 any_finished = True
         if any_finished:

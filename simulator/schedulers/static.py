@@ -17,8 +17,10 @@ class StaticScheduler(SchedulerBase):
     name = "static"
 
     def __init__(self, *args, **kwargs) -> None:
+        # FasterTransformer does not preempt; over an allocator that can run short, victims are recomputed
+        # (a swapped request would wait for a batch slot that static batching never gives back).
+        kwargs["preemption_mode"] = "recompute"
         super().__init__(*args, **kwargs)
-        self._sync_before_finish = True
 
     def schedule(self, now_s: float) -> Batch | None:
         self._begin_step()
