@@ -45,7 +45,7 @@ def workloads(draw):
     )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(trace=workloads(), options=CONFIGS, capacity_tokens=st.integers(300, 3000))
 def test_fast_forward_equals_stepping_and_everything_finishes(trace, options, capacity_tokens):
     config = SimConfig(kv_capacity_bytes=capacity_tokens * KV_BYTES_PER_TOKEN, **options)
