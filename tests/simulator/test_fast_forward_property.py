@@ -35,18 +35,25 @@ def workloads(draw):
     seed = draw(st.integers(0, 2**16))
     rng = np.random.default_rng(seed)
     n = rng.choice([1, 1, 1, 2, 3], num) if draw(st.booleans()) else None
+    hashes = None
+    if draw(st.booleans()):  # long prompts whose 512-token prefix blocks repeat across requests
+        prompt = rng.integers(1, 1400, num)
+        hashes = [tuple(int(rng.integers(0, 3)) * 10 + b for b in range(-(-int(p) // 512))) for p in prompt]
+    else:
+        prompt = rng.integers(1, 200, num)
     return Trace(
         request_id=np.arange(num, dtype=np.int64),
         arrival_s=np.cumsum(rng.exponential(draw(st.sampled_from([0.005, 0.05, 0.5])), num)),
-        num_prompt_tokens=rng.integers(1, 200, num),
+        num_prompt_tokens=prompt,
         num_output_tokens=rng.integers(1, 120, num),
         provenance=Provenance(source=f"hypothesis seed={seed}"),
         n=n,
+        prefix_block_hashes=hashes,
     )
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(trace=workloads(), options=CONFIGS, capacity_tokens=st.integers(300, 3000))
+@given(trace=workloads(), options=CONFIGS, capacity_tokens=st.integers(300, 4000))
 def test_fast_forward_equals_stepping_and_everything_finishes(trace, options, capacity_tokens):
     config = SimConfig(kv_capacity_bytes=capacity_tokens * KV_BYTES_PER_TOKEN, **options)
     fast = simulate(config, trace)
