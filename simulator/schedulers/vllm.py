@@ -107,11 +107,13 @@ class VllmScheduler(SchedulerBase):
     def _above_watermark(self, num_tokens: int) -> bool:
         """Would ``watermark_bytes`` stay free after slots for ``num_tokens`` (block-rounded)? Prefix-cache
         hits are not subtracted, as vLLM v0's ``can_allocate`` does not."""
-        if self._has_pending:
-            self._sync_all()
         need_bytes = self._slot_bytes(num_tokens)
         if self.allocator.capacity_bytes - need_bytes < self.watermark_bytes:
             return True  # could never pass (a long recompute re-prefill): admit it when memory allows
+        if self.allocator.breakdown().free - need_bytes < self.watermark_bytes:
+            return False  # already short before the pending decode slots are appended, so short after
+        if self._has_pending:
+            self._sync_all()
         return self.allocator.breakdown().free - need_bytes >= self.watermark_bytes
 
     def _slot_bytes(self, num_tokens: int) -> int:
