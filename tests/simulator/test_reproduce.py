@@ -27,3 +27,11 @@ def test_fig2_token_state_shares_follow_the_papers_order():
             shares[match.group(1)] = float(match.group(2))
     assert list(shares) == ["Orca (Max)", "Orca (Pow2)", "Orca (Oracle)", "vLLM"]
     assert shares["Orca (Max)"] < shares["Orca (Pow2)"] < shares["Orca (Oracle)"] < shares["vLLM"]
+
+
+def test_vllm_sustains_a_higher_rate_than_orca_max():
+    from kvsim.cli.reproduce import max_rate
+
+    vllm = max_rate("vLLM", "vllm", "paged:block_size=16", threshold=0.5, seed=0, num_requests=120)
+    orca_max = max_rate("Orca (Max)", "orca", "reserved:max", threshold=0.5, seed=0, num_requests=120)
+    assert vllm > 2 * orca_max
