@@ -1,5 +1,9 @@
 """``kvsim reproduce``: the vLLM paper's set-ups (Kwon et al., SOSP'23), kvsim's figures beside the paper's.
 
+Commands: ``vllm-fig2`` (KV memory holding token states), ``vllm-fig13`` (mean batched requests),
+``vllm-rates`` (§6.2: rate sustained at similar latency), ``vllm-fig15`` (memory saved by sharing among
+parallel samples). ``docs/validation.md`` holds their output and the gaps explained.
+
 Set-up (DESIGN §9, paper §6.1): OPT-13B on one A100-40GB with 12 GiB of KV cache (15.7K token slots at
 800 KiB per token), Poisson arrivals. Systems: Orca (Max / Pow2 / Oracle) = the ``orca`` scheduler over
 ``reserved:max|pow2|oracle``; vLLM = the ``vllm`` scheduler over ``paged:block_size=16``.
@@ -276,3 +280,82 @@ def vllm_rates(seed, num_requests):
         f"{RATE_SEARCH[0]}-{RATE_SEARCH[1]} req/s; paper: vLLM / Oracle 1.7-2.7x, vLLM / Max 2.7-8x"
     )
     click.echo(_table(header, rows))
+
+
+# Paper Fig. 15 (a): memory saved by sharing for parallel sampling on Alpaca, n = 2 / 4 / 6.
+FIG15_PAPER = {2: 0.0609, 4: 0.0853, 6: 0.0979}
+
+
+class SharingProbe:
+    """Wraps a cost model to watch every decode step (stepping one by one): the KV blocks the batch's
+    sequences hold logically (Σ per sequence) against the blocks the paged allocator has in use, weighted by
+    the step's duration. The saving is 1 − physical / logical (paper §6.3: blocks saved by sharing over the
+    blocks needed without it)."""
+
+    def __init__(self, inner, allocator) -> None:
+        self.inner, self.allocator = inner, allocator
+        self.source, self.description = inner.source, inner.description
+        self.logical = self.physical = 0.0
+
+    def step_time(self, batch):
+        return self.inner.step_time(batch)
+
+    def decode_step_times(self, batch, num_steps, decode_kv_blocks=None):
+        durations = self.inner.decode_step_times(batch, num_steps, decode_kv_blocks)
+        memory = self.allocator.breakdown()
+        block_bytes = self.allocator.block_size * self.allocator.kv_bytes_per_token
+        used_blocks = (memory.capacity_bytes - memory.free) / block_bytes
+        self.logical += batch.decode_kv_blocks * float(durations.sum())
+        self.physical += used_blocks * float(durations.sum())
+        return durations
+
+    @property
+    def saving(self) -> float:
+        return 1.0 - self.physical / self.logical
+
+
+@reproduce.command("vllm-fig15", short_help="vLLM paper Fig 15a: memory saved by parallel-sampling sharing.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--num-requests", type=int, default=600, show_default=True)
+@click.option("--rate", type=float, default=5.0, show_default=True, help="Alpaca-like arrivals, req/s.")
+def vllm_fig15(seed, num_requests, rate):
+    """Blocks saved by copy-on-write sharing of the prompt among n parallel samples (Alpaca-like)."""
+    import dataclasses
+
+    import numpy as np
+
+    from kvsim.simulator import SimConfig, simulate
+    from kvsim.simulator.allocators import make_allocator
+    from kvsim.simulator.cost import make_cost_model
+    from kvsim.simulator.specs import ModelSpec
+
+    workload = dataclasses.replace(WORKLOADS["alpaca"], rate_per_s=rate)
+    base = paper_like_trace(workload, seed=seed, num_requests=num_requests)
+    model = ModelSpec.from_name(MODEL)
+    rows = []
+    for n in FIG15_PAPER:
+        trace = dataclasses.replace(base, n=np.full(len(base), n, dtype=np.int64))
+        allocator = make_allocator("paged:block_size=16", model=model, tp=1, capacity_bytes=KV_CAPACITY_BYTES)
+        probe = SharingProbe(make_cost_model(MODEL, GPU), allocator)
+        config = SimConfig(
+            model=MODEL,
+            gpu=GPU,
+            allocator="paged:block_size=16",
+            kv_capacity_bytes=KV_CAPACITY_BYTES,
+            seed=seed,
+            fast_forward=False,
+        )
+        summary = simulate(config, trace, cost_model=probe, allocator_factory=lambda a=allocator: a).summary
+        rows.append(
+            (
+                str(n),
+                f"{100 * probe.saving:.2f}%",
+                f"{100 * FIG15_PAPER[n]:.2f}%",
+                f"{summary['num_finished']}/{summary['num_requests']}",
+            )
+        )
+    click.echo(
+        f"Alpaca-like, {num_requests} requests at {rate} req/s, every request with n parallel samples; "
+        "time-weighted over decode steps"
+    )
+    click.echo(_table(("n", "kvsim saving", "paper", "finished"), rows))

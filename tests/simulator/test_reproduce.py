@@ -35,3 +35,11 @@ def test_vllm_sustains_a_higher_rate_than_orca_max():
     vllm = max_rate("vLLM", "vllm", "paged:block_size=16", threshold=0.5, seed=0, num_requests=120)
     orca_max = max_rate("Orca (Max)", "orca", "reserved:max", threshold=0.5, seed=0, num_requests=120)
     assert vllm > 2 * orca_max
+
+
+def test_parallel_samples_share_their_prompt_blocks_more_as_n_grows():
+    result = CliRunner().invoke(main, ["reproduce", "vllm-fig15", "--num-requests", "150"])
+    assert result.exit_code == 0, result.output
+    savings = [float(m.group(1)) for m in re.finditer(r"^\d\s+([\d.]+)%", result.output, re.M)]
+    assert len(savings) == 3
+    assert 0 < savings[0] < savings[1] < savings[2] < 50
