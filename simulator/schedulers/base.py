@@ -24,9 +24,10 @@ import numpy as np
 from kvsim.simulator.allocators.base import KVAllocator
 from kvsim.simulator.batch import Batch
 from kvsim.simulator.request_state import RequestState
+from kvsim.simulator.schedulers.preemption import PreemptionMixin
 
 
-class SchedulerBase:
+class SchedulerBase(PreemptionMixin):
     """Queues and step bookkeeping shared by the batching policies.
 
     Invariants: ``running`` is in admission order (newest last, the preemption victim); every request in
@@ -221,83 +222,6 @@ class SchedulerBase:
             self._decode_kv_blocks += n * (-(-req.num_slots // self.block_size))
             self._residue_counts[(req.num_slots - 1) % self.block_size] += n
         self._min_remaining = min(self._min_remaining, req.num_output_tokens - req.num_generated)
-
-    def _victim(self) -> RequestState:
-        """The request to preempt when memory runs out: the newest running one (vLLM)."""
-        return self.running[-1]
-
-    def _preempt(self, victim: RequestState, *, recompute: bool = False) -> None:
-        """Take ``victim`` off the GPU, by swap or recompute (``recompute``: recompute whatever the mode)."""
-        if self.running[-1] is victim:
-            self.running.pop()
-        else:
-            self.running.remove(victim)
-        self.num_running_seqs -= victim.num_seqs
-        victim.num_preemptions += 1
-        self.num_preemptions += 1
-        self.changed = True
-        self._queues_moved = True
-        if self.preemption_mode == "swap" and victim.num_generated > 0 and not recompute:
-            self._sync(victim)
-            swapped = []
-            for seq_id in victim.seq_ids:
-                if self.allocator.swap_out(seq_id) is None:
-                    break
-                swapped.append(seq_id)
-            if len(swapped) == len(victim.seq_ids):
-                self.swapped.append(victim)
-                return
-            for seq_id in swapped:  # swap space ran short: fall back to recompute for the whole request
-                self.allocator.swap_in(seq_id)
-        self._to_recompute(victim)
-
-    def _to_recompute(self, req: RequestState) -> None:
-        """Free ``req``'s KV (on the GPU or in swap) and queue it to prefill again: the prompt and every
-        output token so far (vLLM v0 recompute)."""
-        for seq_id in req.seq_ids:
-            self.allocator.free(seq_id)
-        req.seq_ids = []
-        req.num_slots = 0
-        req.num_pending_slots = 0
-        req.num_prefill_tokens = req.num_prompt_tokens + req.num_generated
-        req.num_computed_tokens = 0
-        self._requeue.append(req)
-
-    def _swap_in(self) -> None:
-        """Bring swapped requests back, oldest first, while memory and max_num_seqs allow; each decodes now.
-
-        A request that swaps in but then finds no slot for this step's token goes straight back, and that
-        probe costs nothing (vLLM checks ``can_swap_in`` without moving data); so a probe that keeps failing
-        while nothing changes leaves no trace, stepping or fast-forwarding."""
-        while self.swapped:
-            req = self.swapped[0]
-            if self.num_running_seqs + req.num_seqs > self.max_num_seqs:
-                return
-            pending_s = self.allocator.take_overhead_s()
-            done = []
-            for seq_id in req.seq_ids:
-                if self.allocator.swap_in(seq_id) is None:
-                    break
-                done.append(seq_id)
-            if len(done) < len(req.seq_ids) or not self._grow_one(req):
-                for seq_id in done:
-                    self.allocator.swap_out(seq_id)
-                self.allocator.take_overhead_s()  # the probe's transfers did not happen
-                self._carried_overhead_s += pending_s
-                if not self.running:  # it cannot come back even to an empty GPU: recompute it instead
-                    self.swapped.popleft()
-                    self._to_recompute(req)
-                    self.changed = self._queues_moved = True
-                    continue
-                return
-            self._carried_overhead_s += pending_s
-            self.swapped.popleft()
-            req.num_slots += 1
-            self.running.append(req)
-            self.num_running_seqs += req.num_seqs
-            self._count_decode(req)
-            self.changed = True
-            self._queues_moved = True
 
     # ---- building the batch -----------------------------------------------------------------------------
     def _begin_step(self) -> None:
