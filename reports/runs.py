@@ -14,40 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from kvsim.errors import KvsimError
+from kvsim.simulator.outputs import REQUEST_COLUMNS
+from kvsim.simulator.recorder import TIMELINE_COLUMNS
 
-REQUEST_COLUMNS = [
-    "request_id",
-    "replica",
-    "arrival_s",
-    "num_prompt_tokens",
-    "num_output_tokens",
-    "first_scheduled_s",
-    "first_token_s",
-    "finish_s",
-    "ttft_s",
-    "tpot_s",
-    "e2e_s",
-    "normalized_latency_s_per_token",
-    "queueing_delay_s",
-    "num_preemptions",
-    "num_cached_tokens",
-    "rejected_reason",
-]
-TIMELINE_COLUMNS = [
-    "time_s",
-    "replica",
-    "token_states",
-    "reserved",
-    "internal_frag",
-    "external_frag",
-    "free",
-    "cached_bytes",
-    "num_running",
-    "num_waiting",
-    "num_swapped",
-    "num_batched_seqs",
-    "num_batched_tokens",
-]
+# The run-folder columns are the simulator's (docs/outputs.md): one definition, written and read.
 TEXT_COLUMNS = frozenset({"request_id", "rejected_reason"})
 
 
