@@ -26,6 +26,9 @@ class RequestState:
     num_generated: int = 0  # output tokens produced so far (per sequence)
     num_slots: int = 0  # KV slots held per sequence (0 while waiting), including num_pending_slots
     num_pending_slots: int = 0  # slots of past decode steps not yet appended in the allocator (fast-forward)
+    num_room: int = (
+        0  # of them, how many may stay pending for good: the allocator's growth_room at the last sync
+    )
     num_computed_tokens: int = 0  # tokens of the current (re)prefill already computed (chunked prefill)
     num_prefill_tokens: int = (
         0  # tokens the current (re)prefill must process: prompt, or prompt+output on recompute

@@ -93,6 +93,10 @@ class PagedAllocator:
         self._num_reserved_slots = 0
         self._pending_overhead_s = 0.0
         self.num_cow_copies = 0
+        # Decode slots a scheduler has counted but not yet passed to append_slots, each within its sequence's
+        # growth_room: such a slot only turns a reserved slot into a token state, so breakdown() adds them
+        # here instead of the scheduler making one call per sequence per step (DESIGN §7b).
+        self.num_deferred_tokens = 0
 
     # -- the KVAllocator Protocol ------------------------------------------------------------------------
 
@@ -208,6 +212,19 @@ class PagedAllocator:
         self._num_reserved_slots += num_reserved - self._partial_reserved[block_id]
         self._partial_reserved[block_id] = num_reserved
 
+    def growth_room(self, seq_id: int) -> int:
+        """Slots ``seq_id`` can still gain with no effect but reserved -> token_states: its last block is
+        unshared and stays partial, and the sequence stays within its final length. 0 if none."""
+        seq = self.seqs[seq_id]
+        table = seq.block_table
+        if not table or self.pool.ref_cnt[table[-1]] != 1:
+            return 0
+        room = self.block_size - 1 - self.pool.num_filled[table[-1]]
+        left = seq.final_num_tokens - seq.num_tokens
+        if left < room:
+            room = left
+        return room if room > 0 else 0
+
     def max_uniform_growth(self, seq_ids: Sequence[int], limit: int) -> int:
         """Sequences are grouped by the empty slots ``r`` of their last block (0 <= r < block_size): growing by
         k takes ceil((k - r) / block_size) new blocks each when k > r. A binary search on k then costs
@@ -225,8 +242,14 @@ class PagedAllocator:
             if room and pool.ref_cnt[table[-1]] > 1:
                 listed_sharers[table[-1]] = listed_sharers.get(table[-1], 0) + 1
         num_copies = sum(min(m, pool.ref_cnt[b] - 1) for b, m in listed_sharers.items())
+        return self.max_growth_by_room(num_with_room, num_copies, limit)
+
+    def max_growth_by_room(self, num_with_room: Sequence[int], num_copies: int, limit: int) -> int:
+        """``max_uniform_growth`` from its summary: ``num_with_room[r]`` sequences have ``r`` empty slots in
+        their last block, and ``num_copies`` shared partial blocks must be copied on the first append."""
+        bs = self.block_size
         rooms = [(room, count) for room, count in enumerate(num_with_room) if count]
-        num_free = pool.num_free_blocks
+        num_free = self.pool.num_free_blocks
 
         def fits(k: int) -> bool:
             need = sum(count * -(-(k - room) // bs) for room, count in rooms if k > room)
@@ -297,9 +320,10 @@ class PagedAllocator:
         return overhead_s
 
     def breakdown(self) -> MemoryBreakdown:
-        token_states = self.pool.num_used_tokens * self.kv_bytes_per_token
-        num_empty_slots = self.pool.num_used_blocks * self.block_size - self.pool.num_used_tokens
-        reserved = self._num_reserved_slots * self.kv_bytes_per_token
+        num_tokens = self.pool.num_used_tokens + self.num_deferred_tokens
+        token_states = num_tokens * self.kv_bytes_per_token
+        num_empty_slots = self.pool.num_used_blocks * self.block_size - num_tokens
+        reserved = (self._num_reserved_slots - self.num_deferred_tokens) * self.kv_bytes_per_token
         internal_frag = num_empty_slots * self.kv_bytes_per_token - reserved
         return MemoryBreakdown(
             token_states=token_states,

@@ -85,6 +85,13 @@ class SchedulerBase(PreemptionMixin):
         )
         self._carried_overhead_s = 0.0
         self._queues_moved = False
+        # Deferred slots (DESIGN §7b): an allocator with ``growth_room(seq_id)`` and a ``num_deferred_tokens``
+        # counter (paged) lets a one-sequence request keep up to ``num_room`` slots pending for good: they need
+        # no block, so the scheduler appends them only when the sequence must cross into a new block (or ends,
+        # or is preempted), and the allocator's breakdown counts them from ``num_deferred_tokens``.
+        self._growth_room = getattr(allocator, "growth_room", None)
+        self._defers = self._growth_room is not None and hasattr(allocator, "num_deferred_tokens")
+        self._num_multi_seq_decodes = 0  # decoding requests of the step with more than one sequence
 
     # ---- queue entry ------------------------------------------------------------------------------------
     def add_request(self, req: RequestState) -> None:
@@ -127,6 +134,7 @@ class SchedulerBase(PreemptionMixin):
         self.waiting.popleft()
         req.seq_ids = [seq_id]
         req.num_slots = req.num_prefill_tokens
+        req.num_room = 0
         req.num_computed_tokens = admission.num_cached_tokens
         if req.first_scheduled_s is None:
             req.first_scheduled_s = now_s
@@ -150,13 +158,26 @@ class SchedulerBase(PreemptionMixin):
 
     def _sync(self, req: RequestState) -> None:
         """Append ``req``'s pending slots (they were checked to fit when its window was planned)."""
-        if req.num_pending_slots:
-            for seq_id in req.seq_ids:
-                if not self.allocator.append_slots(seq_id, req.num_pending_slots):
+        num_pending = req.num_pending_slots
+        if num_pending:
+            seq_ids = req.seq_ids
+            for seq_id in seq_ids:
+                if not self.allocator.append_slots(seq_id, num_pending):
                     raise AssertionError("decode_window checked max_uniform_growth")
             req.num_pending_slots = 0
+            if self._defers:
+                self.allocator.num_deferred_tokens -= num_pending * len(seq_ids)
+                req.num_room = self._growth_room(seq_ids[0]) if len(seq_ids) == 1 else 0
 
     def _sync_all(self) -> None:
+        """Append the pending slots that need memory (those beyond a request's ``num_room``), oldest first."""
+        for req in self.running:
+            if req.num_pending_slots > req.num_room:
+                self._sync(req)
+        self._has_pending = False
+
+    def _flush_deferred(self) -> None:
+        """Append every pending slot, so that the allocator's per-sequence token counts are exact."""
         for req in self.running:
             self._sync(req)
         self._has_pending = False
@@ -171,16 +192,30 @@ class SchedulerBase(PreemptionMixin):
         decodes = self._decodes
         append_slots = self.allocator.append_slots
         # The common case (one sequence, room for its slot) is inlined, with _count_decode's sums kept local.
+        growth_room = self._growth_room
         bs = self.block_size
         residue = self._residue_counts
-        num_seqs = kv_tokens = kv_blocks = 0
+        num_seqs = kv_tokens = kv_blocks = num_deferred = 0
         min_remaining = self._min_remaining
         for req in reqs:
             if preempted and req in preempted:  # taken earlier in this loop as a victim
                 continue
             seq_ids = req.seq_ids
-            if len(seq_ids) == 1 and append_slots(seq_ids[0], req.num_pending_slots + 1):
-                req.num_pending_slots = 0
+            if len(seq_ids) == 1:
+                num_new = req.num_pending_slots + 1
+                if num_new <= req.num_room:  # within the last block: no allocator call (deferred)
+                    req.num_pending_slots = num_new
+                    num_deferred += 1
+                elif append_slots(seq_ids[0], num_new):
+                    req.num_pending_slots = 0
+                    num_deferred -= num_new - 1
+                    if growth_room is not None:
+                        req.num_room = growth_room(seq_ids[0])
+                else:
+                    num_new = 0
+            else:
+                num_new = 0
+            if num_new:
                 slots = req.num_slots = req.num_slots + 1
                 decodes.append(req)
                 num_seqs += 1
@@ -206,6 +241,9 @@ class SchedulerBase(PreemptionMixin):
             else:
                 req.num_slots += 1
                 self._count_decode(req)
+            req.num_room = 0  # _grow_one appended past the last sync
+        if self._defers:
+            self.allocator.num_deferred_tokens += num_deferred
         self._num_decode_seqs += num_seqs
         self._decode_kv_tokens += kv_tokens
         self._decode_kv_blocks += kv_blocks
@@ -217,6 +255,8 @@ class SchedulerBase(PreemptionMixin):
         self._decodes.append(req)
         n = req.num_seqs
         self._num_decode_seqs += n
+        if n > 1:
+            self._num_multi_seq_decodes += 1
         self._decode_kv_tokens += n * req.num_slots
         if self.block_size:
             self._decode_kv_blocks += n * (-(-req.num_slots // self.block_size))
@@ -229,6 +269,7 @@ class SchedulerBase(PreemptionMixin):
         self._decodes = []
         self._num_decode_seqs = self._decode_kv_tokens = self._decode_kv_blocks = 0
         self._min_remaining = 1 << 62
+        self._num_multi_seq_decodes = 0
         self._residue_counts = [0] * self.block_size
         self._requeue = []
         self._carried_overhead_s = (
@@ -266,11 +307,18 @@ class SchedulerBase(PreemptionMixin):
         if self._growth_may_cost:
             num_steps = 1
         if num_steps > 1:
-            seq_ids = [s for req in self._decodes for s in req.seq_ids]
-            if self._overhead_free_growth is not None:
-                num_steps = min(num_steps, 1 + self._overhead_free_growth(seq_ids, num_steps - 1))
-            # Ask for one step more than the window: the next step's slot, appended with the window's.
-            growth = self.allocator.max_uniform_growth(seq_ids, num_steps)
+            if self._defers and not self._num_multi_seq_decodes and self._overhead_free_growth is None:
+                # One sequence each, so no shared partial block: the rooms are the block residues, reversed
+                # (a sequence with (slots - 1) % bs == r has bs - 1 - r empty slots in its last block).
+                growth = self.allocator.max_growth_by_room(self._residue_counts[::-1], 0, num_steps)
+            else:
+                if self._defers:
+                    self._flush_deferred()  # max_uniform_growth reads the allocator's token counts
+                seq_ids = [s for req in self._decodes for s in req.seq_ids]
+                if self._overhead_free_growth is not None:
+                    num_steps = min(num_steps, 1 + self._overhead_free_growth(seq_ids, num_steps - 1))
+                # Ask for one step more than the window: the next step's slot, appended with the window's.
+                growth = self.allocator.max_uniform_growth(seq_ids, num_steps)
             num_steps = min(num_steps, 1 + growth)
             self._prepaid = growth >= num_steps
         if not self.block_size:
@@ -297,6 +345,8 @@ class SchedulerBase(PreemptionMixin):
         any_finished = False
         if extra:
             self._has_pending = True
+            if self._defers:
+                self.allocator.num_deferred_tokens += extra * self._num_decode_seqs
         for req in self._decodes:
             if extra:
                 req.num_slots += extra

@@ -30,6 +30,7 @@ class PreemptionMixin:
         if self.preemption_mode == "swap" and victim.num_generated > 0 and not recompute:
             self._sync(victim)
             swapped = []
+            victim.num_room = 0
             for seq_id in victim.seq_ids:
                 if self.allocator.swap_out(seq_id) is None:
                     break
@@ -44,11 +45,14 @@ class PreemptionMixin:
     def _to_recompute(self, req: RequestState) -> None:
         """Free ``req``'s KV (on the GPU or in swap) and queue it to prefill again: the prompt and every
         output token so far (vLLM v0 recompute)."""
+        if self._defers and req.num_pending_slots:
+            self.allocator.num_deferred_tokens -= req.num_pending_slots * len(req.seq_ids)
         for seq_id in req.seq_ids:
             self.allocator.free(seq_id)
         req.seq_ids = []
         req.num_slots = 0
         req.num_pending_slots = 0
+        req.num_room = 0
         req.num_prefill_tokens = req.num_prompt_tokens + req.num_generated
         req.num_computed_tokens = 0
         self._requeue.append(req)
