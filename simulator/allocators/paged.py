@@ -196,10 +196,44 @@ class PagedAllocator:
             elif len(table) <= len(seq.block_hashes):
                 pool.cache_block(block, seq.block_hashes[len(table) - 1])
             return True
+        if num_new_tokens > 0 and pool.ref_cnt[last] == 1 and len(table) > len(seq.block_hashes):
+            return self._grow_unshared(seq_id, seq, num_new_tokens)
         if self._num_new_blocks(seq, num_new_tokens) > pool.num_free_blocks:
             return False
         if num_new_tokens:
             self._grow(seq_id, seq, num_new_tokens)
+        return True
+
+    def _grow_unshared(self, seq_id: int, seq: _Seq, num_new_tokens: int) -> bool:
+        """``_grow`` for the decode case (a pending window's slots): the last block is unshared and no block
+        it fills is a prompt block to cache, so no copy-on-write and no prefix-cache entry; the same blocks,
+        in the same order, and the same counters."""
+        pool, bs, table = self.pool, self.block_size, seq.block_table
+        last = table[-1]
+        num_filled = pool.num_filled[last]
+        num_fill = bs - num_filled
+        if num_fill > num_new_tokens:
+            num_fill = num_new_tokens
+        remaining = num_new_tokens - num_fill
+        num_blocks = -(-remaining // bs)
+        if num_blocks > len(pool.free_block_ids) + len(pool.cached_free_blocks):
+            return False
+        if num_filled < bs:  # detach the partial last block (only this sequence holds it)
+            self._num_reserved_slots -= self._partial_reserved.pop(last)
+            del self._partial_sharers[last]
+            pool.num_filled[last] = num_filled + num_fill
+            pool.num_used_tokens += num_fill
+        if remaining:
+            new_blocks = pool.get_new_blocks(num_blocks)
+            pool.fill_new_blocks(new_blocks, remaining)
+            table += new_blocks
+        seq.num_tokens += num_new_tokens
+        last = table[-1]
+        num_filled = pool.num_filled[last]
+        if num_filled < bs:
+            self._partial_sharers[last] = [seq_id]
+            self._partial_reserved[last] = 0
+            self._set_partial_reserved(last, seq, bs - num_filled)
         return True
 
     def _set_partial_reserved(self, block_id: int, seq: _Seq, num_empty: int) -> None:
