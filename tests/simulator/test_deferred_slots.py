@@ -1,0 +1,70 @@
+"""Deferred decode slots change no result (DESIGN §7b).
+
+The vllm scheduler over the paged allocator keeps a sequence's decode slots that stay inside its last, unshared
+block pending (no ``append_slots`` call) and the allocator's ``breakdown()`` counts them from
+``num_deferred_tokens``. With ``growth_room`` forced to 0 every slot is appended at its step, as before the
+optimisation: both runs must agree on every timing, counter and timeline row, and the deferred counter must
+be back at zero once every request has finished.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from simtools import KV_BYTES_PER_TOKEN, random_trace
+from test_fast_forward import assert_same_run
+
+from kvsim.simulator import SimConfig, simulate
+from kvsim.simulator.allocators.paged import PagedAllocator
+from kvsim.traces.request import Trace
+
+SMALL_KV = 1500 * KV_BYTES_PER_TOKEN  # tight: forces preemption under the random trace below
+
+CASES = {
+    "recompute": SimConfig(kv_capacity_bytes=SMALL_KV),
+    "swap": SimConfig(kv_capacity_bytes=SMALL_KV, preemption_mode="swap", swap_space_gib=1.0),
+    "chunked": SimConfig(kv_capacity_bytes=SMALL_KV, enable_chunked_prefill=True),
+    "block-32": SimConfig(kv_capacity_bytes=SMALL_KV, allocator="paged:block_size=32"),
+    "watermark": SimConfig(kv_capacity_bytes=SMALL_KV, watermark=0.05),
+    "stepping": SimConfig(kv_capacity_bytes=SMALL_KV, fast_forward=False),
+}
+
+
+def run_without_deferral(monkeypatch, config, trace):
+    with monkeypatch.context() as m:
+        m.setattr(PagedAllocator, "growth_room", lambda self, seq_id: 0)
+        return simulate(config, trace)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_deferring_slots_changes_nothing(monkeypatch, case):
+    trace = random_trace(80, seed=7, rate_per_s=8.0)
+    deferred = simulate(CASES[case], trace)
+    appended = run_without_deferral(monkeypatch, CASES[case], trace)
+    assert deferred.summary["num_finished"] == len(trace)
+    assert_same_run(deferred, appended)
+
+
+def test_deferring_slots_changes_nothing_with_parallel_samples(monkeypatch):
+    base = random_trace(60, seed=5, rate_per_s=4.0)
+    n = np.where(np.arange(len(base)) % 3 == 0, 3, 1)
+    trace = Trace(
+        base.request_id, base.arrival_s, base.num_prompt_tokens, base.num_output_tokens, base.provenance, n=n
+    )
+    config = SimConfig(kv_capacity_bytes=SMALL_KV)
+    assert_same_run(simulate(config, trace), run_without_deferral(monkeypatch, config, trace))
+
+
+def test_no_deferred_slot_outlives_its_request(monkeypatch):
+    allocators = []
+    original_init = PagedAllocator.__init__
+
+    def keep(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        allocators.append(self)
+
+    monkeypatch.setattr(PagedAllocator, "__init__", keep)
+    simulate(SimConfig(kv_capacity_bytes=SMALL_KV), random_trace(40, seed=2, rate_per_s=8.0))
+    assert allocators and all(a.num_deferred_tokens == 0 for a in allocators)
+    for alloc in allocators:
+        alloc.check_invariants()
