@@ -168,7 +168,8 @@ class Replica:
                 batch.allocator_overhead_s = overhead_s
                 if overhead_s:
                     durations[0] += overhead_s
-                ends = np.cumsum(np.concatenate(([now], durations)))[1:]
+                durations[0] = now + durations[0]  # the cumsum then starts at now: the same additions
+                ends = np.cumsum(durations)
                 if num_steps > 1 and sched.admits_arrivals:
                     # Cut at the first step ending at or after the next arrival: it is seen at the next start.
                     cut = int(np.searchsorted(ends, source.next_arrival_s, side="left")) + 1

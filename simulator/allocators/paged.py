@@ -224,9 +224,16 @@ class PagedAllocator:
             pool.num_filled[last] = num_filled + num_fill
             pool.num_used_tokens += num_fill
         if remaining:
-            new_blocks = pool.get_new_blocks(num_blocks)
-            pool.fill_new_blocks(new_blocks, remaining)
-            table += new_blocks
+            if num_blocks == 1 and pool.free_block_ids:  # the decode case: one clean block
+                block = pool.free_block_ids.pop()
+                pool.ref_cnt[block] = 1
+                pool.num_filled[block] = remaining
+                pool.num_used_tokens += remaining
+                table.append(block)
+            else:
+                new_blocks = pool.get_new_blocks(num_blocks)
+                pool.fill_new_blocks(new_blocks, remaining)
+                table += new_blocks
         seq.num_tokens += num_new_tokens
         last = table[-1]
         num_filled = pool.num_filled[last]
@@ -247,17 +254,29 @@ class PagedAllocator:
         self._partial_reserved[block_id] = num_reserved
 
     def growth_room(self, seq_id: int) -> int:
-        """Slots ``seq_id`` can still gain with no effect but reserved -> token_states: its last block is
-        unshared and stays partial, and the sequence stays within its final length. 0 if none."""
-        seq = self.seqs[seq_id]
+        """Slots ``seq_id`` can still gain with no effect but reserved -> token_states: they fit in its last
+        block, which is unshared and holds no prompt block to cache, and stay within the final length."""
+        return self._room(self.seqs[seq_id])
+
+    def _room(self, seq: _Seq) -> int:
         table = seq.block_table
-        if not table or self.pool.ref_cnt[table[-1]] != 1:
+        if not table or self.pool.ref_cnt[table[-1]] != 1 or len(table) <= len(seq.block_hashes):
             return 0
-        room = self.block_size - 1 - self.pool.num_filled[table[-1]]
+        room = self.block_size - self.pool.num_filled[table[-1]]
         left = seq.final_num_tokens - seq.num_tokens
         if left < room:
             room = left
         return room if room > 0 else 0
+
+    def append_decode_slots(self, seq_id: int, num_new_tokens: int) -> int:
+        """``append_slots``, then ``growth_room``, in one call: -1 (and nothing appended) when no memory."""
+        if not self.append_slots(seq_id, num_new_tokens):
+            return -1
+        return self._room(self.seqs[seq_id])
+
+    def num_new_blocks(self, seq_id: int, num_new_tokens: int) -> int:
+        """Blocks that ``append_slots(seq_id, num_new_tokens)`` would take (copy-on-write included)."""
+        return self._num_new_blocks(self.seqs[seq_id], num_new_tokens)
 
     def max_uniform_growth(self, seq_ids: Sequence[int], limit: int) -> int:
         """Sequences are grouped by the empty slots ``r`` of their last block (0 <= r < block_size): growing by

@@ -92,6 +92,8 @@ class SchedulerBase(PreemptionMixin):
         self._growth_room = getattr(allocator, "growth_room", None)
         self._defers = self._growth_room is not None and hasattr(allocator, "num_deferred_tokens")
         self._num_multi_seq_decodes = 0  # decoding requests of the step with more than one sequence
+        # append_slots, then growth_room, in one call (-1: no room, nothing appended)
+        self._append_decode = getattr(allocator, "append_decode_slots", None) if self._defers else None
 
     # ---- queue entry ------------------------------------------------------------------------------------
     def add_request(self, req: RequestState) -> None:
@@ -192,7 +194,7 @@ class SchedulerBase(PreemptionMixin):
         decodes = self._decodes
         append_slots = self.allocator.append_slots
         # The common case (one sequence, room for its slot) is inlined, with _count_decode's sums kept local.
-        growth_room = self._growth_room
+        append_decode = self._append_decode
         bs = self.block_size
         residue = self._residue_counts
         num_seqs = kv_tokens = kv_blocks = num_deferred = 0
@@ -206,11 +208,16 @@ class SchedulerBase(PreemptionMixin):
                 if num_new <= req.num_room:  # within the last block: no allocator call (deferred)
                     req.num_pending_slots = num_new
                     num_deferred += 1
+                elif append_decode is not None:
+                    room = append_decode(seq_ids[0], num_new)
+                    if room >= 0:
+                        req.num_pending_slots = 0
+                        req.num_room = room
+                        num_deferred -= num_new - 1
+                    else:
+                        num_new = 0
                 elif append_slots(seq_ids[0], num_new):
                     req.num_pending_slots = 0
-                    num_deferred -= num_new - 1
-                    if growth_room is not None:
-                        req.num_room = growth_room(seq_ids[0])
                 else:
                     num_new = 0
             else:
@@ -347,6 +354,14 @@ class SchedulerBase(PreemptionMixin):
             self._has_pending = True
             if self._defers:
                 self.allocator.num_deferred_tokens += extra * self._num_decode_seqs
+        if num_steps < self._min_remaining:  # no decoding request finishes: only the counters move
+            for req in self._decodes:
+                req.num_slots += extra
+                req.num_pending_slots += extra
+                req.num_generated += num_steps
+            if self._to_fork:
+                self._fork_samples()
+            return
         for req in self._decodes:
             if extra:
                 req.num_slots += extra

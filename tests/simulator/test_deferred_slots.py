@@ -2,7 +2,7 @@
 
 The vllm scheduler over the paged allocator keeps a sequence's decode slots that stay inside its last, unshared
 block pending (no ``append_slots`` call) and the allocator's ``breakdown()`` counts them from
-``num_deferred_tokens``. With ``growth_room`` forced to 0 every slot is appended at its step, as before the
+``num_deferred_tokens``. With the room (``PagedAllocator._room``) forced to 0 every slot is appended at its step, as before the
 optimisation: both runs must agree on every timing, counter and timeline row, and the deferred counter must
 be back at zero once every request has finished.
 """
@@ -32,7 +32,7 @@ CASES = {
 
 def run_without_deferral(monkeypatch, config, trace):
     with monkeypatch.context() as m:
-        m.setattr(PagedAllocator, "growth_room", lambda self, seq_id: 0)
+        m.setattr(PagedAllocator, "_room", lambda self, seq: 0)
         return simulate(config, trace)
 
 
