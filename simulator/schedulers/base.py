@@ -19,15 +19,14 @@ from __future__ import annotations
 
 from collections import deque
 
-import numpy as np
-
 from kvsim.simulator.allocators.base import KVAllocator
 from kvsim.simulator.batch import Batch
 from kvsim.simulator.request_state import RequestState
+from kvsim.simulator.schedulers.fast_forward import FastForwardMixin
 from kvsim.simulator.schedulers.preemption import PreemptionMixin
 
 
-class SchedulerBase(PreemptionMixin):
+class SchedulerBase(PreemptionMixin, FastForwardMixin):
     """Queues and step bookkeeping shared by the batching policies.
 
     Invariants: ``running`` is in admission order (newest last, the preemption victim); every request in
@@ -158,32 +157,6 @@ class SchedulerBase(PreemptionMixin):
             assert ok, "max_uniform_growth promised room"
         return True
 
-    def _sync(self, req: RequestState) -> None:
-        """Append ``req``'s pending slots (they were checked to fit when its window was planned)."""
-        num_pending = req.num_pending_slots
-        if num_pending:
-            seq_ids = req.seq_ids
-            for seq_id in seq_ids:
-                if not self.allocator.append_slots(seq_id, num_pending):
-                    raise AssertionError("decode_window checked max_uniform_growth")
-            req.num_pending_slots = 0
-            if self._defers:
-                self.allocator.num_deferred_tokens -= num_pending * len(seq_ids)
-                req.num_room = self._growth_room(seq_ids[0]) if len(seq_ids) == 1 else 0
-
-    def _sync_all(self) -> None:
-        """Append the pending slots that need memory (those beyond a request's ``num_room``), oldest first."""
-        for req in self.running:
-            if req.num_pending_slots > req.num_room:
-                self._sync(req)
-        self._has_pending = False
-
-    def _flush_deferred(self) -> None:
-        """Append every pending slot, so that the allocator's per-sequence token counts are exact."""
-        for req in self.running:
-            self._sync(req)
-        self._has_pending = False
-
     def _schedule_decodes(self, reqs: list[RequestState]) -> list[RequestState]:
         """Give every decoding request in ``reqs`` (oldest first) its slot for this step, preempting the
         newest running request when memory runs out (vLLM's ``_schedule_running``). Returns the preempted."""
@@ -303,43 +276,6 @@ class SchedulerBase(PreemptionMixin):
             allocator_overhead_s=self._carried_overhead_s
             + self.allocator.take_overhead_s(self.previous_step_s),
         )
-
-    # ---- fast-forward -----------------------------------------------------------------------------------
-    def decode_window(self, limit: int) -> tuple[int, np.ndarray | None]:
-        """After a pure-decode ``schedule()``: how many steps (1..limit) can run before anything but decode
-        progress changes, and the paged block count of each of them ([num_steps], or None if not paged)."""
-        if self._prefills or not self._decodes or self._queues_moved:
-            return 1, None
-        num_steps = min(limit, self._min_remaining)
-        if self._growth_may_cost:
-            num_steps = 1
-        if num_steps > 1:
-            if self._defers and not self._num_multi_seq_decodes and self._overhead_free_growth is None:
-                # One sequence each, so no shared partial block: the rooms are the block residues, reversed
-                # (a sequence with (slots - 1) % bs == r has bs - 1 - r empty slots in its last block).
-                growth = self.allocator.max_growth_by_room(self._residue_counts[::-1], 0, num_steps)
-            else:
-                if self._defers:
-                    self._flush_deferred()  # max_uniform_growth reads the allocator's token counts
-                seq_ids = [s for req in self._decodes for s in req.seq_ids]
-                if self._overhead_free_growth is not None:
-                    num_steps = min(num_steps, 1 + self._overhead_free_growth(seq_ids, num_steps - 1))
-                # Ask for one step more than the window: the next step's slot, appended with the window's.
-                growth = self.allocator.max_uniform_growth(seq_ids, num_steps)
-            num_steps = min(num_steps, 1 + growth)
-            self._prepaid = growth >= num_steps
-        if not self.block_size:
-            return num_steps, None
-        # Step i reads sum_s ceil((slots_s + i) / bs) blocks: a sequence with (slots - 1) % bs == r gains
-        # a block at every step i with (r + i) % bs == 0.
-        bs = self.block_size
-        counts = np.asarray(self._residue_counts, dtype=np.int64)
-        gains = counts[(-np.arange(1, num_steps)) % bs]
-        blocks = np.empty(num_steps, dtype=np.int64)
-        blocks[0] = self._decode_kv_blocks
-        np.cumsum(gains, out=blocks[1:])
-        blocks[1:] += self._decode_kv_blocks
-        return num_steps, blocks
 
     # ---- step outcome -----------------------------------------------------------------------------------
     def complete_steps(self, num_steps: int, end_s: float) -> None:

@@ -1,0 +1,78 @@
+"""Pending slots and decode windows (a mixin of ``SchedulerBase``, split out to keep files short; DESIGN §7b).
+
+``_sync`` appends a request's pending slots; ``_sync_all`` appends those that need memory (beyond the request's
+``num_room``: the rest stay deferred, counted by the paged allocator's ``num_deferred_tokens``);
+``decode_window`` says how many identical decode steps may run as one event.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kvsim.simulator.request_state import RequestState
+
+
+class FastForwardMixin:
+    """Needs ``SchedulerBase``'s state: ``allocator``, ``running``, the step's sums and ``_residue_counts``."""
+
+    def _sync(self, req: RequestState) -> None:
+        """Append ``req``'s pending slots (they were checked to fit when its window was planned)."""
+        num_pending = req.num_pending_slots
+        if num_pending:
+            seq_ids = req.seq_ids
+            for seq_id in seq_ids:
+                if not self.allocator.append_slots(seq_id, num_pending):
+                    raise AssertionError("decode_window checked max_uniform_growth")
+            req.num_pending_slots = 0
+            if self._defers:
+                self.allocator.num_deferred_tokens -= num_pending * len(seq_ids)
+                req.num_room = self._growth_room(seq_ids[0]) if len(seq_ids) == 1 else 0
+
+    def _sync_all(self) -> None:
+        """Append the pending slots that need memory (those beyond a request's ``num_room``), oldest first."""
+        for req in self.running:
+            if req.num_pending_slots > req.num_room:
+                self._sync(req)
+        self._has_pending = False
+
+    def _flush_deferred(self) -> None:
+        """Append every pending slot, so that the allocator's per-sequence token counts are exact."""
+        for req in self.running:
+            self._sync(req)
+        self._has_pending = False
+
+    def decode_window(self, limit: int) -> tuple[int, np.ndarray | None]:
+        """After a pure-decode ``schedule()``: how many steps (1..limit) can run before anything but decode
+        progress changes, and the paged block count of each of them ([num_steps], or None if not paged)."""
+        if self._prefills or not self._decodes or self._queues_moved:
+            return 1, None
+        num_steps = min(limit, self._min_remaining)
+        if self._growth_may_cost:
+            num_steps = 1
+        if num_steps > 1:
+            if self._defers and not self._num_multi_seq_decodes and self._overhead_free_growth is None:
+                # One sequence each, so no shared partial block: the rooms are the block residues, reversed
+                # (a sequence with (slots - 1) % bs == r has bs - 1 - r empty slots in its last block).
+                growth = self.allocator.max_growth_by_room(self._residue_counts[::-1], 0, num_steps)
+            else:
+                if self._defers:
+                    self._flush_deferred()  # max_uniform_growth reads the allocator's token counts
+                seq_ids = [s for req in self._decodes for s in req.seq_ids]
+                if self._overhead_free_growth is not None:
+                    num_steps = min(num_steps, 1 + self._overhead_free_growth(seq_ids, num_steps - 1))
+                # Ask for one step more than the window: the next step's slot, appended with the window's.
+                growth = self.allocator.max_uniform_growth(seq_ids, num_steps)
+            num_steps = min(num_steps, 1 + growth)
+            self._prepaid = growth >= num_steps
+        if not self.block_size:
+            return num_steps, None
+        # Step i reads sum_s ceil((slots_s + i) / bs) blocks: a sequence with (slots - 1) % bs == r gains
+        # a block at every step i with (r + i) % bs == 0.
+        bs = self.block_size
+        counts = np.asarray(self._residue_counts, dtype=np.int64)
+        gains = counts[(-np.arange(1, num_steps)) % bs]
+        blocks = np.empty(num_steps, dtype=np.int64)
+        blocks[0] = self._decode_kv_blocks
+        np.cumsum(gains, out=blocks[1:])
+        blocks[1:] += self._decode_kv_blocks
+        return num_steps, blocks
