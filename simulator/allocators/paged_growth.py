@@ -74,10 +74,46 @@ class PagedGrowthMixin:
         return room if room > 0 else 0
 
     def append_decode_slots(self, seq_id: int, num_new_tokens: int) -> int:
-        """``append_slots``, then ``growth_room``, in one call: -1 (and nothing appended) when no memory."""
+        """``append_slots``, then ``growth_room``, in one call: -1 (and nothing appended) when no memory.
+
+        Inlined for the decode crossing (the last block, unshared and past the prompt's cached blocks, fills
+        and one clean block takes the rest): the same block, counters and partial-block entries as ``_grow``."""
+        seq = self.seqs[seq_id]
+        table, pool, bs = seq.block_table, self.pool, self.block_size
+        last = table[-1]
+        filled = pool.num_filled[last]
+        total = filled + num_new_tokens
+        if (
+            bs < total <= 2 * bs
+            and pool.free_block_ids
+            and pool.ref_cnt[last] == 1
+            and len(table) > len(seq.block_hashes)
+        ):
+            if filled < bs:  # the partial last block fills: it leaves the partial-block maps
+                self._num_reserved_slots -= self._partial_reserved.pop(last)
+                del self._partial_sharers[last]
+                pool.num_filled[last] = bs
+            block = pool.free_block_ids.pop()
+            rest = total - bs
+            pool.ref_cnt[block] = 1
+            pool.num_filled[block] = rest
+            pool.num_used_tokens += num_new_tokens
+            table.append(block)
+            seq.num_tokens += num_new_tokens
+            if rest == bs:
+                return 0
+            room = seq.final_num_tokens - seq.num_tokens
+            if room > bs - rest:
+                room = bs - rest
+            if room < 0:
+                room = 0
+            self._partial_sharers[block] = [seq_id]
+            self._partial_reserved[block] = room
+            self._num_reserved_slots += room
+            return room  # the reserved slots are exactly the room: bs - rest, capped by the final length
         if not self.append_slots(seq_id, num_new_tokens):
             return -1
-        return self._room(self.seqs[seq_id])
+        return self._room(seq)
 
     def max_uniform_growth(self, seq_ids: Sequence[int], limit: int) -> int:
         """Sequences are grouped by the empty slots ``r`` of their last block (0 <= r < block_size): growing by

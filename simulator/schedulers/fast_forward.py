@@ -20,6 +20,14 @@ class FastForwardMixin:
         num_pending = req.num_pending_slots
         if num_pending:
             seq_ids = req.seq_ids
+            if self._append_decode is not None and len(seq_ids) == 1:  # append and new room in one call
+                room = self._append_decode(seq_ids[0], num_pending)
+                if room < 0:
+                    raise AssertionError("decode_window checked max_uniform_growth")
+                req.num_pending_slots = 0
+                req.num_room = room
+                self.allocator.num_deferred_tokens -= num_pending
+                return
             for seq_id in seq_ids:
                 if not self.allocator.append_slots(seq_id, num_pending):
                     raise AssertionError("decode_window checked max_uniform_growth")

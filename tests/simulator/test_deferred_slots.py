@@ -2,9 +2,9 @@
 
 The vllm scheduler over the paged allocator keeps a sequence's decode slots that stay inside its last, unshared
 block pending (no ``append_slots`` call) and the allocator's ``breakdown()`` counts them from
-``num_deferred_tokens``. With the room (``PagedAllocator._room``) forced to 0 every slot is appended at its
-step, as before the optimisation: both runs must agree on every timing, counter and timeline row, and the
-deferred counter must be back at zero once every request has finished.
+``num_deferred_tokens``. With every room forced to 0 every slot is appended at its step, as before the
+optimisation: both runs must agree on every timing, counter and timeline row, and the deferred counter must
+be back at zero once every request has finished.
 """
 
 from __future__ import annotations
@@ -33,6 +33,11 @@ CASES = {
 def run_without_deferral(monkeypatch, config, trace):
     with monkeypatch.context() as m:
         m.setattr(PagedAllocator, "_room", lambda self, seq: 0)
+        m.setattr(
+            PagedAllocator,
+            "append_decode_slots",
+            lambda self, seq_id, num_new: 0 if self.append_slots(seq_id, num_new) else -1,
+        )
         return simulate(config, trace)
 
 
