@@ -197,6 +197,17 @@ class VAttentionAllocator:
                 hi = mid - 1
         return lo
 
+    def max_overhead_free_growth(self, seq_ids: Sequence[int], limit: int) -> int:
+        """How far (0..limit) every listed sequence can grow within the page groups it already needs: no page
+        is mapped, so no step is charged, and no group changes hands (a fast-forward window may then append
+        the growth later in one call; SchedulerBase.decode_window)."""
+        room = limit
+        for seq_id in seq_ids:
+            seq = self.seqs[seq_id]
+            if seq.num_slots - seq.num_tokens < room:
+                room = seq.num_slots - seq.num_tokens
+        return room if room > 0 else 0
+
     def fork(self, parent_seq_id: int, child_seq_id: int, *, final_num_tokens: int | None = None) -> bool:
         """A copy into a buffer of its own: mapped pages cannot be shared between virtual buffers here."""
         parent = self.seqs[parent_seq_id]
