@@ -134,6 +134,9 @@ class Replica:
         env = self.env
         sched = self.scheduler
         cost = self.cost_model
+        # Cost models that opt in are timed by step_time for one-step decode windows; others (wrappers that
+        # watch every decode step) keep getting decode_step_times.
+        single_by_step_time = getattr(cost, "single_decode_by_step_time", False)
         recorder = self.recorder
         source = self.source
         assert source is not None, "wire the arrival source before running"
@@ -156,12 +159,15 @@ class Replica:
                 self._wakeup = None
                 self.clock_s = env.now
                 continue
-            if batch.prefill_q_lens:
-                num_steps = 1
-                ends = [now + cost.step_time(batch).total_s]
-            else:
+            num_steps = 1
+            if not batch.prefill_q_lens:
                 limit = MAX_WINDOW_STEPS if self.fast_forward else 1
                 num_steps, blocks = sched.decode_window(limit)
+            if num_steps == 1 and (batch.prefill_q_lens or single_by_step_time):
+                # decode_step_times' element 0 is step_time(batch).total_s bit for bit (its contract), with the
+                # allocator overhead added last in both: plain floats, no arrays, for the commonest window.
+                ends = [now + cost.step_time(batch).total_s]
+            else:
                 overhead_s = batch.allocator_overhead_s
                 batch.allocator_overhead_s = 0.0
                 durations = cost.decode_step_times(batch, num_steps, blocks)
@@ -170,7 +176,7 @@ class Replica:
                     durations[0] += overhead_s
                 durations[0] = now + durations[0]  # the cumsum then starts at now: the same additions
                 ends = np.cumsum(durations)
-                if num_steps > 1 and sched.admits_arrivals:
+                if sched.admits_arrivals:
                     # Cut at the first step ending at or after the next arrival: it is seen at the next start.
                     cut = int(np.searchsorted(ends, source.next_arrival_s, side="left")) + 1
                     if cut < num_steps:

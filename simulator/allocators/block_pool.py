@@ -133,6 +133,15 @@ class BlockPool:
         free, cached, num_freed_tokens = self.free_block_ids, self.cached_free_blocks, 0
         if not self.hash_to_block:  # no cached blocks at all (prefix caching off): a tighter loop; a double
             # free (a negative count) shows in check_invariants
+            if block_ids and max(map(ref_cnt.__getitem__, block_ids)) == 1:
+                # No block shared (no fork holds it): every block frees, in the order given, with C-level
+                # map/sum instead of a branch per block; a double free (a count already 0 among them) leaves
+                # the block on the free list twice, which check_invariants reports.
+                for block_id in block_ids:
+                    ref_cnt[block_id] = 0
+                free += block_ids
+                self.num_used_tokens -= sum(map(num_filled.__getitem__, block_ids))
+                return
             for block_id in block_ids:
                 count = ref_cnt[block_id] - 1
                 ref_cnt[block_id] = count

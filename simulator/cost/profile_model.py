@@ -42,6 +42,10 @@ class ProfileCostModel:
     """Step time from a profile (DESIGN §5). Invariant: ``decode_step_times(b, k)[i]`` equals
     ``step_time(<b advanced i decode steps>).total_s`` bit for bit (same operations in the same order)."""
 
+    # The engine may time a one-step decode window with step_time alone (no arrays). Opt-in per class, not a
+    # Protocol promise: a wrapper that watches decode_step_times (reproduce vllm-fig15) must see every step.
+    single_decode_by_step_time = True
+
     def __init__(self, profile: Profile, model: ModelSpec, tp: int = 1) -> None:
         model.check_tp(tp)
         self.profile, self.model, self.tp = profile, model, tp

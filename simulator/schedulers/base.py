@@ -291,10 +291,14 @@ class SchedulerBase(PreemptionMixin, FastForwardMixin):
             if self._defers:
                 self.allocator.num_deferred_tokens += extra * self._num_decode_seqs
         if num_steps < self._min_remaining:  # no decoding request finishes: only the counters move
-            for req in self._decodes:
-                req.num_slots += extra
-                req.num_pending_slots += extra
-                req.num_generated += num_steps
+            if extra:
+                for req in self._decodes:
+                    req.num_slots += extra
+                    req.num_pending_slots += extra
+                    req.num_generated += num_steps
+            else:  # one step (most windows): the slot was appended (or deferred) when it was scheduled
+                for req in self._decodes:
+                    req.num_generated += 1
             if self._to_fork:
                 self._fork_samples()
             return

@@ -72,7 +72,7 @@ class FastForwardMixin:
                 growth = self.allocator.max_uniform_growth(seq_ids, num_steps)
             num_steps = min(num_steps, 1 + growth)
             self._prepaid = growth >= num_steps
-        if not self.block_size:
+        if not self.block_size or num_steps == 1:  # one step reads the batch's own block count
             return num_steps, None
         # Step i reads sum_s ceil((slots_s + i) / bs) blocks: a sequence with (slots - 1) % bs == r gains
         # a block at every step i with (r + i) % bs == 0.
