@@ -169,8 +169,9 @@ class SchedulerBase(PreemptionMixin, FastForwardMixin):
         # The common case (one sequence, room for its slot) is inlined, with _count_decode's sums kept local.
         append_decode = self._append_decode
         bs = self.block_size
-        residue = self._residue_counts
-        num_seqs = kv_tokens = kv_blocks = num_deferred = 0
+        # The fast path counts its sequences by block residue only; blocks and sequences follow after the loop.
+        fast_residue = [0] * bs
+        num_seqs = kv_tokens = num_deferred = 0
         min_remaining = self._min_remaining
         for req in reqs:
             if preempted and req in preempted:  # taken earlier in this loop as a victim
@@ -198,11 +199,11 @@ class SchedulerBase(PreemptionMixin, FastForwardMixin):
             if num_new:
                 slots = req.num_slots = req.num_slots + 1
                 decodes.append(req)
-                num_seqs += 1
                 kv_tokens += slots
                 if bs:
-                    kv_blocks += -(-slots // bs)
-                    residue[(slots - 1) % bs] += 1
+                    fast_residue[(slots - 1) % bs] += 1
+                else:
+                    num_seqs += 1
                 remaining = req.num_output_tokens - req.num_generated
                 if remaining < min_remaining:
                     min_remaining = remaining
@@ -224,6 +225,17 @@ class SchedulerBase(PreemptionMixin, FastForwardMixin):
             req.num_room = 0  # _grow_one appended past the last sync
         if self._defers:
             self.allocator.num_deferred_tokens += num_deferred
+        kv_blocks = 0
+        if bs:
+            # Σ ceil(s / bs) = Σ ((s - 1) // bs + 1), and Σ (s - 1) // bs = (Σ (s - 1) - Σ (s - 1) % bs) / bs.
+            residue = self._residue_counts
+            residue_sum = 0
+            for r, count in enumerate(fast_residue):
+                if count:
+                    residue[r] += count
+                    num_seqs += count
+                    residue_sum += r * count
+            kv_blocks = num_seqs + (kv_tokens - num_seqs - residue_sum) // bs
         self._num_decode_seqs += num_seqs
         self._decode_kv_tokens += kv_tokens
         self._decode_kv_blocks += kv_blocks
