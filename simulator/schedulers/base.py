@@ -314,12 +314,13 @@ class SchedulerBase(PreemptionMixin, FastForwardMixin):
             if self._to_fork:
                 self._fork_samples()
             return
-        for req in self._decodes:
-            if extra:
+        if extra:  # counters only (no allocator call), so doing them first changes nothing below
+            for req in self._decodes:
                 req.num_slots += extra
                 req.num_pending_slots += extra
-            req.num_generated += num_steps
-            if req.num_generated >= req.num_output_tokens:
+        for req in self._decodes:
+            generated = req.num_generated = req.num_generated + num_steps
+            if generated >= req.num_output_tokens:
                 self._sync(req)  # allocators may keep state past free (vAttention keeps pages mapped)
                 self._finish(req, end_s)
                 any_finished = True
