@@ -15,7 +15,9 @@ of one step) reaches the very same float times.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable
+from itertools import accumulate
 
 import numpy as np
 import simpy
@@ -28,6 +30,7 @@ from kvsim.simulator.schedulers.base import SchedulerBase
 from kvsim.traces.request import Trace
 
 MAX_WINDOW_STEPS = 1 << 14  # one window's cost array; a longer quiet stretch simply takes several windows
+SHORT_WINDOW_STEPS = 64  # up to this many steps, a window is timed with Python floats rather than arrays
 
 
 class ArrivalSource:
@@ -137,6 +140,7 @@ class Replica:
         # Cost models that opt in are timed by step_time for one-step decode windows; others (wrappers that
         # watch every decode step) keep getting decode_step_times.
         single_by_step_time = getattr(cost, "single_decode_by_step_time", False)
+        step_times_list = getattr(cost, "decode_step_times_list", None) if single_by_step_time else None
         recorder = self.recorder
         source = self.source
         assert source is not None, "wire the arrival source before running"
@@ -170,15 +174,22 @@ class Replica:
             else:
                 overhead_s = batch.allocator_overhead_s
                 batch.allocator_overhead_s = 0.0
-                durations = cost.decode_step_times(batch, num_steps, blocks)
+                short = step_times_list is not None and num_steps <= SHORT_WINDOW_STEPS
+                if short:  # Python floats: the same values as the arrays, cheaper for a few steps
+                    durations = step_times_list(batch, num_steps, None if blocks is None else blocks.tolist())
+                else:
+                    durations = cost.decode_step_times(batch, num_steps, blocks)
                 batch.allocator_overhead_s = overhead_s
                 if overhead_s:
                     durations[0] += overhead_s
                 durations[0] = now + durations[0]  # the cumsum then starts at now: the same additions
-                ends = np.cumsum(durations)
+                ends = list(accumulate(durations)) if short else np.cumsum(durations)
                 if sched.admits_arrivals:
                     # Cut at the first step ending at or after the next arrival: it is seen at the next start.
-                    cut = int(np.searchsorted(ends, source.next_arrival_s, side="left")) + 1
+                    if short:
+                        cut = bisect_left(ends, source.next_arrival_s) + 1
+                    else:
+                        cut = int(np.searchsorted(ends, source.next_arrival_s, side="left")) + 1
                     if cut < num_steps:
                         num_steps = cut
             end_s = float(ends[num_steps - 1])

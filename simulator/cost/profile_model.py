@@ -167,6 +167,36 @@ class ProfileCostModel:
             + first.allocator_s
         )
 
+    def decode_step_times_list(
+        self, batch: Batch, num_steps: int, decode_kv_blocks: list[int] | None = None
+    ) -> list[float]:
+        """``decode_step_times`` as a list of Python floats, element for element bit-identical (the same
+        float64 operations in the same order, int -> float conversions exact below 2**53): cheaper than
+        arrays for the short windows that most decode windows are."""
+        first = self.step_time(batch)
+        seqs = batch.num_decode_seqs
+        if seqs == 0:
+            return [first.total_s] * num_steps
+        const_s, s_tok, s_seq, s_blk = (
+            self._decode_paged if batch.attention_kernel == "paged" else self._decode_contiguous
+        )
+        layers, tokens0 = self._num_layers, batch.decode_kv_tokens
+        if decode_kv_blocks is None:
+            decode_kv_blocks = [batch.decode_kv_blocks] * num_steps
+        head = first.gemm_s + first.attn_prefill_s
+        seq_s = s_seq * seqs
+        tail = (first.lm_head_s, first.allreduce_s, first.overhead_s, first.allocator_s)
+        lm_head_s, allreduce_s, overhead_s, allocator_s = tail
+        return [
+            head
+            + layers * (const_s + s_tok * float(tokens0 + i * seqs) + seq_s + s_blk * float(blocks))
+            + lm_head_s
+            + allreduce_s
+            + overhead_s
+            + allocator_s
+            for i, blocks in enumerate(decode_kv_blocks)
+        ]
+
     def map_latency_s(self, page_size_bytes: int) -> float | None:
         """Measured seconds to map one physical page of this size (cuMemCreate + cuMemMap + cuMemSetAccess),
         interpolated between measured sizes; None when the profile has no VMM measurement (roofline)."""

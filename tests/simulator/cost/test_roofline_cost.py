@@ -117,6 +117,9 @@ def test_decode_step_times_equal_step_time_bit_for_bit(model, gpu, tp, kernel):
             allocator_overhead_s=float(rng.choice([0.0, 3.7e-5])),
         )
         fast = cost.decode_step_times(first, 50, blocks)
+        # The engine's list path for short windows gives the very same floats.
+        assert cost.decode_step_times_list(first, 50, blocks.tolist()) == fast.tolist()
+        assert cost.decode_step_times_list(first, 3) == cost.decode_step_times(first, 3).tolist()
         for i in range(50):
             step_i = Batch(
                 num_decode_seqs=seqs,
