@@ -176,7 +176,9 @@ class Replica:
                 batch.allocator_overhead_s = 0.0
                 short = step_times_list is not None and num_steps <= SHORT_WINDOW_STEPS
                 if short:  # Python floats: the same values as the arrays, cheaper for a few steps
-                    durations = step_times_list(batch, num_steps, None if blocks is None else blocks.tolist())
+                    if blocks is not None and not isinstance(blocks, list):
+                        blocks = blocks.tolist()
+                    durations = step_times_list(batch, num_steps, blocks)
                 else:
                     durations = cost.decode_step_times(batch, num_steps, blocks)
                 batch.allocator_overhead_s = overhead_s

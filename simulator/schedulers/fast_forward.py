@@ -11,6 +11,8 @@ import numpy as np
 
 from kvsim.simulator.request_state import RequestState
 
+SHORT_BLOCKS_STEPS = 64  # windows up to this long get their block counts as a list (the engine's float path)
+
 
 class FastForwardMixin:
     """Needs ``SchedulerBase``'s state: ``allocator``, ``running``, the step's sums and ``_residue_counts``."""
@@ -49,9 +51,10 @@ class FastForwardMixin:
             self._sync(req)
         self._has_pending = False
 
-    def decode_window(self, limit: int) -> tuple[int, np.ndarray | None]:
+    def decode_window(self, limit: int) -> tuple[int, np.ndarray | list[int] | None]:
         """After a pure-decode ``schedule()``: how many steps (1..limit) can run before anything but decode
-        progress changes, and the paged block count of each of them ([num_steps], or None if not paged)."""
+        progress changes, and the paged block count of each of them ([num_steps], an array or for short
+        windows a list; None if not paged or one step: the batch's own count)."""
         if self._prefills or not self._decodes or self._queues_moved:
             return 1, None
         num_steps = min(limit, self._min_remaining)
@@ -77,6 +80,13 @@ class FastForwardMixin:
         # Step i reads sum_s ceil((slots_s + i) / bs) blocks: a sequence with (slots - 1) % bs == r gains
         # a block at every step i with (r + i) % bs == 0.
         bs = self.block_size
+        if num_steps <= SHORT_BLOCKS_STEPS:  # a few steps: a plain list is cheaper than arrays
+            counts, num_blocks = self._residue_counts, self._decode_kv_blocks
+            block_list = [num_blocks]
+            for i in range(1, num_steps):
+                num_blocks += counts[-i % bs]
+                block_list.append(num_blocks)
+            return num_steps, block_list
         counts = np.asarray(self._residue_counts, dtype=np.int64)
         gains = counts[(-np.arange(1, num_steps)) % bs]
         blocks = np.empty(num_steps, dtype=np.int64)
