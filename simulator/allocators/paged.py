@@ -283,6 +283,11 @@ class PagedAllocator(PagedGrowthMixin):
             cached_bytes=self.pool.num_cached_free_blocks * self.block_bytes,
         )
 
+    def free_bytes(self) -> int:
+        """``breakdown().free`` without building the breakdown (the watermark check asks on every admission):
+        capacity minus the blocks in use, as the five parts reduce to (exact integers)."""
+        return self.capacity_bytes - self.pool.num_used_blocks * self.block_bytes
+
     def clear_blocked(self) -> None:
         """Nothing to clear: paged memory has no external fragmentation."""
 

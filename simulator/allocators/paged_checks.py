@@ -41,5 +41,6 @@ def check_paged_invariants(alloc: PagedAllocator) -> None:
     assert parts.external_frag == 0
     assert parts.internal_frag < max(1, len(partial)) * alloc.block_bytes, "internal_frag >= a block per seq"
     assert parts.cached_bytes <= parts.free
+    assert alloc.free_bytes() == parts.free, "free_bytes() differs from breakdown().free"
     num_swapped = sum(seq.num_swapped_blocks for seq in alloc.seqs.values())
     assert num_swapped == alloc.num_cpu_blocks_used <= alloc.num_cpu_blocks

@@ -110,11 +110,16 @@ class VllmScheduler(SchedulerBase):
         need_bytes = self._slot_bytes(num_tokens)
         if self.allocator.capacity_bytes - need_bytes < self.watermark_bytes:
             return True  # could never pass (a long recompute re-prefill): admit it when memory allows
-        if self.allocator.breakdown().free - need_bytes < self.watermark_bytes:
+        if self._free_bytes() - need_bytes < self.watermark_bytes:
             return False  # already short before the pending decode slots are appended, so short after
         if self._has_pending:
             self._sync_all()
-        return self.allocator.breakdown().free - need_bytes >= self.watermark_bytes
+        return self._free_bytes() - need_bytes >= self.watermark_bytes
+
+    def _free_bytes(self) -> int:
+        # An allocator may answer ``free_bytes()`` (== breakdown().free) without building a breakdown.
+        free_bytes = getattr(self.allocator, "free_bytes", None)
+        return free_bytes() if free_bytes is not None else self.allocator.breakdown().free
 
     def _slot_bytes(self, num_tokens: int) -> int:
         if self.block_size:
