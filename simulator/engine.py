@@ -7,10 +7,12 @@ it up at its next step start, prefills it, decodes it, and hands it to the recor
 Speed: a replica's step costs O(1) plus O(requests it touches). When a step is pure decode, the loop asks the
 scheduler how many identical steps can run before anything but decode progress changes (a completion, memory
 running out) and, if an arrival could be admitted (nothing queued), cuts the run at the step that ends at or
-after the next arrival anywhere; it times them
-with one ``CostModel.decode_step_times`` call and advances them in one SimPy timeout. The replica keeps its
-own clock as a running sum of step durations (``np.cumsum``, sequential), so ``fast_forward=False`` (windows
-of one step) reaches the very same float times.
+after the next arrival anywhere; it times them with one ``CostModel.decode_step_times`` call (a cost model
+that opts in with ``single_decode_by_step_time`` is asked ``step_time`` for one step and
+``decode_step_times_list`` for a short window: the same floats, no arrays) and advances them in one SimPy
+timeout. The replica keeps its own clock as a running sum of step durations (``np.cumsum`` or
+``itertools.accumulate``, both sequential), so ``fast_forward=False`` (windows of one step) reaches the very
+same float times.
 """
 
 from __future__ import annotations
