@@ -23,7 +23,7 @@ import triton
 import triton.language as tl
 
 from kvsim.kernels import validation as check
-from kvsim.kernels.heuristics import KernelLaunch, decode_tiles, next_power_of_2, plan_kv_splits
+from kvsim.kernels.heuristics import KernelLaunch, decode_tiles, next_power_of_2, plan_kv_splits, run_planned
 
 if check.interpreting():  # before any kernel below is decorated and run
     from kvsim.kernels import interpreter_compat
@@ -230,17 +230,19 @@ def paged_decode_attention(
     check.check_same_device(q, k_cache=k_cache, v_cache=v_cache, block_table=block_table, seq_lens=seq_lens)
     if max_seq_len is None and num_seqs > 0:
         max_seq_len = check.check_paged_values(seq_lens, block_table, block_size, num_blocks, min_seq_len=1)
-    return _launch(
-        q,
-        (k_cache, v_cache),
-        block_table,
-        seq_lens,
-        kv_strides=paged_kv_strides(k_cache, v_cache),
-        block_size=block_size,
-        paged=True,
-        scale=check.resolve_scale(scale, head_dim),
-        num_kv_splits=num_kv_splits,
-        max_seq_len=max_seq_len,
+    return run_planned(
+        plan_launches(
+            q,
+            (k_cache, v_cache),
+            block_table,
+            seq_lens,
+            kv_strides=paged_kv_strides(k_cache, v_cache),
+            block_size=block_size,
+            paged=True,
+            scale=check.resolve_scale(scale, head_dim),
+            num_kv_splits=num_kv_splits,
+            max_seq_len=max_seq_len,
+        )
     )
 
 
@@ -276,17 +278,19 @@ def contiguous_decode_attention(
         if lo < 1 or hi > k.shape[1]:
             raise ValueError(f"seq_lens must lie in [1, {k.shape[1]}] (k's dim 1), got [{lo}, {hi}]")
         max_seq_len = hi
-    return _launch(
-        q,
-        (k, v),
-        seq_lens,  # no block table: any int32 tensor serves as the unused pointer
-        seq_lens,
-        kv_strides=contiguous_kv_strides(k, v),
-        block_size=1,
-        paged=False,
-        scale=check.resolve_scale(scale, head_dim),
-        num_kv_splits=num_kv_splits,
-        max_seq_len=max_seq_len,
+    return run_planned(
+        plan_launches(
+            q,
+            (k, v),
+            seq_lens,  # no block table: any int32 tensor serves as the unused pointer
+            seq_lens,
+            kv_strides=contiguous_kv_strides(k, v),
+            block_size=1,
+            paged=False,
+            scale=check.resolve_scale(scale, head_dim),
+            num_kv_splits=num_kv_splits,
+            max_seq_len=max_seq_len,
+        )
     )
 
 
@@ -298,14 +302,6 @@ def paged_kv_strides(k_cache: torch.Tensor, v_cache: torch.Tensor) -> list[tuple
 def contiguous_kv_strides(k: torch.Tensor, v: torch.Tensor) -> list[tuple[int, int, int, int]]:
     """(seq, outer, token, head) strides: a token's address is seq x stride(0) + token x stride(1)."""
     return [(t.stride(0), 0, t.stride(1), t.stride(2)) for t in (k, v)]
-
-
-def _launch(q: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-    """Shared launcher of both layouts; arguments already checked."""
-    out, launches = plan_launches(q, *args, **kwargs)
-    for launch in launches:
-        launch.run()
-    return out
 
 
 def plan_launches(

@@ -48,6 +48,14 @@ class KernelLaunch:
         self.kernel[self.grid](*self.args, **self.meta)
 
 
+def run_planned(planned: tuple[torch.Tensor, list[KernelLaunch]]) -> torch.Tensor:
+    """Run the launches of a ``plan_launches`` result, in order, and return the output they fill."""
+    out, launches = planned
+    for launch in launches:
+        launch.run()
+    return out
+
+
 def next_power_of_2(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
 

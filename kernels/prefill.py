@@ -24,7 +24,7 @@ import triton.language as tl
 
 from kvsim.kernels import validation as check
 from kvsim.kernels.decode import LOG2E, _token_slots
-from kvsim.kernels.heuristics import KernelLaunch, prefill_tiles
+from kvsim.kernels.heuristics import KernelLaunch, prefill_tiles, run_planned
 
 
 @triton.jit
@@ -191,17 +191,19 @@ def paged_prefill_attention(
                 "the new tokens' K/V must already be in the cache"
             )
         max_q_len = facts[1]
-    return _launch(
-        q,
-        (k_cache, v_cache),
-        block_table,
-        cu_seqlens_q,
-        seq_lens,
-        kv_strides=[(t.stride(0), t.stride(1), t.stride(2)) for t in (k_cache, v_cache)],
-        block_size=block_size,
-        paged=True,
-        scale=check.resolve_scale(scale, q.shape[2]),
-        max_q_len=max_q_len,
+    return run_planned(
+        plan_launches(
+            q,
+            (k_cache, v_cache),
+            block_table,
+            cu_seqlens_q,
+            seq_lens,
+            kv_strides=[(t.stride(0), t.stride(1), t.stride(2)) for t in (k_cache, v_cache)],
+            block_size=block_size,
+            paged=True,
+            scale=check.resolve_scale(scale, q.shape[2]),
+            max_q_len=max_q_len,
+        )
     )
 
 
@@ -231,26 +233,20 @@ def contiguous_prefill_attention(
     check.check_same_device(q, k=k, v=v, cu_seqlens=cu_seqlens)
     if max_seqlen is None and cu_seqlens.shape[0] > 1:
         max_seqlen = int(check.check_cu_seqlens("cu_seqlens", cu_seqlens, q.shape[0]).max())
-    return _launch(
-        q,
-        (k, v),
-        cu_seqlens,  # no block table or seq_lens: any int32 tensor serves as the unused pointer
-        cu_seqlens,
-        cu_seqlens,
-        kv_strides=[(0, t.stride(0), t.stride(1)) for t in (k, v)],
-        block_size=1,
-        paged=False,
-        scale=check.resolve_scale(scale, q.shape[2]),
-        max_q_len=max_seqlen,
+    return run_planned(
+        plan_launches(
+            q,
+            (k, v),
+            cu_seqlens,  # no block table or seq_lens: any int32 tensor serves as the unused pointer
+            cu_seqlens,
+            cu_seqlens,
+            kv_strides=[(0, t.stride(0), t.stride(1)) for t in (k, v)],
+            block_size=1,
+            paged=False,
+            scale=check.resolve_scale(scale, q.shape[2]),
+            max_q_len=max_seqlen,
+        )
     )
-
-
-def _launch(q: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-    """Shared launcher of both layouts; arguments already checked."""
-    out, launches = plan_launches(q, *args, **kwargs)
-    for launch in launches:
-        launch.run()
-    return out
 
 
 def plan_launches(
