@@ -54,6 +54,13 @@ WORKLOADS = {  # paper §6.1 (dataset means) and Fig. 13 (rates)
 }
 
 
+def paper_config(seed: int, **fields):
+    """The paper's set-up (§6.1: OPT-13B, one A100-40GB, 12 GB of KV) with the given scheduler/allocator fields."""
+    from kvsim.simulator import SimConfig
+
+    return SimConfig(model=MODEL, gpu=GPU, kv_capacity_bytes=KV_CAPACITY_BYTES, seed=seed, **fields)
+
+
 def paper_like_trace(
     workload: Workload, *, seed: int, max_model_len: int = 2048, num_requests: int | None = None
 ):
@@ -81,7 +88,7 @@ def paper_like_trace(
 
 
 def run_systems(workload: Workload, *, seed: int, num_requests: int | None, out: Path | None):
-    from kvsim.simulator import SimConfig, simulate
+    from kvsim.simulator import simulate
 
     trace = paper_like_trace(workload, seed=seed, num_requests=num_requests)
     click.echo(
@@ -91,15 +98,7 @@ def run_systems(workload: Workload, *, seed: int, num_requests: int | None, out:
     )
     results = {}
     for name, scheduler, allocator in SYSTEMS:
-        config = SimConfig(
-            model=MODEL,
-            gpu=GPU,
-            scheduler=scheduler,
-            allocator=allocator,
-            kv_capacity_bytes=KV_CAPACITY_BYTES,
-            seed=seed,
-        )
-        result = simulate(config, trace)
+        result = simulate(paper_config(seed, scheduler=scheduler, allocator=allocator), trace)
         results[name] = result
         if out is not None:
             result.write(
@@ -230,18 +229,11 @@ def max_rate(
 ) -> float:
     """Largest rate (bisection) whose mean normalized latency stays within ``threshold``; the same lengths at
     every rate (only the arrival times are scaled)."""
-    from kvsim.simulator import SimConfig, simulate
+    from kvsim.simulator import simulate
     from kvsim.traces import rescale_to_rate
 
     base = paper_like_trace(WORKLOADS["sharegpt"], seed=seed, num_requests=num_requests)
-    config = SimConfig(
-        model=MODEL,
-        gpu=GPU,
-        scheduler=scheduler,
-        allocator=allocator,
-        kv_capacity_bytes=KV_CAPACITY_BYTES,
-        seed=seed,
-    )
+    config = paper_config(seed, scheduler=scheduler, allocator=allocator)
     lo, hi, iterations = RATE_SEARCH
     for _ in range(iterations):
         mid = (lo * hi) ** 0.5  # geometric: the rates span two orders of magnitude
@@ -324,7 +316,7 @@ def vllm_fig15(seed, num_requests, rate):
 
     import numpy as np
 
-    from kvsim.simulator import SimConfig, simulate
+    from kvsim.simulator import simulate
     from kvsim.simulator.allocators import make_allocator
     from kvsim.simulator.cost import make_cost_model
     from kvsim.simulator.specs import ModelSpec
@@ -337,14 +329,7 @@ def vllm_fig15(seed, num_requests, rate):
         trace = dataclasses.replace(base, n=np.full(len(base), n, dtype=np.int64))
         allocator = make_allocator("paged:block_size=16", model=model, tp=1, capacity_bytes=KV_CAPACITY_BYTES)
         probe = SharingProbe(make_cost_model(MODEL, GPU), allocator)
-        config = SimConfig(
-            model=MODEL,
-            gpu=GPU,
-            allocator="paged:block_size=16",
-            kv_capacity_bytes=KV_CAPACITY_BYTES,
-            seed=seed,
-            fast_forward=False,
-        )
+        config = paper_config(seed, allocator="paged:block_size=16", fast_forward=False)
         summary = simulate(config, trace, cost_model=probe, allocator_factory=lambda a=allocator: a).summary
         rows.append(
             (
