@@ -83,7 +83,11 @@ def simulate(
 
         cost_model = make_cost_model(model, gpu, config.tp, profile=config.profile)
     if allocator_factory is None:
-        allocator_factory = _allocator_factory(config, model, capacity, cost_model)
+        single_sequence = all(
+            column is None or not len(column) or int(column.max()) <= 1
+            for column in (trace.n, trace.beam_width)
+        )
+        allocator_factory = _allocator_factory(config, model, capacity, cost_model, single_sequence)
     max_num_batched_tokens = config.resolved_max_num_batched_tokens(model.max_model_len)
 
     env = simpy.Environment()
@@ -190,9 +194,13 @@ def _make_scheduler(config: SimConfig, allocator: KVAllocator, max_num_batched_t
 
 
 def _allocator_factory(
-    config: SimConfig, model: ModelSpec, capacity: int, cost_model: CostModel
+    config: SimConfig, model: ModelSpec, capacity: int, cost_model: CostModel, single_sequence: bool
 ) -> Callable[[], KVAllocator]:
-    from kvsim.simulator.allocators import make_allocator
+    """Builds one replica's allocator. ``paged`` without prefix caching, on a trace where every request has
+    one sequence, shares no block: it is counted rather than tracked by block id (the same results, faster;
+    ``allocators/paged_counted.py``)."""
+    from kvsim.simulator.allocators import PagedAllocator, make_allocator
+    from kvsim.simulator.allocators.paged_counted import CountedPagedAllocator
 
     def build(map_latency_s: float | None = None) -> KVAllocator:
         return make_allocator(
@@ -205,6 +213,14 @@ def _allocator_factory(
         )
 
     probe = build()
+    if isinstance(probe, PagedAllocator) and single_sequence and not probe.config.enable_prefix_caching:
+        return lambda: CountedPagedAllocator(
+            probe.config,
+            model=model,
+            tp=config.tp,
+            capacity_bytes=capacity,
+            swap_space_bytes=config.swap_space_bytes,
+        )
     map_latency_s = None
     page_size_bytes = getattr(getattr(probe, "config", None), "page_size", None)  # vAttention's page, bytes
     measured = getattr(cost_model, "map_latency_s", None)
