@@ -39,7 +39,12 @@ class _CountedSeq:
 class _Member:
     base: int  # num_tokens - tick
     final_num_tokens: int
-    in_final_block: bool  # its reserved slots are final - tokens (else the empty slots of its last block)
+    # Its reserved slots: BEFORE_FINAL_BLOCK, the empty slots of its last block; IN_FINAL_BLOCK, final - tokens;
+    # PAST_FINAL (grown to its final length or beyond, which a scheduler never lets happen), none.
+    phase: int
+
+
+BEFORE_FINAL_BLOCK, IN_FINAL_BLOCK, PAST_FINAL = 0, 1, 2
 
 
 def reserved_slots(num_tokens: int, final_num_tokens: int, block_size: int) -> int:
@@ -94,9 +99,9 @@ class CountedPagedAllocator:
         self._count_not_final = [0] * bs  # of them, those not in their final block yet
         self._sum_base = 0
         self.num_cohort_blocks = 0
-        self._num_final = 0  # members in their final block, and Σ (final - base) over them
+        self._num_final = 0  # members IN_FINAL_BLOCK, and Σ (final - base) over them
         self._sum_final_gap = 0
-        self._final_block_at: list[tuple[int, int]] = []  # heap of (tick entering the final block, seq_id)
+        self._phase_at: list[tuple[int, int, int]] = []  # heap of (tick, seq_id, the phase it enters then)
 
     # -- the KVAllocator Protocol ------------------------------------------------------------------------
 
@@ -272,23 +277,18 @@ class CountedPagedAllocator:
         self._num_tokens -= tokens
         self._num_reserved -= reserved_slots(tokens, final, bs)
         base = tokens - self.tick
-        last_block_start = (-(-final // bs) - 1) * bs  # tokens before the final block
-        in_final = tokens > last_block_start
-        self.members[seq_id] = _Member(base, final, in_final)
+        member = self.members[seq_id] = _Member(base, final, BEFORE_FINAL_BLOCK)
         residue = base % bs
         self.count_by_residue[residue] += 1
         self._sum_base += base
         self.num_cohort_blocks += -(-tokens // bs)
-        if in_final:
-            self._num_final += 1
-            self._sum_final_gap += final - base
-        else:
-            self._count_not_final[residue] += 1
-            heapq.heappush(self._final_block_at, (last_block_start + 1 - base, seq_id))
+        self._count_not_final[residue] += 1
+        self._next_phase(seq_id, member)
 
     def cohort_leave(self, seq_id: int) -> int:
         """Take ``seq_id`` out of the cohort; its token count now."""
-        self._catch_up()
+        if self._phase_at and self._phase_at[0][0] <= self.tick:
+            self._catch_up()
         member = self.members.pop(seq_id)
         bs, base = self.block_size, member.base
         tokens = base + self.tick
@@ -296,11 +296,11 @@ class CountedPagedAllocator:
         self.count_by_residue[residue] -= 1
         self._sum_base -= base
         self.num_cohort_blocks -= -(-tokens // bs)
-        if member.in_final_block:
+        if member.phase == BEFORE_FINAL_BLOCK:
+            self._count_not_final[residue] -= 1  # its heap entry goes stale: _catch_up skips it
+        elif member.phase == IN_FINAL_BLOCK:
             self._num_final -= 1
             self._sum_final_gap -= member.final_num_tokens - base
-        else:
-            self._count_not_final[residue] -= 1  # its heap entry goes stale: _catch_up skips it
         seq = self.seqs[seq_id]
         seq.num_tokens = tokens
         self._num_tokens += tokens
@@ -347,26 +347,40 @@ class CountedPagedAllocator:
         self.tick += num_steps
         return True
 
-    def _catch_up(self) -> None:
-        """Move the members whose tokens reached their final block to the final-block sums."""
-        heap, tick, members, bs = self._final_block_at, self.tick, self.members, self.block_size
-        while heap and heap[0][0] <= tick:
-            _, seq_id = heapq.heappop(heap)
-            member = members.get(seq_id)
-            if member is None or member.in_final_block:
-                continue  # left the cohort since (a stale entry)
-            last_block_start = (-(-member.final_num_tokens // bs) - 1) * bs
-            if member.base + tick <= last_block_start:
-                continue  # stale: it left and joined again with another base (a newer entry exists)
-            member.in_final_block = True
+    def _next_phase(self, seq_id: int, member: _Member) -> None:
+        """Move ``member`` through the phases its tokens have reached; schedule the next one."""
+        bs, final, tokens = self.block_size, member.final_num_tokens, member.base + self.tick
+        if member.phase == BEFORE_FINAL_BLOCK:
+            last_block_start = (-(-final // bs) - 1) * bs  # tokens before the final block
+            if tokens <= last_block_start:
+                heapq.heappush(self._phase_at, (last_block_start + 1 - member.base, seq_id, IN_FINAL_BLOCK))
+                return
+            member.phase = IN_FINAL_BLOCK
             self._count_not_final[member.base % bs] -= 1
             self._num_final += 1
-            self._sum_final_gap += member.final_num_tokens - member.base
+            self._sum_final_gap += final - member.base
+        if member.phase == IN_FINAL_BLOCK:
+            if tokens < final:
+                heapq.heappush(self._phase_at, (final - member.base, seq_id, PAST_FINAL))
+                return
+            member.phase = PAST_FINAL
+            self._num_final -= 1
+            self._sum_final_gap -= final - member.base
+
+    def _catch_up(self) -> None:
+        """Apply the phase changes due by now (a stale entry: its member left, maybe joined again since)."""
+        heap, tick, members = self._phase_at, self.tick, self.members
+        while heap and heap[0][0] <= tick:
+            _, seq_id, phase = heapq.heappop(heap)
+            member = members.get(seq_id)
+            if member is not None and member.phase == phase - 1:
+                self._next_phase(seq_id, member)
 
     def _cohort_reserved(self) -> int:
         if not self.members:
             return 0
-        self._catch_up()
+        if self._phase_at and self._phase_at[0][0] <= self.tick:
+            self._catch_up()
         bs, tick = self.block_size, self.tick
         # A member not in its final block with base % bs == r has (-(r + tick)) % bs empty slots, all reserved.
         num_reserved = self._sum_final_gap - self._num_final * tick
