@@ -89,7 +89,14 @@ class ReplicaTimeline:
             mem.cached_bytes,
         )
         self.add_row(
-            time_s, parts, saturated, num_running, num_waiting, num_swapped, num_batched_seqs, num_batched_tokens
+            time_s,
+            parts,
+            saturated,
+            num_running,
+            num_waiting,
+            num_swapped,
+            num_batched_seqs,
+            num_batched_tokens,
         )
 
     def add_row(

@@ -18,6 +18,7 @@ final block and ``final - s`` for one in it (the switch, one per member, is kept
 from __future__ import annotations
 
 import heapq
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -102,6 +103,7 @@ class CountedPagedAllocator:
         self._num_final = 0  # members IN_FINAL_BLOCK, and Σ (final - base) over them
         self._sum_final_gap = 0
         self._phase_at: list[tuple[int, int, int]] = []  # heap of (tick, seq_id, the phase it enters then)
+        self._empty_slots = [-r % bs for r in range(bs)]  # [r]: empty slots of a last block holding r tokens
 
     # -- the KVAllocator Protocol ------------------------------------------------------------------------
 
@@ -381,13 +383,15 @@ class CountedPagedAllocator:
             return 0
         if self._phase_at and self._phase_at[0][0] <= self.tick:
             self._catch_up()
-        bs, tick = self.block_size, self.tick
+        tick = self.tick
         # A member not in its final block with base % bs == r has (-(r + tick)) % bs empty slots, all reserved.
-        num_reserved = self._sum_final_gap - self._num_final * tick
-        for residue, count in enumerate(self._count_not_final):
-            if count:
-                num_reserved += count * (-(residue + tick) % bs)
-        return num_reserved
+        shift = tick % self.block_size  # (-(r + tick)) % bs == _empty_slots[(r + tick) % bs]
+        empty_slots = self._empty_slots[shift:] + self._empty_slots[:shift]
+        return (
+            self._sum_final_gap
+            - self._num_final * tick
+            + sum(map(operator.mul, self._count_not_final, empty_slots))
+        )
 
     # -- internals ----------------------------------------------------------------------------------------
 

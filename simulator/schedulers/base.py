@@ -304,10 +304,10 @@ class SchedulerBase(PreemptionMixin, FastForwardMixin, CohortMixin):
             if req.num_computed_tokens == req.num_prefill_tokens:
                 self._prefill_done(req, end_s)
         extra = num_steps - 1
-        any_finished = self._cohort_stepped and self._complete_cohort(num_steps, end_s)
+        if self._cohort_stepped:
+            self._complete_cohort(num_steps, end_s)
+        any_finished = False
         if not self._decodes:
-            if any_finished:
-                self._drop_finished()
             if self._to_fork:
                 self._fork_samples()
             return

@@ -121,19 +121,18 @@ class CohortMixin:
         blocks[1:] += self._decode_kv_blocks
         return num_steps, blocks
 
-    def _complete_cohort(self, num_steps: int, end_s: float) -> bool:
-        """Apply ``num_steps`` steps to the cohort; whether a member finished."""
+    def _complete_cohort(self, num_steps: int, end_s: float) -> None:
+        """Apply ``num_steps`` steps to the cohort; the members that produced their last token finish (and
+        leave ``running`` one by one: a few per window, cheaper than rebuilding the list)."""
         alloc = self.allocator
         if num_steps > 1:
             grown = alloc.cohort_grow(num_steps - 1)
             assert grown, "decode_window checked cohort_max_growth"
         heap, tick = self._finish_at, alloc.tick
-        any_finished = False
         while heap and heap[0][0] <= tick:
             _, key, req = heapq.heappop(heap)
             if req.cohort_key != key:
                 continue
             self._leave_cohort(req)
             self._finish(req, end_s)
-            any_finished = True
-        return any_finished
+            self.running.remove(req)
