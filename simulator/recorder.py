@@ -30,6 +30,11 @@ TIMELINE_COLUMNS = (
 )
 
 
+def parts_of(mem: MemoryBreakdown) -> tuple[int, ...]:
+    """The breakdown as a tuple in ``PARTS`` order."""
+    return (mem.token_states, mem.reserved, mem.internal_frag, mem.external_frag, mem.free, mem.cached_bytes)
+
+
 class ReplicaTimeline:
     """Rows of one replica plus the running integrals of its step functions."""
 
@@ -80,14 +85,7 @@ class ReplicaTimeline:
         num_batched_seqs: int,
         num_batched_tokens: int,
     ) -> None:
-        parts = (
-            mem.token_states,
-            mem.reserved,
-            mem.internal_frag,
-            mem.external_frag,
-            mem.free,
-            mem.cached_bytes,
-        )
+        parts = parts_of(mem)
         self.add_row(
             time_s,
             parts,

@@ -222,20 +222,18 @@ class CountedPagedAllocator:
         return overhead_s
 
     def breakdown(self) -> MemoryBreakdown:
+        return MemoryBreakdown(*self.breakdown_parts())
+
+    def breakdown_parts(self) -> tuple[int, int, int, int, int, int]:
+        """``breakdown()``'s fields as a tuple, in field order (the engine's timeline row)."""
         num_tokens = self._num_tokens + self._sum_base + len(self.members) * self.tick
         kvb = self.kv_bytes_per_token
         token_states = num_tokens * kvb
         num_empty_slots = (self.num_blocks - self.num_free_blocks) * self.block_size - num_tokens
         reserved = (self._num_reserved + self._cohort_reserved()) * kvb
         internal_frag = num_empty_slots * kvb - reserved
-        return MemoryBreakdown(
-            token_states=token_states,
-            reserved=reserved,
-            internal_frag=internal_frag,
-            external_frag=0,
-            free=self.capacity_bytes - token_states - reserved - internal_frag,
-            cached_bytes=0,
-        )
+        free = self.capacity_bytes - token_states - reserved - internal_frag
+        return (token_states, reserved, internal_frag, 0, free, 0)
 
     def free_bytes(self) -> int:
         """``breakdown().free`` without building the breakdown."""
