@@ -216,7 +216,7 @@ class TgiScheduler(SchedulerBase):
     def add_request(self, req: RequestState) -> None:
         in_flight = len(self.waiting) + len(self.running)
         if in_flight >= self.config.max_concurrent_requests:
-            reason = f"overloaded: {in_flight} requests in flight, max_concurrent_requests (HTTP 429)"
+            reason = f"{in_flight} requests in flight = max_concurrent_requests (TGI: Model is overloaded)"
             self.dropped.append((req, reason))
             return
         super().add_request(req)

@@ -247,3 +247,13 @@ def test_cli_flags_and_toml_keys_spell_tgi_options_as_tgi_does(tmp_path):
     assert config["max_batch_total_tokens"] > 0  # resolved from the KV capacity
     bad = CliRunner().invoke(main, [*args, "--allocator", "vattention"])
     assert bad.exit_code == 2 and "use --allocator paged" in bad.output
+
+
+def test_reproduce_tgi_vs_vllm_prints_every_system_at_every_rate():
+    from kvsim.cli.reproduce_tgi import RATES_PER_S, SYSTEMS
+
+    result = CliRunner().invoke(main, ["reproduce", "tgi-vs-vllm", "--num-requests", "20"])
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.output.splitlines() if line.split()[:1] and line.split()[0][0].isdigit()]
+    assert len(rows) == len(RATES_PER_S) * len(SYSTEMS)
+    assert "24x" in result.output  # the paper's claim is printed beside kvsim's numbers
