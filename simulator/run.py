@@ -26,7 +26,7 @@ from kvsim.simulator.engine import ArrivalSource, Replica
 from kvsim.simulator.metrics import summarize
 from kvsim.simulator.recorder import Recorder
 from kvsim.simulator.schedulers import SCHEDULERS
-from kvsim.simulator.schedulers.tgi import TGI_OPTION_DEFAULTS, resolve_tgi_config
+from kvsim.simulator.schedulers.tgi_config import TGI_OPTION_DEFAULTS, resolve_tgi_config
 from kvsim.simulator.schedulers.vllm import rejection_reason as vllm_rejection_reason
 from kvsim.simulator.specs import GpuSpec, ModelSpec, kv_capacity_bytes
 from kvsim.traces.request import Trace

@@ -135,7 +135,7 @@ def test_tgi_options_with_another_scheduler_are_an_error():
 
 def build_scheduler(**fields) -> TgiScheduler:
     from kvsim.simulator.allocators import make_allocator
-    from kvsim.simulator.schedulers.tgi import resolve_tgi_config
+    from kvsim.simulator.schedulers.tgi_config import resolve_tgi_config
     from kvsim.simulator.specs import ModelSpec
 
     model = ModelSpec.from_name("llama-2-7b")
