@@ -75,6 +75,9 @@ class TgiScheduler(SchedulerBase):
         self._fixed_max_new_tokens = parse_max_new_tokens(config.max_new_tokens)
         self._waiting_tokens = 0  # decode steps since the last new batch (backend.rs ``waiting_tokens``)
         self._decode_next = False  # a new batch just joined: the merged batch decodes before the next attempt
+        self._attempted = (
+            False  # this step's schedule() tried to form a new batch (and it failed, if decoding)
+        )
         self._min_size: dict[int, int] = {}  # batch_size -> floor(batch_size × ratio) in f32
 
     # ---- the client's request ---------------------------------------------------------------------------
@@ -128,7 +131,8 @@ class TgiScheduler(SchedulerBase):
     # ---- one step ---------------------------------------------------------------------------------------
     def schedule(self, now_s: float) -> Batch | None:
         self._begin_step()
-        if self._decode_next and self.running:
+        self._attempted = not (self._decode_next and self.running)
+        if not self._attempted:
             self._decode_next = False
             self._schedule_decodes(list(self.running))
         else:
@@ -203,9 +207,13 @@ class TgiScheduler(SchedulerBase):
     def decode_window(self, limit: int):
         # Before every skipped decode step TGI would try again; once waiting_tokens reaches
         # max_waiting_tokens that attempt drops its minimum size and may admit, so the window stops there.
-        # (Past max_waiting_tokens the very next attempt may admit: one step.)
+        # (Past max_waiting_tokens the very next attempt may admit: one step. So may the first attempt after
+        # a merged batch's decode, which made none.)
         if self.waiting and self._head_fits():
-            limit = min(limit, max(1, self.config.max_waiting_tokens - self._waiting_tokens))
+            if self._attempted:
+                limit = min(limit, max(1, self.config.max_waiting_tokens - self._waiting_tokens))
+            else:
+                limit = 1
         return super().decode_window(limit)
 
     # ---- step outcome -----------------------------------------------------------------------------------

@@ -98,6 +98,12 @@ def test_a_fixed_max_new_tokens_never_falls_below_the_recorded_output():
     assert scheduler.max_new_tokens(16, 80) == 80  # the trace shows it generated 80: it asked for >= 80
 
 
+def test_min_batch_size_is_computed_in_f32_as_tgi_does():
+    # Rust: (batch_size as f32 * waiting_served_ratio).floor(). 90 × 0.7 is 62.99… in f64 but 63 in f32.
+    assert build_scheduler(waiting_served_ratio=0.7)._min_batch_size(90) == 63
+    assert build_scheduler()._min_batch_size(10) == 3
+
+
 def test_max_concurrent_requests_refuses_the_overflow_at_arrival():
     result = run(make_trace([(0.0, 8, 4)] * 3), scheduler="tgi", max_concurrent_requests=2)
     assert result.summary["num_finished"] == 2
@@ -198,6 +204,9 @@ def test_budget_is_never_exceeded_and_every_request_finishes_or_is_rejected(work
     summary = result.summary
     assert summary["num_finished"] + summary["num_rejected"] == len(trace)
     assert summary["num_preemptions"] == 0
+    stepped = run(trace, step_s=0.25, per_token_s=0.001, **fields, fast_forward=False)
+    assert stepped.summary == summary
+    assert stepped.recorder.timeline_rows() == result.recorder.timeline_rows()
 
 
 FF_CASES = {
