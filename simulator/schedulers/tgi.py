@@ -29,8 +29,9 @@ must have asked for at least that (TGI stops at ``max_new_tokens``, so a recorde
 
 Not modelled: speculation (``speculate`` = 0), sliding windows, the padded (non-flash) path, prefix caching and
 chunked prefill of later TGI 3.x releases, TGI's re-queueing of default-length requests every 1024 tokens.
-Memory: kvsim's paged allocator hands out blocks as tokens are written, so its breakdown shows the blocks in use;
-the blocks TGI holds for tokens not yet generated are this scheduler's ``num_reserved_blocks``, not ``reserved``.
+Memory: the scheduler's ``allocator`` is a ``TgiMemoryView`` of the paged allocator (``tgi_memory.py``): the
+blocks TGI holds for tokens not yet generated count as ``reserved`` (up to the true length) and
+``internal_frag`` (beyond it), not ``free``.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from kvsim.simulator.batch import Batch
 from kvsim.simulator.request_state import RequestState
 from kvsim.simulator.schedulers.base import SchedulerBase
 from kvsim.simulator.schedulers.tgi_config import TgiConfig, parse_max_new_tokens, require_paged
+from kvsim.simulator.schedulers.tgi_memory import TgiMemoryView
 
 
 class TgiScheduler(SchedulerBase):
@@ -55,8 +57,10 @@ class TgiScheduler(SchedulerBase):
 
     def __init__(self, allocator: KVAllocator, *, config: TgiConfig) -> None:
         require_paged(allocator)
+        self.num_reserved_blocks = 0  # blocks TGI holds for the running requests (queue.rs BlockAllocator)
+        self.num_final_slots = 0  # Σ KV slots the running requests' sequences will hold when they end
         super().__init__(
-            allocator,
+            TgiMemoryView(allocator, self),
             max_num_seqs=config.max_batch_size or config.max_concurrent_requests,
             max_num_batched_tokens=config.max_batch_prefill_tokens,
         )
@@ -70,7 +74,6 @@ class TgiScheduler(SchedulerBase):
             )
         self.config = config
         self.num_pool_blocks = config.max_batch_total_tokens // bs  # queue.rs BlockAllocator's blocks
-        self.num_reserved_blocks = 0
         self.prefill_token_budget = -(-config.max_batch_prefill_tokens // bs) * bs  # padded to a block
         self._fixed_max_new_tokens = parse_max_new_tokens(config.max_new_tokens)
         self._waiting_tokens = 0  # decode steps since the last new batch (backend.rs ``waiting_tokens``)
@@ -185,6 +188,7 @@ class TgiScheduler(SchedulerBase):
                 req.num_computed_tokens = need - 1
             self._prefills.append((req, need - req.num_computed_tokens))
             self.num_reserved_blocks += blocks
+            self.num_final_slots += req.num_seqs * (req.final_num_tokens - 1)
         return True
 
     def _head_fits(self) -> bool:
@@ -225,12 +229,16 @@ class TgiScheduler(SchedulerBase):
         super().complete_steps(num_steps, end_s)
 
     def _finish(self, req: RequestState, end_s: float) -> None:
-        self.num_reserved_blocks -= self._reservation(req)[2]
+        self._release(req)
         super()._finish(req, end_s)
 
     def _drop(self, req: RequestState, reason: str) -> None:
-        self.num_reserved_blocks -= self._reservation(req)[2]
+        self._release(req)
         super()._drop(req, reason)
+
+    def _release(self, req: RequestState) -> None:
+        self.num_reserved_blocks -= self._reservation(req)[2]
+        self.num_final_slots -= req.num_seqs * (req.final_num_tokens - 1)
 
     def _preempt(self, victim: RequestState, *, recompute: bool = False) -> None:
         raise AssertionError("TGI never preempts: each request's reservation covers all its decode slots")

@@ -104,6 +104,25 @@ def test_min_batch_size_is_computed_in_f32_as_tgi_does():
     assert build_scheduler()._min_batch_size(10) == 3
 
 
+@pytest.mark.parametrize(
+    ("max_new_tokens", "reserved_slots", "internal_slots"),
+    [
+        ("oracle", 115 - 16, 128 - 115),  # 8 blocks = 128 slots for 16 + 100 - 1; 115 will be filled
+        ("max_total_tokens", 115 - 16, 208 - 115),  # 16 + 184 - 1 = 199 -> 13 blocks = 208 slots
+    ],
+)
+def test_memory_shows_the_blocks_tgi_holds_for_tokens_not_yet_generated(
+    max_new_tokens, reserved_slots, internal_slots
+):
+    result = run(make_trace([(0.0, 16, 100)]), **SMALL_BUDGET, max_new_tokens=max_new_tokens)
+    admitted = result.recorder.timeline_rows()[1]  # (time_s, replica, token_states, reserved, internal, ...)
+    assert admitted[2:5] == (
+        16 * KV_BYTES_PER_TOKEN,
+        reserved_slots * KV_BYTES_PER_TOKEN,
+        internal_slots * KV_BYTES_PER_TOKEN,
+    )
+
+
 def test_max_concurrent_requests_refuses_the_overflow_at_arrival():
     result = run(make_trace([(0.0, 8, 4)] * 3), scheduler="tgi", max_concurrent_requests=2)
     assert result.summary["num_finished"] == 2
@@ -157,9 +176,12 @@ class CheckedTgi(TgiScheduler):
         batch = super().schedule(now_s)
         reserved = sum(self._reservation(req)[2] for req in self.running)
         assert reserved == self.num_reserved_blocks <= self.num_pool_blocks
-        memory = self.allocator.breakdown()
-        used_blocks = (memory.capacity_bytes - memory.free) // self.allocator.block_bytes
+        paged = self.allocator.inner.breakdown()
+        used_blocks = (paged.capacity_bytes - paged.free) // self.allocator.block_bytes
         assert used_blocks <= self.num_reserved_blocks  # what is in use lies inside the reservation
+        view = self.allocator.breakdown()  # TGI's holdings: the reservation is in use, not free
+        assert view.capacity_bytes == paged.capacity_bytes and min(view.as_dict().values()) >= 0
+        assert view.free == paged.capacity_bytes - self.num_reserved_blocks * self.allocator.block_bytes
         if batch is not None and batch.prefill_q_lens:
             assert not batch.num_decode_seqs  # a new batch is prefilled alone
             assert sum(batch.prefill_q_lens) <= self.prefill_token_budget
