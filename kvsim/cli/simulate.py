@@ -24,9 +24,10 @@ Examples:
   kvsim simulate --trace azure-conv --model llama-2-7b --gpu a100-80gb \\
     --allocator paged --allocator reserved:max --allocator vattention --out runs/conv
   kvsim simulate --config run.toml --rate 4 --report
+  kvsim simulate --trace azure-code --scheduler tgi --max-new-tokens max_total_tokens
 Allocator specs: paged, paged:block_size=32, paged:enable_prefix_caching=true, reserved:max|pow2|oracle,
-vattention, vattention:page_size=64KiB. Writes OUT/<label>/ (config.json, summary.json, requests.csv,
-timeline.csv) per allocator and OUT/comparison.csv.
+vattention, vattention:page_size=64KiB (--scheduler tgi: paged only). Writes OUT/<label>/ (config.json,
+summary.json, requests.csv, timeline.csv) per allocator and OUT/comparison.csv.
 """
 
 

@@ -78,9 +78,8 @@ class TgiScheduler(SchedulerBase):
         self._fixed_max_new_tokens = parse_max_new_tokens(config.max_new_tokens)
         self._waiting_tokens = 0  # decode steps since the last new batch (backend.rs ``waiting_tokens``)
         self._decode_next = False  # a new batch just joined: the merged batch decodes before the next attempt
-        self._attempted = (
-            False  # this step's schedule() tried to form a new batch (and it failed, if decoding)
-        )
+        # Whether this step's schedule() tried to form a new batch (and failed, if the step decodes).
+        self._attempted = False
         self._min_size: dict[int, int] = {}  # batch_size -> floor(batch_size × ratio) in f32
 
     # ---- the client's request ---------------------------------------------------------------------------
@@ -201,7 +200,7 @@ class TgiScheduler(SchedulerBase):
         )
 
     def _min_batch_size(self, batch_size: int) -> int:
-        """``(batch_size as f32 * waiting_served_ratio).floor()``: f32, so 10 × 0.3 is 3, not 2.9999…"""
+        """``(batch_size as f32 * waiting_served_ratio).floor()``: in f32, so 90 × 0.7 is 63 (62.99… in f64)."""
         size = self._min_size.get(batch_size)
         if size is None:
             product = np.float32(batch_size) * np.float32(self.config.waiting_served_ratio)
