@@ -26,6 +26,7 @@ from kvsim.simulator.engine import ArrivalSource, Replica
 from kvsim.simulator.metrics import summarize
 from kvsim.simulator.recorder import Recorder
 from kvsim.simulator.schedulers import SCHEDULERS
+from kvsim.simulator.schedulers.tgi_config import TGI_OPTION_DEFAULTS, resolve_tgi_config
 from kvsim.simulator.schedulers.vllm import rejection_reason as vllm_rejection_reason
 from kvsim.simulator.specs import GpuSpec, ModelSpec, kv_capacity_bytes
 from kvsim.traces.request import Trace
@@ -94,7 +95,7 @@ def simulate(
     recorder = Recorder(len(trace), config.num_replicas, keep_timeline=keep_timeline)
     replicas = []
     for index in range(config.num_replicas):
-        scheduler = _make_scheduler(config, allocator_factory(), max_num_batched_tokens)
+        scheduler = _make_scheduler(config, allocator_factory(), max_num_batched_tokens, model.max_model_len)
         replicas.append(
             Replica(env, index, scheduler, cost_model, recorder, fast_forward=config.fast_forward)
         )
@@ -107,7 +108,9 @@ def simulate(
                 num_prompt_tokens, max_num_batched_tokens, config.enable_chunked_prefill
             )
             reason = reason or replicas[0].scheduler.watermark_rejection(num_prompt_tokens)
-        if reason is None and num_seqs > config.max_num_seqs:
+        if reason is None and config.scheduler == "tgi":
+            reason = replicas[0].scheduler.rejection_reason(num_prompt_tokens, num_output_tokens, num_seqs)
+        elif reason is None and num_seqs > config.max_num_seqs:
             reason = f"{num_seqs} parallel sequences exceed max_num_seqs {config.max_num_seqs}"
         return reason
 
@@ -157,8 +160,10 @@ def simulate(
         slo_ttft_s=config.slo_ttft_s,
         slo_tpot_s=config.slo_tpot_s,
     )
+    tgi = getattr(replicas[0].scheduler, "config", None) if config.scheduler == "tgi" else None
     resolved = {
         **config.as_dict(),
+        **(dataclasses.asdict(tgi) if tgi is not None else {}),
         "allocator": allocator.name,
         "max_num_batched_tokens": max_num_batched_tokens,
         "max_model_len": model.max_model_len,
@@ -175,8 +180,21 @@ def simulate(
     return RunResult(config=config, trace=trace, summary=summary, recorder=recorder, resolved=resolved)
 
 
-def _make_scheduler(config: SimConfig, allocator: KVAllocator, max_num_batched_tokens: int):
+def _make_scheduler(
+    config: SimConfig, allocator: KVAllocator, max_num_batched_tokens: int, max_model_len: int
+):
     cls = SCHEDULERS[config.scheduler]
+    if config.scheduler == "tgi":
+        if config.enable_chunked_prefill:
+            raise KvsimError("enable_chunked_prefill is a vllm option; TGI 2.x prefills whole prompts")
+        tgi = resolve_tgi_config(config, max_model_len=max_model_len, allocator=allocator)
+        return cls(allocator, config=tgi)
+    changed = [k for k, v in TGI_OPTION_DEFAULTS.items() if getattr(config, k) != v]
+    if changed:
+        raise KvsimError(
+            f"{', '.join(changed)} {'is a tgi option' if len(changed) == 1 else 'are tgi options'}, "
+            f"not {config.scheduler!r}'s; drop it or use --scheduler tgi"
+        )
     kwargs = {
         "max_num_seqs": config.max_num_seqs,
         "max_num_batched_tokens": max_num_batched_tokens,
