@@ -12,6 +12,7 @@ output, block rounding) is ``internal_frag``. Everything else is the paged alloc
 from __future__ import annotations
 
 from kvsim.simulator.allocators.base import KVAllocator, MemoryBreakdown
+from kvsim.simulator.recorder import parts_of
 
 
 class TgiMemoryView:
@@ -25,7 +26,7 @@ class TgiMemoryView:
         object.__setattr__(self, "inner", inner)
         object.__setattr__(self, "holdings", holdings)
         for name in dir(inner):  # bind methods once: no __getattr__ detour on hot paths
-            own = name in ("breakdown", "free_bytes")
+            own = name in ("breakdown", "breakdown_parts", "free_bytes")
             if not name.startswith("_") and not own and callable(getattr(type(inner), name, None)):
                 object.__setattr__(self, name, getattr(inner, name))
 
@@ -39,6 +40,10 @@ class TgiMemoryView:
 
     def free_bytes(self) -> int:
         return self.breakdown().free
+
+    def breakdown_parts(self) -> tuple[int, ...]:
+        """``breakdown()`` as a tuple (the engine's timeline row): this view's, not the inner allocator's."""
+        return parts_of(self.breakdown())
 
     def breakdown(self) -> MemoryBreakdown:
         mem = self.inner.breakdown()
