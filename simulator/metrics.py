@@ -58,6 +58,7 @@ def summarize(
     capacity_bytes: int,
     slo_ttft_s: float | None,
     slo_tpot_s: float | None,
+    evicts: bool = False,
 ) -> dict:
     """The ``summary.json`` mapping (docs/outputs.md). Deterministic: no wall-clock values."""
     metrics = request_metrics(trace, rec)
@@ -118,6 +119,8 @@ def summarize(
             },
             "peak_used_bytes": max(tl.peak_used_bytes for tl in timelines),
         },
+        # PagedEviction: the share of each finished request's context evicted by its end (None: no eviction)
+        "kv_evicted_fraction": _stats(rec.kv_evicted_fraction[finished]) if evicts else None,
         "batch": {
             "mean_num_seqs": (sum(tl.seq_integral for tl in timelines) / busy_s) if busy_s > 0 else None,
             "mean_num_seqs_per_step": (rec.num_batched_seqs / rec.num_steps) if rec.num_steps else None,

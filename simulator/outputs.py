@@ -31,6 +31,7 @@ REQUEST_COLUMNS = (
     "queueing_delay_s",
     "num_preemptions",
     "num_cached_tokens",
+    "kv_evicted_fraction",
     "rejected_reason",
 )
 
@@ -87,6 +88,7 @@ def write_requests_csv(result: RunResult, path: Path) -> None:
         columns[name] = [_cell(x) for x in values.tolist()]
     columns["num_preemptions"] = rec.num_preemptions.tolist()
     columns["num_cached_tokens"] = rec.num_cached_tokens.tolist()
+    columns["kv_evicted_fraction"] = [_cell(x) for x in rec.kv_evicted_fraction.tolist()]
     columns["rejected_reason"] = [rec.rejected_reason.get(i, "") for i in range(len(trace))]
     columns["replica"] = ["" if r < 0 else r for r in columns["replica"]]
     with path.open("w", newline="", encoding="utf-8") as f:

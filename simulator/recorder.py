@@ -149,6 +149,7 @@ class Recorder:
         self.finish_s = nan.copy()
         self.num_preemptions = np.zeros(num_requests, dtype=np.int64)
         self.num_cached_tokens = np.zeros(num_requests, dtype=np.int64)
+        self.kv_evicted_fraction = nan.copy()
         self.rejected_reason: dict[int, str] = {}  # trace row -> reason
         self.timelines = [ReplicaTimeline(r, keep_timeline) for r in range(num_replicas)]
         self.num_steps = 0
@@ -167,6 +168,7 @@ class Recorder:
         self.finish_s[i] = req.finish_s
         self.num_preemptions[i] = req.num_preemptions
         self.num_cached_tokens[i] = req.num_cached_tokens
+        self.kv_evicted_fraction[i] = req.kv_evicted_fraction
 
     def steps(self, num_steps: int, num_seqs: int, num_tokens: int) -> None:
         self.num_steps += num_steps

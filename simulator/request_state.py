@@ -40,6 +40,7 @@ class RequestState:
     num_cached_tokens: int = 0  # prompt tokens served from the prefix cache at first admission
     # In a scheduler's decode cohort (schedulers/cohort.py): num_slots and num_generated are as of the
     # allocator's tick ``cohort_tick``; ``cohort_key`` is 0 outside the cohort.
+    kv_evicted_fraction: float = 0.0  # of its context at its last step, evicted (PagedEviction; else 0)
     cohort_key: int = 0
     cohort_tick: int = 0
 

@@ -159,6 +159,7 @@ def simulate(
         capacity_bytes=capacity,
         slo_ttft_s=config.slo_ttft_s,
         slo_tpot_s=config.slo_tpot_s,
+        evicts=hasattr(allocator, "evicted_tokens"),
     )
     tgi = getattr(replicas[0].scheduler, "config", None) if config.scheduler == "tgi" else None
     resolved = {
@@ -231,7 +232,7 @@ def _allocator_factory(
         )
 
     probe = build()
-    if isinstance(probe, PagedAllocator) and single_sequence and not probe.config.enable_prefix_caching:
+    if type(probe) is PagedAllocator and single_sequence and not probe.config.enable_prefix_caching:
         return lambda: CountedPagedAllocator(
             probe.config,
             model=model,

@@ -201,6 +201,10 @@ def _pct(part: float | None, capacity: int) -> str:
     return "-" if part is None else f"{100 * part / capacity:.1f}%"
 
 
+def _pct_of_one(fraction: float | None) -> str:
+    return "-" if fraction is None else f"{100 * fraction:.1f}%"
+
+
 def _num(value: float | None, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 
@@ -229,6 +233,9 @@ def comparison_rows(results) -> list[tuple[str, list[str]]]:
     row("mean batch seqs", lambda s: _num(s["batch"]["mean_num_seqs"], ".2f"))
     row("max batch seqs", lambda s: str(s["batch"]["max_num_seqs"]))
     row("preemptions", lambda s: str(s["num_preemptions"]))
+    if any(r.summary.get("kv_evicted_fraction") for r in results):
+        row("KV evicted mean", lambda s: _pct_of_one((s.get("kv_evicted_fraction") or {}).get("mean")))
+        row("KV evicted p99", lambda s: _pct_of_one((s.get("kv_evicted_fraction") or {}).get("p99")))
     row("rejections", lambda s: str(s["num_rejected"]))
     row("cost model", lambda s: s["cost_model"]["source"])
     return rows

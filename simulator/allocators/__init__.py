@@ -9,6 +9,7 @@ from __future__ import annotations
 from kvsim.errors import KvsimError
 from kvsim.simulator.allocators.base import Admission, KVAllocator, MemoryBreakdown
 from kvsim.simulator.allocators.paged import PagedAllocator, PagedConfig
+from kvsim.simulator.allocators.paged_eviction import EvictingPagedAllocator
 from kvsim.simulator.allocators.reserved import ReservedAllocator, ReservedConfig
 from kvsim.simulator.allocators.spec import config_from_options, split_spec
 from kvsim.simulator.allocators.vattention import VAttentionAllocator, VAttentionConfig
@@ -47,12 +48,15 @@ def make_allocator(
     if map_latency_s is not None and "map_latency_s" in cls.config_cls.__dataclass_fields__:
         extra["map_latency_s"] = map_latency_s
     config = config_from_options(cls.config_cls, name, options, **extra)
+    if getattr(config, "evicts", False):  # paged with an eviction budget
+        cls = EvictingPagedAllocator
     return cls(config, model=model, tp=tp, capacity_bytes=capacity_bytes, swap_space_bytes=swap_space_bytes)
 
 
 __all__ = [
     "ALLOCATORS",
     "Admission",
+    "EvictingPagedAllocator",
     "KVAllocator",
     "MemoryBreakdown",
     "PagedAllocator",

@@ -32,17 +32,50 @@ from kvsim.simulator.specs import ModelSpec
 PCIE_BW_BYTES_PER_S = 32e9
 
 
+EVICTION_POLICIES = ("oldest",)
+
+
 @dataclass(frozen=True)
 class PagedConfig:
     block_size: int = 16  # tokens per block (vLLM default)
     enable_prefix_caching: bool = False
     pcie_bw_bytes_per_s: float = PCIE_BW_BYTES_PER_S
+    # PagedEviction (paged_eviction.py): each sequence keeps at most this many blocks; 0 = no eviction.
+    eviction_budget_blocks: int = 0
+    eviction_protected_blocks: int = 1  # leading blocks never evicted (the attention sink)
+    eviction_policy: str = "oldest"  # which full block goes: the oldest after the protected ones
 
     def __post_init__(self) -> None:
         if self.block_size <= 0:
             raise KvsimError(f"paged: block_size must be a positive number of tokens, got {self.block_size}")
         if self.pcie_bw_bytes_per_s <= 0:
             raise KvsimError(f"paged: pcie_bw_bytes_per_s must be positive, got {self.pcie_bw_bytes_per_s}")
+        if self.eviction_budget_blocks < 0 or self.eviction_protected_blocks < 0:
+            raise KvsimError(
+                "paged: eviction_budget_blocks and eviction_protected_blocks must be >= 0 "
+                f"(0 budget: no eviction), got {self.eviction_budget_blocks}, {self.eviction_protected_blocks}"
+            )
+        if self.eviction_budget_blocks:
+            if self.eviction_budget_blocks <= self.eviction_protected_blocks:
+                raise KvsimError(
+                    f"paged: eviction_budget_blocks {self.eviction_budget_blocks} leaves no block to evict "
+                    f"after {self.eviction_protected_blocks} protected; raise it above "
+                    "eviction_protected_blocks"
+                )
+            if self.enable_prefix_caching:
+                raise KvsimError(
+                    "paged: eviction with enable_prefix_caching is not modelled (evicting a shared cached "
+                    "prompt block); drop one of them"
+                )
+        if self.eviction_policy not in EVICTION_POLICIES:
+            raise KvsimError(
+                f"paged: unknown eviction_policy {self.eviction_policy!r}; choose one of "
+                f"{', '.join(EVICTION_POLICIES)} (value norms, the paper's score, cannot be simulated)"
+            )
+
+    @property
+    def evicts(self) -> bool:
+        return self.eviction_budget_blocks > 0
 
 
 @dataclass(slots=True)

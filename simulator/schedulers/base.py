@@ -95,6 +95,10 @@ class SchedulerBase(PreemptionMixin, FastForwardMixin, CohortMixin):
         # append_slots, then growth_room, in one call (-1: no room, nothing appended)
         self._append_decode = getattr(allocator, "append_decode_slots", None) if self._defers else None
         self._init_cohort()
+        # PagedEviction (allocators/paged_eviction.py): decode reads the stored tokens, not the context, and a
+        # slot may evict a block, so steps run one by one and the batch's KV sums come from the allocator.
+        self._stored_tokens = getattr(allocator, "stored_tokens", None)
+        self._evicted_tokens = getattr(allocator, "evicted_tokens", None)
 
     # ---- queue entry ------------------------------------------------------------------------------------
     def add_request(self, req: RequestState) -> None:
@@ -284,6 +288,8 @@ class SchedulerBase(PreemptionMixin, FastForwardMixin, CohortMixin):
     def _batch(self) -> Batch | None:
         if not self._prefills and not self._decodes and not self._cohort_stepped:
             return None
+        if self._stored_tokens is not None and self._decodes:
+            self._count_stored_tokens()
         return Batch(
             prefill_q_lens=tuple(q for _, q in self._prefills),
             prefill_kv_lens=tuple(req.num_computed_tokens + q for req, q in self._prefills),
@@ -392,8 +398,26 @@ class SchedulerBase(PreemptionMixin, FastForwardMixin, CohortMixin):
         self.changed = True
         self._queues_moved = True
 
+    def _count_stored_tokens(self) -> None:
+        """The decode sums over what the decoding sequences store (PagedEviction), not their context."""
+        stored, bs = self._stored_tokens, self.block_size
+        num_tokens = num_blocks = 0
+        for req in self._decodes:
+            for seq_id in req.seq_ids:
+                tokens = stored(seq_id)
+                num_tokens += tokens
+                num_blocks += -(-tokens // bs)
+        self._decode_kv_tokens, self._decode_kv_blocks = num_tokens, num_blocks
+
+    def _note_evicted(self, req: RequestState) -> None:
+        """PagedEviction: the share of the finishing request's context its (first) sequence evicted."""
+        if self._evicted_tokens is not None and req.seq_ids:
+            evicted = self._evicted_tokens(req.seq_ids[0])
+            req.kv_evicted_fraction = evicted / (evicted + self._stored_tokens(req.seq_ids[0]))
+
     def _finish(self, req: RequestState, end_s: float) -> None:
         req.finish_s = end_s
+        self._note_evicted(req)
         for seq_id in req.seq_ids:
             self.allocator.free(seq_id)
         self.num_running_seqs -= req.num_seqs

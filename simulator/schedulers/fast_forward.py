@@ -62,8 +62,8 @@ class FastForwardMixin:
         if not self._decodes:
             return 1, None
         num_steps = min(limit, self._min_remaining)
-        if self._growth_may_cost:
-            num_steps = 1
+        if self._growth_may_cost or self._stored_tokens is not None:
+            num_steps = 1  # allocator time or evictions would land on other steps than stepping puts them
         if num_steps > 1:
             if self._defers and not self._num_multi_seq_decodes and self._overhead_free_growth is None:
                 # One sequence each, so no shared partial block: the rooms are the block residues, reversed

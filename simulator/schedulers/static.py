@@ -53,6 +53,7 @@ class StaticScheduler(SchedulerBase):
 
     def _finish(self, req: RequestState, end_s: float) -> None:
         req.finish_s = end_s  # memory stays until the batch ends (_drop_finished)
+        self._note_evicted(req)
         self.finished.append(req)
         self.changed = True
 

@@ -1,0 +1,178 @@
+"""PagedEviction: block-wise KV pruning on top of the paged allocator (Chitty-Venkata et al., "PagedEviction:
+Structured Block-wise KV Cache Pruning for Efficient Large Language Model Inference", arXiv 2509.04377,
+Findings of EACL 2026).
+
+Each sequence's KV is capped at ``eviction_budget_blocks`` blocks (the paper's cache budget C, in tokens
+C = budget × block_size). At prefill a prompt longer than C is pruned to C tokens; in decode, when a sequence
+needs a new block and already holds the budget, one whole full block is evicted first (the paper: "one block
+of tokens is evicted once the recent block becomes full"), so it never holds more than the budget. Which block:
+the paper scores blocks by the L2 norm of their values over that of their keys; a simulator has no values, so
+kvsim evicts by a named policy, ``oldest``: the oldest full block after ``eviction_protected_blocks`` leading
+blocks that are never evicted (the attention sink). Only counts matter to memory and cost, so the policy
+changes no number here; it says what a run stands for.
+
+What this changes: memory per request is bounded, so batches grow; decode attention reads only the stored
+tokens, so steps get cheaper (the scheduler times decode from ``stored_tokens``). What it cannot show: answer
+quality. Each finished request reports the fraction of its context evicted (``evicted_tokens``) for the user
+to judge. A sequence of logical length L that started from a (re)prefill of P0 tokens stores
+``min(L, C)`` tokens while L <= max(P0, C) and ``(budget - 1) × block_size + ((L - max(P0, C) - 1) mod
+block_size) + 1`` after: the budget's full blocks but one, plus the newest block.
+
+Accounting (DESIGN §3): evicted tokens are neither token states nor reserved; a sequence's final length for
+the reserved / internal-fragmentation split is lowered by what it evicted, so ``reserved`` still counts the
+slots of its last block it will fill.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+from kvsim.simulator.allocators.base import Admission
+from kvsim.simulator.allocators.paged import PagedAllocator, PagedConfig
+from kvsim.simulator.specs import ModelSpec
+
+
+class EvictingPagedAllocator(PagedAllocator):
+    """``PagedAllocator`` with a per-sequence budget of blocks (module docstring). Invariant: every sequence
+    holds at most ``eviction_budget_blocks`` blocks; an evicted block's reference is dropped at once (a block
+    no other table holds goes back to the free queue)."""
+
+    # A decode slot may evict a block, so the scheduler must not defer slots (no growth_room).
+    growth_room = None
+    append_decode_slots = None
+
+    def __init__(
+        self,
+        config: PagedConfig,
+        *,
+        model: ModelSpec,
+        tp: int,
+        capacity_bytes: int,
+        swap_space_bytes: int = 0,
+    ) -> None:
+        super().__init__(
+            config, model=model, tp=tp, capacity_bytes=capacity_bytes, swap_space_bytes=swap_space_bytes
+        )
+        self.budget_blocks = config.eviction_budget_blocks
+        self.budget_tokens = self.budget_blocks * self.block_size
+        self.protected_blocks = config.eviction_protected_blocks
+        self._evicted: dict[int, int] = {}  # seq_id -> tokens of its context not stored
+        self._steady_from: dict[int, int] = {}  # seq_id -> max(P0, C): the logical length eviction starts at
+        self.num_evicted_blocks = 0  # whole blocks dropped from block tables, over the run
+
+    def stored_tokens_at(self, seq_id: int, logical_tokens: int) -> int:
+        """Tokens a sequence stores at logical length ``logical_tokens`` (module docstring)."""
+        steady_from, bs = self._steady_from[seq_id], self.block_size
+        if logical_tokens <= steady_from:
+            return min(logical_tokens, self.budget_tokens)
+        return self.budget_tokens - bs + (logical_tokens - steady_from - 1) % bs + 1
+
+    def stored_tokens(self, seq_id: int) -> int:
+        """Tokens of ``seq_id`` in its blocks now: what decode attention reads."""
+        return self.seqs[seq_id].num_tokens
+
+    def evicted_tokens(self, seq_id: int) -> int:
+        """Tokens of ``seq_id``'s context pruned at prefill or evicted since."""
+        return self._evicted[seq_id]
+
+    # -- the KVAllocator Protocol ------------------------------------------------------------------------
+
+    def rejection_reason(self, num_prompt_tokens: int, num_output_tokens: int) -> str | None:
+        total = num_prompt_tokens + num_output_tokens
+        if total > self.max_model_len:
+            return super().rejection_reason(num_prompt_tokens, num_output_tokens)
+        if min(-(-total // self.block_size), self.budget_blocks) > self.pool.num_blocks:
+            return (
+                f"its eviction budget of {self.budget_blocks} blocks exceeds the replica's "
+                f"{self.pool.num_blocks}; lower eviction_budget_blocks"
+            )
+        return None
+
+    def allocate(
+        self,
+        seq_id: int,
+        num_tokens: int,
+        *,
+        final_num_tokens: int,
+        prefix_block_hashes: Sequence[int] | None = None,
+        num_prompt_tokens: int | None = None,
+    ) -> Admission | None:
+        stored = min(num_tokens, self.budget_tokens)  # a longer prompt is pruned at prefill
+        pruned = num_tokens - stored
+        admission = super().allocate(seq_id, stored, final_num_tokens=final_num_tokens - pruned)
+        if admission is None:
+            return None
+        self._evicted[seq_id] = pruned
+        self._steady_from[seq_id] = max(num_tokens, self.budget_tokens)
+        return admission
+
+    def append_slots(self, seq_id: int, num_new_tokens: int) -> bool:
+        seq = self.seqs[seq_id]
+        logical = seq.num_tokens + self._evicted[seq_id]
+        stored = self.stored_tokens_at(seq_id, logical + num_new_tokens)
+        dropped = seq.num_tokens + num_new_tokens - stored  # whole blocks, by the formula
+        if not dropped:
+            return super().append_slots(seq_id, num_new_tokens)
+        pool, bs, table = self.pool, self.block_size, seq.block_table
+        num_full = len(table) - (pool.num_filled[table[-1]] < bs)
+        evictable = max(0, num_full - self.protected_blocks)
+        num_evict = min(dropped // bs, evictable)  # the oldest full blocks after the protected ones
+        victims = table[self.protected_blocks : self.protected_blocks + num_evict]
+        num_append = stored - (seq.num_tokens - num_evict * bs)  # new tokens that stay (the rest: evicted)
+        num_freed = sum(1 for block_id in victims if pool.ref_cnt[block_id] == 1)
+        emptied = num_evict == len(table)  # every block it held goes (no protected block, all full)
+        if num_append:
+            # Evicting whole full blocks first changes no count _num_new_blocks makes of the rest.
+            need = -(-num_append // bs) if emptied else self._num_new_blocks(seq, num_append)
+            if need > pool.num_free_blocks + num_freed:
+                return False
+        pool.free_blocks(victims)
+        del table[self.protected_blocks : self.protected_blocks + num_evict]
+        seq.num_tokens -= num_evict * bs
+        seq.final_num_tokens -= dropped  # reserved = slots it will still fill: final - logical
+        self._evicted[seq_id] += dropped
+        self.num_evicted_blocks += num_evict
+        if emptied:
+            self._grow(seq_id, seq, num_append)
+        elif num_append:
+            appended = super().append_slots(seq_id, num_append)
+            assert appended, "the blocks were counted above"
+        elif pool.num_filled[table[-1]] < bs:
+            self._refresh_partial(table[-1])  # its final length moved
+        return True
+
+    def max_uniform_growth(self, seq_ids: Sequence[int], limit: int) -> int:
+        """Growth under eviction is not uniform in blocks; the scheduler steps one by one (``growth_room``
+        is None), so this bound is only asked for one step at a time: try it on a copy."""
+        if limit <= 0 or not seq_ids:
+            return max(0, limit)
+        trial = copy.deepcopy(self)
+        for k in range(1, limit + 1):
+            if not all(trial.append_slots(s, 1) for s in seq_ids):
+                return k - 1
+        return limit
+
+    def fork(self, parent_seq_id: int, child_seq_id: int, *, final_num_tokens: int | None = None) -> bool:
+        parent = self.seqs[parent_seq_id]
+        evicted = self._evicted[parent_seq_id]
+        super().fork(
+            parent_seq_id,
+            child_seq_id,
+            final_num_tokens=(final_num_tokens - evicted) if final_num_tokens else parent.final_num_tokens,
+        )
+        self._evicted[child_seq_id] = evicted
+        self._steady_from[child_seq_id] = self._steady_from[parent_seq_id]
+        return True
+
+    def free(self, seq_id: int) -> None:
+        super().free(seq_id)
+        del self._evicted[seq_id], self._steady_from[seq_id]
+
+    def check_invariants(self) -> None:
+        super().check_invariants()
+        for seq_id, seq in self.seqs.items():
+            if not seq.num_swapped_blocks:
+                assert len(seq.block_table) <= self.budget_blocks, f"seq {seq_id} holds over its budget"
+            logical = seq.num_tokens + self._evicted[seq_id]
+            assert seq.num_tokens == self.stored_tokens_at(seq_id, logical), f"seq {seq_id}: stored tokens"
