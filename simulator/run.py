@@ -83,7 +83,7 @@ def simulate(
 
         cost_model = make_cost_model(model, gpu, config.tp, profile=config.profile)
     if allocator_factory is None:
-        allocator_factory = _allocator_factory(config, model, capacity, cost_model)
+        allocator_factory = _allocator_factory(config, model, gpu, capacity, cost_model)
     max_num_batched_tokens = config.resolved_max_num_batched_tokens(model.max_model_len)
 
     env = simpy.Environment()
@@ -144,6 +144,7 @@ def simulate(
     summary = summarize(
         trace,
         recorder,
+        allocator_stats=allocator_stats([r.scheduler.allocator for r in replicas]),
         label=allocator.name,
         allocator=allocator.name,
         scheduler=config.scheduler,
@@ -171,6 +172,17 @@ def simulate(
     return RunResult(config=config, trace=trace, summary=summary, recorder=recorder, resolved=resolved)
 
 
+def allocator_stats(allocators: list[KVAllocator]) -> dict[str, int | float]:
+    """The allocators' optional ``stats()`` counters (an extension of the KVAllocator Protocol: a mapping of
+    named totals, e.g. contiguous-growth's copies), summed over replicas; {} for allocators without it."""
+    totals: dict[str, int | float] = {}
+    for alloc in allocators:
+        stats = getattr(alloc, "stats", None)
+        for key, value in (stats() if stats is not None else {}).items():
+            totals[key] = totals.get(key, 0) + value
+    return totals
+
+
 def _make_scheduler(config: SimConfig, allocator: KVAllocator, max_num_batched_tokens: int):
     cls = SCHEDULERS[config.scheduler]
     kwargs = {
@@ -190,7 +202,7 @@ def _make_scheduler(config: SimConfig, allocator: KVAllocator, max_num_batched_t
 
 
 def _allocator_factory(
-    config: SimConfig, model: ModelSpec, capacity: int, cost_model: CostModel
+    config: SimConfig, model: ModelSpec, gpu: GpuSpec, capacity: int, cost_model: CostModel
 ) -> Callable[[], KVAllocator]:
     from kvsim.simulator.allocators import make_allocator
 
@@ -202,6 +214,7 @@ def _allocator_factory(
             capacity_bytes=capacity,
             swap_space_bytes=config.swap_space_bytes,
             map_latency_s=map_latency_s,
+            hbm_bw_bytes_per_s=gpu.hbm_bw_bytes_per_s,  # contiguous-growth's copies
         )
 
     probe = build()
