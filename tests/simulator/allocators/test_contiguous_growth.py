@@ -202,3 +202,30 @@ def test_a_tight_run_finishes_every_request_deterministically_and_fast_forward_e
     for other in (again, slow):
         assert other.summary == fast.summary
         assert other.recorder.timeline_rows() == fast.recorder.timeline_rows()
+
+
+def test_the_copy_counters_reach_the_comparison_table_and_csv_beside_allocators_without_them(tmp_path):
+    import csv
+
+    from kvsim.cli.simulate import comparison_table, write_comparison_csv
+
+    trace = make_trace([(0.0, 10, 10), (0.1, 30, 40)])  # regions 16 -> 32, and 32 -> 64 -> 128
+    results = [run(trace, allocator="paged"), run(trace, allocator="contiguous-growth")]
+    table = comparison_table(results).splitlines()
+    copies = next(line for line in table if line.startswith("num_growth_copies")).split()
+    assert copies == [
+        "num_growth_copies",
+        "-",
+        str(results[1].summary["allocator_stats"]["num_growth_copies"]),
+    ]
+    write_comparison_csv(results, tmp_path / "comparison.csv")
+    with (tmp_path / "comparison.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0])[-5:] == [
+        "cost_model",
+        "num_growth_copies",
+        "num_fork_copies",
+        "copy_bytes",
+        "copy_s",
+    ]
+    assert rows[0]["copy_bytes"] == "" and int(rows[1]["copy_bytes"]) == (16 + 32 + 64) * LLAMA_SLOT
