@@ -70,8 +70,7 @@ class ContiguousGrowthConfig:
 
 class ContiguousGrowthAllocator(ReservedAllocator):
     """Invariant (beyond the reserved allocator's): every resident region is a rung of the ladder
-    ``min(min_region_tokens × growth_factor**m, max_model_len)`` and holds its sequence's tokens; the copy
-    counters only grow."""
+    ``min(min_region_tokens × growth_factor**m, max_model_len)`` and holds its sequence's tokens."""
 
     config_cls = ContiguousGrowthConfig
 

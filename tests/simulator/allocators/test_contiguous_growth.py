@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 from allocator_ops import KV_BYTES_PER_TOKEN, OPS, TINY, run_ops
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from simtools import KV_BYTES_PER_TOKEN as LLAMA_SLOT
 from simtools import make_trace, random_trace, run
 
@@ -107,6 +108,20 @@ def test_max_uniform_growth_counts_growths_that_fit_and_replays_them_in_order():
     alloc.check_invariants()
 
 
+def test_max_uniform_growth_lets_a_region_freed_by_one_growth_serve_the_next():
+    alloc = growth(num_slots=128)
+    for seq_id, num_tokens in [(0, 16), (9, 16), (1, 16), (2, 16), (3, 32)]:
+        alloc.allocate(seq_id, num_tokens, final_num_tokens=64)
+    alloc.free(9)
+    # A=0 at slots 0-15 with 16-31 free beside it; B=1 at 32-47; two more regions; 32 slots free at 96-127.
+    assert alloc.buddy.allocated == {0: 16, 32: 16, 48: 16, 64: 32}
+    # A moves to 96 and its old 16 slots merge with their free buddy into the 32 that B then takes.
+    assert alloc.max_uniform_growth([0, 1], 40) == 16
+    assert alloc.append_slots(0, 16) and alloc.append_slots(1, 16)
+    assert (alloc.seqs[0].offset, alloc.seqs[1].offset) == (96, 0)
+    alloc.check_invariants()
+
+
 def test_a_request_whose_last_growth_can_never_fit_is_rejected_at_arrival():
     alloc = growth(num_slots=64)
     assert alloc.rejection_reason(40, 10) is None  # one region of 64, never moved
@@ -154,19 +169,37 @@ def test_the_spec_is_canonical_and_bad_options_name_the_fix():
             growth(spec, hbm_bw_bytes_per_s=1e12)
 
 
+# The shared operations, with more and larger appends and a heap small enough that growths fail.
+GROWTH_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("allocate"), st.integers(1, 40), st.integers(0, 80), st.integers(0, 3)),
+        st.tuples(st.just("append"), st.integers(0, 9), st.integers(1, 40), st.just(0)),
+        st.tuples(st.just("append"), st.integers(0, 9), st.integers(1, 40), st.just(0)),
+        st.tuples(st.just("fork"), st.integers(0, 9), st.just(0), st.just(0)),
+        st.tuples(st.just("free"), st.integers(0, 9), st.just(0), st.just(0)),
+        st.tuples(st.just("swap_out"), st.integers(0, 9), st.just(0), st.just(0)),
+        st.tuples(st.just("swap_in"), st.integers(0, 9), st.just(0), st.just(0)),
+        st.tuples(st.just("growth"), st.integers(0, 9), st.integers(0, 3), st.integers(0, 60)),
+    ),
+    max_size=50,
+)
+
+
 @pytest.mark.parametrize(
-    "spec",
+    ("spec", "ops_strategy", "num_slots"),
     [
-        "contiguous-growth:copy_bw_bytes_per_s=1e9",
-        "contiguous-growth:copy_bw_bytes_per_s=1e9,min_region_tokens=4,growth_factor=3",
+        ("contiguous-growth:copy_bw_bytes_per_s=1e9", OPS, 700),
+        ("contiguous-growth:copy_bw_bytes_per_s=1e9", GROWTH_OPS, 300),
+        ("contiguous-growth:copy_bw_bytes_per_s=1e9,min_region_tokens=4,growth_factor=3", GROWTH_OPS, 300),
     ],
 )
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(ops=OPS)
-def test_random_operations_keep_every_invariant(spec, ops):
-    """No two regions overlap (the buddy's extents are the regions), the five parts sum to capacity after
-    every call, a failed call changes nothing, max_uniform_growth is exact, and nothing leaks."""
-    run_ops(growth(spec, num_slots=700, swap_slots=200), ops)
+@given(data=st.data())
+def test_random_operations_keep_every_invariant(spec, ops_strategy, num_slots, data):
+    """No two regions overlap (the buddy's extents are the regions), every region is on the growth ladder, the
+    five parts sum to capacity after every call, a failed call (a growth with no free block) changes nothing,
+    max_uniform_growth is exact, and nothing leaks once everything is freed."""
+    run_ops(growth(spec, num_slots=num_slots, swap_slots=100), data.draw(ops_strategy))
 
 
 # -- a whole run ---------------------------------------------------------------------------------------------
