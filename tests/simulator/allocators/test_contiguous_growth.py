@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 from allocator_ops import KV_BYTES_PER_TOKEN, OPS, TINY, run_ops
 from hypothesis import HealthCheck, given, settings
@@ -224,17 +225,60 @@ def test_the_copy_lands_on_the_step_that_grows():
     }
 
 
-def test_a_tight_run_finishes_every_request_deterministically_and_fast_forward_equals_stepping():
+TIGHT = 2500 * LLAMA_SLOT  # llama-2-7b KV for 2500 tokens: growths fail and requests are preempted
+
+
+@pytest.mark.parametrize(
+    ("options", "parallel_samples"),
+    [
+        ({}, False),
+        ({"enable_chunked_prefill": True}, False),
+        ({"preemption_mode": "swap", "swap_space_gib": 1.0}, False),
+        ({"scheduler": "orca"}, False),
+        ({}, True),
+    ],
+)
+def test_a_tight_run_finishes_every_request_deterministically_and_fast_forward_equals_stepping(
+    options, parallel_samples
+):
     trace = random_trace(80, seed=3, rate_per_s=8.0)
-    config = SimConfig(kv_capacity_bytes=2500 * LLAMA_SLOT, allocator="contiguous-growth")
+    if parallel_samples:  # every third request samples 3 sequences: forks copy the prompt's KV
+        n = np.where(np.arange(len(trace)) % 3 == 0, 3, 1)
+        trace = dataclasses.replace(trace, n=n)
+    config = SimConfig(kv_capacity_bytes=TIGHT, allocator="contiguous-growth", **options)
     fast = simulate(config, trace)
     again = simulate(config, trace)
     slow = simulate(dataclasses.replace(config, fast_forward=False), trace)
-    assert fast.summary["num_finished"] == len(trace) and fast.summary["num_preemptions"] > 0
-    assert fast.summary["allocator_stats"]["num_growth_copies"] > 0
+    assert fast.summary["num_preemptions"] > 0
+    if (
+        parallel_samples
+    ):  # 3 growing sequences of one request may outgrow 2500 slots: dropped, with the reason
+        assert set(fast.summary["rejected_by_reason"]) <= {
+            "its sequences outgrow the KV memory even alone on the replica",
+            "its parallel samples do not fit in the KV memory",
+        }
+        assert fast.summary["num_finished"] + fast.summary["num_rejected"] == len(trace)
+    else:
+        assert fast.summary["num_finished"] == len(trace)
+    stats = fast.summary["allocator_stats"]
+    assert stats["num_growth_copies"] > 0 and (stats["num_fork_copies"] > 0) == parallel_samples
     for other in (again, slow):
         assert other.summary == fast.summary
         assert other.recorder.timeline_rows() == fast.recorder.timeline_rows()
+
+
+def test_the_cli_takes_the_spec_with_options_and_a_bad_option_is_an_error_with_exit_status_2():
+    from click.testing import CliRunner
+
+    from kvsim.cli import main
+
+    args = ["simulate", "--trace", "azure-conv", "--num-requests", "20", "--allocator"]
+    result = CliRunner().invoke(main, [*args, "contiguous-growth:min_region_tokens=64"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0].split() == ["contiguous-growth:min_region_tokens=64"]
+    assert "num_growth_copies" in result.output
+    result = CliRunner().invoke(main, [*args, "contiguous-growth:growth_factor=1"])
+    assert result.exit_code == 2 and "Error: contiguous-growth: growth_factor must be" in result.output
 
 
 def test_the_copy_counters_reach_the_comparison_table_and_csv_beside_allocators_without_them(tmp_path):
