@@ -1,9 +1,9 @@
 """Power-of-two contiguous growth: the global KV cache of IBM's Foundation Model Stack (FMS) with FlexAttention.
 
 Joshi et al., "Paged Attention Meets FlexAttention: Unlocking Long-Context Efficiency in Deployed Inference",
-arXiv:2506.07311 (2025), contrast their paged cache with a global KV cache whose memory grows by power-of-two
-allocations (abstract: incremental memory "observable only at sequence lengths exceeding 2048 tokens due to its
-power-of-two cache allocations"). This allocator models that growth, one region per sequence:
+arXiv:2506.07311 (2025), keep a global KV cache in FMS whose memory grows in power-of-two allocations (abstract:
+extra memory "observable only at sequence lengths exceeding 2048 tokens due to its power-of-two cache
+allocations"). This allocator models that growth policy per request, as kvsim's issue 8 specifies it:
 
 - At admission a sequence gets ONE contiguous region of ``min_region_tokens × growth_factor**m`` token slots,
   the smallest that holds its prompt (the prompt is known at admission; the true output length is not used).
