@@ -83,7 +83,7 @@ def simulate(
 
         cost_model = make_cost_model(model, gpu, config.tp, profile=config.profile)
     if allocator_factory is None:
-        allocator_factory = _allocator_factory(config, model, gpu, capacity, cost_model)
+        allocator_factory = _allocator_factory(config, model, capacity, cost_model)
     max_num_batched_tokens = config.resolved_max_num_batched_tokens(model.max_model_len)
 
     env = simpy.Environment()
@@ -202,9 +202,11 @@ def _make_scheduler(config: SimConfig, allocator: KVAllocator, max_num_batched_t
 
 
 def _allocator_factory(
-    config: SimConfig, model: ModelSpec, gpu: GpuSpec, capacity: int, cost_model: CostModel
+    config: SimConfig, model: ModelSpec, capacity: int, cost_model: CostModel
 ) -> Callable[[], KVAllocator]:
     from kvsim.simulator.allocators import make_allocator
+
+    hbm_bw_bytes_per_s = GpuSpec.from_name(config.gpu).hbm_bw_bytes_per_s  # contiguous-growth's copies
 
     def build(map_latency_s: float | None = None) -> KVAllocator:
         return make_allocator(
@@ -214,7 +216,7 @@ def _allocator_factory(
             capacity_bytes=capacity,
             swap_space_bytes=config.swap_space_bytes,
             map_latency_s=map_latency_s,
-            hbm_bw_bytes_per_s=gpu.hbm_bw_bytes_per_s,  # contiguous-growth's copies
+            hbm_bw_bytes_per_s=hbm_bw_bytes_per_s,
         )
 
     probe = build()
