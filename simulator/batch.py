@@ -49,5 +49,12 @@ class StepTime:
 
     @property
     def total_s(self) -> float:
-        return (self.gemm_s + self.attn_prefill_s + self.attn_decode_s + self.lm_head_s + self.allreduce_s
-                + self.overhead_s + self.allocator_s)
+        return (
+            self.gemm_s
+            + self.attn_prefill_s
+            + self.attn_decode_s
+            + self.lm_head_s
+            + self.allreduce_s
+            + self.overhead_s
+            + self.allocator_s
+        )

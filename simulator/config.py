@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from kvsim.errors import KvsimError
 
 ROUTER_NAMES = ("round_robin", "least_outstanding")
-SCHEDULER_NAMES = ("vllm", "orca", "static")
+SCHEDULER_NAMES = ("vllm", "orca", "static", "tgi")
 PREEMPTION_MODES = ("recompute", "swap")
 
 # vLLM v0.6.3 EngineArgs: max_num_batched_tokens when chunked prefill is on.
@@ -59,12 +59,43 @@ class SimConfig:
     slo_ttft_s: float | None = None  # goodput counts a request only if TTFT <= this (None: no bound)
     slo_tpot_s: float | None = None  # ... and TPOT <= this
     fast_forward: bool = True  # advance runs of pure-decode steps in one event (exact; off only for tests)
+    # scheduler tgi: TGI launcher options, TGI's names and defaults (simulator/schedulers/tgi.py)
+    max_concurrent_requests: int = 128
+    max_batch_prefill_tokens: int | None = None  # None: max_input_tokens + 50
+    max_batch_total_tokens: int | None = None  # None: every token slot of the KV cache (TGI's warmup)
+    waiting_served_ratio: float = 0.3
+    max_waiting_tokens: int = 20
+    max_input_tokens: int | None = None  # None: max_total_tokens - 1
+    max_total_tokens: int | None = None  # None: max_model_len
+    max_batch_size: int | None = None
+    max_new_tokens: str = "oracle"  # what clients ask for: oracle | max_total_tokens | an integer
 
     def __post_init__(self) -> None:
         for name in ("tp", "num_replicas", "max_num_seqs"):
             if getattr(self, name) < 1:
                 raise KvsimError(f"{name} must be >= 1, got {getattr(self, name)}; pass a positive integer")
-        for name in ("max_num_batched_tokens", "max_model_len", "kv_capacity_bytes"):
+        if isinstance(self.max_new_tokens, int):  # a TOML integer
+            object.__setattr__(self, "max_new_tokens", str(self.max_new_tokens))
+        for name in ("max_concurrent_requests", "max_waiting_tokens"):
+            if getattr(self, name) < 1:
+                raise KvsimError(f"{name} must be >= 1, got {getattr(self, name)}; pass a positive integer")
+        text = self.max_new_tokens
+        if text not in ("oracle", "max_total_tokens") and not (text.isdigit() and int(text) >= 1):
+            raise KvsimError(
+                f"max_new_tokens must be oracle, max_total_tokens or a positive integer, got {text!r}"
+            )
+        if self.waiting_served_ratio < 0:
+            raise KvsimError(f"waiting_served_ratio must be >= 0, got {self.waiting_served_ratio}")
+        for name in (
+            "max_num_batched_tokens",
+            "max_model_len",
+            "kv_capacity_bytes",
+            "max_batch_prefill_tokens",
+            "max_batch_total_tokens",
+            "max_input_tokens",
+            "max_total_tokens",
+            "max_batch_size",
+        ):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise KvsimError(f"{name} must be >= 1 (or unset for the default), got {value}")

@@ -25,7 +25,7 @@ import numpy as np
 import simpy
 
 from kvsim.simulator.cost.base import CostModel
-from kvsim.simulator.recorder import Recorder
+from kvsim.simulator.recorder import Recorder, parts_of
 from kvsim.simulator.request_state import RequestState
 from kvsim.simulator.router import ROUTERS
 from kvsim.simulator.schedulers.base import SchedulerBase
@@ -143,22 +143,48 @@ class Replica:
         # watch every decode step) keep getting decode_step_times.
         single_by_step_time = getattr(cost, "single_decode_by_step_time", False)
         step_times_list = getattr(cost, "decode_step_times_list", None) if single_by_step_time else None
+        step_s = getattr(cost, "step_total_s", None)  # step_time(batch).total_s, faster (optional)
+        if step_s is None:
+            step_s = lambda batch: cost.step_time(batch).total_s  # noqa: E731
         recorder = self.recorder
         source = self.source
         assert source is not None, "wire the arrival source before running"
+        # The timeline's breakdown as a tuple in PARTS order, when the allocator can give it without building
+        # a MemoryBreakdown (optional ``breakdown_parts``).
+        breakdown_parts = getattr(sched.allocator, "breakdown_parts", None)
+        if breakdown_parts is None:
+            breakdown = sched.allocator.breakdown
+            breakdown_parts = lambda: parts_of(breakdown())  # noqa: E731
+        add_row = self.timeline.add_row
         while True:
             now = self.clock_s
             batch = sched.schedule(now)
-            retries = len(sched.waiting) + len(sched.swapped) + 1
-            while batch is None and (sched.waiting or sched.swapped):
-                # This step's preemptions emptied the replica: schedule again, now with memory to spare.
-                assert retries > 0, "a replica with queued work and nothing running scheduled nothing"
-                retries -= 1
-                batch = sched.schedule(now)
+            if batch is None and (sched.waiting or sched.swapped):
+                retries = len(sched.waiting) + len(sched.swapped)
+                while batch is None and (sched.waiting or sched.swapped):
+                    # This step's preemptions emptied the replica: schedule again, now with memory to spare.
+                    assert retries > 0, "a replica with queued work and nothing running scheduled nothing"
+                    retries -= 1
+                    batch = sched.schedule(now)
             if sched.dropped:
                 self._drain_dropped()
+            if batch is None:
+                num_seqs = num_tokens = 0
+            else:
+                num_seqs = len(batch.prefill_q_lens) + batch.num_decode_seqs
+                num_tokens = sum(batch.prefill_q_lens) + batch.num_decode_seqs
             if sched.changed:
-                self._record(now, batch)
+                sched.changed = False
+                add_row(
+                    now,
+                    breakdown_parts(),
+                    sched.is_saturated,
+                    len(sched.running),
+                    len(sched.waiting),
+                    len(sched.swapped),
+                    num_seqs,
+                    num_tokens,
+                )
             if batch is None:
                 self._wakeup = env.event()
                 yield self._wakeup
@@ -172,7 +198,7 @@ class Replica:
             if num_steps == 1 and (batch.prefill_q_lens or single_by_step_time):
                 # decode_step_times' element 0 is step_time(batch).total_s bit for bit (its contract), with the
                 # allocator overhead added last in both: plain floats, no arrays, for the commonest window.
-                ends = [now + cost.step_time(batch).total_s]
+                ends = [now + step_s(batch)]
             else:
                 overhead_s = batch.allocator_overhead_s
                 batch.allocator_overhead_s = 0.0
@@ -201,7 +227,11 @@ class Replica:
             self.clock_s = end_s
             sched.previous_step_s = end_s - (float(ends[num_steps - 2]) if num_steps > 1 else now)
             sched.complete_steps(num_steps, end_s)
-            recorder.steps(num_steps, batch.num_seqs, batch.num_tokens)
+            recorder.num_steps += num_steps  # Recorder.steps, inline
+            recorder.num_batched_tokens += num_steps * num_tokens
+            recorder.num_batched_seqs += num_steps * num_seqs
+            if num_seqs > recorder.max_num_seqs:
+                recorder.max_num_seqs = num_seqs
             if sched.dropped:
                 self._drain_dropped()
             if sched.finished:
@@ -215,17 +245,3 @@ class Replica:
             self.recorder.reject(req.index, reason)
         self.num_outstanding -= len(self.scheduler.dropped)
         self.scheduler.dropped.clear()
-
-    def _record(self, now: float, batch) -> None:
-        sched = self.scheduler
-        sched.changed = False
-        self.timeline.add(
-            now,
-            sched.allocator.breakdown(),
-            saturated=sched.is_saturated,
-            num_running=len(sched.running),
-            num_waiting=len(sched.waiting),
-            num_swapped=len(sched.swapped),
-            num_batched_seqs=0 if batch is None else batch.num_seqs,
-            num_batched_tokens=0 if batch is None else batch.num_tokens,
-        )

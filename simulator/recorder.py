@@ -30,6 +30,11 @@ TIMELINE_COLUMNS = (
 )
 
 
+def parts_of(mem: MemoryBreakdown) -> tuple[int, ...]:
+    """The breakdown as a tuple in ``PARTS`` order."""
+    return (mem.token_states, mem.reserved, mem.internal_frag, mem.external_frag, mem.free, mem.cached_bytes)
+
+
 class ReplicaTimeline:
     """Rows of one replica plus the running integrals of its step functions."""
 
@@ -37,7 +42,7 @@ class ReplicaTimeline:
         self.replica = replica
         self.keep_rows = keep_rows
         self.time_s = array("d")
-        self.values = [array("q") for _ in TIMELINE_COLUMNS[1:]]  # one int64 column per field after time_s
+        self.values = array("q")  # the int64 fields after time_s, row after row (one extend per row)
         self.last_time_s: float | None = None
         self.last_parts = (0,) * len(PARTS)
         self.last_saturated = False
@@ -56,12 +61,13 @@ class ReplicaTimeline:
         dt = time_s - self.last_time_s
         if dt <= 0.0:
             return
-        for i, value in enumerate(self.last_parts):
-            self.part_integrals[i] += value * dt
+        parts = self.last_parts
+        self.part_integrals = [total + value * dt for total, value in zip(self.part_integrals, parts)]
         if self.last_saturated:
             self.saturated_s += dt
-            for i, value in enumerate(self.last_parts):
-                self.saturated_integrals[i] += value * dt
+            self.saturated_integrals = [
+                total + value * dt for total, value in zip(self.saturated_integrals, parts)
+            ]
         if self.last_num_seqs:
             self.busy_s += dt
             self.seq_integral += self.last_num_seqs * dt
@@ -79,26 +85,42 @@ class ReplicaTimeline:
         num_batched_seqs: int,
         num_batched_tokens: int,
     ) -> None:
+        parts = parts_of(mem)
+        self.add_row(
+            time_s,
+            parts,
+            saturated,
+            num_running,
+            num_waiting,
+            num_swapped,
+            num_batched_seqs,
+            num_batched_tokens,
+        )
+
+    def add_row(
+        self,
+        time_s: float,
+        parts: tuple[int, ...],
+        saturated: bool,
+        num_running: int,
+        num_waiting: int,
+        num_swapped: int,
+        num_batched_seqs: int,
+        num_batched_tokens: int,
+    ) -> None:
+        """``add`` with the breakdown as a tuple in ``PARTS`` order, arguments by position (the engine's
+        call, once per state change)."""
         self.advance(time_s)
         self.last_time_s = time_s
-        parts = (
-            mem.token_states,
-            mem.reserved,
-            mem.internal_frag,
-            mem.external_frag,
-            mem.free,
-            mem.cached_bytes,
-        )
         self.last_parts = parts
         self.last_saturated = saturated
         self.last_num_seqs = num_batched_seqs
-        used = mem.capacity_bytes - mem.free
+        used = parts[0] + parts[1] + parts[2] + parts[3]  # capacity - free
         if used > self.peak_used_bytes:
             self.peak_used_bytes = used
         if self.keep_rows:
             self.time_s.append(time_s)
-            for column, value in zip(
-                self.values,
+            self.values.extend(
                 (
                     self.replica,
                     *parts,
@@ -107,9 +129,13 @@ class ReplicaTimeline:
                     num_swapped,
                     num_batched_seqs,
                     num_batched_tokens,
-                ),
-            ):
-                column.append(value)
+                )
+            )
+
+    def rows(self):
+        """(time_s, replica, *PARTS, num_running, ...) tuples, in order."""
+        width = len(TIMELINE_COLUMNS) - 1
+        return zip(self.time_s, *(self.values[i::width] for i in range(width)))
 
 
 class Recorder:
@@ -157,7 +183,7 @@ class Recorder:
         """All rows, ordered by time then replica (a stable merge of the replicas' rows)."""
         rows = []
         for tl in self.timelines:
-            rows.extend(zip(tl.time_s, *tl.values))
+            rows.extend(tl.rows())
         rows.sort(key=lambda row: (row[0], row[1]))
         return rows
 

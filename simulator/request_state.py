@@ -38,6 +38,10 @@ class RequestState:
     finish_s: float | None = None
     num_preemptions: int = 0
     num_cached_tokens: int = 0  # prompt tokens served from the prefix cache at first admission
+    # In a scheduler's decode cohort (schedulers/cohort.py): num_slots and num_generated are as of the
+    # allocator's tick ``cohort_tick``; ``cohort_key`` is 0 outside the cohort.
+    cohort_key: int = 0
+    cohort_tick: int = 0
 
     @property
     def final_num_tokens(self) -> int:

@@ -26,6 +26,7 @@ from kvsim.simulator.engine import ArrivalSource, Replica
 from kvsim.simulator.metrics import summarize
 from kvsim.simulator.recorder import Recorder
 from kvsim.simulator.schedulers import SCHEDULERS
+from kvsim.simulator.schedulers.tgi_config import TGI_OPTION_DEFAULTS, resolve_tgi_config
 from kvsim.simulator.schedulers.vllm import rejection_reason as vllm_rejection_reason
 from kvsim.simulator.specs import GpuSpec, ModelSpec, kv_capacity_bytes
 from kvsim.traces.request import Trace
@@ -83,14 +84,18 @@ def simulate(
 
         cost_model = make_cost_model(model, gpu, config.tp, profile=config.profile)
     if allocator_factory is None:
-        allocator_factory = _allocator_factory(config, model, capacity, cost_model)
+        single_sequence = all(
+            column is None or not len(column) or int(column.max()) <= 1
+            for column in (trace.n, trace.beam_width)
+        )
+        allocator_factory = _allocator_factory(config, model, capacity, cost_model, single_sequence)
     max_num_batched_tokens = config.resolved_max_num_batched_tokens(model.max_model_len)
 
     env = simpy.Environment()
     recorder = Recorder(len(trace), config.num_replicas, keep_timeline=keep_timeline)
     replicas = []
     for index in range(config.num_replicas):
-        scheduler = _make_scheduler(config, allocator_factory(), max_num_batched_tokens)
+        scheduler = _make_scheduler(config, allocator_factory(), max_num_batched_tokens, model.max_model_len)
         replicas.append(
             Replica(env, index, scheduler, cost_model, recorder, fast_forward=config.fast_forward)
         )
@@ -103,7 +108,9 @@ def simulate(
                 num_prompt_tokens, max_num_batched_tokens, config.enable_chunked_prefill
             )
             reason = reason or replicas[0].scheduler.watermark_rejection(num_prompt_tokens)
-        if reason is None and num_seqs > config.max_num_seqs:
+        if reason is None and config.scheduler == "tgi":
+            reason = replicas[0].scheduler.rejection_reason(num_prompt_tokens, num_output_tokens, num_seqs)
+        elif reason is None and num_seqs > config.max_num_seqs:
             reason = f"{num_seqs} parallel sequences exceed max_num_seqs {config.max_num_seqs}"
         return reason
 
@@ -154,8 +161,10 @@ def simulate(
         slo_ttft_s=config.slo_ttft_s,
         slo_tpot_s=config.slo_tpot_s,
     )
+    tgi = getattr(replicas[0].scheduler, "config", None) if config.scheduler == "tgi" else None
     resolved = {
         **config.as_dict(),
+        **(dataclasses.asdict(tgi) if tgi is not None else {}),
         "allocator": allocator.name,
         "max_num_batched_tokens": max_num_batched_tokens,
         "max_model_len": model.max_model_len,
@@ -183,8 +192,21 @@ def allocator_stats(allocators: list[KVAllocator]) -> dict[str, int | float]:
     return totals
 
 
-def _make_scheduler(config: SimConfig, allocator: KVAllocator, max_num_batched_tokens: int):
+def _make_scheduler(
+    config: SimConfig, allocator: KVAllocator, max_num_batched_tokens: int, max_model_len: int
+):
     cls = SCHEDULERS[config.scheduler]
+    if config.scheduler == "tgi":
+        if config.enable_chunked_prefill:
+            raise KvsimError("enable_chunked_prefill is a vllm option; TGI 2.x prefills whole prompts")
+        tgi = resolve_tgi_config(config, max_model_len=max_model_len, allocator=allocator)
+        return cls(allocator, config=tgi)
+    changed = [k for k, v in TGI_OPTION_DEFAULTS.items() if getattr(config, k) != v]
+    if changed:
+        raise KvsimError(
+            f"{', '.join(changed)} {'is a tgi option' if len(changed) == 1 else 'are tgi options'}, "
+            f"not {config.scheduler!r}'s; drop it or use --scheduler tgi"
+        )
     kwargs = {
         "max_num_seqs": config.max_num_seqs,
         "max_num_batched_tokens": max_num_batched_tokens,
@@ -202,9 +224,13 @@ def _make_scheduler(config: SimConfig, allocator: KVAllocator, max_num_batched_t
 
 
 def _allocator_factory(
-    config: SimConfig, model: ModelSpec, capacity: int, cost_model: CostModel
+    config: SimConfig, model: ModelSpec, capacity: int, cost_model: CostModel, single_sequence: bool
 ) -> Callable[[], KVAllocator]:
-    from kvsim.simulator.allocators import make_allocator
+    """Builds one replica's allocator. ``paged`` without prefix caching, on a trace where every request has
+    one sequence, shares no block: it is counted rather than tracked by block id (the same results, faster;
+    ``allocators/paged_counted.py``)."""
+    from kvsim.simulator.allocators import PagedAllocator, make_allocator
+    from kvsim.simulator.allocators.paged_counted import CountedPagedAllocator
 
     hbm_bw_bytes_per_s = GpuSpec.from_name(config.gpu).hbm_bw_bytes_per_s  # contiguous-growth's copies
 
@@ -220,6 +246,14 @@ def _allocator_factory(
         )
 
     probe = build()
+    if isinstance(probe, PagedAllocator) and single_sequence and not probe.config.enable_prefix_caching:
+        return lambda: CountedPagedAllocator(
+            probe.config,
+            model=model,
+            tp=config.tp,
+            capacity_bytes=capacity,
+            swap_space_bytes=config.swap_space_bytes,
+        )
     map_latency_s = None
     page_size_bytes = getattr(getattr(probe, "config", None), "page_size", None)  # vAttention's page, bytes
     measured = getattr(cost_model, "map_latency_s", None)

@@ -344,3 +344,13 @@ def vllm_fig15(seed, num_requests, rate):
         "time-weighted over decode steps"
     )
     click.echo(_table(("n", "kvsim saving", "paper", "finished"), rows))
+
+
+def _register_more() -> None:
+    """Targets of other papers live in their own modules (files stay short); they join this group here."""
+    from kvsim.cli.reproduce_tgi import tgi_vs_vllm
+
+    reproduce.add_command(tgi_vs_vllm)
+
+
+_register_more()

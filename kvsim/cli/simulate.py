@@ -24,10 +24,11 @@ Examples:
   kvsim simulate --trace azure-conv --model llama-2-7b --gpu a100-80gb \\
     --allocator paged --allocator reserved:max --allocator vattention --out runs/conv
   kvsim simulate --config run.toml --rate 4 --report
+  kvsim simulate --trace azure-code --scheduler tgi --max-new-tokens max_total_tokens
 Allocator specs: paged, paged:block_size=32, paged:enable_prefix_caching=true, reserved:max|pow2|oracle,
-vattention, vattention:page_size=64KiB, contiguous-growth, contiguous-growth:min_region_tokens=64.
-Writes OUT/<label>/ (config.json, summary.json, requests.csv, timeline.csv) per allocator and
-OUT/comparison.csv.
+vattention, vattention:page_size=64KiB, contiguous-growth, contiguous-growth:min_region_tokens=64
+(--scheduler tgi: paged only). Writes OUT/<label>/ (config.json, summary.json, requests.csv, timeline.csv)
+per allocator and OUT/comparison.csv.
 """
 
 
@@ -49,7 +50,7 @@ def _options(func):
         click.option("--tp", type=int, help="Tensor-parallel degree per replica."),
         click.option("--num-replicas", type=int),
         click.option("--router", type=click.Choice(["round_robin", "least_outstanding"])),
-        click.option("--scheduler", type=click.Choice(["vllm", "orca", "static"])),
+        click.option("--scheduler", type=click.Choice(["vllm", "orca", "static", "tgi"])),
         click.option("--allocator", "allocators", multiple=True, help="Allocator spec (repeatable)."),
         click.option("--max-num-seqs", type=int),
         click.option("--max-num-batched-tokens", type=int),
@@ -57,6 +58,19 @@ def _options(func):
         click.option("--enable-chunked-prefill/--no-enable-chunked-prefill", default=None),
         click.option("--preemption-mode", type=click.Choice(["recompute", "swap"])),
         click.option("--watermark", type=float, help="vllm: share of KV kept free at admission (0.01)."),
+        click.option(
+            "--max-concurrent-requests", type=int, help="tgi: in-flight cap, HTTP 429 over it (128)."
+        ),
+        click.option("--max-batch-prefill-tokens", type=int, help="tgi: prompt tokens per new batch."),
+        click.option("--max-batch-total-tokens", type=int, help="tgi: prompt + max_new_tokens budget."),
+        click.option("--waiting-served-ratio", type=float, help="tgi: waiting/running ratio to pause (0.3)."),
+        click.option(
+            "--max-waiting-tokens", type=int, help="tgi: decode steps before forcing a prefill (20)."
+        ),
+        click.option("--max-input-tokens", type=int, help="tgi: longest prompt (max_total_tokens - 1)."),
+        click.option("--max-total-tokens", type=int, help="tgi: prompt + max_new_tokens cap (context)."),
+        click.option("--max-batch-size", type=int, help="tgi: requests per batch (unbounded)."),
+        click.option("--max-new-tokens", help="tgi: clients' max_new_tokens: oracle|max_total_tokens|N."),
         click.option("--gpu-memory-utilization", type=float),
         click.option("--swap-space-gib", type=float),
         click.option("--activation-reserve-bytes", type=int),

@@ -65,6 +65,9 @@ class ProfileCostModel:
             _Gemm(gemm_term(s.op), s, model.dtype_bytes) for s in layer_gemm_shapes(model, tp)
         )
         self._gemm_s_cache: dict[int, float] = {}  # num_tokens -> gemm_s
+        self._decode_parts_cache: dict[
+            int, tuple[float, float, float, float]
+        ] = {}  # num_seqs -> _decode_parts
         self._lm_head = _Gemm(gemm_term("lm_head"), lm_head_shape(model, tp), model.dtype_bytes)
 
         # (const_s, s_per_kv_token, s_per_seq, s_per_block) of each decode kernel, per layer launch
@@ -136,6 +139,40 @@ class ProfileCostModel:
             allocator_s=batch.allocator_overhead_s,
         )
 
+    def step_total_s(self, batch: Batch) -> float:
+        """``step_time(batch).total_s`` bit for bit (the same float operations in the same order), with a pure
+        decode step's terms that depend only on its batch size taken from a cache: the engine's hot path."""
+        seqs = batch.num_decode_seqs
+        if batch.prefill_q_lens or not seqs:
+            return self.step_time(batch).total_s
+        gemm_s, lm_head_s, allreduce_s, overhead_s = self._decode_parts(seqs)
+        const_s, s_tok, s_seq, s_blk = (
+            self._decode_paged if batch.attention_kernel == "paged" else self._decode_contiguous
+        )
+        attn_decode_s = self._num_layers * (
+            const_s + s_tok * batch.decode_kv_tokens + s_seq * seqs + s_blk * batch.decode_kv_blocks
+        )
+        # total_s adds attn_prefill_s (0.0 here) after gemm_s: gemm_s + 0.0 == gemm_s.
+        return gemm_s + attn_decode_s + lm_head_s + allreduce_s + overhead_s + batch.allocator_overhead_s
+
+    def _decode_parts(self, num_seqs: int) -> tuple[float, float, float, float]:
+        """(gemm_s, lm_head_s, allreduce_s, overhead_s) of a pure decode step of ``num_seqs`` sequences."""
+        parts = self._decode_parts_cache.get(num_seqs)
+        if parts is None:
+            gemm_s = self._gemm_s_cache.get(num_seqs)
+            if gemm_s is None:
+                gemm_s = self._cache_gemm_s(num_seqs)
+            parts = (
+                gemm_s,
+                self._lm_head(num_seqs),
+                self._allreduce_s(num_seqs),
+                self._overhead[0] + self._overhead[1] * num_seqs,
+            )
+            if len(self._decode_parts_cache) >= 65536:
+                self._decode_parts_cache.clear()
+            self._decode_parts_cache[num_seqs] = parts
+        return parts
+
     def decode_step_times(
         self, batch: Batch, num_steps: int, decode_kv_blocks: np.ndarray | None = None
     ) -> np.ndarray:
@@ -173,20 +210,18 @@ class ProfileCostModel:
         """``decode_step_times`` as a list of Python floats, element for element bit-identical (the same
         float64 operations in the same order, int -> float conversions exact below 2**53): cheaper than
         arrays for the short windows that most decode windows are."""
-        first = self.step_time(batch)
         seqs = batch.num_decode_seqs
-        if seqs == 0:
-            return [first.total_s] * num_steps
+        if seqs == 0 or batch.prefill_q_lens:
+            return [self.step_time(batch).total_s] * num_steps
         const_s, s_tok, s_seq, s_blk = (
             self._decode_paged if batch.attention_kernel == "paged" else self._decode_contiguous
         )
         layers, tokens0 = self._num_layers, batch.decode_kv_tokens
         if decode_kv_blocks is None:
             decode_kv_blocks = [batch.decode_kv_blocks] * num_steps
-        head = first.gemm_s + first.attn_prefill_s
+        head, lm_head_s, allreduce_s, overhead_s = self._decode_parts(seqs)  # head: gemm_s + 0.0 prefill
+        allocator_s = batch.allocator_overhead_s
         seq_s = s_seq * seqs
-        tail = (first.lm_head_s, first.allreduce_s, first.overhead_s, first.allocator_s)
-        lm_head_s, allreduce_s, overhead_s, allocator_s = tail
         return [
             head
             + layers * (const_s + s_tok * float(tokens0 + i * seqs) + seq_s + s_blk * float(blocks))

@@ -4,12 +4,22 @@ from kvsim.simulator.schedulers.base import SchedulerBase
 from kvsim.simulator.schedulers.orca import OrcaScheduler
 from kvsim.simulator.schedulers.protocol import Scheduler
 from kvsim.simulator.schedulers.static import StaticScheduler
+from kvsim.simulator.schedulers.tgi import TgiScheduler
 from kvsim.simulator.schedulers.vllm import VllmScheduler
 
 SCHEDULERS: dict[str, type[SchedulerBase]] = {
     "vllm": VllmScheduler,
     "orca": OrcaScheduler,
     "static": StaticScheduler,
+    "tgi": TgiScheduler,
 }
 
-__all__ = ["SCHEDULERS", "OrcaScheduler", "Scheduler", "SchedulerBase", "StaticScheduler", "VllmScheduler"]
+__all__ = [
+    "SCHEDULERS",
+    "OrcaScheduler",
+    "Scheduler",
+    "SchedulerBase",
+    "StaticScheduler",
+    "TgiScheduler",
+    "VllmScheduler",
+]

@@ -22,11 +22,12 @@ from collections import deque
 from kvsim.simulator.allocators.base import KVAllocator
 from kvsim.simulator.batch import Batch
 from kvsim.simulator.request_state import RequestState
+from kvsim.simulator.schedulers.cohort import CohortMixin
 from kvsim.simulator.schedulers.fast_forward import FastForwardMixin
 from kvsim.simulator.schedulers.preemption import PreemptionMixin
 
 
-class SchedulerBase(PreemptionMixin, FastForwardMixin):
+class SchedulerBase(PreemptionMixin, FastForwardMixin, CohortMixin):
     """Queues and step bookkeeping shared by the batching policies.
 
     Invariants: ``running`` is in admission order (newest last, the preemption victim); every request in
@@ -93,6 +94,7 @@ class SchedulerBase(PreemptionMixin, FastForwardMixin):
         self._num_multi_seq_decodes = 0  # decoding requests of the step with more than one sequence
         # append_slots, then growth_room, in one call (-1: no room, nothing appended)
         self._append_decode = getattr(allocator, "append_decode_slots", None) if self._defers else None
+        self._init_cohort()
 
     # ---- queue entry ------------------------------------------------------------------------------------
     def add_request(self, req: RequestState) -> None:
@@ -159,7 +161,11 @@ class SchedulerBase(PreemptionMixin, FastForwardMixin):
 
     def _schedule_decodes(self, reqs: list[RequestState]) -> list[RequestState]:
         """Give every decoding request in ``reqs`` (oldest first) its slot for this step, preempting the
-        newest running request when memory runs out (vLLM's ``_schedule_running``). Returns the preempted."""
+        newest running request when memory runs out (vLLM's ``_schedule_running``). Returns the preempted.
+        Through the cohort when it can (``cohort.py``); ``reqs`` may be ``running`` itself."""
+        if self._cohort and reqs and self._cohort_decode(reqs):
+            return []
+        reqs = list(reqs)
         if self._has_pending and not self._prepaid:
             self._sync_all()
         self._has_pending = self._prepaid = False
@@ -262,6 +268,7 @@ class SchedulerBase(PreemptionMixin, FastForwardMixin):
         self._num_decode_seqs = self._decode_kv_tokens = self._decode_kv_blocks = 0
         self._min_remaining = 1 << 62
         self._num_multi_seq_decodes = 0
+        self._cohort_stepped = False
         self._residue_counts = [0] * self.block_size
         self._requeue = []
         self._carried_overhead_s = (
@@ -275,7 +282,7 @@ class SchedulerBase(PreemptionMixin, FastForwardMixin):
         self._requeue = []
 
     def _batch(self) -> Batch | None:
-        if not self._prefills and not self._decodes:
+        if not self._prefills and not self._decodes and not self._cohort_stepped:
             return None
         return Batch(
             prefill_q_lens=tuple(q for _, q in self._prefills),
@@ -297,7 +304,13 @@ class SchedulerBase(PreemptionMixin, FastForwardMixin):
             if req.num_computed_tokens == req.num_prefill_tokens:
                 self._prefill_done(req, end_s)
         extra = num_steps - 1
+        if self._cohort_stepped:
+            self._complete_cohort(num_steps, end_s)
         any_finished = False
+        if not self._decodes:
+            if self._to_fork:
+                self._fork_samples()
+            return
         if extra:
             self._has_pending = True
             if self._defers:
@@ -340,6 +353,8 @@ class SchedulerBase(PreemptionMixin, FastForwardMixin):
             self._drop_finished()
         elif len(req.seq_ids) < req.num_seqs:
             self._to_fork.append(req)
+        elif self._cohort:
+            self._join_cohort(req)
 
     def _fork_samples(self) -> None:
         """Fork the parallel samples of requests whose first prefill just ended. A copying allocator may
@@ -366,6 +381,8 @@ class SchedulerBase(PreemptionMixin, FastForwardMixin):
 
     def _drop(self, req: RequestState, reason: str) -> None:
         """Give up on a running request that cannot progress even with the replica to itself."""
+        if req.cohort_key:
+            self._leave_cohort(req)
         self.running.remove(req)
         for seq_id in req.seq_ids:
             self.allocator.free(seq_id)

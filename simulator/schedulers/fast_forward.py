@@ -55,7 +55,11 @@ class FastForwardMixin:
         """After a pure-decode ``schedule()``: how many steps (1..limit) can run before anything but decode
         progress changes, and the paged block count of each of them ([num_steps], an array or for short
         windows a list; None if not paged or one step: the batch's own count)."""
-        if self._prefills or not self._decodes or self._queues_moved:
+        if self._prefills or self._queues_moved:
+            return 1, None
+        if self._cohort_stepped:
+            return self._cohort_window(limit) if not self._decodes else (1, None)
+        if not self._decodes:
             return 1, None
         num_steps = min(limit, self._min_remaining)
         if self._growth_may_cost:

@@ -18,6 +18,8 @@ class PreemptionMixin:
 
     def _preempt(self, victim: RequestState, *, recompute: bool = False) -> None:
         """Take ``victim`` off the GPU, by swap or recompute (``recompute``: recompute whatever the mode)."""
+        if victim.cohort_key:
+            self._leave_cohort(victim)
         if self.running[-1] is victim:
             self.running.pop()
         else:

@@ -19,6 +19,7 @@ from kvsim.simulator.schedulers.base import SchedulerBase
 
 class VllmScheduler(SchedulerBase):
     name = "vllm"
+    uses_cohort = True
 
     def __init__(
         self,
@@ -53,7 +54,7 @@ class VllmScheduler(SchedulerBase):
             self._admit(now_s, self.max_num_batched_tokens, split=False)
             if self._prefills:
                 return
-        preempted = self._schedule_decodes(list(self.running))
+        preempted = self._schedule_decodes(self.running)
         if not preempted:
             self._swap_in()
 
@@ -63,16 +64,16 @@ class VllmScheduler(SchedulerBase):
         for req in self.running:
             (decoding if req.num_computed_tokens >= req.num_prefill_tokens else prefilling).append(req)
         preempted = self._schedule_decodes(decoding)
-        budget = self.max_num_batched_tokens - sum(req.num_seqs for req in self._decodes)
+        budget = self.max_num_batched_tokens - self._num_decode_seqs
         for req in prefilling:
             if req.seq_ids and budget > 0 and req not in preempted:
                 num_new = min(req.num_prefill_tokens - req.num_computed_tokens, budget)
                 self._prefills.append((req, num_new))
                 budget -= num_new
         if not preempted:
-            num_decodes = len(self._decodes)
+            num_decode_seqs = self._num_decode_seqs
             self._swap_in()
-            budget -= sum(req.num_seqs for req in self._decodes[num_decodes:])
+            budget -= self._num_decode_seqs - num_decode_seqs
             self._admit(now_s, budget, split=True)
 
     def _admit(self, now_s: float, budget: int, *, split: bool) -> None:

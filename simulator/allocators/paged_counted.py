@@ -1,0 +1,407 @@
+"""The paged allocator by block counts: ``PagedAllocator``'s accounting without block ids (DESIGN §7b).
+
+Without prefix caching and forks no block is ever shared, so which physical block a sequence holds cannot
+change any result: a sequence of ``t`` tokens holds ``ceil(t / block_size)`` blocks, its last block has
+``(-t) % block_size`` empty slots, ``min(that, final - t)`` of them reserved and the rest internal
+fragmentation. This allocator keeps exactly those numbers, so its breakdowns, admissions and failures are
+those of ``PagedAllocator`` (the tests run both side by side); ``run.py`` picks it when the allocator is
+``paged`` without prefix caching and no request has parallel samples or beams.
+
+The decode cohort. A scheduler may hand its decoding sequences to the allocator's cohort (``cohort_join``):
+they all gain one slot per decode step, so the cohort stores each by ``base = num_tokens - tick`` and
+advances ``tick`` (``cohort_grow(k)``) in O(block_size), whatever its size. Its sums are running counters:
+tokens ``Σ base + n·tick``; blocks grow by the members whose ``base ≡ -t (mod block_size)`` at each step
+``t -> t + 1`` (``count_by_residue``); reserved slots are ``(-s) % block_size`` for a member not yet in its
+final block and ``final - s`` for one in it (the switch, one per member, is kept in a heap by tick).
+"""
+
+from __future__ import annotations
+
+import heapq
+import operator
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from kvsim.errors import KvsimError
+from kvsim.simulator.allocators.base import Admission, MemoryBreakdown
+from kvsim.simulator.allocators.paged import PagedConfig
+from kvsim.simulator.allocators.spec import spec_string
+from kvsim.simulator.specs import ModelSpec
+
+
+@dataclass(slots=True)
+class _CountedSeq:
+    num_tokens: int  # stale while the sequence is in the cohort (its tokens are base + tick there)
+    final_num_tokens: int
+    num_swapped_blocks: int = 0  # > 0 while the sequence lives in CPU swap space
+
+
+@dataclass(slots=True)
+class _Member:
+    base: int  # num_tokens - tick
+    final_num_tokens: int
+    # Its reserved slots: BEFORE_FINAL_BLOCK, the empty slots of its last block; IN_FINAL_BLOCK, final - tokens;
+    # PAST_FINAL (grown to its final length or beyond, which a scheduler never lets happen), none.
+    phase: int
+
+
+BEFORE_FINAL_BLOCK, IN_FINAL_BLOCK, PAST_FINAL = 0, 1, 2
+
+
+def reserved_slots(num_tokens: int, final_num_tokens: int, block_size: int) -> int:
+    """Empty slots of the last block that the sequence will still fill."""
+    num_reserved = min((-num_tokens) % block_size, final_num_tokens - num_tokens)
+    return num_reserved if num_reserved > 0 else 0
+
+
+class CountedPagedAllocator:
+    """Invariant (``check_invariants``): free blocks = capacity's blocks minus Σ ceil(tokens / block_size)
+    over the sequences on the GPU; every counter equals a recount; the five parts sum to capacity."""
+
+    attention_kernel = "paged"
+    config_cls = PagedConfig
+
+    def __init__(
+        self,
+        config: PagedConfig,
+        *,
+        model: ModelSpec,
+        tp: int,
+        capacity_bytes: int,
+        swap_space_bytes: int = 0,
+    ) -> None:
+        if config.enable_prefix_caching:
+            raise KvsimError("paged by block counts cannot cache prefixes; use PagedAllocator")
+        self.config = config
+        self.block_size = bs = config.block_size
+        self.capacity_bytes = capacity_bytes
+        self.kv_bytes_per_token = model.kv_bytes_per_token(tp)
+        self.max_model_len = model.max_model_len
+        self.block_bytes = bs * self.kv_bytes_per_token
+        self.num_blocks = capacity_bytes // self.block_bytes
+        if self.num_blocks == 0:
+            raise KvsimError(
+                f"paged: KV capacity {capacity_bytes} bytes holds no block of {self.block_bytes} "
+                f"bytes; lower block_size or give the model more memory"
+            )
+        self.num_free_blocks = self.num_blocks
+        self.num_cpu_blocks = swap_space_bytes // self.block_bytes
+        self.num_cpu_blocks_used = 0
+        self.name = spec_string("paged", config, always=("block_size",))
+        self.seqs: dict[int, _CountedSeq] = {}
+        self._num_tokens = 0  # tokens of the sequences on the GPU outside the cohort
+        self._num_reserved = 0  # their reserved slots
+        self._pending_overhead_s = 0.0
+        self.num_cow_copies = 0  # never: nothing is shared
+        # The cohort (module docstring).
+        self.tick = 0
+        self.members: dict[int, _Member] = {}
+        self.count_by_residue = [0] * bs  # members by base % block_size
+        self._count_not_final = [0] * bs  # of them, those not in their final block yet
+        self._sum_base = 0
+        self.num_cohort_blocks = 0
+        self._num_final = 0  # members IN_FINAL_BLOCK, and Σ (final - base) over them
+        self._sum_final_gap = 0
+        self._phase_at: list[tuple[int, int, int]] = []  # heap of (tick, seq_id, the phase it enters then)
+        self._empty_slots = [-r % bs for r in range(bs)]  # [r]: empty slots of a last block holding r tokens
+
+    # -- the KVAllocator Protocol ------------------------------------------------------------------------
+
+    def rejection_reason(self, num_prompt_tokens: int, num_output_tokens: int) -> str | None:
+        total = num_prompt_tokens + num_output_tokens
+        if total > self.max_model_len:
+            return (
+                f"prompt {num_prompt_tokens} + output {num_output_tokens} tokens exceed max_model_len "
+                f"{self.max_model_len}"
+            )
+        num_blocks = -(-total // self.block_size)
+        if num_blocks > self.num_blocks:
+            return (
+                f"needs {num_blocks} blocks of {self.block_size} tokens but the replica holds only "
+                f"{self.num_blocks}"
+            )
+        return None
+
+    def allocate(
+        self,
+        seq_id: int,
+        num_tokens: int,
+        *,
+        final_num_tokens: int,
+        prefix_block_hashes: Sequence[int] | None = None,
+        num_prompt_tokens: int | None = None,
+    ) -> Admission | None:
+        assert seq_id not in self.seqs, f"seq {seq_id} allocated twice"
+        assert num_tokens > 0
+        num_new = -(-num_tokens // self.block_size)
+        if num_new > self.num_free_blocks:
+            return None
+        self.num_free_blocks -= num_new
+        self.seqs[seq_id] = _CountedSeq(num_tokens, final_num_tokens)
+        self._num_tokens += num_tokens
+        self._num_reserved += reserved_slots(num_tokens, final_num_tokens, self.block_size)
+        return Admission(num_cached_tokens=0)
+
+    def append_slots(self, seq_id: int, num_new_tokens: int) -> bool:
+        if seq_id in self.members:
+            self.cohort_leave(seq_id)
+        seq = self.seqs[seq_id]
+        assert not seq.num_swapped_blocks, f"seq {seq_id} is swapped out"
+        bs, before = self.block_size, seq.num_tokens
+        after = before + num_new_tokens
+        num_new_blocks = -(-after // bs) - -(-before // bs)
+        if num_new_blocks > self.num_free_blocks:
+            return False
+        self.num_free_blocks -= num_new_blocks
+        seq.num_tokens = after
+        self._num_tokens += num_new_tokens
+        final = seq.final_num_tokens
+        self._num_reserved += reserved_slots(after, final, bs) - reserved_slots(before, final, bs)
+        return True
+
+    def max_uniform_growth(self, seq_ids: Sequence[int], limit: int) -> int:
+        """Binary search on k; each probe counts the new blocks of every listed sequence (fallback only:
+        the cohort answers its own windows in O(block_size))."""
+        bs = self.block_size
+        tokens = [self._tokens(seq_id) for seq_id in seq_ids]
+
+        def fits(k: int) -> bool:
+            return sum(-(-(t + k) // bs) - -(-t // bs) for t in tokens) <= self.num_free_blocks
+
+        if limit <= 0 or fits(limit):
+            return max(0, limit)
+        lo, hi = 0, limit - 1
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if fits(mid):
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    def fork(self, parent_seq_id: int, child_seq_id: int, *, final_num_tokens: int | None = None) -> bool:
+        raise AssertionError("the counted paged allocator shares no blocks; forks need PagedAllocator")
+
+    def free(self, seq_id: int) -> None:
+        if seq_id in self.members:
+            self.cohort_leave(seq_id)
+        seq = self.seqs.pop(seq_id)
+        if seq.num_swapped_blocks:
+            self.num_cpu_blocks_used -= seq.num_swapped_blocks
+            return
+        self._release(seq)
+
+    def swap_out(self, seq_id: int) -> int | None:
+        if seq_id in self.members:
+            self.cohort_leave(seq_id)
+        seq = self.seqs[seq_id]
+        num_blocks = -(-seq.num_tokens // self.block_size)
+        if seq.num_swapped_blocks or num_blocks > self.num_cpu_blocks - self.num_cpu_blocks_used:
+            return None
+        self._release(seq)
+        seq.num_swapped_blocks = num_blocks
+        self.num_cpu_blocks_used += num_blocks
+        return self._charge_transfer(num_blocks * self.block_bytes)
+
+    def swap_in(self, seq_id: int) -> int | None:
+        seq = self.seqs[seq_id]
+        num_blocks = seq.num_swapped_blocks
+        assert num_blocks, f"seq {seq_id} is not swapped out"
+        if num_blocks > self.num_free_blocks:
+            return None
+        seq.num_swapped_blocks = 0
+        self.num_cpu_blocks_used -= num_blocks
+        self.num_free_blocks -= num_blocks
+        self._num_tokens += seq.num_tokens
+        self._num_reserved += reserved_slots(seq.num_tokens, seq.final_num_tokens, self.block_size)
+        return self._charge_transfer(num_blocks * self.block_bytes)
+
+    def take_overhead_s(self, previous_step_s: float = 0.0) -> float:
+        """Swap transfer time (bytes ÷ ``pcie_bw_bytes_per_s``) since the last call; never hidden."""
+        overhead_s, self._pending_overhead_s = self._pending_overhead_s, 0.0
+        return overhead_s
+
+    def breakdown(self) -> MemoryBreakdown:
+        return MemoryBreakdown(*self.breakdown_parts())
+
+    def breakdown_parts(self) -> tuple[int, int, int, int, int, int]:
+        """``breakdown()``'s fields as a tuple, in field order (the engine's timeline row)."""
+        num_tokens = self._num_tokens + self._sum_base + len(self.members) * self.tick
+        kvb = self.kv_bytes_per_token
+        token_states = num_tokens * kvb
+        num_empty_slots = (self.num_blocks - self.num_free_blocks) * self.block_size - num_tokens
+        reserved = (self._num_reserved + self._cohort_reserved()) * kvb
+        internal_frag = num_empty_slots * kvb - reserved
+        free = self.capacity_bytes - token_states - reserved - internal_frag
+        return (token_states, reserved, internal_frag, 0, free, 0)
+
+    def free_bytes(self) -> int:
+        """``breakdown().free`` without building the breakdown."""
+        return self.capacity_bytes - (self.num_blocks - self.num_free_blocks) * self.block_bytes
+
+    def clear_blocked(self) -> None:
+        """Nothing to clear: paged memory has no external fragmentation."""
+
+    def check_invariants(self) -> None:
+        """O(sequences), for tests: every counter equals a recount and the five parts sum to capacity."""
+        bs = self.block_size
+        num_blocks = num_tokens = num_reserved = num_swapped = 0
+        for seq_id, seq in self.seqs.items():
+            if seq.num_swapped_blocks:
+                assert seq_id not in self.members
+                assert seq.num_swapped_blocks == -(-seq.num_tokens // bs)
+                num_swapped += seq.num_swapped_blocks
+                continue
+            tokens = self._tokens(seq_id)
+            num_blocks += -(-tokens // bs)
+            num_tokens += tokens
+            num_reserved += reserved_slots(tokens, seq.final_num_tokens, bs)
+        assert num_blocks == self.num_blocks - self.num_free_blocks, "free-block count drifted"
+        assert num_swapped == self.num_cpu_blocks_used <= self.num_cpu_blocks
+        parts = self.breakdown()
+        assert parts.token_states == num_tokens * self.kv_bytes_per_token, "token counter drifted"
+        assert parts.reserved == num_reserved * self.kv_bytes_per_token, "reserved counter drifted"
+        assert min(parts.as_dict().values()) >= 0 and parts.capacity_bytes == self.capacity_bytes, parts
+        assert self.free_bytes() == parts.free
+        members = self.members.values()
+        assert self.num_cohort_blocks == sum(-(-(m.base + self.tick) // bs) for m in members)
+        assert self.count_by_residue == [sum(1 for m in members if m.base % bs == r) for r in range(bs)]
+
+    # -- the decode cohort (module docstring) --------------------------------------------------------------
+
+    def cohort_join(self, seq_id: int) -> None:
+        """``seq_id`` (on the GPU) gains one slot at every ``cohort_grow`` step from now on."""
+        seq = self.seqs[seq_id]
+        assert seq_id not in self.members and not seq.num_swapped_blocks
+        bs, tokens, final = self.block_size, seq.num_tokens, seq.final_num_tokens
+        self._num_tokens -= tokens
+        self._num_reserved -= reserved_slots(tokens, final, bs)
+        base = tokens - self.tick
+        member = self.members[seq_id] = _Member(base, final, BEFORE_FINAL_BLOCK)
+        residue = base % bs
+        self.count_by_residue[residue] += 1
+        self._sum_base += base
+        self.num_cohort_blocks += -(-tokens // bs)
+        self._count_not_final[residue] += 1
+        self._next_phase(seq_id, member)
+
+    def cohort_leave(self, seq_id: int) -> int:
+        """Take ``seq_id`` out of the cohort; its token count now."""
+        if self._phase_at and self._phase_at[0][0] <= self.tick:
+            self._catch_up()
+        member = self.members.pop(seq_id)
+        bs, base = self.block_size, member.base
+        tokens = base + self.tick
+        residue = base % bs
+        self.count_by_residue[residue] -= 1
+        self._sum_base -= base
+        self.num_cohort_blocks -= -(-tokens // bs)
+        if member.phase == BEFORE_FINAL_BLOCK:
+            self._count_not_final[residue] -= 1  # its heap entry goes stale: _catch_up skips it
+        elif member.phase == IN_FINAL_BLOCK:
+            self._num_final -= 1
+            self._sum_final_gap -= member.final_num_tokens - base
+        seq = self.seqs[seq_id]
+        seq.num_tokens = tokens
+        self._num_tokens += tokens
+        self._num_reserved += reserved_slots(tokens, member.final_num_tokens, bs)
+        return tokens
+
+    def cohort_num_tokens(self) -> int:
+        return self._sum_base + len(self.members) * self.tick
+
+    def cohort_blocks_needed(self, num_steps: int) -> int:
+        """New blocks the cohort takes growing ``num_steps`` slots each: at each step t -> t + 1 the members
+        with ``base ≡ -t (mod block_size)`` open a block; every member opens one per ``block_size`` steps."""
+        bs, counts, tick = self.block_size, self.count_by_residue, self.tick
+        num_cycles, rest = divmod(num_steps, bs)
+        need = num_cycles * len(self.members)
+        for i in range(rest):
+            need += counts[-(tick + i) % bs]
+        return need
+
+    def cohort_max_growth(self, limit: int) -> int:
+        """The largest k <= limit such that ``cohort_blocks_needed(k)`` blocks are free."""
+        num_members, num_free = len(self.members), self.num_free_blocks
+        if limit <= 0 or not num_members:
+            return max(0, limit)
+        bs, counts, tick = self.block_size, self.count_by_residue, self.tick
+        num_cycles = min(limit // bs, num_free // num_members)
+        left = num_free - num_cycles * num_members
+        k = num_cycles * bs
+        while k < limit:
+            need = counts[-(tick + k) % bs]
+            if need > left:
+                break
+            left -= need
+            k += 1
+        return k
+
+    def cohort_grow(self, num_steps: int) -> bool:
+        """Every member gains ``num_steps`` slots; False (nothing changes) if the blocks are not free."""
+        need = self.cohort_blocks_needed(num_steps)
+        if need > self.num_free_blocks:
+            return False
+        self.num_free_blocks -= need
+        self.num_cohort_blocks += need
+        self.tick += num_steps
+        return True
+
+    def _next_phase(self, seq_id: int, member: _Member) -> None:
+        """Move ``member`` through the phases its tokens have reached; schedule the next one."""
+        bs, final, tokens = self.block_size, member.final_num_tokens, member.base + self.tick
+        if member.phase == BEFORE_FINAL_BLOCK:
+            last_block_start = (-(-final // bs) - 1) * bs  # tokens before the final block
+            if tokens <= last_block_start:
+                heapq.heappush(self._phase_at, (last_block_start + 1 - member.base, seq_id, IN_FINAL_BLOCK))
+                return
+            member.phase = IN_FINAL_BLOCK
+            self._count_not_final[member.base % bs] -= 1
+            self._num_final += 1
+            self._sum_final_gap += final - member.base
+        if member.phase == IN_FINAL_BLOCK:
+            if tokens < final:
+                heapq.heappush(self._phase_at, (final - member.base, seq_id, PAST_FINAL))
+                return
+            member.phase = PAST_FINAL
+            self._num_final -= 1
+            self._sum_final_gap -= final - member.base
+
+    def _catch_up(self) -> None:
+        """Apply the phase changes due by now (a stale entry: its member left, maybe joined again since)."""
+        heap, tick, members = self._phase_at, self.tick, self.members
+        while heap and heap[0][0] <= tick:
+            _, seq_id, phase = heapq.heappop(heap)
+            member = members.get(seq_id)
+            if member is not None and member.phase == phase - 1:
+                self._next_phase(seq_id, member)
+
+    def _cohort_reserved(self) -> int:
+        if not self.members:
+            return 0
+        if self._phase_at and self._phase_at[0][0] <= self.tick:
+            self._catch_up()
+        tick = self.tick
+        # A member not in its final block with base % bs == r has (-(r + tick)) % bs empty slots, all reserved.
+        shift = tick % self.block_size  # (-(r + tick)) % bs == _empty_slots[(r + tick) % bs]
+        empty_slots = self._empty_slots[shift:] + self._empty_slots[:shift]
+        return (
+            self._sum_final_gap
+            - self._num_final * tick
+            + sum(map(operator.mul, self._count_not_final, empty_slots))
+        )
+
+    # -- internals ----------------------------------------------------------------------------------------
+
+    def _tokens(self, seq_id: int) -> int:
+        member = self.members.get(seq_id)
+        return self.seqs[seq_id].num_tokens if member is None else member.base + self.tick
+
+    def _release(self, seq: _CountedSeq) -> None:
+        self.num_free_blocks += -(-seq.num_tokens // self.block_size)
+        self._num_tokens -= seq.num_tokens
+        self._num_reserved -= reserved_slots(seq.num_tokens, seq.final_num_tokens, self.block_size)
+
+    def _charge_transfer(self, num_bytes: int) -> int:
+        self._pending_overhead_s += num_bytes / self.config.pcie_bw_bytes_per_s
+        return num_bytes

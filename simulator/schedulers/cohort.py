@@ -1,0 +1,138 @@
+"""The decode cohort: every decoding request's step in O(block_size), not O(requests) (DESIGN §7b).
+
+A mixin of ``SchedulerBase``, for allocators that keep a cohort (``CountedPagedAllocator``) and schedulers that
+opt in (``uses_cohort``). Between a request's first decode step and its finish, all decoding requests gain one
+KV slot and one output token per step, so none of them needs a visit per step: the allocator grows them
+together (``cohort_grow``), the scheduler reads the batch's sums from its counters, and a heap ordered by the
+tick at which each request produces its last token says when the next one finishes. A member's
+``num_slots`` and ``num_generated`` are frozen at its join and brought up to date when it leaves
+(``_leave_cohort``: finish, preemption, or a step that falls back to visiting every request).
+
+The fallback keeps vLLM's semantics exact: when this step's blocks are not all free, some request must be
+preempted, and which one depends on the order in which requests take blocks; the cohort then dissolves and
+the step runs request by request (``_schedule_decodes``); the members join again at the next step.
+"""
+
+from __future__ import annotations
+
+import heapq
+
+import numpy as np
+
+from kvsim.simulator.request_state import RequestState
+
+SHORT_COHORT_WINDOW = 64  # windows up to this long get their block counts as a list (the engine's float path)
+
+
+class CohortMixin:
+    """Needs ``SchedulerBase``'s state: ``allocator``, ``running``, the step's sums; sets ``_cohort_stepped``."""
+
+    uses_cohort = False  # a scheduler whose decode steps take every decoding request opts in
+
+    def _init_cohort(self) -> None:
+        self._cohort = self.uses_cohort and hasattr(self.allocator, "cohort_join")
+        self._finish_at: list[tuple[int, int, RequestState]] = []  # heap of (finish tick, key, request)
+        self._num_members = 0
+        self._next_key = 1  # a member's key; 0 marks a request outside the cohort
+        self._cohort_stepped = False  # the step being built grew the cohort
+
+    def _join_cohort(self, req: RequestState) -> None:
+        """``req`` (one sequence, decoding, no pending slots) joins between two steps."""
+        alloc = self.allocator
+        alloc.cohort_join(req.seq_ids[0])
+        key = req.cohort_key = self._next_key
+        self._next_key += 1
+        req.cohort_tick = alloc.tick
+        # Its last token comes out of the step that brings the allocator's tick to this value.
+        finish_tick = alloc.tick + req.num_output_tokens - req.num_generated
+        heapq.heappush(self._finish_at, (finish_tick, key, req))
+        self._num_members += 1
+
+    def _leave_cohort(self, req: RequestState) -> None:
+        """Bring ``req``'s counters up to date and take it out of the cohort (between two steps)."""
+        alloc = self.allocator
+        num_steps = alloc.tick - req.cohort_tick
+        alloc.cohort_leave(req.seq_ids[0])
+        req.num_slots += num_steps
+        req.num_generated += num_steps
+        req.cohort_key = 0
+        self._num_members -= 1
+
+    def _cohort_decode(self, reqs: list[RequestState]) -> bool:
+        """This step's slot for every request in ``reqs`` (all running decoders) through the cohort; False
+        when the step must visit each request (memory runs short, or a request cannot join)."""
+        if self._num_members != len(reqs):  # after a swap-in or a fallback step: the others join first
+            for req in reqs:
+                if not req.cohort_key:
+                    if len(req.seq_ids) != 1:
+                        break
+                    self._sync(req)
+                    self._join_cohort(req)
+            if self._num_members != len(reqs):
+                self._dissolve_cohort()
+                return False
+        alloc = self.allocator
+        if not alloc.cohort_grow(1):
+            self._dissolve_cohort()
+            return False
+        heap = self._finish_at
+        while heap[0][2].cohort_key != heap[0][1]:  # stale: that request left the cohort
+            heapq.heappop(heap)
+        num = self._num_members
+        tick = alloc.tick
+        self._num_decode_seqs += num
+        self._decode_kv_tokens += alloc.cohort_num_tokens()
+        self._decode_kv_blocks += alloc.num_cohort_blocks
+        remaining = heap[0][0] - tick + 1  # output tokens the first to finish still needs, before this step
+        if remaining < self._min_remaining:
+            self._min_remaining = remaining
+        self._cohort_stepped = True
+        return True
+
+    def _dissolve_cohort(self) -> None:
+        for req in self.running:
+            if req.cohort_key:
+                self._leave_cohort(req)
+        self._finish_at = []
+
+    def _cohort_window(self, limit: int) -> tuple[int, np.ndarray | list[int] | None]:
+        """``decode_window`` for a step that only grew the cohort: until the first finish, or the step after
+        which the next step's blocks would not be free (so that step sees the shortage and preempts)."""
+        alloc = self.allocator
+        num_steps = min(limit, self._min_remaining)
+        if num_steps > 1:
+            num_steps = min(num_steps, 1 + alloc.cohort_max_growth(num_steps))
+        if num_steps == 1:
+            return 1, None
+        # Step i reads the cohort's blocks after i more slots each: growth t -> t + 1 opens a block for
+        # the members whose base ≡ -t (mod block_size).
+        bs, counts, tick = alloc.block_size, alloc.count_by_residue, alloc.tick
+        if num_steps <= SHORT_COHORT_WINDOW:
+            num_blocks = self._decode_kv_blocks
+            block_list = [num_blocks]
+            for t in range(tick, tick + num_steps - 1):
+                num_blocks += counts[-t % bs]
+                block_list.append(num_blocks)
+            return num_steps, block_list
+        gains = np.asarray(counts, dtype=np.int64)[(-np.arange(tick, tick + num_steps - 1)) % bs]
+        blocks = np.empty(num_steps, dtype=np.int64)
+        blocks[0] = self._decode_kv_blocks
+        np.cumsum(gains, out=blocks[1:])
+        blocks[1:] += self._decode_kv_blocks
+        return num_steps, blocks
+
+    def _complete_cohort(self, num_steps: int, end_s: float) -> None:
+        """Apply ``num_steps`` steps to the cohort; the members that produced their last token finish (and
+        leave ``running`` one by one: a few per window, cheaper than rebuilding the list)."""
+        alloc = self.allocator
+        if num_steps > 1:
+            grown = alloc.cohort_grow(num_steps - 1)
+            assert grown, "decode_window checked cohort_max_growth"
+        heap, tick = self._finish_at, alloc.tick
+        while heap and heap[0][0] <= tick:
+            _, key, req = heapq.heappop(heap)
+            if req.cohort_key != key:
+                continue
+            self._leave_cohort(req)
+            self._finish(req, end_s)
+            self.running.remove(req)
