@@ -159,6 +159,8 @@ def test_the_spec_is_canonical_and_bad_options_name_the_fix():
     assert growth("contiguous-growth", hbm_bw_bytes_per_s=1e12).name == "contiguous-growth"
     name = growth("contiguous-growth:growth_factor=4,copy_bw_bytes_per_s=1e9,min_region_tokens=32").name
     assert name == "contiguous-growth:min_region_tokens=32,growth_factor=4,copy_bw_bytes_per_s=1e+09"
+    derived = growth("contiguous-growth:copy_bw_bytes_per_s=none", hbm_bw_bytes_per_s=1e12)
+    assert derived.name == "contiguous-growth" and derived.copy_bw_bytes_per_s == 1e12 * HBM_BW_EFFICIENCY / 2
     for spec, message in [
         ("contiguous-growth:growth_factor=1", "growth_factor must be an integer >= 2"),
         ("contiguous-growth:min_region_tokens=0", "min_region_tokens must be >= 1"),
