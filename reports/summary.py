@@ -18,6 +18,7 @@ HEADER = [
     "Normalized latency mean (s/token)",
     "Token states (% of KV, whole run)",
     "Mean batch size (requests)",
+    "Allocator counters",  # summary.json's allocator_stats (e.g. contiguous-growth's copies), empty if none
 ]
 
 
@@ -63,7 +64,13 @@ def summary_row(run: RunResult) -> list:
         latency.get("normalized_latency_s_per_token", {}).get("mean"),
         token_share,
         s.get("batch", {}).get("mean_num_seqs"),
+        allocator_counters(s.get("allocator_stats") or {}),
     ]
+
+
+def allocator_counters(stats: dict) -> str:
+    """``{"num_growth_copies": 3, "copy_s": 0.0012}`` -> ``"num_growth_copies 3, copy_s 0.0012"``."""
+    return ", ".join(f"{k} {v if isinstance(v, int) else format(v, '.4g')}" for k, v in stats.items())
 
 
 def _name(value) -> str | None:

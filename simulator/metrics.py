@@ -59,6 +59,7 @@ def summarize(
     slo_ttft_s: float | None,
     slo_tpot_s: float | None,
     evicts: bool = False,
+    allocator_stats: dict[str, int | float] | None = None,
 ) -> dict:
     """The ``summary.json`` mapping (docs/outputs.md). Deterministic: no wall-clock values."""
     metrics = request_metrics(trace, rec)
@@ -97,6 +98,7 @@ def summarize(
             sorted(Counter(reason_kind(r) for r in rec.rejected_reason.values()).items())
         ),
         "num_preemptions": int(rec.num_preemptions.sum()),
+        "allocator_stats": dict(allocator_stats or {}),
         "duration_s": duration_s,
         "throughput": {
             "requests_per_s": per_s(num_finished),

@@ -151,6 +151,7 @@ def simulate(
     summary = summarize(
         trace,
         recorder,
+        allocator_stats=allocator_stats([r.scheduler.allocator for r in replicas]),
         label=allocator.name,
         allocator=allocator.name,
         scheduler=config.scheduler,
@@ -179,6 +180,17 @@ def simulate(
         "trace": {"source": trace.provenance.source, "num_requests": len(trace), **trace.meta},
     }
     return RunResult(config=config, trace=trace, summary=summary, recorder=recorder, resolved=resolved)
+
+
+def allocator_stats(allocators: list[KVAllocator]) -> dict[str, int | float]:
+    """The allocators' optional ``stats()`` counters (an extension of the KVAllocator Protocol: a mapping of
+    named totals, e.g. contiguous-growth's copies), summed over replicas; {} for allocators without it."""
+    totals: dict[str, int | float] = {}
+    for alloc in allocators:
+        stats = getattr(alloc, "stats", None)
+        for key, value in (stats() if stats is not None else {}).items():
+            totals[key] = totals.get(key, 0) + value
+    return totals
 
 
 def _make_scheduler(
@@ -221,6 +233,8 @@ def _allocator_factory(
     from kvsim.simulator.allocators import PagedAllocator, make_allocator
     from kvsim.simulator.allocators.paged_counted import CountedPagedAllocator
 
+    hbm_bw_bytes_per_s = GpuSpec.from_name(config.gpu).hbm_bw_bytes_per_s  # contiguous-growth's copies
+
     def build(map_latency_s: float | None = None) -> KVAllocator:
         return make_allocator(
             config.allocator,
@@ -229,6 +243,7 @@ def _allocator_factory(
             capacity_bytes=capacity,
             swap_space_bytes=config.swap_space_bytes,
             map_latency_s=map_latency_s,
+            hbm_bw_bytes_per_s=hbm_bw_bytes_per_s,
         )
 
     probe = build()

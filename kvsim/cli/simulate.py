@@ -26,8 +26,9 @@ Examples:
   kvsim simulate --config run.toml --rate 4 --report
   kvsim simulate --trace azure-code --scheduler tgi --max-new-tokens max_total_tokens
 Allocator specs: paged, paged:block_size=32, paged:enable_prefix_caching=true, reserved:max|pow2|oracle,
-vattention, vattention:page_size=64KiB (--scheduler tgi: paged only). Writes OUT/<label>/ (config.json,
-summary.json, requests.csv, timeline.csv) per allocator and OUT/comparison.csv.
+vattention, vattention:page_size=64KiB, contiguous-growth, contiguous-growth:min_region_tokens=64
+(--scheduler tgi: paged only). Writes OUT/<label>/ (config.json, summary.json, requests.csv, timeline.csv)
+per allocator and OUT/comparison.csv.
 """
 
 
@@ -238,7 +239,23 @@ def comparison_rows(results) -> list[tuple[str, list[str]]]:
         row("KV evicted p99", lambda s: _pct_of_one((s.get("kv_evicted_fraction") or {}).get("p99")))
     row("rejections", lambda s: str(s["num_rejected"]))
     row("cost model", lambda s: s["cost_model"]["source"])
+    for key in stat_keys(results):  # allocator-specific counters, "-" where an allocator has none
+        row(key, lambda s, k=key: _stat(s.get("allocator_stats", {}).get(k)))
     return rows
+
+
+def stat_keys(results) -> list[str]:
+    """The ``allocator_stats`` keys of any result, in first-seen order."""
+    keys: dict[str, None] = {}
+    for r in results:
+        keys.update(dict.fromkeys(r.summary.get("allocator_stats", {})))
+    return list(keys)
+
+
+def _stat(value: int | float | None) -> str:
+    if value is None:
+        return "-"
+    return str(value) if isinstance(value, int) else f"{value:.4g}"
 
 
 def comparison_table(results) -> str:
@@ -275,6 +292,7 @@ def comparison_record(summary: dict) -> dict:
     record["num_preemptions"] = summary["num_preemptions"]
     record["num_rejected"] = summary["num_rejected"]
     record["cost_model"] = summary["cost_model"]["source"]
+    record.update(summary.get("allocator_stats", {}))
     return record
 
 
@@ -282,9 +300,10 @@ def write_comparison_csv(results, path: Path) -> None:
     import csv
 
     records = [comparison_record(r.summary) for r in results]
+    columns = list(comparison_record({**results[0].summary, "allocator_stats": {}})) + stat_keys(results)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(list(records[0]))
+        writer.writerow(columns)
         for record in records:
-            writer.writerow(["" if v is None else v for v in record.values()])
+            writer.writerow(["" if record.get(c) is None else record[c] for c in columns])

@@ -6,8 +6,14 @@
 
 from __future__ import annotations
 
+import inspect
+
 from kvsim.errors import KvsimError
 from kvsim.simulator.allocators.base import Admission, KVAllocator, MemoryBreakdown
+from kvsim.simulator.allocators.contiguous_growth import (
+    ContiguousGrowthAllocator,
+    ContiguousGrowthConfig,
+)
 from kvsim.simulator.allocators.paged import PagedAllocator, PagedConfig
 from kvsim.simulator.allocators.paged_eviction import EvictingPagedAllocator
 from kvsim.simulator.allocators.reserved import ReservedAllocator, ReservedConfig
@@ -19,6 +25,7 @@ ALLOCATORS: dict[str, type] = {
     "paged": PagedAllocator,
     "reserved": ReservedAllocator,
     "vattention": VAttentionAllocator,
+    "contiguous-growth": ContiguousGrowthAllocator,
 }
 
 
@@ -30,10 +37,13 @@ def make_allocator(
     capacity_bytes: int,
     swap_space_bytes: int = 0,
     map_latency_s: float | None = None,
+    hbm_bw_bytes_per_s: float | None = None,
 ) -> KVAllocator:
     """Build the allocator named by ``spec`` for one GPU's ``capacity_bytes`` of KV memory.
 
     ``map_latency_s`` (a calibrated page-map cost) overrides the vattention default unless the spec sets it.
+    ``hbm_bw_bytes_per_s`` (the GPU's) reaches allocators whose constructor takes it (contiguous-growth
+    derives its copy bandwidth from it unless the spec sets ``copy_bw_bytes_per_s``).
     """
     name, policy, options = split_spec(spec, list(ALLOCATORS))
     cls = ALLOCATORS[name]
@@ -50,12 +60,24 @@ def make_allocator(
     config = config_from_options(cls.config_cls, name, options, **extra)
     if getattr(config, "evicts", False):  # paged with an eviction budget
         cls = EvictingPagedAllocator
-    return cls(config, model=model, tp=tp, capacity_bytes=capacity_bytes, swap_space_bytes=swap_space_bytes)
+    gpu_kwargs = {}
+    if hbm_bw_bytes_per_s is not None and "hbm_bw_bytes_per_s" in inspect.signature(cls).parameters:
+        gpu_kwargs["hbm_bw_bytes_per_s"] = hbm_bw_bytes_per_s
+    return cls(
+        config,
+        model=model,
+        tp=tp,
+        capacity_bytes=capacity_bytes,
+        swap_space_bytes=swap_space_bytes,
+        **gpu_kwargs,
+    )
 
 
 __all__ = [
     "ALLOCATORS",
     "Admission",
+    "ContiguousGrowthAllocator",
+    "ContiguousGrowthConfig",
     "EvictingPagedAllocator",
     "KVAllocator",
     "MemoryBreakdown",

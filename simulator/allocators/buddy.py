@@ -74,6 +74,19 @@ class BuddyAllocator:
         self.allocated[offset] = num_slots
         return offset
 
+    def copy(self) -> BuddyAllocator:
+        """An independent allocator in the same state (free lists in the same order): a scratch heap on which
+        a caller may try a sequence of allocations without touching this one. O(blocks)."""
+        clone = object.__new__(BuddyAllocator)
+        clone.num_slots, clone.max_order, clone.num_free_slots = (
+            self.num_slots,
+            self.max_order,
+            self.num_free_slots,
+        )
+        clone.free_lists = [dict(blocks) for blocks in self.free_lists]
+        clone.allocated = dict(self.allocated)
+        return clone
+
     def free(self, offset: int) -> None:
         length = self.allocated.pop(offset)
         for piece_offset, piece_order in aligned_pieces(offset, length):

@@ -76,6 +76,11 @@ class EvictingPagedAllocator(PagedAllocator):
         """Tokens of ``seq_id``'s context pruned at prefill or evicted since."""
         return self._evicted[seq_id]
 
+    def stats(self) -> dict[str, int]:
+        """Counters for ``summary.json``'s ``allocator_stats``: whole blocks dropped from block tables (prompt
+        tokens pruned at prefill were never stored and are not among them)."""
+        return {"num_evicted_blocks": self.num_evicted_blocks}
+
     # -- the KVAllocator Protocol ------------------------------------------------------------------------
 
     def rejection_reason(self, num_prompt_tokens: int, num_output_tokens: int) -> str | None:

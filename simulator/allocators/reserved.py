@@ -259,10 +259,7 @@ class ReservedAllocator:
             reserved, internal = seq.parts()
             for i, value in enumerate((seq.num_tokens, reserved, internal)):
                 totals[i] += value
-            if self.config.policy == "oracle":  # no over-reservation beyond buddy rounding
-                final = max(seq.final_num_tokens, seq.num_tokens)
-                rounding = (1 << (final - 1).bit_length()) - final if self.config.round_to_buddy else 0
-                assert internal == rounding, "oracle over-reserves"
+            self._check_region(seq, internal)
         assert totals == [self._num_token_slots, self._num_reserved_slots, self._num_internal_slots]
         parts = self.breakdown()
         assert min(parts.as_dict().values()) >= 0 and parts.capacity_bytes == self.capacity_bytes, parts
@@ -270,6 +267,13 @@ class ReservedAllocator:
         assert swapped == self.swap_used_bytes <= self.swap_space_bytes
 
     # -- internals ----------------------------------------------------------------------------------------
+
+    def _check_region(self, seq: _Seq, internal: int) -> None:
+        """The sizing policy's own bound on one resident region (``internal``: its internal_frag slots)."""
+        if self.config.policy == "oracle":  # no over-reservation beyond buddy rounding
+            final = max(seq.final_num_tokens, seq.num_tokens)
+            rounding = (1 << (final - 1).bit_length()) - final if self.config.round_to_buddy else 0
+            assert internal == rounding, "oracle over-reserves"
 
     def _add(self, seq_id: int, seq: _Seq) -> None:
         self.seqs[seq_id] = seq

@@ -75,6 +75,11 @@ def config_from_options(config_cls: type, name: str, options: dict[str, str], **
             raise KvsimError(f"allocator {name!r} has no option {key!r}; valid: {valid}")
         kind = str(fields[key].type)
         what = f"allocator {name!r} option {key}"
+        if kind.endswith(" | None"):  # an optional field: "none" restores its default, None
+            kind = kind.removesuffix(" | None")
+            if text.lower() == "none":
+                kwargs[key] = None
+                continue
         if key in size_fields:
             kwargs[key] = parse_size(text, what)
         elif kind == "bool":

@@ -120,6 +120,10 @@ class VAttentionAllocator:
         self._pending_map_s = self._pending_swap_s = 0.0
         self.num_pages_mapped = 0
 
+    def stats(self) -> dict[str, int]:
+        """Counters for ``summary.json``'s ``allocator_stats`` (an optional extension of the Protocol)."""
+        return {"num_pages_mapped": self.num_pages_mapped}
+
     def groups_for(self, num_tokens: int) -> int:
         """Page groups that hold ``num_tokens`` tokens."""
         return -(-num_tokens * self.token_bytes_per_layer // self.config.page_size)

@@ -48,8 +48,8 @@ def test_every_spec_builds_and_names_itself_canonically(spec, canonical):
     assert build(canonical, model=BIG).name == canonical
 
 
-def test_the_registry_lists_the_three_allocators():
-    assert list(ALLOCATORS) == ["paged", "reserved", "vattention"]
+def test_the_registry_lists_the_four_allocators():
+    assert list(ALLOCATORS) == ["paged", "reserved", "vattention", "contiguous-growth"]
 
 
 def test_a_calibrated_map_latency_reaches_vattention_unless_the_spec_sets_one():
