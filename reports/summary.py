@@ -18,6 +18,7 @@ HEADER = [
     "Normalized latency mean (s/token)",
     "Token states (% of KV, whole run)",
     "Mean batch size (requests)",
+    "KV evicted (mean % of context)",  # PagedEviction's kv_evicted_fraction; empty when nothing evicts
     "Allocator counters",  # summary.json's allocator_stats (e.g. contiguous-growth's copies), empty if none
 ]
 
@@ -64,8 +65,13 @@ def summary_row(run: RunResult) -> list:
         latency.get("normalized_latency_s_per_token", {}).get("mean"),
         token_share,
         s.get("batch", {}).get("mean_num_seqs"),
+        _percent((s.get("kv_evicted_fraction") or {}).get("mean")),
         allocator_counters(s.get("allocator_stats") or {}),
     ]
+
+
+def _percent(fraction: float | None) -> float | None:
+    return None if fraction is None else 100.0 * fraction
 
 
 def allocator_counters(stats: dict) -> str:

@@ -74,6 +74,7 @@ def write_run_dir(
                         "",
                         0,
                         0,
+                        "",
                         "exceeds_kv_capacity",
                     ]
                 )
@@ -97,6 +98,7 @@ def write_run_dir(
                     0.01,
                     0,
                     0,
+                    0.0,
                     "",
                 ]
             )

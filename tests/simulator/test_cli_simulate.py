@@ -18,7 +18,7 @@ AZURE_ROWS = [
 ]
 REQUESTS_HEADER = (
     "request_id,replica,arrival_s,num_prompt_tokens,num_output_tokens,first_scheduled_s,first_token_s,finish_s,"
-    "ttft_s,tpot_s,e2e_s,normalized_latency_s_per_token,queueing_delay_s,num_preemptions,num_cached_tokens,"
+    "ttft_s,tpot_s,e2e_s,normalized_latency_s_per_token,queueing_delay_s,num_preemptions,num_cached_tokens,kv_evicted_fraction,"
     "rejected_reason"
 )
 TIMELINE_HEADER = (

@@ -31,6 +31,7 @@ CASES = {
     "static-reserved-max": SimConfig(
         kv_capacity_bytes=4 * SMALL_KV, scheduler="static", allocator="reserved:max"
     ),
+    "vllm-paged-eviction": SimConfig(kv_capacity_bytes=SMALL_KV, allocator="paged:eviction_budget_blocks=5"),
     "vllm-vattention": SimConfig(kv_capacity_bytes=SMALL_KV, allocator="vattention:page_size=64KiB"),
     "vllm-vattention-overlapped": SimConfig(
         kv_capacity_bytes=SMALL_KV, allocator="vattention:page_size=64KiB,mapping=overlapped"

@@ -24,6 +24,8 @@ CONFIGS = st.sampled_from(
         {"scheduler": "static", "max_num_seqs": 3},
         {"scheduler": "vllm", "num_replicas": 2, "router": "least_outstanding"},
         {"scheduler": "vllm", "allocator": "vattention:page_size=64KiB"},
+        {"scheduler": "vllm", "allocator": "paged:eviction_budget_blocks=3", "preemption_mode": "swap"},
+        {"scheduler": "static", "allocator": "paged:eviction_budget_blocks=4", "max_num_seqs": 3},
         {"scheduler": "orca", "allocator": "reserved:pow2", "preemption_mode": "swap", "swap_space_gib": 0.5},
     ]
 )
