@@ -4,7 +4,9 @@ Story of a request: the source releases it at its ``arrival_s``; requests that c
 rejected there with a reason; the router hands the others to a replica's scheduler; the replica's loop picks
 it up at its next step start, prefills it, decodes it, and hands it to the recorder when it ends.
 
-Speed: a replica's step costs O(1) plus O(requests it touches). When a step is pure decode, the loop asks the
+Speed: a replica's step costs O(1) plus O(requests it touches). A step that ends before the next arrival
+needs no SimPy event: the replica runs ahead on its own clock (``clock_s``) and yields to SimPy only for
+steps that reach the next arrival, and when idle. When a step is pure decode, the loop asks the
 scheduler how many identical steps can run before anything but decode progress changes (a completion, memory
 running out) and, if an arrival could be admitted (nothing queued), cuts the run at the step that ends at or
 after the next arrival anywhere; it times them with one ``CostModel.decode_step_times`` call (a cost model
@@ -223,7 +225,11 @@ class Replica:
                     if cut < num_steps:
                         num_steps = cut
             end_s = float(ends[num_steps - 1])
-            yield env.timeout(max(0.0, end_s - env.now))
+            if end_s >= source.next_arrival_s:
+                yield env.timeout(max(0.0, end_s - env.now))
+            # else: run ahead without a SimPy event. Replicas interact only through arrivals, and every
+            # arrival before end_s has been released (this loop yields whenever a step reaches the next one),
+            # so nothing can happen in the simulation before end_s that this replica would see.
             self.clock_s = end_s
             sched.previous_step_s = end_s - (float(ends[num_steps - 2]) if num_steps > 1 else now)
             sched.complete_steps(num_steps, end_s)

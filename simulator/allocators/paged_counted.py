@@ -95,6 +95,9 @@ class CountedPagedAllocator:
         self.num_cow_copies = 0  # never: nothing is shared
         # The cohort (module docstring).
         self.tick = 0
+        # A scheduler may promise that every member leaves before it holds its final length (a request ends
+        # at final - 1 slots: its last token's KV is never stored); then PAST_FINAL needs no heap entry.
+        self.members_leave_before_final = False
         self.members: dict[int, _Member] = {}
         self.count_by_residue = [0] * bs  # members by base % block_size
         self._count_not_final = [0] * bs  # of them, those not in their final block yet
@@ -264,6 +267,8 @@ class CountedPagedAllocator:
         assert min(parts.as_dict().values()) >= 0 and parts.capacity_bytes == self.capacity_bytes, parts
         assert self.free_bytes() == parts.free
         members = self.members.values()
+        if self.members_leave_before_final:
+            assert all(m.base + self.tick < m.final_num_tokens for m in members), "a member reached its final"
         assert self.num_cohort_blocks == sum(-(-(m.base + self.tick) // bs) for m in members)
         assert self.count_by_residue == [sum(1 for m in members if m.base % bs == r) for r in range(bs)]
 
@@ -361,7 +366,8 @@ class CountedPagedAllocator:
             self._sum_final_gap += final - member.base
         if member.phase == IN_FINAL_BLOCK:
             if tokens < final:
-                heapq.heappush(self._phase_at, (final - member.base, seq_id, PAST_FINAL))
+                if not self.members_leave_before_final:
+                    heapq.heappush(self._phase_at, (final - member.base, seq_id, PAST_FINAL))
                 return
             member.phase = PAST_FINAL
             self._num_final -= 1

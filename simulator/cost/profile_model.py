@@ -65,9 +65,10 @@ class ProfileCostModel:
             _Gemm(gemm_term(s.op), s, model.dtype_bytes) for s in layer_gemm_shapes(model, tp)
         )
         self._gemm_s_cache: dict[int, float] = {}  # num_tokens -> gemm_s
-        self._decode_parts_cache: dict[
-            int, tuple[float, float, float, float]
-        ] = {}  # num_seqs -> _decode_parts
+        # num_seqs -> _decode_parts
+        self._decode_parts_cache: dict[int, tuple[float, float, float, float]] = {}
+        # One prefilling sequence's per-layer attention seconds by (q_len, kv_len), per kernel (paged, contiguous)
+        self._prefill_seq_s_cache: dict[bool, dict[tuple[int, int], float]] = {True: {}, False: {}}
         self._lm_head = _Gemm(gemm_term("lm_head"), lm_head_shape(model, tp), model.dtype_bytes)
 
         # (const_s, s_per_kv_token, s_per_seq, s_per_block) of each decode kernel, per layer launch
@@ -111,12 +112,25 @@ class ProfileCostModel:
                 self._prefill_paged if batch.attention_kernel == "paged" else self._prefill_contiguous
             )
             per_layer_s = const_s  # one varlen launch per layer serves every prefilling sequence
-            for q_len, kv_len in zip(batch.prefill_q_lens, batch.prefill_kv_lens):
-                flops = prefill_attn_flops(q_len, kv_len, self._heads, self.model.head_dim)
-                nbytes = prefill_attn_bytes(
-                    q_len, kv_len, self._heads, self._kv_heads, self.model.head_dim, self.model.dtype_bytes
-                )
-                per_layer_s += s_flop * flops + s_byte * nbytes + s_seq
+            cache = self._prefill_seq_s_cache[batch.attention_kernel == "paged"]
+            for key in zip(batch.prefill_q_lens, batch.prefill_kv_lens):
+                seq_s = cache.get(key)
+                if seq_s is None:
+                    q_len, kv_len = key
+                    flops = prefill_attn_flops(q_len, kv_len, self._heads, self.model.head_dim)
+                    nbytes = prefill_attn_bytes(
+                        q_len,
+                        kv_len,
+                        self._heads,
+                        self._kv_heads,
+                        self.model.head_dim,
+                        self.model.dtype_bytes,
+                    )
+                    seq_s = s_flop * flops + s_byte * nbytes + s_seq
+                    if len(cache) >= 65536:
+                        cache.clear()
+                    cache[key] = seq_s
+                per_layer_s += seq_s
             attn_prefill_s = layers * per_layer_s
         attn_decode_s = 0.0
         if num_decode_seqs:

@@ -31,6 +31,8 @@ class CohortMixin:
 
     def _init_cohort(self) -> None:
         self._cohort = self.uses_cohort and hasattr(self.allocator, "cohort_join")
+        if self._cohort:  # a request leaves at its last token, with final - 1 slots
+            self.allocator.members_leave_before_final = True
         self._finish_at: list[tuple[int, int, RequestState]] = []  # heap of (finish tick, key, request)
         self._num_members = 0
         self._next_key = 1  # a member's key; 0 marks a request outside the cohort

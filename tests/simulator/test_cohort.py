@@ -147,3 +147,37 @@ def test_cohort_equals_per_request_path_property(seed, num, gap_s, options, capa
     fast, slow = run_both(config, trace, BlockCostModel())
     assert_same_run(fast, slow)
     assert fast.summary["num_finished"] + fast.summary["num_rejected"] == num
+
+
+class CheckedCountedAllocator(CountedPagedAllocator):
+    """Checks every invariant after each cohort step and each leave (the scheduler's promises included:
+    members leave before their final length)."""
+
+    def cohort_grow(self, num_steps: int) -> bool:
+        grown = super().cohort_grow(num_steps)
+        self.check_invariants()
+        return grown
+
+    def cohort_leave(self, seq_id: int) -> int:
+        tokens = super().cohort_leave(seq_id)
+        self.check_invariants()
+        return tokens
+
+
+@pytest.mark.parametrize("case", ["recompute", "swap", "chunked"])
+def test_the_cohort_keeps_every_allocator_invariant_during_a_run(case):
+    config = CASES[case]
+    model = ModelSpec.from_name(config.model)
+
+    def checked():
+        return CheckedCountedAllocator(
+            make_allocator("paged", model=model, tp=1, capacity_bytes=config.kv_capacity_bytes).config,
+            model=model,
+            tp=1,
+            capacity_bytes=config.kv_capacity_bytes,
+            swap_space_bytes=config.swap_space_bytes,
+        )
+
+    trace = random_trace(60, seed=7, rate_per_s=10.0)
+    result = simulate(config, trace, allocator_factory=checked)
+    assert result.summary == simulate(config, trace).summary

@@ -62,6 +62,8 @@ def test_under_memory_pressure_eviction_admits_more_and_finishes_everything():
 
 def test_eviction_fast_forward_equals_stepping_and_repeats():
     trace = random_trace(60, seed=4, rate_per_s=20.0)
-    config = SimConfig(kv_capacity_bytes=1500 * KV_BYTES_PER_TOKEN, allocator="paged:eviction_budget_blocks=6")
+    config = SimConfig(
+        kv_capacity_bytes=1500 * KV_BYTES_PER_TOKEN, allocator="paged:eviction_budget_blocks=6"
+    )
     a, b = simulate(config, trace), simulate(dataclasses.replace(config, fast_forward=False), trace)
     assert a.summary == b.summary == simulate(config, trace).summary
