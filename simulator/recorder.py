@@ -36,13 +36,16 @@ def parts_of(mem: MemoryBreakdown) -> tuple[int, ...]:
 
 
 class ReplicaTimeline:
-    """Rows of one replica plus the running integrals of its step functions."""
+    """Rows of one replica plus the integrals of its step functions: integrated row by row when the rows are
+    not kept, or once at ``close`` from the kept rows (numpy's cumulative sums add in the same order, so the
+    floats are the same either way; a test checks it)."""
 
     def __init__(self, replica: int, keep_rows: bool) -> None:
         self.replica = replica
         self.keep_rows = keep_rows
         self.time_s = array("d")
         self.values = array("q")  # the int64 fields after time_s, row after row (one extend per row)
+        self.saturated = array("b")  # per kept row: some request waited for memory
         self.last_time_s: float | None = None
         self.last_parts = (0,) * len(PARTS)
         self.last_saturated = False
@@ -110,15 +113,17 @@ class ReplicaTimeline:
     ) -> None:
         """``add`` with the breakdown as a tuple in ``PARTS`` order, arguments by position (the engine's
         call, once per state change)."""
-        self.advance(time_s)
-        self.last_time_s = time_s
-        self.last_parts = parts
-        self.last_saturated = saturated
-        self.last_num_seqs = num_batched_seqs
         used = parts[0] + parts[1] + parts[2] + parts[3]  # capacity - free
         if used > self.peak_used_bytes:
             self.peak_used_bytes = used
-        if self.keep_rows:
+        if not self.keep_rows:
+            self.advance(time_s)
+            self.last_time_s = time_s
+            self.last_parts = parts
+            self.last_saturated = saturated
+            self.last_num_seqs = num_batched_seqs
+        else:  # integrated at close(), from the rows
+            self.saturated.append(saturated)
             self.time_s.append(time_s)
             self.values.extend(
                 (
@@ -131,6 +136,35 @@ class ReplicaTimeline:
                     num_batched_tokens,
                 )
             )
+
+    def close(self, end_s: float) -> None:
+        """Integrate the step functions up to ``end_s``."""
+        if not self.keep_rows:
+            self.advance(end_s)
+            return
+        if not self.time_s:
+            return
+        times = np.frombuffer(self.time_s, dtype=np.float64)
+        dts = np.diff(times, append=end_s)
+        dts[dts <= 0.0] = 0.0  # advance() skips empty and backward intervals
+        width = len(TIMELINE_COLUMNS) - 1
+        values = np.frombuffer(self.values, dtype=np.int64).reshape(-1, width)
+        saturated = np.frombuffer(self.saturated, dtype=np.int8).astype(bool)
+        num_seqs = values[:, TIMELINE_COLUMNS.index("num_batched_seqs") - 1]
+        busy = num_seqs > 0
+
+        def integral(products: np.ndarray) -> float:  # sequential, as advance() adds them
+            return float(np.cumsum(products)[-1])
+
+        parts = values[:, 1 : 1 + len(PARTS)]
+        for i in range(len(PARTS)):
+            products = parts[:, i] * dts
+            self.part_integrals[i] = integral(products)
+            self.saturated_integrals[i] = integral(np.where(saturated, products, 0.0))
+        self.saturated_s = integral(np.where(saturated, dts, 0.0))
+        self.busy_s = integral(np.where(busy, dts, 0.0))
+        self.seq_integral = integral(np.where(busy, num_seqs * dts, 0.0))
+        self.last_time_s = end_s
 
     def rows(self):
         """(time_s, replica, *PARTS, num_running, ...) tuples, in order."""
@@ -179,7 +213,7 @@ class Recorder:
 
     def close(self, end_s: float) -> None:
         for timeline in self.timelines:
-            timeline.advance(end_s)
+            timeline.close(end_s)
 
     def timeline_rows(self) -> list[tuple]:
         """All rows, ordered by time then replica (a stable merge of the replicas' rows)."""
