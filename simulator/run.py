@@ -146,6 +146,7 @@ def simulate(
     ]
     assert not unfinished, f"replicas {unfinished} stopped with requests left (scheduler bug)"
 
+    recorder.collect()
     finished = recorder.finish_s[~np.isnan(recorder.finish_s)]
     recorder.close(float(finished.max()) if len(finished) else first_arrival_s)
     summary = summarize(
