@@ -48,6 +48,9 @@ class _Member:
 BEFORE_FINAL_BLOCK, IN_FINAL_BLOCK, PAST_FINAL = 0, 1, 2
 
 
+NO_CACHE_HIT = Admission(num_cached_tokens=0)  # frozen: one instance serves every admission
+
+
 def reserved_slots(num_tokens: int, final_num_tokens: int, block_size: int) -> int:
     """Empty slots of the last block that the sequence will still fill."""
     num_reserved = min((-num_tokens) % block_size, final_num_tokens - num_tokens)
@@ -106,7 +109,8 @@ class CountedPagedAllocator:
         self._num_final = 0  # members IN_FINAL_BLOCK, and Σ (final - base) over them
         self._sum_final_gap = 0
         self._phase_at: list[tuple[int, int, int]] = []  # heap of (tick, seq_id, the phase it enters then)
-        self._empty_slots = [-r % bs for r in range(bs)]  # [r]: empty slots of a last block holding r tokens
+        # [r], twice over: empty slots of a last block holding r (mod bs) tokens; a rotation is one slice
+        self._empty_slots = [-r % bs for r in range(bs)] * 2
 
     # -- the KVAllocator Protocol ------------------------------------------------------------------------
 
@@ -143,7 +147,7 @@ class CountedPagedAllocator:
         self.seqs[seq_id] = _CountedSeq(num_tokens, final_num_tokens)
         self._num_tokens += num_tokens
         self._num_reserved += reserved_slots(num_tokens, final_num_tokens, self.block_size)
-        return Admission(num_cached_tokens=0)
+        return NO_CACHE_HIT
 
     def append_slots(self, seq_id: int, num_new_tokens: int) -> bool:
         if seq_id in self.members:
@@ -389,8 +393,9 @@ class CountedPagedAllocator:
             self._catch_up()
         tick = self.tick
         # A member not in its final block with base % bs == r has (-(r + tick)) % bs empty slots, all reserved.
-        shift = tick % self.block_size  # (-(r + tick)) % bs == _empty_slots[(r + tick) % bs]
-        empty_slots = self._empty_slots[shift:] + self._empty_slots[:shift]
+        bs = self.block_size
+        shift = tick % bs  # (-(r + tick)) % bs == _empty_slots[r + shift]
+        empty_slots = self._empty_slots[shift : shift + bs]
         return (
             self._sum_final_gap
             - self._num_final * tick

@@ -303,8 +303,8 @@ class SchedulerBase(PreemptionMixin, FastForwardMixin, CohortMixin):
                 self._carried_overhead_s + self.allocator.take_overhead_s(self.previous_step_s),
             )
         return Batch(
-            prefill_q_lens=tuple(q for _, q in self._prefills),
-            prefill_kv_lens=tuple(req.num_computed_tokens + q for req, q in self._prefills),
+            prefill_q_lens=tuple([q for _, q in prefills]),
+            prefill_kv_lens=tuple([req.num_computed_tokens + q for req, q in prefills]),
             num_decode_seqs=self._num_decode_seqs,
             decode_kv_tokens=self._decode_kv_tokens,
             decode_kv_blocks=self._decode_kv_blocks,

@@ -39,6 +39,7 @@ class VllmScheduler(SchedulerBase):
         )
         self.enable_chunked_prefill = enable_chunked_prefill
         self.watermark_bytes = watermark * allocator.capacity_bytes
+        self._allocator_free_bytes = getattr(allocator, "free_bytes", None)
 
     def schedule(self, now_s: float) -> Batch | None:
         self._begin_step()
@@ -111,16 +112,19 @@ class VllmScheduler(SchedulerBase):
         need_bytes = self._slot_bytes(num_tokens)
         if self.allocator.capacity_bytes - need_bytes < self.watermark_bytes:
             return True  # could never pass (a long recompute re-prefill): admit it when memory allows
-        if self._free_bytes() - need_bytes < self.watermark_bytes:
+        free_bytes = self._free_bytes()
+        if free_bytes - need_bytes < self.watermark_bytes:
             return False  # already short before the pending decode slots are appended, so short after
         if self._has_pending:
             self._sync_all()
-        return self._free_bytes() - need_bytes >= self.watermark_bytes
+            free_bytes = self._free_bytes()
+        return free_bytes - need_bytes >= self.watermark_bytes
 
     def _free_bytes(self) -> int:
         # An allocator may answer ``free_bytes()`` (== breakdown().free) without building a breakdown.
-        free_bytes = getattr(self.allocator, "free_bytes", None)
-        return free_bytes() if free_bytes is not None else self.allocator.breakdown().free
+        if self._allocator_free_bytes is not None:
+            return self._allocator_free_bytes()
+        return self.allocator.breakdown().free
 
     def _slot_bytes(self, num_tokens: int) -> int:
         if self.block_size:
