@@ -96,11 +96,16 @@ class ProfileCostModel:
         self._vmm = {kind: _table(terms.get(f"vmm_{kind}")) for kind in ("map", "unmap")}
 
     def step_time(self, batch: Batch) -> StepTime:
+        terms = self._step_terms(batch)
+        return StepTime(allocator_s=batch.allocator_overhead_s) if terms is None else StepTime(*terms)
+
+    def _step_terms(self, batch: Batch) -> tuple[float, float, float, float, float, float, float] | None:
+        """StepTime's fields in field order (None for an empty batch): step_time and step_total_s share them."""
         num_prefill_tokens = sum(batch.prefill_q_lens)
         num_decode_seqs = batch.num_decode_seqs
         num_tokens = num_prefill_tokens + num_decode_seqs
         if num_tokens == 0:
-            return StepTime(allocator_s=batch.allocator_overhead_s)
+            return None
         num_seqs = len(batch.prefill_q_lens) + num_decode_seqs
         layers = self._num_layers
         gemm_s = self._gemm_s_cache.get(num_tokens)
@@ -143,14 +148,14 @@ class ProfileCostModel:
                 + s_seq * num_decode_seqs
                 + s_blk * batch.decode_kv_blocks
             )
-        return StepTime(
-            gemm_s=gemm_s,
-            attn_prefill_s=attn_prefill_s,
-            attn_decode_s=attn_decode_s,
-            lm_head_s=self._lm_head(num_seqs),
-            allreduce_s=self._allreduce_s(num_tokens),
-            overhead_s=self._overhead[0] + self._overhead[1] * num_seqs,
-            allocator_s=batch.allocator_overhead_s,
+        return (
+            gemm_s,
+            attn_prefill_s,
+            attn_decode_s,
+            self._lm_head(num_seqs),
+            self._allreduce_s(num_tokens),
+            self._overhead[0] + self._overhead[1] * num_seqs,
+            batch.allocator_overhead_s,
         )
 
     def step_total_s(self, batch: Batch) -> float:
@@ -158,7 +163,14 @@ class ProfileCostModel:
         decode step's terms that depend only on its batch size taken from a cache: the engine's hot path."""
         seqs = batch.num_decode_seqs
         if batch.prefill_q_lens or not seqs:
-            return self.step_time(batch).total_s
+            terms = self._step_terms(batch)
+            if terms is None:
+                return self.step_time(batch).total_s
+            gemm_s, attn_prefill_s, attn_decode_s, lm_head_s, allreduce_s, overhead_s, allocator_s = terms
+            # StepTime.total_s's sum, in its order
+            return (
+                gemm_s + attn_prefill_s + attn_decode_s + lm_head_s + allreduce_s + overhead_s + allocator_s
+            )
         gemm_s, lm_head_s, allreduce_s, overhead_s = self._decode_parts(seqs)
         const_s, s_tok, s_seq, s_blk = (
             self._decode_paged if batch.attention_kernel == "paged" else self._decode_contiguous

@@ -429,7 +429,8 @@ class SchedulerBase(PreemptionMixin, FastForwardMixin, CohortMixin):
 
     def _finish(self, req: RequestState, end_s: float) -> None:
         req.finish_s = end_s
-        self._note_evicted(req)
+        if self._evicted_tokens is not None:
+            self._note_evicted(req)
         for seq_id in req.seq_ids:
             self.allocator.free(seq_id)
         self.num_running_seqs -= req.num_seqs
