@@ -54,6 +54,7 @@ class TgiScheduler(SchedulerBase):
     ``max_batch_total_tokens // block_size`` ≤ the allocator's blocks, so no decode slot can fail."""
 
     name = "tgi"
+    uses_cohort = True  # every decode step takes every running request (the merged batch)
 
     def __init__(self, allocator: KVAllocator, *, config: TgiConfig) -> None:
         require_paged(allocator)
