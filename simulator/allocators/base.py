@@ -42,6 +42,21 @@ class MemoryBreakdown:
         }
 
 
+def largest_fitting(limit: int, fits) -> int:
+    """The largest k in [0, limit] with ``fits(k)``, for a monotone ``fits`` (true up to some k, then false)
+    with ``fits(0)`` true: the binary search behind every allocator's ``max_uniform_growth``."""
+    if limit <= 0 or fits(limit):
+        return max(0, limit)
+    lo, hi = 0, limit - 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
 @dataclass(frozen=True, slots=True)
 class Admission:
     """What ``allocate`` did: how many leading prompt tokens were found in the prefix cache (their

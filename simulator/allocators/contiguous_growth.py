@@ -32,7 +32,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kvsim.errors import KvsimError
-from kvsim.simulator.allocators.base import Admission
 from kvsim.simulator.allocators.buddy import BuddyAllocator
 from kvsim.simulator.allocators.paged import PCIE_BW_BYTES_PER_S
 from kvsim.simulator.allocators.reserved import ReservedAllocator, _Seq
@@ -147,26 +146,10 @@ class ContiguousGrowthAllocator(ReservedAllocator):
             )
         return None
 
-    def allocate(
-        self,
-        seq_id: int,
-        num_tokens: int,
-        *,
-        final_num_tokens: int,
-        prefix_block_hashes: Sequence[int] | None = None,
-        num_prompt_tokens: int | None = None,
-    ) -> Admission | None:
+    def _admitted_tokens(self, num_tokens: int, final_num_tokens: int, num_prompt_tokens: int | None) -> int:
         """A region for the whole prompt (or for prompt + generated tokens when a preempted sequence comes
-        back), even when chunked prefill allocates only its first chunk now."""
-        assert seq_id not in self.seqs, f"seq {seq_id} allocated twice"
-        num_region_slots = self.region_slots(max(num_tokens, num_prompt_tokens or 0))
-        offset = self.buddy.alloc(num_region_slots)
-        if offset is None:
-            self._blocked_num_slots = num_region_slots
-            return None
-        self._blocked_num_slots = None
-        self._add(seq_id, _Seq(offset, num_region_slots, num_tokens, final_num_tokens))
-        return Admission()
+        back), even when chunked prefill allocates only its first chunk now; it grows from there."""
+        return max(num_tokens, num_prompt_tokens or 0)
 
     def append_slots(self, seq_id: int, num_new_tokens: int) -> bool:
         seq = self.seqs[seq_id]

@@ -78,6 +78,20 @@ class PagedConfig:
         return self.eviction_budget_blocks > 0
 
 
+def paged_rejection_reason(
+    num_prompt_tokens: int, num_output_tokens: int, max_model_len: int, block_size: int, num_blocks: int
+) -> str | None:
+    """Why a request can never run on a paged replica of ``num_blocks`` blocks: over the context, or its
+    final length needs more blocks than there are."""
+    total = num_prompt_tokens + num_output_tokens
+    if total > max_model_len:
+        return f"prompt {num_prompt_tokens} + output {num_output_tokens} tokens exceed max_model_len {max_model_len}"
+    need = -(-total // block_size)
+    if need > num_blocks:
+        return f"needs {need} blocks of {block_size} tokens but the replica holds only {num_blocks}"
+    return None
+
+
 @dataclass(slots=True)
 class _Seq:
     block_table: list[int]  # logical block idx -> physical block id; empty while swapped out
@@ -135,19 +149,9 @@ class PagedAllocator(PagedGrowthMixin):
     # -- the KVAllocator Protocol ------------------------------------------------------------------------
 
     def rejection_reason(self, num_prompt_tokens: int, num_output_tokens: int) -> str | None:
-        total = num_prompt_tokens + num_output_tokens
-        if total > self.max_model_len:
-            return (
-                f"prompt {num_prompt_tokens} + output {num_output_tokens} tokens exceed max_model_len "
-                f"{self.max_model_len}"
-            )
-        num_blocks = -(-total // self.block_size)
-        if num_blocks > self.pool.num_blocks:
-            return (
-                f"needs {num_blocks} blocks of {self.block_size} tokens but the replica holds only "
-                f"{self.pool.num_blocks}"
-            )
-        return None
+        return paged_rejection_reason(
+            num_prompt_tokens, num_output_tokens, self.max_model_len, self.block_size, self.pool.num_blocks
+        )
 
     def allocate(
         self,

@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kvsim.errors import KvsimError
-from kvsim.simulator.allocators.base import Admission, MemoryBreakdown
-from kvsim.simulator.allocators.paged import PagedConfig
+from kvsim.simulator.allocators.base import Admission, MemoryBreakdown, largest_fitting
+from kvsim.simulator.allocators.paged import PagedConfig, paged_rejection_reason
 from kvsim.simulator.allocators.spec import spec_string
 from kvsim.simulator.specs import ModelSpec
 
@@ -115,19 +115,9 @@ class CountedPagedAllocator:
     # -- the KVAllocator Protocol ------------------------------------------------------------------------
 
     def rejection_reason(self, num_prompt_tokens: int, num_output_tokens: int) -> str | None:
-        total = num_prompt_tokens + num_output_tokens
-        if total > self.max_model_len:
-            return (
-                f"prompt {num_prompt_tokens} + output {num_output_tokens} tokens exceed max_model_len "
-                f"{self.max_model_len}"
-            )
-        num_blocks = -(-total // self.block_size)
-        if num_blocks > self.num_blocks:
-            return (
-                f"needs {num_blocks} blocks of {self.block_size} tokens but the replica holds only "
-                f"{self.num_blocks}"
-            )
-        return None
+        return paged_rejection_reason(
+            num_prompt_tokens, num_output_tokens, self.max_model_len, self.block_size, self.num_blocks
+        )
 
     def allocate(
         self,
@@ -175,16 +165,7 @@ class CountedPagedAllocator:
         def fits(k: int) -> bool:
             return sum(-(-(t + k) // bs) - -(-t // bs) for t in tokens) <= self.num_free_blocks
 
-        if limit <= 0 or fits(limit):
-            return max(0, limit)
-        lo, hi = 0, limit - 1
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if fits(mid):
-                lo = mid
-            else:
-                hi = mid - 1
-        return lo
+        return largest_fitting(limit, fits)
 
     def fork(self, parent_seq_id: int, child_seq_id: int, *, final_num_tokens: int | None = None) -> bool:
         raise AssertionError("the counted paged allocator shares no blocks; forks need PagedAllocator")

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from kvsim.simulator.allocators.base import largest_fitting
+
 if TYPE_CHECKING:
     from kvsim.simulator.allocators.paged import _Seq
 
@@ -145,13 +147,4 @@ class PagedGrowthMixin:
             need = sum(count * -(-(k - room) // bs) for room, count in rooms if k > room)
             return need + (num_copies if k else 0) <= num_free
 
-        if limit <= 0 or fits(limit):
-            return max(0, limit)
-        lo, hi = 0, limit - 1  # fits(0) holds: growing by 0 needs nothing
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if fits(mid):
-                lo = mid
-            else:
-                hi = mid - 1
-        return lo
+        return largest_fitting(limit, fits)  # fits(0) holds: growing by 0 needs nothing

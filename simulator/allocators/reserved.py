@@ -142,7 +142,9 @@ class ReservedAllocator:
         num_prompt_tokens: int | None = None,
     ) -> Admission | None:
         assert seq_id not in self.seqs, f"seq {seq_id} allocated twice"
-        num_region_slots = self.region_slots(max(final_num_tokens, num_tokens))
+        num_region_slots = self.region_slots(
+            self._admitted_tokens(num_tokens, final_num_tokens, num_prompt_tokens)
+        )
         offset = self.buddy.alloc(num_region_slots)
         if offset is None:
             self._blocked_num_slots = num_region_slots
@@ -150,6 +152,10 @@ class ReservedAllocator:
         self._blocked_num_slots = None
         self._add(seq_id, _Seq(offset, num_region_slots, num_tokens, final_num_tokens))
         return Admission()
+
+    def _admitted_tokens(self, num_tokens: int, final_num_tokens: int, num_prompt_tokens: int | None) -> int:
+        """Tokens the region made at admission must hold: the whole final length (reserved up front)."""
+        return max(final_num_tokens, num_tokens)
 
     def append_slots(self, seq_id: int, num_new_tokens: int) -> bool:
         seq = self.seqs[seq_id]
