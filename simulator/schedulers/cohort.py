@@ -62,7 +62,9 @@ class CohortMixin:
 
     def _cohort_decode(self, reqs: list[RequestState]) -> bool:
         """This step's slot for every request in ``reqs`` (all running decoders) through the cohort; False
-        when the step must visit each request (memory runs short, or a request cannot join)."""
+        when the step must visit each request (memory runs short, or a request cannot join). Members are
+        always running decoders (they leave when they finish or are preempted), so the same count means the
+        same requests."""
         if self._num_members != len(reqs):  # after a swap-in or a fallback step: the others join first
             for req in reqs:
                 if not req.cohort_key:
