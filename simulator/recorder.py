@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from operator import attrgetter
 
 import numpy as np
 
@@ -220,9 +221,8 @@ class Recorder:
             "num_cached_tokens",
             "kv_evicted_fraction",
         ):
-            column = getattr(self, name)
-            values = [getattr(r, name) for r in reqs]
-            column[rows] = np.array([math.nan if v is None else v for v in values], dtype=column.dtype)
+            column = getattr(self, name)  # (numpy writes None into a float column as nan)
+            column[rows] = np.array(list(map(attrgetter(name), reqs)), dtype=column.dtype)
 
     def steps(self, num_steps: int, num_seqs: int, num_tokens: int) -> None:
         self.num_steps += num_steps
