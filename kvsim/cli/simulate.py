@@ -26,8 +26,8 @@ Examples:
   kvsim simulate --config run.toml --rate 4 --report
   kvsim simulate --trace azure-code --scheduler tgi --max-new-tokens max_total_tokens
 Allocator specs: paged, paged:block_size=32, paged:enable_prefix_caching=true, reserved:max|pow2|oracle,
-vattention, vattention:page_size=64KiB, contiguous-growth, contiguous-growth:min_region_tokens=64
-(--scheduler tgi: paged only). Writes OUT/<label>/ (config.json, summary.json, requests.csv, timeline.csv)
+paged:eviction_budget_blocks=64 (PagedEviction), vattention, vattention:page_size=64KiB, contiguous-growth,
+contiguous-growth:min_region_tokens=64 (--scheduler tgi: paged only). Writes OUT/<label>/ (config.json, summary.json, requests.csv, timeline.csv)
 per allocator and OUT/comparison.csv.
 """
 
