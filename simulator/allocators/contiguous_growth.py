@@ -71,6 +71,8 @@ class ContiguousGrowthAllocator(ReservedAllocator):
     """Invariant (beyond the reserved allocator's): every resident region is a rung of the ladder
     ``min(min_region_tokens × growth_factor**m, max_model_len)`` and holds its sequence's tokens."""
 
+    keeps_cohort = False  # regions grow (and may fail to) at block crossings: no counter-only decode steps
+
     config_cls = ContiguousGrowthConfig
 
     def __init__(

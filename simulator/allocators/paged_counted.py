@@ -61,6 +61,7 @@ class CountedPagedAllocator:
     """Invariant (``check_invariants``): free blocks = capacity's blocks minus Σ ceil(tokens / block_size)
     over the sequences on the GPU; every counter equals a recount; the five parts sum to capacity."""
 
+    keeps_cohort = True  # schedulers/cohort.py: decode steps may go through cohort_grow
     attention_kernel = "paged"
     config_cls = PagedConfig
 

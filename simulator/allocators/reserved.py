@@ -23,6 +23,7 @@ from kvsim.errors import KvsimError
 from kvsim.simulator.allocators.base import Admission, MemoryBreakdown
 from kvsim.simulator.allocators.buddy import BuddyAllocator
 from kvsim.simulator.allocators.paged import PCIE_BW_BYTES_PER_S
+from kvsim.simulator.allocators.reserved_cohort import ReservedCohortMixin
 from kvsim.simulator.allocators.spec import spec_string
 from kvsim.simulator.specs import ModelSpec
 
@@ -59,7 +60,7 @@ class _Seq:
         return will_hold - self.num_tokens, self.num_region_slots - will_hold
 
 
-class ReservedAllocator:
+class ReservedAllocator(ReservedCohortMixin):
     """Invariant: each resident sequence owns one buddy extent of ``num_region_slots`` slots holding its
     ``num_tokens`` tokens; the running totals equal the sums over sequences; the five parts sum to capacity."""
 
@@ -94,6 +95,7 @@ class ReservedAllocator:
         self._num_token_slots = self._num_reserved_slots = self._num_internal_slots = 0
         self._blocked_num_slots: int | None = None  # region size of the blocked head-of-queue allocation
         self._pending_overhead_s = 0.0
+        self._init_cohort()
 
     def region_slots(self, final_num_tokens: int) -> int:
         """Slots the policy reserves for a request of this final length (with ``round_to_buddy``, rounded up
@@ -158,7 +160,7 @@ class ReservedAllocator:
         return max(final_num_tokens, num_tokens)
 
     def append_slots(self, seq_id: int, num_new_tokens: int) -> bool:
-        seq = self.seqs[seq_id]
+        seq = self._resident(seq_id)
         assert seq.offset is not None, f"seq {seq_id} is swapped out"
         num_tokens = seq.num_tokens + num_new_tokens
         if num_tokens > seq.num_region_slots:
@@ -180,12 +182,12 @@ class ReservedAllocator:
 
     def max_uniform_growth(self, seq_ids: Sequence[int], limit: int) -> int:
         """Closed form: a region never grows, so the sequence with the least room bounds k."""
-        room = (self.seqs[s].num_region_slots - self.seqs[s].num_tokens for s in seq_ids)
+        room = (self.seqs[s].num_region_slots - self._tokens(s) for s in seq_ids)
         return max(0, min(limit, *room)) if seq_ids else limit
 
     def fork(self, parent_seq_id: int, child_seq_id: int, *, final_num_tokens: int | None = None) -> bool:
         """A copy: contiguous regions cannot share memory."""
-        parent = self.seqs[parent_seq_id]
+        parent = self._resident(parent_seq_id)
         assert child_seq_id not in self.seqs and parent.offset is not None
         final = final_num_tokens or parent.final_num_tokens
         num_region_slots = self.region_slots(max(final, parent.num_tokens))
@@ -196,6 +198,7 @@ class ReservedAllocator:
         return True
 
     def free(self, seq_id: int) -> None:
+        self._resident(seq_id)
         seq = self.seqs.pop(seq_id)
         if seq.offset is None:
             self.swap_used_bytes -= seq.num_tokens * self.kv_bytes_per_token
@@ -205,7 +208,7 @@ class ReservedAllocator:
 
     def swap_out(self, seq_id: int) -> int | None:
         """Copies the stored tokens to CPU memory and frees the region."""
-        seq = self.seqs[seq_id]
+        seq = self._resident(seq_id)
         num_bytes = seq.num_tokens * self.kv_bytes_per_token
         if seq.offset is None or num_bytes > self.swap_space_bytes - self.swap_used_bytes:
             return None
@@ -239,8 +242,10 @@ class ReservedAllocator:
         external_slots = 0
         if self._blocked_num_slots is not None:
             external_slots = self.buddy.num_free_slots - self.buddy.largest_free_block()
-        token_states, reserved = self._num_token_slots * kvb, self._num_reserved_slots * kvb
-        internal_frag, external_frag = self._num_internal_slots * kvb, external_slots * kvb
+        token_slots, reserved_slots, internal_slots = self._cohort_slots()
+        token_states = (self._num_token_slots + token_slots) * kvb
+        reserved = (self._num_reserved_slots + reserved_slots) * kvb
+        internal_frag, external_frag = (self._num_internal_slots + internal_slots) * kvb, external_slots * kvb
         return MemoryBreakdown(
             token_states=token_states,
             reserved=reserved,
@@ -258,7 +263,9 @@ class ReservedAllocator:
         resident = {s.offset: s.num_region_slots for s in self.seqs.values() if s.offset is not None}
         assert resident == self.buddy.allocated, "regions differ from the buddy allocator's extents"
         totals = [0, 0, 0]
-        for seq in self.seqs.values():
+        for seq_id, seq in self.seqs.items():
+            if seq_id in self.members:  # counted in the cohort's sums, from its token count now
+                seq = _Seq(seq.offset, seq.num_region_slots, self._tokens(seq_id), seq.final_num_tokens)
             assert seq.num_tokens <= seq.num_region_slots
             if seq.offset is None:
                 continue
@@ -266,7 +273,12 @@ class ReservedAllocator:
             for i, value in enumerate((seq.num_tokens, reserved, internal)):
                 totals[i] += value
             self._check_region(seq, internal)
-        assert totals == [self._num_token_slots, self._num_reserved_slots, self._num_internal_slots]
+        cohort = self._cohort_slots()
+        assert totals == [
+            self._num_token_slots + cohort[0],
+            self._num_reserved_slots + cohort[1],
+            self._num_internal_slots + cohort[2],
+        ], "slot totals drifted"
         parts = self.breakdown()
         assert min(parts.as_dict().values()) >= 0 and parts.capacity_bytes == self.capacity_bytes, parts
         swapped = sum(s.num_tokens for s in self.seqs.values() if s.offset is None) * self.kv_bytes_per_token
@@ -280,6 +292,10 @@ class ReservedAllocator:
             final = max(seq.final_num_tokens, seq.num_tokens)
             rounding = (1 << (final - 1).bit_length()) - final if self.config.round_to_buddy else 0
             assert internal == rounding, "oracle over-reserves"
+
+    def _tokens(self, seq_id: int) -> int:
+        base = self.members.get(seq_id)
+        return self.seqs[seq_id].num_tokens if base is None else base + self.tick
 
     def _add(self, seq_id: int, seq: _Seq) -> None:
         self.seqs[seq_id] = seq

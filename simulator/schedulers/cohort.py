@@ -30,7 +30,7 @@ class CohortMixin:
     uses_cohort = False  # a scheduler whose decode steps take every decoding request opts in
 
     def _init_cohort(self) -> None:
-        self._cohort = self.uses_cohort and hasattr(self.allocator, "cohort_join")
+        self._cohort = self.uses_cohort and getattr(self.allocator, "keeps_cohort", False)
         if self._cohort:  # a request leaves at its last token, with final - 1 slots
             self.allocator.members_leave_before_final = True
         self._finish_at: list[tuple[int, int, RequestState]] = []  # heap of (finish tick, key, request)
@@ -108,9 +108,12 @@ class CohortMixin:
             num_steps = min(num_steps, 1 + alloc.cohort_max_growth(num_steps))
         if num_steps == 1:
             return 1, None
+        bs = alloc.block_size
+        if not bs:  # a contiguous kernel reads no block count
+            return num_steps, None
         # Step i reads the cohort's blocks after i more slots each: growth t -> t + 1 opens a block for
         # the members whose base ≡ -t (mod block_size).
-        bs, counts, tick = alloc.block_size, alloc.count_by_residue, alloc.tick
+        counts, tick = alloc.count_by_residue, alloc.tick
         if num_steps <= SHORT_COHORT_WINDOW:
             num_blocks = self._decode_kv_blocks
             block_list = [num_blocks]

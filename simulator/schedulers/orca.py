@@ -14,13 +14,14 @@ from kvsim.simulator.schedulers.base import SchedulerBase
 
 class OrcaScheduler(SchedulerBase):
     name = "orca"
+    uses_cohort = True  # every step decodes every running request
 
     def schedule(self, now_s: float) -> Batch | None:
         self._begin_step()
-        preempted = self._schedule_decodes(list(self.running))
+        preempted = self._schedule_decodes(self.running)
         if not preempted:
             self._swap_in()
-            self._admit(now_s, self.max_num_batched_tokens - sum(req.num_seqs for req in self._decodes))
+            self._admit(now_s, self.max_num_batched_tokens - self._num_decode_seqs)
         self._end_step()
         return self._batch()
 
@@ -31,7 +32,7 @@ class OrcaScheduler(SchedulerBase):
             if self.num_running_seqs + req.num_seqs > self.max_num_seqs:
                 return
             need = req.num_prefill_tokens
-            if num_tokens + need > budget and (self._prefills or self._decodes):
+            if num_tokens + need > budget and (self._prefills or self._decodes or self._cohort_stepped):
                 return
             cached = self._try_admit(req, now_s)
             if cached is None:

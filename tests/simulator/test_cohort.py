@@ -1,6 +1,7 @@
-"""The decode cohort (counted paged allocator + O(block_size) decode steps) gives exactly what the
-per-request path over ``PagedAllocator`` gives: the same summary, request times and timeline, bit for bit,
-under preemption by recompute and swap, chunked prefill, several replicas (DESIGN §7b)."""
+"""The decode cohort (counted paged allocator + O(block_size) decode steps; reserved regions by counters)
+gives exactly what the per-request path gives (over ``PagedAllocator``, or the reserved allocator with its
+cohort turned off): the same summary, request times and timeline, bit for bit, under preemption by recompute
+and swap, chunked prefill, several replicas, the vllm and orca schedulers (DESIGN §7b)."""
 
 from __future__ import annotations
 
@@ -60,14 +61,16 @@ def run_both(config: SimConfig, trace: Trace, cost_model=None):
     fast = simulate(config, trace, cost_model=cost_model)
     model = ModelSpec.from_name(config.model)
 
-    def with_block_ids():
-        return make_allocator(
+    def with_block_ids():  # (or, for reserved, with the cohort turned off)
+        alloc = make_allocator(
             config.allocator,
             model=model,
             tp=config.tp,
             capacity_bytes=config.kv_capacity_bytes,
             swap_space_bytes=config.swap_space_bytes,
         )
+        alloc.keeps_cohort = False
+        return alloc
 
     slow = simulate(config, trace, allocator_factory=with_block_ids, cost_model=cost_model)
     return fast, slow
@@ -88,6 +91,12 @@ CASES = {
     "block-32": SimConfig(kv_capacity_bytes=SMALL_KV, allocator="paged:block_size=32"),
     "stepping": SimConfig(kv_capacity_bytes=SMALL_KV, fast_forward=False),
     "roomy": SimConfig(kv_capacity_bytes=40 * SMALL_KV, max_num_seqs=64),
+    "reserved-pow2": SimConfig(kv_capacity_bytes=4 * SMALL_KV, allocator="reserved:pow2"),
+    "reserved-max-swap": SimConfig(
+        kv_capacity_bytes=4 * SMALL_KV, allocator="reserved:max", preemption_mode="swap", swap_space_gib=1.0
+    ),
+    "orca-oracle": SimConfig(kv_capacity_bytes=SMALL_KV, scheduler="orca", allocator="reserved:oracle"),
+    "orca-paged": SimConfig(kv_capacity_bytes=SMALL_KV, scheduler="orca"),
 }
 
 
@@ -98,7 +107,7 @@ def test_cohort_equals_per_request_path(case, cost):
     fast, slow = run_both(CASES[case], trace, BlockCostModel() if cost == "per-block" else None)
     assert_same_run(fast, slow)
     assert fast.summary["num_finished"] == len(trace)
-    if cost == "roofline" and case != "roomy":
+    if cost == "roofline" and case in ("recompute", "swap", "chunked", "block-32", "stepping"):
         assert fast.summary["num_preemptions"] > 0, "the case should exercise preemption"
 
 
@@ -122,6 +131,10 @@ CONFIGS = st.sampled_from(
         {"allocator": "paged:block_size=8", "max_num_seqs": 4},
         {"num_replicas": 2, "router": "least_outstanding"},
         {"fast_forward": False},
+        {"allocator": "reserved:pow2"},
+        {"allocator": "reserved:oracle", "preemption_mode": "swap", "swap_space_gib": 0.5},
+        {"scheduler": "orca", "allocator": "reserved:max"},
+        {"scheduler": "orca"},
     ]
 )
 

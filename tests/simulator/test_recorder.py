@@ -13,7 +13,10 @@ from kvsim.simulator import SimConfig, simulate
 CONFIGS = {
     "saturated": SimConfig(kv_capacity_bytes=1500 * KV_BYTES_PER_TOKEN),
     "swap-2-replicas": SimConfig(
-        kv_capacity_bytes=1500 * KV_BYTES_PER_TOKEN, preemption_mode="swap", swap_space_gib=0.5, num_replicas=2
+        kv_capacity_bytes=1500 * KV_BYTES_PER_TOKEN,
+        preemption_mode="swap",
+        swap_space_gib=0.5,
+        num_replicas=2,
     ),
     "roomy-vattention": SimConfig(allocator="vattention:page_size=64KiB"),
 }
