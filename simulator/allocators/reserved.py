@@ -238,21 +238,33 @@ class ReservedAllocator(ReservedCohortMixin):
         return overhead_s
 
     def breakdown(self) -> MemoryBreakdown:
+        return MemoryBreakdown(*self.breakdown_parts())
+
+    def breakdown_parts(self) -> tuple[int, int, int, int, int, int]:
+        """``breakdown()``'s fields as a tuple, in field order (the engine's timeline row)."""
         kvb = self.kv_bytes_per_token
-        external_slots = 0
-        if self._blocked_num_slots is not None:
-            external_slots = self.buddy.num_free_slots - self.buddy.largest_free_block()
         token_slots, reserved_slots, internal_slots = self._cohort_slots()
         token_states = (self._num_token_slots + token_slots) * kvb
         reserved = (self._num_reserved_slots + reserved_slots) * kvb
-        internal_frag, external_frag = (self._num_internal_slots + internal_slots) * kvb, external_slots * kvb
-        return MemoryBreakdown(
-            token_states=token_states,
-            reserved=reserved,
-            internal_frag=internal_frag,
-            external_frag=external_frag,
-            free=self.capacity_bytes - token_states - reserved - internal_frag - external_frag,
+        internal_frag, external_frag = (
+            (self._num_internal_slots + internal_slots) * kvb,
+            self._external_bytes(),
         )
+        free = self.capacity_bytes - token_states - reserved - internal_frag - external_frag
+        return (token_states, reserved, internal_frag, external_frag, free, 0)
+
+    def free_bytes(self) -> int:
+        """``breakdown().free`` without building the breakdown (the watermark check asks on every admission):
+        the same integers, summed over all resident slots at once."""
+        slots = self._num_token_slots + self._num_reserved_slots + self._num_internal_slots
+        slots += sum(self._cohort_slots())
+        return self.capacity_bytes - slots * self.kv_bytes_per_token - self._external_bytes()
+
+    def _external_bytes(self) -> int:
+        """While the head of the queue is blocked: free slots minus the largest free block."""
+        if self._blocked_num_slots is None:
+            return 0
+        return (self.buddy.num_free_slots - self.buddy.largest_free_block()) * self.kv_bytes_per_token
 
     def clear_blocked(self) -> None:
         self._blocked_num_slots = None
@@ -281,6 +293,7 @@ class ReservedAllocator(ReservedCohortMixin):
         ], "slot totals drifted"
         parts = self.breakdown()
         assert min(parts.as_dict().values()) >= 0 and parts.capacity_bytes == self.capacity_bytes, parts
+        assert self.free_bytes() == parts.free, "free_bytes() differs from breakdown().free"
         swapped = sum(s.num_tokens for s in self.seqs.values() if s.offset is None) * self.kv_bytes_per_token
         assert swapped == self.swap_used_bytes <= self.swap_space_bytes
 
