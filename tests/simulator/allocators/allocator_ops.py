@@ -117,3 +117,85 @@ def run_ops(alloc, ops) -> None:
     parts = alloc.breakdown()
     assert parts.free == alloc.capacity_bytes, f"memory leaked after freeing everything: {parts}"
     assert parts.token_states == parts.reserved == parts.internal_frag == parts.external_frag == 0
+
+
+# Operations for a cohort allocator and its per-sequence twin: (kind, a, b); indices pick a live sequence.
+COHORT_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("allocate"), st.integers(1, 60), st.integers(0, 60)),
+        st.tuples(st.just("append"), st.integers(0, 9), st.integers(0, 24)),
+        st.tuples(st.just("free"), st.integers(0, 9), st.just(0)),
+        st.tuples(st.just("swap_out"), st.integers(0, 9), st.just(0)),
+        st.tuples(st.just("swap_in"), st.integers(0, 9), st.just(0)),
+        st.tuples(st.just("join"), st.integers(0, 9), st.just(0)),
+        st.tuples(st.just("leave"), st.integers(0, 9), st.just(0)),
+        st.tuples(st.just("grow"), st.integers(0, 40), st.just(0)),
+    ),
+    max_size=60,
+)
+
+
+def run_twin_ops(plain, cohort, ops, *, expected_growth, can_join=lambda alloc, seq_id: True) -> None:
+    """Apply ``ops`` to both allocators: the cohort ops (join, leave, grow) to ``cohort`` only, its members'
+    growth as ``append_slots`` to ``plain``. After each: the same answers, the same breakdown, every
+    invariant; ``cohort_max_growth`` equals ``expected_growth(plain, members, limit)`` and one step more
+    does not fit. Finally everything is freed: no memory may leak."""
+    live: dict[int, bool] = {}  # seq_id -> swapped out
+    members: set[int] = set()
+    next_id = 0
+
+    def pick(i, swapped=None, member=None):
+        seqs = [
+            s
+            for s, sw in live.items()
+            if (swapped is None or sw == swapped) and (member is None or (s in members) == member)
+        ]
+        return seqs[i % len(seqs)] if seqs else None
+
+    for kind, a, b in ops:
+        if kind == "allocate":
+            got = [alloc.allocate(next_id, a, final_num_tokens=a + b) for alloc in (plain, cohort)]
+            assert (got[0] is None) == (got[1] is None)
+            if got[0] is not None:
+                live[next_id] = False
+            next_id += 1
+        elif kind == "append" and (s := pick(a, swapped=False)) is not None:
+            assert plain.append_slots(s, b) == cohort.append_slots(s, b)  # a member leaves the cohort
+            members.discard(s)
+        elif kind == "free" and (s := pick(a)) is not None:
+            plain.free(s), cohort.free(s)
+            del live[s]
+            members.discard(s)
+        elif kind == "swap_out" and (s := pick(a, swapped=False)) is not None:
+            got = plain.swap_out(s), cohort.swap_out(s)
+            assert got[0] == got[1]
+            live[s] = got[0] is not None
+            members.discard(s)
+        elif kind == "swap_in" and (s := pick(a, swapped=True)) is not None:
+            got = plain.swap_in(s), cohort.swap_in(s)
+            assert got[0] == got[1]
+            live[s] = got[0] is None
+        elif kind == "join" and (s := pick(a, swapped=False, member=False)) is not None:
+            if can_join(cohort, s):
+                cohort.cohort_join(s)
+                members.add(s)
+        elif kind == "leave" and (s := pick(a, swapped=False, member=True)) is not None:
+            assert cohort.cohort_leave(s) == plain.seqs[s].num_tokens
+            members.remove(s)
+        elif kind == "grow":
+            k = cohort.cohort_max_growth(a)
+            assert k == expected_growth(plain, sorted(members), a), "the cohort's growth bound is off"
+            assert cohort.cohort_grow(k)
+            for s in sorted(members):
+                assert plain.append_slots(s, k)
+            if k < a and members:
+                assert not cohort.cohort_grow(k + 1), "one step more than the bound must not fit"
+        assert plain.breakdown() == cohort.breakdown(), kind
+        assert plain.free_bytes() == cohort.free_bytes()
+        assert plain.take_overhead_s() == cohort.take_overhead_s()
+        cohort.check_invariants()
+    for s in list(live):
+        plain.free(s), cohort.free(s)
+    cohort.clear_blocked()
+    cohort.check_invariants()
+    assert cohort.breakdown().free == cohort.capacity_bytes, "memory leaked after freeing everything"
