@@ -35,6 +35,7 @@ from kvsim.simulator.router import ROUTERS
 from kvsim.simulator.schedulers.base import SchedulerBase
 from kvsim.traces.request import Trace
 
+INF = float("inf")
 MAX_WINDOW_STEPS = 1 << 14  # one window's cost array; a longer quiet stretch simply takes several windows
 SHORT_WINDOW_STEPS = 64  # up to this many steps, a window is timed with Python floats rather than arrays
 
@@ -80,28 +81,35 @@ class ArrivalSource:
         hashes = trace.prefix_block_hashes
         num = len(arrival_s)
         env = self.env
+        next_arrival_s = [*arrival_s[1:], INF]
+        rejection_reason, route, replicas, on_arrival = (
+            self.rejection_reason,
+            self.route,
+            self.replicas,
+            self.on_arrival,
+        )
         for i in range(num):
             delay = arrival_s[i] - env.now
             if delay > 0:
                 yield env.timeout(delay)
             self.num_arrived = i + 1
-            self.next_arrival_s = arrival_s[i + 1] if i + 1 < num else float("inf")
-            if self.on_arrival is not None:
-                self.on_arrival(i + 1)
-            reason = self.rejection_reason(prompt[i], output[i], num_seqs[i])
+            self.next_arrival_s = next_arrival_s[i]
+            if on_arrival is not None:
+                on_arrival(i + 1)
+            reason = rejection_reason(prompt[i], output[i], num_seqs[i])
             if reason is not None:
                 self.recorder.reject(i, reason)
                 continue
             req = RequestState(
-                index=i,
-                request_id=request_id[i],
-                arrival_s=arrival_s[i],
-                num_prompt_tokens=prompt[i],
-                num_output_tokens=output[i],
-                num_seqs=num_seqs[i],
-                prefix_block_hashes=None if hashes is None else hashes[i],
+                i,
+                request_id[i],
+                arrival_s[i],
+                prompt[i],
+                output[i],
+                num_seqs[i],
+                None if hashes is None else hashes[i],
             )
-            replica = self.replicas[self.route(self.replicas, i)]
+            replica = replicas[route(replicas, i)]
             req.replica = replica.index
             replica.submit(req)
         self.done = True

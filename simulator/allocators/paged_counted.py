@@ -172,8 +172,13 @@ class CountedPagedAllocator:
         raise AssertionError("the counted paged allocator shares no blocks; forks need PagedAllocator")
 
     def free(self, seq_id: int) -> None:
-        if seq_id in self.members:
-            self.cohort_leave(seq_id)
+        if (
+            seq_id in self.members
+        ):  # straight from the cohort's sums (no detour through the per-sequence ones)
+            tokens = self._remove_member(seq_id)
+            del self.seqs[seq_id]
+            self.num_free_blocks += -(-tokens // self.block_size)
+            return
         seq = self.seqs.pop(seq_id)
         if seq.num_swapped_blocks:
             self.num_cpu_blocks_used -= seq.num_swapped_blocks
@@ -278,6 +283,15 @@ class CountedPagedAllocator:
 
     def cohort_leave(self, seq_id: int) -> int:
         """Take ``seq_id`` out of the cohort; its token count now."""
+        tokens = self._remove_member(seq_id)
+        seq = self.seqs[seq_id]
+        seq.num_tokens = tokens
+        self._num_tokens += tokens
+        self._num_reserved += reserved_slots(tokens, seq.final_num_tokens, self.block_size)
+        return tokens
+
+    def _remove_member(self, seq_id: int) -> int:
+        """Take ``seq_id`` out of the cohort's sums; its token count now (its blocks stay taken)."""
         if self._phase_at and self._phase_at[0][0] <= self.tick:
             self._catch_up()
         member = self.members.pop(seq_id)
@@ -292,10 +306,6 @@ class CountedPagedAllocator:
         elif member.phase == IN_FINAL_BLOCK:
             self._num_final -= 1
             self._sum_final_gap -= member.final_num_tokens - base
-        seq = self.seqs[seq_id]
-        seq.num_tokens = tokens
-        self._num_tokens += tokens
-        self._num_reserved += reserved_slots(tokens, member.final_num_tokens, bs)
         return tokens
 
     def cohort_num_tokens(self) -> int:

@@ -282,8 +282,9 @@ class SchedulerBase(PreemptionMixin, FastForwardMixin, CohortMixin):
 
     def _end_step(self) -> None:
         # Recompute victims go back to the front of the queue, oldest first (vLLM v0 ``extendleft``).
-        self.waiting.extendleft(self._requeue)
-        self._requeue = []
+        if self._requeue:
+            self.waiting.extendleft(self._requeue)
+            self._requeue = []
 
     def _batch(self) -> Batch | None:
         if not self._prefills and not self._decodes and not self._cohort_stepped:

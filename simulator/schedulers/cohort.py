@@ -140,6 +140,11 @@ class CohortMixin:
             _, key, req = heapq.heappop(heap)
             if req.cohort_key != key:
                 continue
-            self._leave_cohort(req)
+            # Its counters brought up to date; the allocator frees it straight from the cohort (``free``).
+            num_steps = tick - req.cohort_tick
+            req.num_slots += num_steps
+            req.num_generated += num_steps
+            req.cohort_key = 0
+            self._num_members -= 1
             self._finish(req, end_s)
             self.running.remove(req)
