@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from kvsim.errors import KvsimError
 from kvsim.simulator.allocators.base import Admission, MemoryBreakdown
 from kvsim.simulator.allocators.block_pool import BlockPool, prompt_block_hashes
+from kvsim.simulator.allocators.paged_base import PagedBase
 from kvsim.simulator.allocators.paged_checks import check_paged_invariants
 from kvsim.simulator.allocators.paged_growth import PagedGrowthMixin
-from kvsim.simulator.allocators.spec import spec_string
 from kvsim.simulator.specs import ModelSpec
 
 # Host <-> GPU copy bandwidth for swapping: PCIe 4.0 x16, 64 GB/s bidirectional = 32 GB/s per direction
@@ -78,20 +78,6 @@ class PagedConfig:
         return self.eviction_budget_blocks > 0
 
 
-def paged_rejection_reason(
-    num_prompt_tokens: int, num_output_tokens: int, max_model_len: int, block_size: int, num_blocks: int
-) -> str | None:
-    """Why a request can never run on a paged replica of ``num_blocks`` blocks: over the context, or its
-    final length needs more blocks than there are."""
-    total = num_prompt_tokens + num_output_tokens
-    if total > max_model_len:
-        return f"prompt {num_prompt_tokens} + output {num_output_tokens} tokens exceed max_model_len {max_model_len}"
-    need = -(-total // block_size)
-    if need > num_blocks:
-        return f"needs {need} blocks of {block_size} tokens but the replica holds only {num_blocks}"
-    return None
-
-
 @dataclass(slots=True)
 class _Seq:
     block_table: list[int]  # logical block idx -> physical block id; empty while swapped out
@@ -101,11 +87,10 @@ class _Seq:
     num_swapped_blocks: int = 0  # > 0 while the sequence lives in CPU swap space
 
 
-class PagedAllocator(PagedGrowthMixin):
+class PagedAllocator(PagedBase, PagedGrowthMixin):
     """Invariant (``check_invariants``): ref_cnt[b] equals the number of block tables holding b; every
     block is in use, clean-free or cached-free, never two; the five parts sum to capacity."""
 
-    attention_kernel = "paged"
     config_cls = PagedConfig
 
     def __init__(
@@ -117,41 +102,22 @@ class PagedAllocator(PagedGrowthMixin):
         capacity_bytes: int,
         swap_space_bytes: int = 0,
     ) -> None:
-        self.config = config
-        self.block_size = config.block_size
-        self.capacity_bytes = capacity_bytes
-        self.kv_bytes_per_token = model.kv_bytes_per_token(tp)
-        self.max_model_len = model.max_model_len
-        self.block_bytes = self.block_size * self.kv_bytes_per_token
-        num_blocks = capacity_bytes // self.block_bytes
-        if num_blocks == 0:
-            raise KvsimError(
-                f"paged: KV capacity {capacity_bytes} bytes holds no block of {self.block_bytes} "
-                f"bytes; lower block_size or give the model more memory"
-            )
-        self.pool = BlockPool(num_blocks, self.block_size)
-        self.num_cpu_blocks = swap_space_bytes // self.block_bytes
-        self.num_cpu_blocks_used = 0
-        self.name = spec_string("paged", config, always=("block_size",))
+        super().__init__(
+            config, model=model, tp=tp, capacity_bytes=capacity_bytes, swap_space_bytes=swap_space_bytes
+        )
+        self.pool = BlockPool(self.num_blocks, self.block_size)
         self.seqs: dict[int, _Seq] = {}
         # Partly filled last blocks: block id -> seq_ids whose last block it is (several after a fork), and
         # the slots of it counted as reserved. Only these blocks have empty slots.
         self._partial_sharers: dict[int, list[int]] = {}
         self._partial_reserved: dict[int, int] = {}
         self._num_reserved_slots = 0
-        self._pending_overhead_s = 0.0
-        self.num_cow_copies = 0
         # Decode slots a scheduler has counted but not yet passed to append_slots, each within its sequence's
         # growth_room: such a slot only turns a reserved slot into a token state, so breakdown() adds them
         # here instead of the scheduler making one call per sequence per step (DESIGN §7b).
         self.num_deferred_tokens = 0
 
     # -- the KVAllocator Protocol ------------------------------------------------------------------------
-
-    def rejection_reason(self, num_prompt_tokens: int, num_output_tokens: int) -> str | None:
-        return paged_rejection_reason(
-            num_prompt_tokens, num_output_tokens, self.max_model_len, self.block_size, self.pool.num_blocks
-        )
 
     def allocate(
         self,
@@ -300,11 +266,6 @@ class PagedAllocator(PagedGrowthMixin):
         self._grow(seq_id, seq, num_tokens)
         return self._charge_transfer(num_blocks * self.block_bytes)
 
-    def take_overhead_s(self, previous_step_s: float = 0.0) -> float:
-        """Swap transfer time (bytes ÷ ``pcie_bw_bytes_per_s``) since the last call; never hidden."""
-        overhead_s, self._pending_overhead_s = self._pending_overhead_s, 0.0
-        return overhead_s
-
     def breakdown(self) -> MemoryBreakdown:
         num_tokens = self.pool.num_used_tokens + self.num_deferred_tokens
         token_states = num_tokens * self.kv_bytes_per_token
@@ -324,9 +285,6 @@ class PagedAllocator(PagedGrowthMixin):
         """``breakdown().free`` without building the breakdown (the watermark check asks on every admission):
         capacity minus the blocks in use, as the five parts reduce to (exact integers)."""
         return self.capacity_bytes - self.pool.num_used_blocks * self.block_bytes
-
-    def clear_blocked(self) -> None:
-        """Nothing to clear: paged memory has no external fragmentation."""
 
     def check_invariants(self) -> None:
         """O(blocks + sequences), for tests: every claim of the class docstring and of DESIGN §3."""
@@ -396,7 +354,3 @@ class PagedAllocator(PagedGrowthMixin):
         num_reserved = max(0, min(self.block_size - self.pool.num_filled[block_id], will_fill))
         self._partial_reserved[block_id] = num_reserved
         self._num_reserved_slots += num_reserved
-
-    def _charge_transfer(self, num_bytes: int) -> int:
-        self._pending_overhead_s += num_bytes / self.config.pcie_bw_bytes_per_s
-        return num_bytes

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 from kvsim.errors import KvsimError
 from kvsim.simulator.allocators.base import Admission, MemoryBreakdown, largest_fitting
-from kvsim.simulator.allocators.paged import PagedConfig, paged_rejection_reason
-from kvsim.simulator.allocators.spec import spec_string
+from kvsim.simulator.allocators.paged import PagedConfig
+from kvsim.simulator.allocators.paged_base import PagedBase
 from kvsim.simulator.specs import ModelSpec
 
 
@@ -57,12 +57,11 @@ def reserved_slots(num_tokens: int, final_num_tokens: int, block_size: int) -> i
     return num_reserved if num_reserved > 0 else 0
 
 
-class CountedPagedAllocator:
+class CountedPagedAllocator(PagedBase):
     """Invariant (``check_invariants``): free blocks = capacity's blocks minus Σ ceil(tokens / block_size)
     over the sequences on the GPU; every counter equals a recount; the five parts sum to capacity."""
 
     keeps_cohort = True  # schedulers/cohort.py: decode steps may go through cohort_grow
-    attention_kernel = "paged"
     config_cls = PagedConfig
 
     def __init__(
@@ -76,27 +75,14 @@ class CountedPagedAllocator:
     ) -> None:
         if config.enable_prefix_caching:
             raise KvsimError("paged by block counts cannot cache prefixes; use PagedAllocator")
-        self.config = config
-        self.block_size = bs = config.block_size
-        self.capacity_bytes = capacity_bytes
-        self.kv_bytes_per_token = model.kv_bytes_per_token(tp)
-        self.max_model_len = model.max_model_len
-        self.block_bytes = bs * self.kv_bytes_per_token
-        self.num_blocks = capacity_bytes // self.block_bytes
-        if self.num_blocks == 0:
-            raise KvsimError(
-                f"paged: KV capacity {capacity_bytes} bytes holds no block of {self.block_bytes} "
-                f"bytes; lower block_size or give the model more memory"
-            )
+        super().__init__(
+            config, model=model, tp=tp, capacity_bytes=capacity_bytes, swap_space_bytes=swap_space_bytes
+        )
+        bs = self.block_size
         self.num_free_blocks = self.num_blocks
-        self.num_cpu_blocks = swap_space_bytes // self.block_bytes
-        self.num_cpu_blocks_used = 0
-        self.name = spec_string("paged", config, always=("block_size",))
         self.seqs: dict[int, _CountedSeq] = {}
         self._num_tokens = 0  # tokens of the sequences on the GPU outside the cohort
         self._num_reserved = 0  # their reserved slots
-        self._pending_overhead_s = 0.0
-        self.num_cow_copies = 0  # never: nothing is shared
         # The cohort (module docstring).
         self.tick = 0
         # A scheduler may promise that every member leaves before it holds its final length (a request ends
@@ -114,11 +100,6 @@ class CountedPagedAllocator:
         self._empty_slots = [-r % bs for r in range(bs)] * 2
 
     # -- the KVAllocator Protocol ------------------------------------------------------------------------
-
-    def rejection_reason(self, num_prompt_tokens: int, num_output_tokens: int) -> str | None:
-        return paged_rejection_reason(
-            num_prompt_tokens, num_output_tokens, self.max_model_len, self.block_size, self.num_blocks
-        )
 
     def allocate(
         self,
@@ -210,11 +191,6 @@ class CountedPagedAllocator:
         self._num_reserved += reserved_slots(seq.num_tokens, seq.final_num_tokens, self.block_size)
         return self._charge_transfer(num_blocks * self.block_bytes)
 
-    def take_overhead_s(self, previous_step_s: float = 0.0) -> float:
-        """Swap transfer time (bytes ÷ ``pcie_bw_bytes_per_s``) since the last call; never hidden."""
-        overhead_s, self._pending_overhead_s = self._pending_overhead_s, 0.0
-        return overhead_s
-
     def breakdown(self) -> MemoryBreakdown:
         return MemoryBreakdown(*self.breakdown_parts())
 
@@ -232,9 +208,6 @@ class CountedPagedAllocator:
     def free_bytes(self) -> int:
         """``breakdown().free`` without building the breakdown."""
         return self.capacity_bytes - (self.num_blocks - self.num_free_blocks) * self.block_bytes
-
-    def clear_blocked(self) -> None:
-        """Nothing to clear: paged memory has no external fragmentation."""
 
     def check_invariants(self) -> None:
         """O(sequences), for tests: every counter equals a recount and the five parts sum to capacity."""
@@ -404,7 +377,3 @@ class CountedPagedAllocator:
         self.num_free_blocks += -(-seq.num_tokens // self.block_size)
         self._num_tokens -= seq.num_tokens
         self._num_reserved -= reserved_slots(seq.num_tokens, seq.final_num_tokens, self.block_size)
-
-    def _charge_transfer(self, num_bytes: int) -> int:
-        self._pending_overhead_s += num_bytes / self.config.pcie_bw_bytes_per_s
-        return num_bytes

@@ -1,0 +1,72 @@
+"""What the two paged allocators share (``PagedAllocator`` by block ids, ``CountedPagedAllocator`` by counts):
+the replica's geometry in blocks, the rejection of requests that can never fit, and swap transfer time."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from kvsim.errors import KvsimError
+from kvsim.simulator.allocators.spec import spec_string
+from kvsim.simulator.specs import ModelSpec
+
+if TYPE_CHECKING:
+    from kvsim.simulator.allocators.paged import PagedConfig
+
+
+class PagedBase:
+    """Sets ``block_size``, ``kv_bytes_per_token``, ``block_bytes``, ``num_blocks`` (GPU) and
+    ``num_cpu_blocks`` (swap space), the spec ``name``, and the pending swap transfer time."""
+
+    attention_kernel = "paged"
+
+    def __init__(
+        self,
+        config: PagedConfig,
+        *,
+        model: ModelSpec,
+        tp: int,
+        capacity_bytes: int,
+        swap_space_bytes: int = 0,
+    ) -> None:
+        self.config = config
+        self.block_size = config.block_size
+        self.capacity_bytes = capacity_bytes
+        self.kv_bytes_per_token = model.kv_bytes_per_token(tp)
+        self.max_model_len = model.max_model_len
+        self.block_bytes = self.block_size * self.kv_bytes_per_token
+        self.num_blocks = capacity_bytes // self.block_bytes
+        if self.num_blocks == 0:
+            raise KvsimError(
+                f"paged: KV capacity {capacity_bytes} bytes holds no block of {self.block_bytes} "
+                f"bytes; lower block_size or give the model more memory"
+            )
+        self.num_cpu_blocks = swap_space_bytes // self.block_bytes
+        self.num_cpu_blocks_used = 0
+        self.name = spec_string("paged", config, always=("block_size",))
+        self._pending_overhead_s = 0.0
+        self.num_cow_copies = 0
+
+    def rejection_reason(self, num_prompt_tokens: int, num_output_tokens: int) -> str | None:
+        """Over the context, or a final length needing more blocks than the replica has."""
+        total = num_prompt_tokens + num_output_tokens
+        if total > self.max_model_len:
+            return (
+                f"prompt {num_prompt_tokens} + output {num_output_tokens} tokens exceed max_model_len "
+                f"{self.max_model_len}"
+            )
+        need = -(-total // self.block_size)
+        if need > self.num_blocks:
+            return f"needs {need} blocks of {self.block_size} tokens but the replica holds only {self.num_blocks}"
+        return None
+
+    def take_overhead_s(self, previous_step_s: float = 0.0) -> float:
+        """Swap transfer time (bytes ÷ ``pcie_bw_bytes_per_s``) since the last call; never hidden."""
+        overhead_s, self._pending_overhead_s = self._pending_overhead_s, 0.0
+        return overhead_s
+
+    def clear_blocked(self) -> None:
+        """Nothing to clear: paged memory has no external fragmentation."""
+
+    def _charge_transfer(self, num_bytes: int) -> int:
+        self._pending_overhead_s += num_bytes / self.config.pcie_bw_bytes_per_s
+        return num_bytes
