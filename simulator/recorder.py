@@ -77,30 +77,6 @@ class ReplicaTimeline:
             self.seq_integral += self.last_num_seqs * dt
         self.last_time_s = time_s
 
-    def add(
-        self,
-        time_s: float,
-        mem: MemoryBreakdown,
-        *,
-        saturated: bool,
-        num_running: int,
-        num_waiting: int,
-        num_swapped: int,
-        num_batched_seqs: int,
-        num_batched_tokens: int,
-    ) -> None:
-        parts = parts_of(mem)
-        self.add_row(
-            time_s,
-            parts,
-            saturated,
-            num_running,
-            num_waiting,
-            num_swapped,
-            num_batched_seqs,
-            num_batched_tokens,
-        )
-
     def add_row(
         self,
         time_s: float,
@@ -112,8 +88,8 @@ class ReplicaTimeline:
         num_batched_seqs: int,
         num_batched_tokens: int,
     ) -> None:
-        """``add`` with the breakdown as a tuple in ``PARTS`` order, arguments by position (the engine's
-        call, once per state change)."""
+        """One row: the allocator's breakdown as a tuple in ``PARTS`` order (``parts_of``), then the queue and
+        batch sizes, by position (the engine calls it once per state change)."""
         used = parts[0] + parts[1] + parts[2] + parts[3]  # capacity - free
         if used > self.peak_used_bytes:
             self.peak_used_bytes = used

@@ -24,7 +24,7 @@ from kvsim.simulator.config import SimConfig
 from kvsim.simulator.cost.base import CostModel
 from kvsim.simulator.engine import ArrivalSource, Replica
 from kvsim.simulator.metrics import summarize
-from kvsim.simulator.recorder import Recorder
+from kvsim.simulator.recorder import Recorder, parts_of
 from kvsim.simulator.schedulers import SCHEDULERS
 from kvsim.simulator.schedulers.tgi_config import TGI_OPTION_DEFAULTS, resolve_tgi_config
 from kvsim.simulator.schedulers.vllm import rejection_reason as vllm_rejection_reason
@@ -128,15 +128,9 @@ def simulate(
     for replica in replicas:
         replica.source = source
         replica.clock_s = first_arrival_s
-        replica.timeline.add(
-            first_arrival_s,
-            replica.scheduler.allocator.breakdown(),
-            saturated=False,
-            num_running=0,
-            num_waiting=0,
-            num_swapped=0,
-            num_batched_seqs=0,
-            num_batched_tokens=0,
+        # The initial row: empty memory, nothing running, waiting, swapped or batched.
+        replica.timeline.add_row(
+            first_arrival_s, parts_of(replica.scheduler.allocator.breakdown()), False, 0, 0, 0, 0, 0
         )
     env.run()
     if bar is not None:
