@@ -42,6 +42,16 @@ class MemoryBreakdown:
         }
 
 
+def over_context(num_prompt_tokens: int, num_output_tokens: int, max_model_len: int) -> str | None:
+    """Every allocator's first rejection: prompt + output longer than the model's context."""
+    if num_prompt_tokens + num_output_tokens > max_model_len:
+        return (
+            f"prompt {num_prompt_tokens} + output {num_output_tokens} tokens exceed max_model_len "
+            f"{max_model_len}"
+        )
+    return None
+
+
 def largest_fitting(limit: int, fits) -> int:
     """The largest k in [0, limit] with ``fits(k)``, for a monotone ``fits`` (true up to some k, then false)
     with ``fits(0)`` true: the binary search behind every allocator's ``max_uniform_growth``."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from kvsim.errors import KvsimError
+from kvsim.simulator.allocators.base import over_context
 from kvsim.simulator.allocators.spec import spec_string
 from kvsim.simulator.specs import ModelSpec
 
@@ -48,12 +49,10 @@ class PagedBase:
 
     def rejection_reason(self, num_prompt_tokens: int, num_output_tokens: int) -> str | None:
         """Over the context, or a final length needing more blocks than the replica has."""
+        reason = over_context(num_prompt_tokens, num_output_tokens, self.max_model_len)
+        if reason is not None:
+            return reason
         total = num_prompt_tokens + num_output_tokens
-        if total > self.max_model_len:
-            return (
-                f"prompt {num_prompt_tokens} + output {num_output_tokens} tokens exceed max_model_len "
-                f"{self.max_model_len}"
-            )
         need = -(-total // self.block_size)
         if need > self.num_blocks:
             return f"needs {need} blocks of {self.block_size} tokens but the replica holds only {self.num_blocks}"

@@ -28,7 +28,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 
-from kvsim.simulator.allocators.base import Admission
+from kvsim.simulator.allocators.base import Admission, over_context
 from kvsim.simulator.allocators.paged import PagedAllocator, PagedConfig
 from kvsim.simulator.specs import ModelSpec
 
@@ -84,13 +84,14 @@ class EvictingPagedAllocator(PagedAllocator):
     # -- the KVAllocator Protocol ------------------------------------------------------------------------
 
     def rejection_reason(self, num_prompt_tokens: int, num_output_tokens: int) -> str | None:
+        reason = over_context(num_prompt_tokens, num_output_tokens, self.max_model_len)
+        if reason is not None:
+            return reason
         total = num_prompt_tokens + num_output_tokens
-        if total > self.max_model_len:
-            return super().rejection_reason(num_prompt_tokens, num_output_tokens)
-        if min(-(-total // self.block_size), self.budget_blocks) > self.pool.num_blocks:
+        if min(-(-total // self.block_size), self.budget_blocks) > self.num_blocks:
             return (
                 f"its eviction budget of {self.budget_blocks} blocks exceeds the replica's "
-                f"{self.pool.num_blocks}; lower eviction_budget_blocks"
+                f"{self.num_blocks}; lower eviction_budget_blocks"
             )
         return None
 

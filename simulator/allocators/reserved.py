@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kvsim.errors import KvsimError
-from kvsim.simulator.allocators.base import Admission, MemoryBreakdown
+from kvsim.simulator.allocators.base import Admission, MemoryBreakdown, over_context
 from kvsim.simulator.allocators.buddy import BuddyAllocator
 from kvsim.simulator.allocators.paged import PCIE_BW_BYTES_PER_S
 from kvsim.simulator.allocators.reserved_cohort import ReservedCohortMixin
@@ -113,12 +113,10 @@ class ReservedAllocator(ReservedCohortMixin):
     # -- the KVAllocator Protocol ------------------------------------------------------------------------
 
     def rejection_reason(self, num_prompt_tokens: int, num_output_tokens: int) -> str | None:
+        reason = over_context(num_prompt_tokens, num_output_tokens, self.max_model_len)
+        if reason is not None:
+            return reason
         total = num_prompt_tokens + num_output_tokens
-        if total > self.max_model_len:
-            return (
-                f"prompt {num_prompt_tokens} + output {num_output_tokens} tokens exceed max_model_len "
-                f"{self.max_model_len}"
-            )
         num_slots = self.region_slots(total)
         largest = self.buddy.largest_root_block()
         if (1 << (num_slots - 1).bit_length()) > largest:

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kvsim.errors import KvsimError
-from kvsim.simulator.allocators.base import Admission, MemoryBreakdown
+from kvsim.simulator.allocators.base import Admission, MemoryBreakdown, over_context
 from kvsim.simulator.allocators.paged import PCIE_BW_BYTES_PER_S
 from kvsim.simulator.allocators.spec import format_size, spec_string
 from kvsim.simulator.specs import ModelSpec
@@ -135,12 +135,10 @@ class VAttentionAllocator:
     # -- the KVAllocator Protocol ------------------------------------------------------------------------
 
     def rejection_reason(self, num_prompt_tokens: int, num_output_tokens: int) -> str | None:
+        reason = over_context(num_prompt_tokens, num_output_tokens, self.max_model_len)
+        if reason is not None:
+            return reason
         total = num_prompt_tokens + num_output_tokens
-        if total > self.max_model_len:
-            return (
-                f"prompt {num_prompt_tokens} + output {num_output_tokens} tokens exceed max_model_len "
-                f"{self.max_model_len}"
-            )
         if self.groups_for(total) > self.num_groups:
             return (
                 f"needs {self.groups_for(total)} page groups of {self.tokens_per_page:g} tokens but the "
