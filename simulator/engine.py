@@ -243,11 +243,7 @@ class Replica:
             self.clock_s = end_s
             sched.previous_step_s = end_s - (float(ends[num_steps - 2]) if num_steps > 1 else now)
             sched.complete_steps(num_steps, end_s)
-            recorder.num_steps += num_steps  # Recorder.steps, inline
-            recorder.num_batched_tokens += num_steps * num_tokens
-            recorder.num_batched_seqs += num_steps * num_seqs
-            if num_seqs > recorder.max_num_seqs:
-                recorder.max_num_seqs = num_seqs
+            recorder.steps(num_steps, num_seqs, num_tokens)
             if sched.dropped:
                 self._drain_dropped()
             if sched.finished:

@@ -51,10 +51,13 @@ class CohortMixin:
         self._num_members += 1
 
     def _leave_cohort(self, req: RequestState) -> None:
-        """Bring ``req``'s counters up to date and take it out of the cohort (between two steps)."""
-        alloc = self.allocator
-        num_steps = alloc.tick - req.cohort_tick
-        alloc.cohort_leave(req.seq_ids[0])
+        """Take ``req`` out of the cohort, in the allocator too (between two steps)."""
+        self.allocator.cohort_leave(req.seq_ids[0])
+        self._drop_member(req)
+
+    def _drop_member(self, req: RequestState) -> None:
+        """Bring ``req``'s counters up to date and strike it from the scheduler's side of the cohort."""
+        num_steps = self.allocator.tick - req.cohort_tick
         req.num_slots += num_steps
         req.num_generated += num_steps
         req.cohort_key = 0
@@ -140,11 +143,6 @@ class CohortMixin:
             _, key, req = heapq.heappop(heap)
             if req.cohort_key != key:
                 continue
-            # Its counters brought up to date; the allocator frees it straight from the cohort (``free``).
-            num_steps = tick - req.cohort_tick
-            req.num_slots += num_steps
-            req.num_generated += num_steps
-            req.cohort_key = 0
-            self._num_members -= 1
+            self._drop_member(req)  # the allocator frees it straight from the cohort (its ``free``)
             self._finish(req, end_s)
             self.running.remove(req)
