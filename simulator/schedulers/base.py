@@ -291,21 +291,10 @@ class SchedulerBase(PreemptionMixin, FastForwardMixin, CohortMixin):
             return None
         if self._stored_tokens is not None and self._decodes:
             self._count_stored_tokens()
-        prefills = self._prefills
-        if not prefills:  # a decode step (most steps): no tuples to build
-            return Batch(
-                (),
-                (),
-                self._num_decode_seqs,
-                self._decode_kv_tokens,
-                self._decode_kv_blocks,
-                self.allocator.attention_kernel,
-                self.block_size or 16,
-                self._carried_overhead_s + self.allocator.take_overhead_s(self.previous_step_s),
-            )
+        prefills = self._prefills  # empty on a decode step (most steps): no tuples to build
         return Batch(
-            prefill_q_lens=tuple([q for _, q in prefills]),
-            prefill_kv_lens=tuple([req.num_computed_tokens + q for req, q in prefills]),
+            prefill_q_lens=tuple([q for _, q in prefills]) if prefills else (),
+            prefill_kv_lens=tuple([req.num_computed_tokens + q for req, q in prefills]) if prefills else (),
             num_decode_seqs=self._num_decode_seqs,
             decode_kv_tokens=self._decode_kv_tokens,
             decode_kv_blocks=self._decode_kv_blocks,
