@@ -168,6 +168,8 @@ class Replica:
             breakdown = sched.allocator.breakdown
             breakdown_parts = lambda: parts_of(breakdown())  # noqa: E731
         add_row = self.timeline.add_row
+        window_limit = MAX_WINDOW_STEPS if self.fast_forward else 1
+        guess_step_s = 0.0  # the last decode step's duration: how many steps the next arrival is away
         while True:
             now = self.clock_s
             batch = sched.schedule(now)
@@ -183,8 +185,11 @@ class Replica:
             if batch is None:
                 num_seqs = num_tokens = 0
             else:
-                num_seqs = len(batch.prefill_q_lens) + batch.num_decode_seqs
-                num_tokens = sum(batch.prefill_q_lens) + batch.num_decode_seqs
+                prefill_q_lens = batch.prefill_q_lens
+                num_seqs = num_tokens = batch.num_decode_seqs
+                if prefill_q_lens:
+                    num_seqs += len(prefill_q_lens)
+                    num_tokens += sum(prefill_q_lens)
             if sched.changed:
                 sched.changed = False
                 add_row(
@@ -203,14 +208,23 @@ class Replica:
                 self._wakeup = None
                 self.clock_s = env.now
                 continue
+            next_arrival_s = source.next_arrival_s
             num_steps = 1
-            if not batch.prefill_q_lens:
-                limit = MAX_WINDOW_STEPS if self.fast_forward else 1
+            if not prefill_q_lens:
+                limit = window_limit
+                admits = sched.admits_arrivals
+                if admits and limit > 1 and guess_step_s > 0.0 and next_arrival_s < INF:
+                    # A window cut at the next arrival (below) needs only the steps before it: plan about
+                    # that many (any window length is exact; a short guess costs one more window).
+                    limit = min(limit, int((next_arrival_s - now) / guess_step_s * 1.25) + 2)
                 num_steps, blocks = sched.decode_window(limit)
-            if num_steps == 1 and (batch.prefill_q_lens or single_by_step_time):
+            if num_steps == 1 and (prefill_q_lens or single_by_step_time):
                 # decode_step_times' element 0 is step_time(batch).total_s bit for bit (its contract), with the
                 # allocator overhead added last in both: plain floats, no arrays, for the commonest window.
-                ends = [now + step_s(batch)]
+                end_s = now + step_s(batch)
+                if not prefill_q_lens:
+                    guess_step_s = end_s - now
+                sched.previous_step_s = end_s - now
             else:
                 overhead_s = batch.allocator_overhead_s
                 batch.allocator_overhead_s = 0.0
@@ -226,22 +240,24 @@ class Replica:
                     durations[0] += overhead_s
                 durations[0] = now + durations[0]  # the cumsum then starts at now: the same additions
                 ends = list(accumulate(durations)) if short else np.cumsum(durations)
-                if sched.admits_arrivals:
+                if admits:
                     # Cut at the first step ending at or after the next arrival: it is seen at the next start.
                     if short:
-                        cut = bisect_left(ends, source.next_arrival_s) + 1
+                        cut = bisect_left(ends, next_arrival_s) + 1
                     else:
-                        cut = int(np.searchsorted(ends, source.next_arrival_s, side="left")) + 1
+                        cut = int(np.searchsorted(ends, next_arrival_s, side="left")) + 1
                     if cut < num_steps:
                         num_steps = cut
-            end_s = float(ends[num_steps - 1])
-            if end_s >= source.next_arrival_s:
+                end_s = float(ends[num_steps - 1])
+                sched.previous_step_s = guess_step_s = end_s - (
+                    float(ends[num_steps - 2]) if num_steps > 1 else now
+                )
+            if end_s >= next_arrival_s:
                 yield env.timeout(max(0.0, end_s - env.now))
             # else: run ahead without a SimPy event. Replicas interact only through arrivals, and every
             # arrival before end_s has been released (this loop yields whenever a step reaches the next one),
             # so nothing can happen in the simulation before end_s that this replica would see.
             self.clock_s = end_s
-            sched.previous_step_s = end_s - (float(ends[num_steps - 2]) if num_steps > 1 else now)
             sched.complete_steps(num_steps, end_s)
             recorder.steps(num_steps, num_seqs, num_tokens)
             if sched.dropped:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from itertools import repeat
 from operator import attrgetter
 
 import numpy as np
@@ -29,6 +30,7 @@ TIMELINE_COLUMNS = (
     "num_batched_seqs",
     "num_batched_tokens",
 )
+VALUE_FIELDS = (*PARTS, "saturated", *TIMELINE_COLUMNS[2 + len(PARTS) :])  # a kept row after its time_s
 
 
 def parts_of(mem: MemoryBreakdown) -> tuple[int, ...]:
@@ -45,8 +47,9 @@ class ReplicaTimeline:
         self.replica = replica
         self.keep_rows = keep_rows
         self.time_s = array("d")
-        self.values = array("q")  # the int64 fields after time_s, row after row (one extend per row)
-        self.saturated = array("b")  # per kept row: some request waited for memory
+        # Per kept row, one extend: the PARTS, saturated (0/1: some request waited for memory), then the queue
+        # and batch sizes (VALUE_FIELDS); the replica is the same in every row and is added by rows().
+        self.values = array("q")
         self.last_time_s: float | None = None
         self.last_parts = (0,) * len(PARTS)
         self.last_saturated = False
@@ -90,28 +93,19 @@ class ReplicaTimeline:
     ) -> None:
         """One row: the allocator's breakdown as a tuple in ``PARTS`` order (``parts_of``), then the queue and
         batch sizes, by position (the engine calls it once per state change)."""
-        used = parts[0] + parts[1] + parts[2] + parts[3]  # capacity - free
-        if used > self.peak_used_bytes:
-            self.peak_used_bytes = used
         if not self.keep_rows:
+            used = parts[0] + parts[1] + parts[2] + parts[3]  # capacity - free
+            if used > self.peak_used_bytes:
+                self.peak_used_bytes = used
             self.advance(time_s)
             self.last_time_s = time_s
             self.last_parts = parts
             self.last_saturated = saturated
             self.last_num_seqs = num_batched_seqs
-        else:  # integrated at close(), from the rows
-            self.saturated.append(saturated)
+        else:  # integrated at close(), from the rows (and the peak found there)
             self.time_s.append(time_s)
             self.values.extend(
-                (
-                    self.replica,
-                    *parts,
-                    num_running,
-                    num_waiting,
-                    num_swapped,
-                    num_batched_seqs,
-                    num_batched_tokens,
-                )
+                (*parts, saturated, num_running, num_waiting, num_swapped, num_batched_seqs, num_batched_tokens)
             )
 
     def close(self, end_s: float) -> None:
@@ -124,16 +118,17 @@ class ReplicaTimeline:
         times = np.frombuffer(self.time_s, dtype=np.float64)
         dts = np.diff(times, append=end_s)
         dts[dts <= 0.0] = 0.0  # advance() skips empty and backward intervals
-        width = len(TIMELINE_COLUMNS) - 1
-        values = np.frombuffer(self.values, dtype=np.int64).reshape(-1, width)
-        saturated = np.frombuffer(self.saturated, dtype=np.int8).astype(bool)
-        num_seqs = values[:, TIMELINE_COLUMNS.index("num_batched_seqs") - 1]
+        values = np.frombuffer(self.values, dtype=np.int64).reshape(-1, len(VALUE_FIELDS))
+        saturated = values[:, VALUE_FIELDS.index("saturated")].astype(bool)
+        num_seqs = values[:, VALUE_FIELDS.index("num_batched_seqs")]
         busy = num_seqs > 0
+        parts = values[:, : len(PARTS)]
+        used = parts[:, : PARTS.index("free")].sum(axis=1)  # capacity - free
+        self.peak_used_bytes = max(self.peak_used_bytes, int(used.max()))
 
         def integral(products: np.ndarray) -> float:  # sequential, as advance() adds them
             return float(np.cumsum(products)[-1])
 
-        parts = values[:, 1 : 1 + len(PARTS)]
         for i in range(len(PARTS)):
             products = parts[:, i] * dts
             self.part_integrals[i] = integral(products)
@@ -145,8 +140,9 @@ class ReplicaTimeline:
 
     def rows(self):
         """(time_s, replica, *PARTS, num_running, ...) tuples, in order."""
-        width = len(TIMELINE_COLUMNS) - 1
-        return zip(self.time_s, *(self.values[i::width] for i in range(width)))
+        width = len(VALUE_FIELDS)
+        columns = [self.values[i::width] for i in range(width) if VALUE_FIELDS[i] != "saturated"]
+        return zip(self.time_s, repeat(self.replica), *columns)
 
 
 COLLECT_EVERY = 4096  # finished requests buffered before their results are written to the columns

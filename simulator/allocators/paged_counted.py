@@ -18,7 +18,6 @@ final block and ``final - s`` for one in it (the switch, one per member, is kept
 from __future__ import annotations
 
 import heapq
-import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -91,13 +90,13 @@ class CountedPagedAllocator(PagedBase):
         self.members: dict[int, _Member] = {}
         self.count_by_residue = [0] * bs  # members by base % block_size
         self._count_not_final = [0] * bs  # of them, those not in their final block yet
+        self._num_not_final = 0  # Σ _count_not_final
+        self._not_final_empty = 0  # their empty (all reserved) last-block slots, Σ (-(base + tick)) % bs
         self._sum_base = 0
         self.num_cohort_blocks = 0
         self._num_final = 0  # members IN_FINAL_BLOCK, and Σ (final - base) over them
         self._sum_final_gap = 0
         self._phase_at: list[tuple[int, int, int]] = []  # heap of (tick, seq_id, the phase it enters then)
-        # [r], twice over: empty slots of a last block holding r (mod bs) tokens; a rotation is one slice
-        self._empty_slots = [-r % bs for r in range(bs)] * 2
 
     # -- the KVAllocator Protocol ------------------------------------------------------------------------
 
@@ -235,6 +234,9 @@ class CountedPagedAllocator(PagedBase):
             assert all(m.base + self.tick < m.final_num_tokens for m in members), "a member reached its final"
         assert self.num_cohort_blocks == sum(-(-(m.base + self.tick) // bs) for m in members)
         assert self.count_by_residue == [sum(1 for m in members if m.base % bs == r) for r in range(bs)]
+        not_final = [m for m in members if m.phase == BEFORE_FINAL_BLOCK]
+        assert self._num_not_final == len(not_final) == sum(self._count_not_final)
+        assert self._not_final_empty == sum(-(m.base + self.tick) % bs for m in not_final)
 
     # -- the decode cohort (module docstring) --------------------------------------------------------------
 
@@ -252,6 +254,8 @@ class CountedPagedAllocator(PagedBase):
         self._sum_base += base
         self.num_cohort_blocks += -(-tokens // bs)
         self._count_not_final[residue] += 1
+        self._num_not_final += 1
+        self._not_final_empty += -tokens % bs
         self._next_phase(seq_id, member)
 
     def cohort_leave(self, seq_id: int) -> int:
@@ -276,6 +280,8 @@ class CountedPagedAllocator(PagedBase):
         self.num_cohort_blocks -= -(-tokens // bs)
         if member.phase == BEFORE_FINAL_BLOCK:
             self._count_not_final[residue] -= 1  # its heap entry goes stale: _catch_up skips it
+            self._num_not_final -= 1
+            self._not_final_empty -= -tokens % bs
         elif member.phase == IN_FINAL_BLOCK:
             self._num_final -= 1
             self._sum_final_gap -= member.final_num_tokens - base
@@ -284,18 +290,8 @@ class CountedPagedAllocator(PagedBase):
     def cohort_num_tokens(self) -> int:
         return self._sum_base + len(self.members) * self.tick
 
-    def cohort_blocks_needed(self, num_steps: int) -> int:
-        """New blocks the cohort takes growing ``num_steps`` slots each: at each step t -> t + 1 the members
-        with ``base ≡ -t (mod block_size)`` open a block; every member opens one per ``block_size`` steps."""
-        bs, counts, tick = self.block_size, self.count_by_residue, self.tick
-        num_cycles, rest = divmod(num_steps, bs)
-        need = num_cycles * len(self.members)
-        for i in range(rest):
-            need += counts[-(tick + i) % bs]
-        return need
-
     def cohort_max_growth(self, limit: int) -> int:
-        """The largest k <= limit such that ``cohort_blocks_needed(k)`` blocks are free."""
+        """The largest k <= limit such that the blocks ``cohort_grow(k)`` opens are free."""
         num_members, num_free = len(self.members), self.num_free_blocks
         if limit <= 0 or not num_members:
             return max(0, limit)
@@ -312,13 +308,25 @@ class CountedPagedAllocator(PagedBase):
         return k
 
     def cohort_grow(self, num_steps: int) -> bool:
-        """Every member gains ``num_steps`` slots; False (nothing changes) if the blocks are not free."""
-        need = self.cohort_blocks_needed(num_steps)
+        """Every member gains ``num_steps`` slots; False (nothing changes) if the blocks are not free.
+
+        The not-final members' empty slots move with the same residues: at step t -> t + 1 each loses one,
+        except those with ``base ≡ -t`` (a full last block), which open a block of ``bs - 1`` empty slots;
+        over ``bs`` steps that nets to zero, so only the last ``num_steps % bs`` steps are counted."""
+        bs, counts, not_final, tick = self.block_size, self.count_by_residue, self._count_not_final, self.tick
+        num_cycles, rest = divmod(num_steps, bs)
+        need = num_cycles * len(self.members)
+        opened = 0  # not-final members opening a block
+        for t in range(tick, tick + rest):
+            r = -t % bs
+            need += counts[r]
+            opened += not_final[r]
         if need > self.num_free_blocks:
             return False
         self.num_free_blocks -= need
         self.num_cohort_blocks += need
-        self.tick += num_steps
+        self.tick = tick + num_steps
+        self._not_final_empty += bs * opened - rest * self._num_not_final
         return True
 
     def _next_phase(self, seq_id: int, member: _Member) -> None:
@@ -331,6 +339,8 @@ class CountedPagedAllocator(PagedBase):
                 return
             member.phase = IN_FINAL_BLOCK
             self._count_not_final[member.base % bs] -= 1
+            self._num_not_final -= 1
+            self._not_final_empty -= -tokens % bs
             self._num_final += 1
             self._sum_final_gap += final - member.base
         if member.phase == IN_FINAL_BLOCK:
@@ -356,16 +366,7 @@ class CountedPagedAllocator(PagedBase):
             return 0
         if self._phase_at and self._phase_at[0][0] <= self.tick:
             self._catch_up()
-        tick = self.tick
-        # A member not in its final block with base % bs == r has (-(r + tick)) % bs empty slots, all reserved.
-        bs = self.block_size
-        shift = tick % bs  # (-(r + tick)) % bs == _empty_slots[r + shift]
-        empty_slots = self._empty_slots[shift : shift + bs]
-        return (
-            self._sum_final_gap
-            - self._num_final * tick
-            + sum(map(operator.mul, self._count_not_final, empty_slots))
-        )
+        return self._sum_final_gap - self._num_final * self.tick + self._not_final_empty
 
     # -- internals ----------------------------------------------------------------------------------------
 

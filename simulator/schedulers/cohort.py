@@ -19,6 +19,7 @@ import heapq
 
 import numpy as np
 
+from kvsim.simulator.batch import Batch
 from kvsim.simulator.request_state import RequestState
 
 SHORT_COHORT_WINDOW = 64  # windows up to this long get their block counts as a list (the engine's float path)
@@ -78,23 +79,46 @@ class CohortMixin:
             if self._num_members != len(reqs):
                 self._dissolve_cohort()
                 return False
-        alloc = self.allocator
-        if not alloc.cohort_grow(1):
+        if not self.allocator.cohort_grow(1):
             self._dissolve_cohort()
             return False
+        self._count_cohort()
+        return True
+
+    def _count_cohort(self) -> None:
+        """Add the grown cohort to this step's sums."""
+        alloc = self.allocator
         heap = self._finish_at
         while heap[0][2].cohort_key != heap[0][1]:  # stale: that request left the cohort
             heapq.heappop(heap)
-        num = self._num_members
-        tick = alloc.tick
-        self._num_decode_seqs += num
+        self._num_decode_seqs += self._num_members
         self._decode_kv_tokens += alloc.cohort_num_tokens()
         self._decode_kv_blocks += alloc.num_cohort_blocks
-        remaining = heap[0][0] - tick + 1  # output tokens the first to finish still needs, before this step
+        remaining = heap[0][0] - alloc.tick + 1  # output tokens the first to finish still needs, before this step
         if remaining < self._min_remaining:
             self._min_remaining = remaining
         self._cohort_stepped = True
-        return True
+
+    def _cohort_only_step(self) -> Batch | None:
+        """``schedule()`` for a step that can only decode the cohort, without the general path's detours: the
+        caller checked that nothing waits or is swapped out, and every running request is a member. The
+        same state and batch as ``_begin_step`` + ``_cohort_decode`` + ``_batch``; None, with nothing changed,
+        when that is not the case or this step's blocks are not free (the general path then preempts)."""
+        num = self._num_members
+        if not num or num != len(self.running) or not self.allocator.cohort_grow(1):
+            return None
+        self._begin_step()
+        self._count_cohort()
+        return Batch(
+            (),
+            (),
+            self._num_decode_seqs,
+            self._decode_kv_tokens,
+            self._decode_kv_blocks,
+            self.allocator.attention_kernel,
+            self.block_size or 16,
+            self.allocator.take_overhead_s(self.previous_step_s),
+        )
 
     def _dissolve_cohort(self) -> None:
         for req in self.running:

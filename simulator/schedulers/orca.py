@@ -17,6 +17,10 @@ class OrcaScheduler(SchedulerBase):
     uses_cohort = True  # every step decodes every running request
 
     def schedule(self, now_s: float) -> Batch | None:
+        if not self.waiting and not self.swapped and self._cohort:
+            batch = self._cohort_only_step()
+            if batch is not None:
+                return batch
         self._begin_step()
         preempted = self._schedule_decodes(self.running)
         if not preempted:

@@ -42,6 +42,10 @@ class VllmScheduler(SchedulerBase):
         self._allocator_free_bytes = getattr(allocator, "free_bytes", None)
 
     def schedule(self, now_s: float) -> Batch | None:
+        if not self.waiting and not self.swapped and self._cohort and not self.enable_chunked_prefill:
+            batch = self._cohort_only_step()
+            if batch is not None:
+                return batch
         self._begin_step()
         if self.enable_chunked_prefill:
             self._schedule_chunked(now_s)

@@ -4,6 +4,8 @@ per-sequence appends would (DESIGN §3, §7b)."""
 
 from __future__ import annotations
 
+import copy
+
 from allocator_ops import COHORT_OPS, KV_BYTES_PER_TOKEN, TINY, run_twin_ops
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -39,13 +41,18 @@ def test_cohort_step_counts_the_blocks_opened():
     for seq_id, tokens in enumerate((15, 16, 17)):
         counted.allocate(seq_id, tokens, final_num_tokens=100)
         counted.cohort_join(seq_id)
-    assert counted.cohort_blocks_needed(1) == 1
-    assert counted.cohort_blocks_needed(2) == 2  # 15 -> 17 crosses too
-    assert counted.cohort_blocks_needed(16) == 3
+    free = counted.num_free_blocks
     assert counted.cohort_num_tokens() == 48
-    assert counted.cohort_grow(2)
+    assert counted.cohort_grow(1) and counted.num_free_blocks == free - 1
+    counted.check_invariants()
+    assert counted.cohort_grow(1) and counted.num_free_blocks == free - 2  # 15 -> 17 crosses too
     assert counted.cohort_num_tokens() == 54 and counted.num_cohort_blocks == 2 + 2 + 2
-    assert [counted.cohort_leave(s) for s in range(3)] == [17, 18, 19]
+    counted.check_invariants()
+    assert counted.cohort_grow(16) and counted.num_free_blocks == free - 5  # one block each
+    counted.check_invariants()
+    growth = counted.cohort_max_growth(1000)
+    assert copy.deepcopy(counted).cohort_grow(growth) and not copy.deepcopy(counted).cohort_grow(growth + 1)
+    assert [counted.cohort_leave(s) for s in range(3)] == [33, 34, 35]
     counted.check_invariants()
 
 
