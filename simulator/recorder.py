@@ -105,7 +105,15 @@ class ReplicaTimeline:
         else:  # integrated at close(), from the rows (and the peak found there)
             self.time_s.append(time_s)
             self.values.extend(
-                (*parts, saturated, num_running, num_waiting, num_swapped, num_batched_seqs, num_batched_tokens)
+                (
+                    *parts,
+                    saturated,
+                    num_running,
+                    num_waiting,
+                    num_swapped,
+                    num_batched_seqs,
+                    num_batched_tokens,
+                )
             )
 
     def close(self, end_s: float) -> None:

@@ -94,7 +94,8 @@ class CohortMixin:
         self._num_decode_seqs += self._num_members
         self._decode_kv_tokens += alloc.cohort_num_tokens()
         self._decode_kv_blocks += alloc.num_cohort_blocks
-        remaining = heap[0][0] - alloc.tick + 1  # output tokens the first to finish still needs, before this step
+        # output tokens the first to finish still needs, before this step
+        remaining = heap[0][0] - alloc.tick + 1
         if remaining < self._min_remaining:
             self._min_remaining = remaining
         self._cohort_stepped = True
