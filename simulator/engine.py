@@ -28,6 +28,7 @@ from itertools import accumulate
 import numpy as np
 import simpy
 
+from kvsim.simulator.batch import Batch
 from kvsim.simulator.cost.base import CostModel
 from kvsim.simulator.recorder import Recorder, parts_of
 from kvsim.simulator.request_state import RequestState
@@ -210,6 +211,7 @@ class Replica:
                 continue
             next_arrival_s = source.next_arrival_s
             num_steps = 1
+            segments = ()  # a window planned through finishes (schedulers/cohort_through.py)
             if not prefill_q_lens:
                 limit = window_limit
                 admits = sched.admits_arrivals
@@ -226,10 +228,13 @@ class Replica:
                     guess_step_s = end_s - now
                 sched.previous_step_s = end_s - now
             else:
+                segments = sched.window_segments
                 overhead_s = batch.allocator_overhead_s
                 batch.allocator_overhead_s = 0.0
-                short = step_times_list is not None and num_steps <= SHORT_WINDOW_STEPS
-                if short:  # Python floats: the same values as the arrays, cheaper for a few steps
+                short = segments or (step_times_list is not None and num_steps <= SHORT_WINDOW_STEPS)
+                if segments:
+                    durations = self._segment_durations(batch, segments, step_times_list)
+                elif short:  # Python floats: the same values as the arrays, cheaper for a few steps
                     if blocks is not None and not isinstance(blocks, list):
                         blocks = blocks.tolist()
                     durations = step_times_list(batch, num_steps, blocks)
@@ -252,21 +257,60 @@ class Replica:
                 sched.previous_step_s = guess_step_s = end_s - (
                     float(ends[num_steps - 2]) if num_steps > 1 else now
                 )
+            finished_early = 0
+            if segments:  # its finishes before the last step precede the next arrival: the router sees them
+                finished_early = self._record_segments(segments, num_steps)
+                self.num_outstanding -= finished_early
             if end_s >= next_arrival_s:
                 yield env.timeout(max(0.0, end_s - env.now))
             # else: run ahead without a SimPy event. Replicas interact only through arrivals, and every
             # arrival before end_s has been released (this loop yields whenever a step reaches the next one),
             # so nothing can happen in the simulation before end_s that this replica would see.
             self.clock_s = end_s
-            sched.complete_steps(num_steps, end_s)
-            recorder.steps(num_steps, num_seqs, num_tokens)
+            if segments:
+                sched.complete_steps(num_steps, end_s, ends)
+                for time_s, parts, saturated, num_running, seqs in sched.window_rows:
+                    add_row(time_s, parts, saturated, num_running, 0, 0, seqs, seqs)  # nothing waited
+                sched.window_rows.clear()
+            else:
+                sched.complete_steps(num_steps, end_s)
+                recorder.steps(num_steps, num_seqs, num_tokens)
             if sched.dropped:
                 self._drain_dropped()
             if sched.finished:
                 for req in sched.finished:
                     recorder.finish(req)
-                self.num_outstanding -= len(sched.finished)
+                self.num_outstanding -= len(sched.finished) - finished_early
                 sched.finished.clear()
+
+    def _segment_durations(self, batch: Batch, segments, step_times_list) -> list[float]:
+        """Step durations of a window planned through finishes: each segment timed as the decode batch of
+        its members (the first is ``batch`` itself), so every step is what stepping would time."""
+        durations = []
+        for num_steps, num_seqs, kv_tokens, blocks, _ in segments:
+            if durations:
+                kv_blocks = batch.decode_kv_blocks if blocks is None else blocks[0]
+                batch = Batch(
+                    (), (), num_seqs, kv_tokens, kv_blocks, batch.attention_kernel, batch.block_size
+                )
+            if step_times_list is not None:
+                durations += step_times_list(batch, num_steps, blocks)
+            else:
+                durations += self.cost_model.decode_step_times(batch, num_steps, blocks).tolist()
+        return durations
+
+    def _record_segments(self, segments, num_steps: int) -> int:
+        """The recorder's step counts for the first ``num_steps`` steps of a segmented window; the number of
+        members that finish before its last step."""
+        done = finished_early = 0
+        for steps, num_seqs, _, _, num_finishing in segments:
+            take = min(steps, num_steps - done)
+            self.recorder.steps(take, num_seqs, num_seqs)
+            done += take
+            if done == num_steps:
+                break
+            finished_early += num_finishing
+        return finished_early
 
     def _drain_dropped(self) -> None:
         for req, reason in self.scheduler.dropped:

@@ -305,15 +305,20 @@ class SchedulerBase(PreemptionMixin, FastForwardMixin, CohortMixin):
         )
 
     # ---- step outcome -----------------------------------------------------------------------------------
-    def complete_steps(self, num_steps: int, end_s: float) -> None:
-        """Apply ``num_steps`` steps of the scheduled batch (more than one only for a decode window)."""
+    def complete_steps(self, num_steps: int, end_s: float, step_ends=None) -> None:
+        """Apply ``num_steps`` steps of the scheduled batch (more than one only for a decode window);
+        ``step_ends``, each step's end time, for a window planned through finishes (``window_segments``)."""
         for req, num_new in self._prefills:
             req.num_computed_tokens += num_new
             if req.num_computed_tokens == req.num_prefill_tokens:
                 self._prefill_done(req, end_s)
         extra = num_steps - 1
         if self._cohort_stepped:
-            self._complete_cohort(num_steps, end_s)
+            if self.window_segments:
+                self._complete_through(num_steps, step_ends)
+                self.window_segments = ()
+            else:
+                self._complete_cohort(num_steps, end_s)
         any_finished = False
         if not self._decodes:
             if self._to_fork:

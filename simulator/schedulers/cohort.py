@@ -21,11 +21,10 @@ import numpy as np
 
 from kvsim.simulator.batch import Batch
 from kvsim.simulator.request_state import RequestState
+from kvsim.simulator.schedulers.cohort_through import SHORT_COHORT_WINDOW, CohortThroughMixin
 
-SHORT_COHORT_WINDOW = 64  # windows up to this long get their block counts as a list (the engine's float path)
 
-
-class CohortMixin:
+class CohortMixin(CohortThroughMixin):
     """Needs ``SchedulerBase``'s state: ``allocator``, ``running``, the step's sums; sets ``_cohort_stepped``."""
 
     uses_cohort = False  # a scheduler whose decode steps take every decoding request opts in
@@ -38,6 +37,7 @@ class CohortMixin:
         self._num_members = 0
         self._next_key = 1  # a member's key; 0 marks a request outside the cohort
         self._cohort_stepped = False  # the step being built grew the cohort
+        self._init_through()
 
     def _join_cohort(self, req: RequestState) -> None:
         """``req`` (one sequence, decoding, no pending slots) joins between two steps."""
@@ -129,9 +129,16 @@ class CohortMixin:
 
     def _cohort_window(self, limit: int) -> tuple[int, np.ndarray | list[int] | None]:
         """``decode_window`` for a step that only grew the cohort: until the first finish, or the step after
-        which the next step's blocks would not be free (so that step sees the shortage and preempts)."""
+        which the next step's blocks would not be free (so that step sees the shortage and preempts); or, when
+        nothing waits, through the finishes (``cohort_through.py``)."""
         alloc = self.allocator
         num_steps = min(limit, self._min_remaining)
+        if num_steps < limit and self._quiet():
+            through = (
+                self._plan_through(min(limit, SHORT_COHORT_WINDOW)) if num_steps < SHORT_COHORT_WINDOW else 0
+            )
+            if through:
+                return through, None
         if num_steps > 1:
             num_steps = min(num_steps, 1 + alloc.cohort_max_growth(num_steps))
         if num_steps == 1:

@@ -15,6 +15,7 @@ from kvsim.simulator.schedulers.base import SchedulerBase
 class OrcaScheduler(SchedulerBase):
     name = "orca"
     uses_cohort = True  # every step decodes every running request
+    runs_through_finishes = True  # with nothing waiting, the next step decodes the cohort
 
     def schedule(self, now_s: float) -> Batch | None:
         if not self.waiting and not self.swapped and self._cohort:

@@ -221,12 +221,12 @@ class TgiScheduler(SchedulerBase):
         return super().decode_window(limit)
 
     # ---- step outcome -----------------------------------------------------------------------------------
-    def complete_steps(self, num_steps: int, end_s: float) -> None:
+    def complete_steps(self, num_steps: int, end_s: float, step_ends=None) -> None:
         if self._prefills:
             self._waiting_tokens = 1  # backend.rs: reset when a new batch is prefilled
         else:
             self._waiting_tokens += num_steps
-        super().complete_steps(num_steps, end_s)
+        super().complete_steps(num_steps, end_s, step_ends)
 
     def _finish(self, req: RequestState, end_s: float) -> None:
         self._release(req)

@@ -38,6 +38,8 @@ class VllmScheduler(SchedulerBase):
             preemption_mode=preemption_mode,
         )
         self.enable_chunked_prefill = enable_chunked_prefill
+        # With nothing waiting, the step after a finish decodes the cohort (chunked prefill may add chunks).
+        self.runs_through_finishes = not enable_chunked_prefill
         self.watermark_bytes = watermark * allocator.capacity_bytes
         self._allocator_free_bytes = getattr(allocator, "free_bytes", None)
 
