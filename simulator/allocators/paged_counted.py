@@ -11,7 +11,7 @@ The decode cohort. A scheduler may hand its decoding sequences to the allocator'
 they all gain one slot per decode step, so the cohort stores each by ``base = num_tokens - tick`` and
 advances ``tick`` (``cohort_grow(k)``) in O(block_size), whatever its size. Its sums are running counters:
 tokens ``Σ base + n·tick``; blocks grow by the members whose ``base ≡ -t (mod block_size)`` at each step
-``t -> t + 1`` (``count_by_residue``); reserved slots are ``(-s) % block_size`` for a member not yet in its
+``t -> t + 1`` (``opens_at[t % block_size]``); reserved slots are ``(-s) % block_size`` for a member not yet in its
 final block and ``final - s`` for one in it (the switch, one per member, is kept in a heap by tick).
 """
 
@@ -48,6 +48,22 @@ BEFORE_FINAL_BLOCK, IN_FINAL_BLOCK, PAST_FINAL = 0, 1, 2
 
 
 NO_CACHE_HIT = Admission(num_cached_tokens=0)  # frozen: one instance serves every admission
+
+
+def cyclic_sum(values: list[int], start: int, num: int) -> int:
+    """``sum(values[(start + i) % len(values)] for i in range(num))`` for ``start < len(values) >= num``."""
+    end = start + num
+    if end <= len(values):
+        return sum(values[start:end])
+    return sum(values[start:]) + sum(values[: end - len(values)])
+
+
+def cyclic_run(values: list[int], start: int, num: int) -> list[int]:
+    """``[values[(start + i) % len(values)] for i in range(num)]``, for ``start < len(values)``."""
+    end = start + num
+    if end <= len(values):
+        return values[start:end]
+    return (values * (end // len(values) + 1))[start:end]
 
 
 def reserved_slots(num_tokens: int, final_num_tokens: int, block_size: int) -> int:
@@ -88,9 +104,10 @@ class CountedPagedAllocator(PagedBase):
         # at final - 1 slots: its last token's KV is never stored); then PAST_FINAL needs no heap entry.
         self.members_leave_before_final = False
         self.members: dict[int, _Member] = {}
-        self.count_by_residue = [0] * bs  # members by base % block_size
-        self._count_not_final = [0] * bs  # of them, those not in their final block yet
-        self._num_not_final = 0  # Σ _count_not_final
+        # [v]: members that open a block when the tick grows from v (mod bs) by one, -base % bs == v
+        self.opens_at = [0] * bs
+        self._not_final_opens_at = [0] * bs  # of them, those not in their final block yet
+        self._num_not_final = 0  # Σ _not_final_opens_at
         self._not_final_empty = 0  # their empty (all reserved) last-block slots, Σ (-(base + tick)) % bs
         self._sum_base = 0
         self.num_cohort_blocks = 0
@@ -233,9 +250,10 @@ class CountedPagedAllocator(PagedBase):
         if self.members_leave_before_final:
             assert all(m.base + self.tick < m.final_num_tokens for m in members), "a member reached its final"
         assert self.num_cohort_blocks == sum(-(-(m.base + self.tick) // bs) for m in members)
-        assert self.count_by_residue == [sum(1 for m in members if m.base % bs == r) for r in range(bs)]
+        assert self.opens_at == [sum(1 for m in members if -m.base % bs == v) for v in range(bs)]
         not_final = [m for m in members if m.phase == BEFORE_FINAL_BLOCK]
-        assert self._num_not_final == len(not_final) == sum(self._count_not_final)
+        assert self._not_final_opens_at == [sum(1 for m in not_final if -m.base % bs == v) for v in range(bs)]
+        assert self._num_not_final == len(not_final)
         assert self._not_final_empty == sum(-(m.base + self.tick) % bs for m in not_final)
 
     # -- the decode cohort (module docstring) --------------------------------------------------------------
@@ -249,11 +267,11 @@ class CountedPagedAllocator(PagedBase):
         self._num_reserved -= reserved_slots(tokens, final, bs)
         base = tokens - self.tick
         member = self.members[seq_id] = _Member(base, final, BEFORE_FINAL_BLOCK)
-        residue = base % bs
-        self.count_by_residue[residue] += 1
+        opens = -base % bs
+        self.opens_at[opens] += 1
         self._sum_base += base
         self.num_cohort_blocks += -(-tokens // bs)
-        self._count_not_final[residue] += 1
+        self._not_final_opens_at[opens] += 1
         self._num_not_final += 1
         self._not_final_empty += -tokens % bs
         self._next_phase(seq_id, member)
@@ -274,12 +292,12 @@ class CountedPagedAllocator(PagedBase):
         member = self.members.pop(seq_id)
         bs, base = self.block_size, member.base
         tokens = base + self.tick
-        residue = base % bs
-        self.count_by_residue[residue] -= 1
+        opens = -base % bs
+        self.opens_at[opens] -= 1
         self._sum_base -= base
         self.num_cohort_blocks -= -(-tokens // bs)
         if member.phase == BEFORE_FINAL_BLOCK:
-            self._count_not_final[residue] -= 1  # its heap entry goes stale: _catch_up skips it
+            self._not_final_opens_at[opens] -= 1  # its heap entry goes stale: _catch_up skips it
             self._num_not_final -= 1
             self._not_final_empty -= -tokens % bs
         elif member.phase == IN_FINAL_BLOCK:
@@ -295,12 +313,15 @@ class CountedPagedAllocator(PagedBase):
         num_members, num_free = len(self.members), self.num_free_blocks
         if limit <= 0 or not num_members:
             return max(0, limit)
-        bs, counts, tick = self.block_size, self.count_by_residue, self.tick
+        bs = self.block_size
+        if num_members * -(-limit // bs) <= num_free:  # a member opens at most one block per bs steps
+            return limit
+        opens, tick = self.opens_at, self.tick
         num_cycles = min(limit // bs, num_free // num_members)
         left = num_free - num_cycles * num_members
         k = num_cycles * bs
         while k < limit:
-            need = counts[-(tick + k) % bs]
+            need = opens[(tick + k) % bs]
             if need > left:
                 break
             left -= need
@@ -313,14 +334,14 @@ class CountedPagedAllocator(PagedBase):
         The not-final members' empty slots move with the same residues: at step t -> t + 1 each loses one,
         except those with ``base ≡ -t`` (a full last block), which open a block of ``bs - 1`` empty slots;
         over ``bs`` steps that nets to zero, so only the last ``num_steps % bs`` steps are counted."""
-        bs, counts, not_final, tick = self.block_size, self.count_by_residue, self._count_not_final, self.tick
+        bs, tick = self.block_size, self.tick
         num_cycles, rest = divmod(num_steps, bs)
         need = num_cycles * len(self.members)
         opened = 0  # not-final members opening a block
-        for t in range(tick, tick + rest):
-            r = -t % bs
-            need += counts[r]
-            opened += not_final[r]
+        if rest:
+            start = tick % bs
+            need += cyclic_sum(self.opens_at, start, rest)
+            opened = cyclic_sum(self._not_final_opens_at, start, rest)
         if need > self.num_free_blocks:
             return False
         self.num_free_blocks -= need
@@ -338,7 +359,7 @@ class CountedPagedAllocator(PagedBase):
                 heapq.heappush(self._phase_at, (last_block_start + 1 - member.base, seq_id, IN_FINAL_BLOCK))
                 return
             member.phase = IN_FINAL_BLOCK
-            self._count_not_final[member.base % bs] -= 1
+            self._not_final_opens_at[-member.base % bs] -= 1
             self._num_not_final -= 1
             self._not_final_empty -= -tokens % bs
             self._num_final += 1

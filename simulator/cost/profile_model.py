@@ -248,14 +248,15 @@ class ProfileCostModel:
         head, lm_head_s, allreduce_s, overhead_s = self._decode_parts(seqs)  # head: gemm_s + 0.0 prefill
         allocator_s = batch.allocator_overhead_s
         seq_s = s_seq * seqs
+        # float * int converts the int exactly as float() would: the same products as step_time's
         return [
             head
-            + layers * (const_s + s_tok * float(tokens0 + i * seqs) + seq_s + s_blk * float(blocks))
+            + layers * (const_s + s_tok * tokens + seq_s + s_blk * blocks)
             + lm_head_s
             + allreduce_s
             + overhead_s
             + allocator_s
-            for i, blocks in enumerate(decode_kv_blocks)
+            for tokens, blocks in zip(range(tokens0, tokens0 + num_steps * seqs, seqs), decode_kv_blocks)
         ]
 
     def map_latency_s(self, page_size_bytes: int) -> float | None:

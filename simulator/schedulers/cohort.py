@@ -16,9 +16,11 @@ the step runs request by request (``_schedule_decodes``); the members join again
 from __future__ import annotations
 
 import heapq
+from itertools import accumulate
 
 import numpy as np
 
+from kvsim.simulator.allocators.paged_counted import cyclic_run
 from kvsim.simulator.batch import Batch
 from kvsim.simulator.request_state import RequestState
 from kvsim.simulator.schedulers.cohort_through import SHORT_COHORT_WINDOW, CohortThroughMixin
@@ -147,16 +149,13 @@ class CohortMixin(CohortThroughMixin):
         if not bs:  # a contiguous kernel reads no block count
             return num_steps, None
         # Step i reads the cohort's blocks after i more slots each: growth t -> t + 1 opens a block for
-        # the members whose base ≡ -t (mod block_size).
-        counts, tick = alloc.count_by_residue, alloc.tick
+        # the members counted in opens_at[t % block_size].
+        opens, start = alloc.opens_at, alloc.tick % bs
         if num_steps <= SHORT_COHORT_WINDOW:
-            num_blocks = self._decode_kv_blocks
-            block_list = [num_blocks]
-            for t in range(tick, tick + num_steps - 1):
-                num_blocks += counts[-t % bs]
-                block_list.append(num_blocks)
-            return num_steps, block_list
-        gains = np.asarray(counts, dtype=np.int64)[(-np.arange(tick, tick + num_steps - 1)) % bs]
+            return num_steps, list(
+                accumulate(cyclic_run(opens, start, num_steps - 1), initial=self._decode_kv_blocks)
+            )
+        gains = np.asarray(opens, dtype=np.int64)[np.arange(start, start + num_steps - 1) % bs]
         blocks = np.empty(num_steps, dtype=np.int64)
         blocks[0] = self._decode_kv_blocks
         np.cumsum(gains, out=blocks[1:])

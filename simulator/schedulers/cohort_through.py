@@ -18,6 +18,9 @@ only frees blocks), so every planned step has its slots.
 from __future__ import annotations
 
 import heapq
+from itertools import accumulate
+
+from kvsim.simulator.allocators.paged_counted import cyclic_run
 
 SHORT_COHORT_WINDOW = 64  # windows up to this long get their block counts as a list (the engine's float path)
 
@@ -62,18 +65,16 @@ class CohortThroughMixin:
                 finishers.append(entry)
         self._window_finishers = finishers
         bs = alloc.block_size
-        counts = alloc.count_by_residue[:] if bs else None
+        opens = alloc.opens_at[:] if bs else None  # less the finished members, as they leave
         seqs, tokens, blocks = self._num_decode_seqs, self._decode_kv_tokens, self._decode_kv_blocks
         segments = self.window_segments = []
         i, num_finishers, t = 0, len(finishers), tick
         while True:
             end = finishers[i][0] if i < num_finishers else last
             block_list = None
-            if bs:  # growth u -> u + 1 opens a block for the members whose base ≡ -u (mod bs)
-                block_list = [blocks]
-                for u in range(t, end):
-                    blocks += counts[-u % bs]
-                    block_list.append(blocks)
+            if bs:  # growth u -> u + 1 opens a block for the members counted in opens[u % bs]
+                block_list = list(accumulate(cyclic_run(opens, t % bs, end - t), initial=blocks))
+                blocks = block_list[-1]
             j = i
             while j < num_finishers and finishers[j][0] == end:
                 j += 1
@@ -86,14 +87,14 @@ class CohortThroughMixin:
                 tokens -= num_tokens
                 if bs:
                     blocks -= -(-num_tokens // bs)
-                    counts[(num_tokens - end) % bs] -= 1
+                    opens[(end - num_tokens) % bs] -= 1
             seqs -= j - i
             i = j
             if not seqs:  # every member finished: the window ends with them
                 break
             tokens += seqs  # the next step's slot
             if bs:
-                blocks += counts[-end % bs]
+                blocks += opens[end % bs]
             t = end + 1
         if len(segments) == 1:
             self._put_back(finishers)
