@@ -335,13 +335,17 @@ class CountedPagedAllocator(PagedBase):
         except those with ``base ≡ -t`` (a full last block), which open a block of ``bs - 1`` empty slots;
         over ``bs`` steps that nets to zero, so only the last ``num_steps % bs`` steps are counted."""
         bs, tick = self.block_size, self.tick
-        num_cycles, rest = divmod(num_steps, bs)
-        need = num_cycles * len(self.members)
-        opened = 0  # not-final members opening a block
-        if rest:
+        if num_steps == 1:  # the commonest call: one step, one residue
             start = tick % bs
-            need += cyclic_sum(self.opens_at, start, rest)
-            opened = cyclic_sum(self._not_final_opens_at, start, rest)
+            need, opened, rest = self.opens_at[start], self._not_final_opens_at[start], 1
+        else:
+            num_cycles, rest = divmod(num_steps, bs)
+            need = num_cycles * len(self.members)
+            opened = 0  # not-final members opening a block
+            if rest:
+                start = tick % bs
+                need += cyclic_sum(self.opens_at, start, rest)
+                opened = cyclic_sum(self._not_final_opens_at, start, rest)
         if need > self.num_free_blocks:
             return False
         self.num_free_blocks -= need

@@ -69,6 +69,9 @@ class ProfileCostModel:
         self._decode_parts_cache: dict[int, tuple[float, float, float, float]] = {}
         # One prefilling sequence's per-layer attention seconds by (q_len, kv_len), per kernel (paged, contiguous)
         self._prefill_seq_s_cache: dict[bool, dict[tuple[int, int], float]] = {True: {}, False: {}}
+        # (q_lens, kv_lens, kernel) -> total_s of a prefill-only step with no allocator time: vLLM's default
+        # steps, whose few shapes repeat
+        self._prefill_step_cache: dict[tuple, float] = {}
         self._lm_head = _Gemm(gemm_term("lm_head"), lm_head_shape(model, tp), model.dtype_bytes)
 
         # (const_s, s_per_kv_token, s_per_seq, s_per_block) of each decode kernel, per layer launch
@@ -163,14 +166,25 @@ class ProfileCostModel:
         decode step's terms that depend only on its batch size taken from a cache: the engine's hot path."""
         seqs = batch.num_decode_seqs
         if batch.prefill_q_lens or not seqs:
+            key = None
+            if not seqs and not batch.allocator_overhead_s:
+                key = (batch.prefill_q_lens, batch.prefill_kv_lens, batch.attention_kernel)
+                total_s = self._prefill_step_cache.get(key)
+                if total_s is not None:
+                    return total_s
             terms = self._step_terms(batch)
             if terms is None:
                 return self.step_time(batch).total_s
             gemm_s, attn_prefill_s, attn_decode_s, lm_head_s, allreduce_s, overhead_s, allocator_s = terms
             # StepTime.total_s's sum, in its order
-            return (
+            total_s = (
                 gemm_s + attn_prefill_s + attn_decode_s + lm_head_s + allreduce_s + overhead_s + allocator_s
             )
+            if key is not None:
+                if len(self._prefill_step_cache) >= 65536:
+                    self._prefill_step_cache.clear()
+                self._prefill_step_cache[key] = total_s
+            return total_s
         gemm_s, lm_head_s, allreduce_s, overhead_s = self._decode_parts(seqs)
         const_s, s_tok, s_seq, s_blk = (
             self._decode_paged if batch.attention_kernel == "paged" else self._decode_contiguous
