@@ -5,18 +5,20 @@ rejected there with a reason; the router hands the others to a replica's schedul
 it up at its next step start, prefills it, decodes it, and hands it to the recorder when it ends.
 
 Speed: a replica's step costs O(1) plus O(requests it touches); with the decode cohort
-(``schedulers/cohort.py``) a decode step touches none, whatever the batch. A step that ends before the next arrival
-needs no SimPy event: the replica runs ahead on its own clock (``clock_s``) and yields to SimPy only for
-steps that reach the next arrival, and when idle. When a step is pure decode, the loop asks the
-scheduler how many identical steps can run before anything but decode progress changes (a completion, memory
+(``schedulers/cohort.py``) a decode step touches none, whatever the batch. A step that ends before the next
+arrival needs no SimPy event: the replica runs ahead on its own clock (``clock_s``) and yields to SimPy only
+for steps that reach the next arrival, and when idle. When a step is pure decode, the loop asks the scheduler
+how many steps can run before anything but decode progress changes (``decode_window``: a completion, memory
 running out) and, if an arrival could be admitted (nothing queued), cuts the run at the step that ends at or
-after the next arrival anywhere; it times them with one ``CostModel.decode_step_times`` call (a cost model
-that opts in with ``single_decode_by_step_time`` is asked ``step_total_s`` — ``step_time(batch).total_s``,
-the same float — for one step and
-``decode_step_times_list`` for a short window: the same floats, no arrays) and advances them in one SimPy
-timeout. The replica keeps its own clock as a running sum of step durations (``np.cumsum`` or
-``itertools.accumulate``, both sequential), so ``fast_forward=False`` (windows of one step) reaches the very
-same float times.
+after the next arrival anywhere; it plans about that many steps, from the last step's duration. With nothing
+queued a window may also run through completions (``schedulers/cohort_through.py``): it comes as segments of
+unchanged batches (``window_segments``), each timed as its own batch; the finishes inside it are applied with
+their steps' end times, and the rows the steps after them would write come back in ``window_rows``. Steps are
+timed with one ``CostModel.decode_step_times`` call per window or segment (a cost model that opts in with
+``single_decode_by_step_time`` is asked ``step_total_s`` — ``step_time(batch).total_s``, the same float — for
+one step and ``decode_step_times_list`` for a short window: the same floats, no arrays). The replica keeps its
+own clock as a running sum of step durations (``np.cumsum`` or ``itertools.accumulate``, both sequential), so
+``fast_forward=False`` (windows of one step) reaches the very same float times.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ A step on a replica: ``schedule()`` picks the work and makes its allocations (ad
 decoding sequence, preemptions) and returns a ``Batch``; the engine times it; ``complete_steps(k, end_s)``
 applies its outcome. When the batch is pure decode and nothing but decode progress can change,
 ``decode_window(limit)`` says how many identical steps may run as one event (DESIGN §7b): until the first
-completion or the step after which memory would run out. ``complete_steps(k, ...)`` is then exactly ``k``
+completion (or, with nothing waiting, through completions: ``cohort_through.py``) or the step after which
+memory would run out. ``complete_steps(k, ...)`` is then exactly ``k``
 steps: the same allocator calls (one ``append_slots(seq, k - 1)`` instead of ``k - 1`` of size 1), the same
 token counts, so fast-forwarding and stepping give the same results.
 

@@ -4,6 +4,11 @@ A step: ``schedule(now_s)`` picks the work and makes its allocations and returns
 the engine times it; ``complete_steps(k, end_s)`` applies ``k`` steps of it (``k > 1`` only for a decode window
 that ``decode_window(limit)`` allowed). ``changed`` tells the engine to write a timeline row; ``finished``
 hands it the requests that ended; ``admits_arrivals`` says whether a new arrival could change the next step.
+
+A window may run through finishes (``schedulers/cohort_through.py``): ``decode_window`` then leaves its
+segments in ``window_segments`` (steps, decoding sequences, KV tokens of the first step, KV blocks per step,
+members finishing at the end), the engine passes every step's end time to ``complete_steps(k, end_s,
+step_ends)``, and takes the rows of the finishes inside the window from ``window_rows``.
 """
 
 from __future__ import annotations
@@ -34,7 +39,10 @@ class Scheduler(Protocol):
 
     def decode_window(self, limit: int) -> tuple[int, np.ndarray | list[int] | None]: ...
 
-    def complete_steps(self, num_steps: int, end_s: float) -> None: ...
+    window_segments: list[tuple] | tuple  # empty unless the last decode_window ran through finishes
+    window_rows: list[tuple]  # (time_s, parts, saturated, num_running, num_batched_seqs) of those finishes
+
+    def complete_steps(self, num_steps: int, end_s: float, step_ends=None) -> None: ...
 
     @property
     def is_saturated(self) -> bool: ...
