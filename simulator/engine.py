@@ -293,7 +293,11 @@ class Replica:
             if durations:
                 kv_blocks = batch.decode_kv_blocks if blocks is None else blocks[0]
                 batch = Batch(
-                    (), (), num_seqs, kv_tokens, kv_blocks, batch.attention_kernel, batch.block_size
+                    num_decode_seqs=num_seqs,
+                    decode_kv_tokens=kv_tokens,
+                    decode_kv_blocks=kv_blocks,
+                    attention_kernel=batch.attention_kernel,
+                    block_size=batch.block_size,
                 )
             if step_times_list is not None:
                 durations += step_times_list(batch, num_steps, blocks)

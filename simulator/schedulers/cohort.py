@@ -113,14 +113,12 @@ class CohortMixin(CohortThroughMixin):
         self._begin_step()
         self._count_cohort()
         return Batch(
-            (),
-            (),
-            self._num_decode_seqs,
-            self._decode_kv_tokens,
-            self._decode_kv_blocks,
-            self.allocator.attention_kernel,
-            self.block_size or 16,
-            self.allocator.take_overhead_s(self.previous_step_s),
+            num_decode_seqs=self._num_decode_seqs,
+            decode_kv_tokens=self._decode_kv_tokens,
+            decode_kv_blocks=self._decode_kv_blocks,
+            attention_kernel=self.allocator.attention_kernel,
+            block_size=self.block_size or 16,
+            allocator_overhead_s=self.allocator.take_overhead_s(self.previous_step_s),
         )
 
     def _dissolve_cohort(self) -> None:
