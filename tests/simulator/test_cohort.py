@@ -16,7 +16,7 @@ from kvsim.simulator.allocators import PagedAllocator, make_allocator
 from kvsim.simulator.allocators.paged_counted import CountedPagedAllocator
 from kvsim.simulator.batch import Batch, StepTime
 from kvsim.simulator.specs import ModelSpec
-from kvsim.traces.request import Provenance, Trace
+from kvsim.traces.request import Trace
 
 SMALL_KV = 1500 * KV_BYTES_PER_TOKEN  # tight: forces preemption under the random traces below
 
@@ -148,14 +148,7 @@ CONFIGS = st.sampled_from(
     capacity_tokens=st.integers(300, 4000),
 )
 def test_cohort_equals_per_request_path_property(seed, num, gap_s, options, capacity_tokens):
-    rng = np.random.default_rng(seed)
-    trace = Trace(
-        request_id=np.arange(num, dtype=np.int64),
-        arrival_s=np.cumsum(rng.exponential(gap_s, num)),
-        num_prompt_tokens=rng.integers(1, 300, num),
-        num_output_tokens=rng.integers(1, 200, num),
-        provenance=Provenance(source=f"hypothesis seed={seed}"),
-    )
+    trace = random_trace(num, seed=seed, rate_per_s=1.0 / gap_s, max_prompt=300, max_output=200)
     config = SimConfig(kv_capacity_bytes=capacity_tokens * KV_BYTES_PER_TOKEN, **options)
     fast, slow = run_both(config, trace, BlockCostModel())
     assert_same_run(fast, slow)

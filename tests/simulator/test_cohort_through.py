@@ -114,14 +114,7 @@ def test_ties_between_step_ends_and_arrivals_resolve_as_in_stepping(through_wind
     capacity_tokens=st.integers(600, 20_000),
 )
 def test_windows_through_finishes_equal_stepping_property(seed, num, gap_s, options, capacity_tokens):
-    rng = np.random.default_rng(seed)
-    trace = Trace(
-        request_id=np.arange(num, dtype=np.int64),
-        arrival_s=np.cumsum(rng.exponential(gap_s, num)),
-        num_prompt_tokens=rng.integers(1, 300, num),
-        num_output_tokens=rng.integers(1, 150, num),
-        provenance=Provenance(source=f"hypothesis seed={seed}"),
-    )
+    trace = random_trace(num, seed=seed, rate_per_s=1.0 / gap_s, max_prompt=300, max_output=150)
     config = SimConfig(kv_capacity_bytes=capacity_tokens * KV_BYTES_PER_TOKEN, **options)
     fast = simulate(config, trace, cost_model=BlockCostModel())
     stepped = simulate(dataclasses.replace(config, fast_forward=False), trace, cost_model=BlockCostModel())
