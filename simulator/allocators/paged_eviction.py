@@ -150,14 +150,57 @@ class EvictingPagedAllocator(PagedAllocator):
 
     def max_uniform_growth(self, seq_ids: Sequence[int], limit: int) -> int:
         """Growth under eviction is not uniform in blocks; the scheduler steps one by one (``growth_room``
-        is None), so this bound is only asked for one step at a time: try it on a copy."""
+        is None), so this bound is asked for one step at a time (``fits_one_slot_each``); a longer one is
+        tried on a copy."""
         if limit <= 0 or not seq_ids:
             return max(0, limit)
+        if limit == 1:
+            return int(self.fits_one_slot_each(seq_ids))
         trial = copy.deepcopy(self)
         for k in range(1, limit + 1):
             if not all(trial.append_slots(s, 1) for s in seq_ids):
                 return k - 1
         return limit
+
+    def fits_one_slot_each(self, seq_ids: Sequence[int]) -> bool:
+        """Whether ``append_slots(s, 1)`` would succeed for every ``s`` in order, without changing anything:
+        ``append_slots``'s block counts, replayed over the free-block count and the reference counts of the
+        blocks that earlier sequences of the list share (a parallel sample's evictions and copy-on-write
+        release blocks the next one holds too). O(len(seq_ids)), where a trial on a copy costs the whole
+        allocator."""
+        pool, bs, protected = self.pool, self.block_size, self.protected_blocks
+        ref_cnt: dict[int, int] = {}  # block -> its reference count after the appends so far
+        num_free = pool.num_free_blocks
+        for seq_id in seq_ids:
+            seq = self.seqs[seq_id]
+            table, num_tokens = seq.block_table, seq.num_tokens
+            last = table[-1]
+            stored = self.stored_tokens_at(seq_id, num_tokens + self._evicted[seq_id] + 1)
+            dropped = num_tokens + 1 - stored
+            num_append, emptied = 1, False
+            if dropped:  # as append_slots: evict the oldest full blocks after the protected ones first
+                num_full = len(table) - (pool.num_filled[last] < bs)
+                num_evict = min(dropped // bs, max(0, num_full - protected))
+                num_append = stored - (num_tokens - num_evict * bs)
+                emptied = num_evict == len(table)
+                for block_id in table[protected : protected + num_evict]:
+                    count = ref_cnt.get(block_id, pool.ref_cnt[block_id]) - 1
+                    ref_cnt[block_id] = count
+                    num_free += count == 0
+            if not num_append:
+                continue
+            last_ref = ref_cnt.get(last, pool.ref_cnt[last])
+            cow = not emptied and pool.num_filled[last] < bs and last_ref > 1
+            if emptied:
+                need = -(-num_append // bs)
+            else:  # _num_new_blocks (evicting whole full blocks first changes none of its counts)
+                need = -(-(num_tokens + num_append) // bs) - len(table) + cow
+            if need > num_free:
+                return False
+            num_free -= need
+            if cow:  # the copy leaves the shared block to the others
+                ref_cnt[last] = last_ref - 1
+        return True
 
     def fork(self, parent_seq_id: int, child_seq_id: int, *, final_num_tokens: int | None = None) -> bool:
         parent = self.seqs[parent_seq_id]

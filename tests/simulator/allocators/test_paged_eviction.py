@@ -72,6 +72,53 @@ def test_random_operations_keep_every_invariant(ops, budget, protected, capacity
     run_ops(evicting(budget, 4, capacity_tokens, protected), ops)
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(["allocate", "append", "fork", "free"]), st.integers(0, 9), st.integers(1, 40)
+        ),
+        max_size=40,
+    ),
+    budget=st.integers(2, 6),
+    protected=st.integers(0, 1),
+    capacity_tokens=st.integers(16, 200),
+    order_seed=st.integers(0, 2**16),
+)
+def test_one_slot_each_answers_what_a_trial_on_a_copy_answers(
+    steps, budget, protected, capacity_tokens, order_seed
+):
+    """``max_uniform_growth(seq_ids, 1)`` (the scheduler's question for parallel samples) replays the blocks
+    that the appends would take; after random states with forked (shared) blocks, evictions and copy-on-write,
+    it agrees with appending on a deep copy, for any order and subset of the sequences."""
+    import copy
+    import random
+
+    alloc, live, next_id = evicting(budget, 4, capacity_tokens, protected), [], 0
+    rng = random.Random(order_seed)
+    for kind, pick, size in steps:
+        if kind == "allocate":
+            if alloc.allocate(next_id, size, final_num_tokens=size + 60) is not None:
+                live.append(next_id)
+            next_id += 1
+        elif live and kind == "append":
+            alloc.append_slots(live[pick % len(live)], size % 6)
+        elif live and kind == "fork":
+            alloc.fork(live[pick % len(live)], next_id)
+            live.append(next_id)
+            next_id += 1
+        elif live and kind == "free":
+            alloc.free(live.pop(pick % len(live)))
+        if not live:
+            continue
+        seq_ids = rng.sample(live, rng.randint(1, len(live)))
+        trial = copy.deepcopy(alloc)
+        expected = all(trial.append_slots(s, 1) for s in seq_ids)
+        assert alloc.fits_one_slot_each(seq_ids) == expected
+        assert alloc.max_uniform_growth(seq_ids, 1) == int(expected)
+        alloc.check_invariants()
+
+
 @pytest.mark.parametrize(
     "spec, match",
     [
