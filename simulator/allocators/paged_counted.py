@@ -212,11 +212,19 @@ class CountedPagedAllocator(PagedBase):
 
     def breakdown_parts(self) -> tuple[int, int, int, int, int, int]:
         """``breakdown()``'s fields as a tuple, in field order (the engine's timeline row)."""
-        num_tokens = self._num_tokens + self._sum_base + len(self.members) * self.tick
+        tick = self.tick
+        num_tokens = self._num_tokens + self._sum_base + len(self.members) * tick
         kvb = self.kv_bytes_per_token
         token_states = num_tokens * kvb
         num_empty_slots = (self.num_blocks - self.num_free_blocks) * self.block_size - num_tokens
-        reserved = (self._num_reserved + self._cohort_reserved()) * kvb
+        if self._phase_at and self._phase_at[0][0] <= tick:
+            self._catch_up()  # members entering their final block by now
+        # reserved: outside the cohort, plus the cohort's (module docstring): final - tokens for members in
+        # their final block, the empty slots of the last block for the others
+        num_reserved = (
+            self._num_reserved + self._sum_final_gap - self._num_final * tick + self._not_final_empty
+        )
+        reserved = num_reserved * kvb
         internal_frag = num_empty_slots * kvb - reserved
         free = self.capacity_bytes - token_states - reserved - internal_frag
         return (token_states, reserved, internal_frag, 0, free, 0)
@@ -339,8 +347,10 @@ class CountedPagedAllocator(PagedBase):
             start = tick % bs
             need, opened, rest = self.opens_at[start], self._not_final_opens_at[start], 1
         else:
-            num_cycles, rest = divmod(num_steps, bs)
-            need = num_cycles * len(self.members)
+            need, rest = 0, num_steps
+            if num_steps >= bs:
+                num_cycles, rest = divmod(num_steps, bs)
+                need = num_cycles * len(self.members)
             opened = 0  # not-final members opening a block
             if rest:
                 start = tick % bs
@@ -385,13 +395,6 @@ class CountedPagedAllocator(PagedBase):
             member = members.get(seq_id)
             if member is not None and member.phase == phase - 1:
                 self._next_phase(seq_id, member)
-
-    def _cohort_reserved(self) -> int:
-        if not self.members:
-            return 0
-        if self._phase_at and self._phase_at[0][0] <= self.tick:
-            self._catch_up()
-        return self._sum_final_gap - self._num_final * self.tick + self._not_final_empty
 
     # -- internals ----------------------------------------------------------------------------------------
 
