@@ -262,6 +262,14 @@ class ProfileCostModel:
         head, lm_head_s, allreduce_s, overhead_s = self._decode_parts(seqs)  # head: gemm_s + 0.0 prefill
         allocator_s = batch.allocator_overhead_s
         seq_s = s_seq * seqs
+        if not (seq_s or s_blk or allreduce_s or allocator_s) and const_s > 0.0 and head > 0.0:
+            # The roofline's case (no per-sequence or per-block term, one GPU, no allocator time): a zero
+            # addend leaves a sum unchanged unless the sum is -0.0, and sums with a positive term never are;
+            # so leaving the zeros out gives the same floats, at half the operations per step.
+            return [
+                head + layers * (const_s + s_tok * tokens) + lm_head_s + overhead_s
+                for tokens in range(tokens0, tokens0 + num_steps * seqs, seqs)
+            ]
         # float * int converts the int exactly as float() would: the same products as step_time's
         return [
             head

@@ -1,10 +1,12 @@
 """The roofline cost model: hand-computed numbers, TP, and the exactness fast-forwarding relies on."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from kvsim.simulator.batch import Batch
-from kvsim.simulator.cost import make_cost_model
+from kvsim.simulator.cost import ProfileCostModel, make_cost_model
 from kvsim.simulator.cost.roofline import (
     ALLREDUCE_BW_EFFICIENCY,
     ALLREDUCE_LATENCY_S,
@@ -102,8 +104,15 @@ def test_an_empty_step_costs_only_allocator_work():
     ("model", "gpu", "tp"),
     [("llama-2-7b", "a100-80gb", 1), ("llama-2-70b", "h100-sxm", 4), ("opt-13b", "l4", 1)],
 )
-def test_decode_step_times_equal_step_time_bit_for_bit(model, gpu, tp, kernel):
+@pytest.mark.parametrize("fitted", ["roofline", "per-seq", "per-block"])
+def test_decode_step_times_equal_step_time_bit_for_bit(model, gpu, tp, kernel, fitted):
     cost = make_cost_model(model, gpu, tp)
+    if fitted != "roofline":  # terms a calibrated profile may fit (the roofline has none)
+        extra = {"num_seqs": 3.1e-7} if fitted == "per-seq" else {"num_blocks": 4.3e-9}
+        name = f"attn_decode_{kernel}" if fitted == "per-seq" else "attn_decode_paged"
+        terms = dict(cost.profile.terms)
+        terms[name] = dataclasses.replace(terms[name], params={**terms[name].params, **extra})
+        cost = ProfileCostModel(dataclasses.replace(cost.profile, terms=terms), cost.model, tp)
     rng = np.random.default_rng(7)
     for _ in range(20):
         seqs = int(rng.integers(1, 300))
