@@ -36,11 +36,11 @@ from kvsim.simulator.recorder import Recorder, parts_of
 from kvsim.simulator.request_state import RequestState
 from kvsim.simulator.router import ROUTERS
 from kvsim.simulator.schedulers.base import SchedulerBase
+from kvsim.simulator.schedulers.fast_forward import SHORT_BLOCKS_STEPS
 from kvsim.traces.request import Trace
 
 INF = float("inf")
 MAX_WINDOW_STEPS = 1 << 14  # one window's cost array; a longer quiet stretch simply takes several windows
-SHORT_WINDOW_STEPS = 64  # up to this many steps, a window is timed with Python floats rather than arrays
 
 
 class ArrivalSource:
@@ -233,7 +233,8 @@ class Replica:
                 segments = sched.window_segments
                 overhead_s = batch.allocator_overhead_s
                 batch.allocator_overhead_s = 0.0
-                short = segments or (step_times_list is not None and num_steps <= SHORT_WINDOW_STEPS)
+                # a window whose block counts came as a list is timed with Python floats
+                short = segments or (step_times_list is not None and num_steps <= SHORT_BLOCKS_STEPS)
                 if segments:
                     durations = self._segment_durations(batch, segments, step_times_list)
                 elif short:  # Python floats: the same values as the arrays, cheaper for a few steps

@@ -23,7 +23,8 @@ import numpy as np
 from kvsim.simulator.allocators.paged_counted import cyclic_run
 from kvsim.simulator.batch import Batch
 from kvsim.simulator.request_state import RequestState
-from kvsim.simulator.schedulers.cohort_through import SHORT_COHORT_WINDOW, CohortThroughMixin
+from kvsim.simulator.schedulers.cohort_through import CohortThroughMixin
+from kvsim.simulator.schedulers.fast_forward import SHORT_BLOCKS_STEPS
 
 
 class CohortMixin(CohortThroughMixin):
@@ -135,7 +136,7 @@ class CohortMixin(CohortThroughMixin):
         num_steps = min(limit, self._min_remaining)
         if num_steps < limit and self._quiet():
             through = (
-                self._plan_through(min(limit, SHORT_COHORT_WINDOW)) if num_steps < SHORT_COHORT_WINDOW else 0
+                self._plan_through(min(limit, SHORT_BLOCKS_STEPS)) if num_steps < SHORT_BLOCKS_STEPS else 0
             )
             if through:
                 return through, None
@@ -149,7 +150,7 @@ class CohortMixin(CohortThroughMixin):
         # Step i reads the cohort's blocks after i more slots each: growth t -> t + 1 opens a block for
         # the members counted in opens_at[t % block_size].
         opens, start = alloc.opens_at, alloc.tick % bs
-        if num_steps <= SHORT_COHORT_WINDOW:
+        if num_steps <= SHORT_BLOCKS_STEPS:
             return num_steps, list(
                 accumulate(cyclic_run(opens, start, num_steps - 1), initial=self._decode_kv_blocks)
             )

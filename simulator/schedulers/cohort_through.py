@@ -10,7 +10,7 @@ ends and writing the timeline row that the step after each finish would have wri
 that step's slots, as the engine takes it after ``schedule()``).
 
 Only schedulers whose next step, with nothing waiting, is the cohort's decode opt in (``runs_through_finishes``):
-vLLM without chunked prefill, and Orca. The window stays short (``SHORT_COHORT_WINDOW`` steps), so its block
+vLLM without chunked prefill, and Orca. The window stays short (``SHORT_BLOCKS_STEPS`` steps), so its block
 counts are plain lists; its memory bound counts every member growing all the way (a member that finishes
 only frees blocks), so every planned step has its slots.
 """
@@ -21,8 +21,6 @@ import heapq
 from itertools import accumulate
 
 from kvsim.simulator.allocators.paged_counted import cyclic_run
-
-SHORT_COHORT_WINDOW = 64  # windows up to this long get their block counts as a list (the engine's float path)
 
 # A segment: (steps, decoding sequences, KV tokens of its first step, KV blocks of each step or None (not
 # paged), members finishing at its last step).
