@@ -113,14 +113,7 @@ class CohortMixin(CohortThroughMixin):
             return None
         self._begin_step()
         self._count_cohort()
-        return Batch(
-            num_decode_seqs=self._num_decode_seqs,
-            decode_kv_tokens=self._decode_kv_tokens,
-            decode_kv_blocks=self._decode_kv_blocks,
-            attention_kernel=self.allocator.attention_kernel,
-            block_size=self.block_size or 16,
-            allocator_overhead_s=self.allocator.take_overhead_s(self.previous_step_s),
-        )
+        return self._batch()
 
     def _dissolve_cohort(self) -> None:
         for req in self.running:
