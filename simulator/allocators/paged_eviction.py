@@ -121,13 +121,9 @@ class EvictingPagedAllocator(PagedAllocator):
         if not dropped:
             return super().append_slots(seq_id, num_new_tokens)
         pool, bs, table = self.pool, self.block_size, seq.block_table
-        num_full = len(table) - (pool.num_filled[table[-1]] < bs)
-        evictable = max(0, num_full - self.protected_blocks)
-        num_evict = min(dropped // bs, evictable)  # the oldest full blocks after the protected ones
+        num_evict, num_append, emptied = self._eviction(seq, stored, dropped)
         victims = table[self.protected_blocks : self.protected_blocks + num_evict]
-        num_append = stored - (seq.num_tokens - num_evict * bs)  # new tokens that stay (the rest: evicted)
         num_freed = sum(1 for block_id in victims if pool.ref_cnt[block_id] == 1)
-        emptied = num_evict == len(table)  # every block it held goes (no protected block, all full)
         if num_append:
             # Evicting whole full blocks first changes no count _num_new_blocks makes of the rest.
             need = -(-num_append // bs) if emptied else self._num_new_blocks(seq, num_append)
@@ -147,6 +143,15 @@ class EvictingPagedAllocator(PagedAllocator):
         elif pool.num_filled[table[-1]] < bs:
             self._refresh_partial(table[-1])  # its final length moved
         return True
+
+    def _eviction(self, seq, stored: int, dropped: int) -> tuple[int, int, bool]:
+        """How ``append_slots`` brings ``seq`` to ``stored`` tokens when ``dropped`` tokens leave its blocks:
+        (blocks evicted: the oldest full ones after the protected ones; new tokens that stay, the rest being
+        evicted; whether every block it held goes: no protected block, all full)."""
+        table, bs = seq.block_table, self.block_size
+        num_full = len(table) - (self.pool.num_filled[table[-1]] < bs)
+        num_evict = min(dropped // bs, max(0, num_full - self.protected_blocks))
+        return num_evict, stored - (seq.num_tokens - num_evict * bs), num_evict == len(table)
 
     def max_uniform_growth(self, seq_ids: Sequence[int], limit: int) -> int:
         """Growth under eviction is not uniform in blocks; the scheduler steps one by one (``growth_room``
@@ -178,11 +183,8 @@ class EvictingPagedAllocator(PagedAllocator):
             stored = self.stored_tokens_at(seq_id, num_tokens + self._evicted[seq_id] + 1)
             dropped = num_tokens + 1 - stored
             num_append, emptied = 1, False
-            if dropped:  # as append_slots: evict the oldest full blocks after the protected ones first
-                num_full = len(table) - (pool.num_filled[last] < bs)
-                num_evict = min(dropped // bs, max(0, num_full - protected))
-                num_append = stored - (num_tokens - num_evict * bs)
-                emptied = num_evict == len(table)
+            if dropped:  # as append_slots: evict first
+                num_evict, num_append, emptied = self._eviction(seq, stored, dropped)
                 for block_id in table[protected : protected + num_evict]:
                     count = ref_cnt.get(block_id, pool.ref_cnt[block_id]) - 1
                     ref_cnt[block_id] = count
