@@ -22,7 +22,7 @@ from typing import Any
 from kvsim.calibrate.fit import fit_profile
 from kvsim.calibrate.measurements import Measurements, load_measurements
 from kvsim.calibrate.sweeps import Sweeper, SweepGrid
-from kvsim.calibrate.timing import Timer
+from kvsim.calibrate.timing import TIMING_METHOD, Timer
 from kvsim.calibrate.vmm import measure_vmm
 from kvsim.errors import KvsimError
 from kvsim.simulator.cost.profile import Profile
@@ -61,10 +61,10 @@ def gpu_grid(model: ModelSpec, tps: tuple[int, ...]) -> SweepGrid:
     return SweepGrid(
         dtype="float16" if model.dtype_bytes == 2 else "float32",
         attn_shapes=((heads, kv_heads, model.head_dim), (heads, other_kv, model.head_dim)),
-        decode_batches=(1, 4, 16, 64, 256),
-        decode_contexts=(128, 512, 2048, 8192, 32768),
+        decode_batches=tuple(2**i for i in range(9)),  # 1 .. 256
+        decode_contexts=tuple(2**i for i in range(7, 16)),  # 128 .. 32768
         block_sizes=(16, 32),
-        prefill_q_lens=(16, 64, 256, 1024, 4096),
+        prefill_q_lens=(16, 64, 128, 256, 512, 1024, 2048, 4096),
         prefill_prefixes=(0, 512, 4096),
         prefill_num_seqs=(1, 4, 16),
         gemm_shapes=gemms,
@@ -134,6 +134,7 @@ def calibrate(
         "impl": impl,
         "budget_s": budget_s,
         "seed": seed,
+        "timing": "wall clock (CPU smoke run)" if smoke else TIMING_METHOD,
     }
     measurements = Measurements(meta)
     timer = Timer(

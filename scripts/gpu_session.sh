@@ -80,11 +80,11 @@ EOF
 
 step "3/6 kernel tests"
 if ((DRY_RUN)); then
-  run_step "kernel test collection" 120 "$PY" -m pytest tests/kernels -m "gpu or not gpu" --collect-only -q \
+  run_step "kernel test collection" 120 "$PY" -m pytest tests/kernels tests/calibrate/test_timing.py -m "gpu or not gpu" --collect-only -q \
     -p no:cacheprovider >"$OUT/kernel_tests.log"
   tail -n 1 "$OUT/kernel_tests.log"
 else
-  KVSIM_DEVICE=cuda soft_step "kernel tests" 150 "$PY" -m pytest tests/kernels -m "gpu or not gpu" -q \
+  KVSIM_DEVICE=cuda soft_step "kernel tests" 150 "$PY" -m pytest tests/kernels tests/calibrate/test_timing.py -m "gpu or not gpu" -q \
     --maxfail=5 -p no:cacheprovider >"$OUT/kernel_tests.log" 2>&1
   tail -n 40 "$OUT/kernel_tests.log"
 fi

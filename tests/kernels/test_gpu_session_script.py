@@ -52,7 +52,7 @@ def test_script_is_strict_bash():
     assert text.startswith("#!/usr/bin/env bash")
     assert "set -euo pipefail" in text
     assert "pip install -q --no-deps --no-build-isolation -e ." in text
-    assert 'KVSIM_DEVICE=cuda run_step "kernel tests"' in text
+    assert 'KVSIM_DEVICE=cuda soft_step "kernel tests"' in text
     assert (
         '-m kvsim.calibrate --device cuda --tp 1,2,4,8 --out "$OUT" \\\n      --budget-s "$budget_s"' in text
     )
