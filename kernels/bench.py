@@ -9,8 +9,12 @@
 - prefill: causal FLOPs (see prefill.py) / latency, fraction of the FP16 tensor peak; whole prompts and one
   chunked-prefill case, paged and contiguous.
 Writes one CSV row per measurement and a `<out>_summary.txt`; `--budget-s` skips what is left after that
-long (the headline shapes run first). Small shapes include the launcher's Python overhead (a few us). On a GPU, times with triton.testing.do_bench
-(median). Without one, runs tiny shapes in Triton's interpreter, and its numbers mean nothing.
+long (the headline shapes run first). On a GPU, `latency_us` is the GPU's time alone (median of CUDA-event
+timings with the L2 flushed and the host's launch hidden, `kvsim.calibrate.timing`: what an engine replaying
+CUDA graphs sees), and `host_launch_us` is what launching the call from Python costs the host (the Triton
+launcher and the wrapper's checks), which an eager engine pays per layer. Timed naively (as
+triton.testing.do_bench does), decode calls under ~50 us on an H200 measured the host's launch instead of the
+kernel. Without a GPU, runs tiny shapes in Triton's interpreter, and its numbers mean nothing.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ MAX_DECODE_TOKENS = 1 << 19  # batch x context cap: 512K tokens of MHA K+V in fp
 COLUMNS = [
     "kind", "layout", "heads", "num_heads", "num_kv_heads", "head_dim", "dtype", "batch", "context", "q_len",
     "block_size", "num_kv_splits", "latency_us", "bytes", "achieved_gbps", "peak_gbps", "frac_hbm_peak",
-    "flops", "achieved_tflops", "peak_tflops", "frac_flops_peak", "paged_over_contiguous", "device",
+    "flops", "achieved_tflops", "peak_tflops", "frac_flops_peak", "paged_over_contiguous", "host_launch_us",
+    "device",
 ]  # fmt: skip
 
 
@@ -102,12 +107,17 @@ def run(args: argparse.Namespace) -> list[dict]:
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
     gen = torch.Generator().manual_seed(args.seed)
 
-    def time_us(fn) -> float:
-        if on_gpu:
-            import triton.testing
+    timer = None
+    if on_gpu:
+        from kvsim.calibrate.timing import Timer
 
-            return 1e3 * triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
-        return 1e6 * _wall_s(fn)  # CPU interpreter: one run; the number is only a smoke test
+        timer = Timer("cuda", target_s=0.1, min_reps=10, max_reps=200, warmup=10)
+
+    def time_us(fn) -> tuple[float, float | str]:
+        """(GPU time, host launch time) in us; on CPU one wall-clock run, and no launch time."""
+        if timer is not None:
+            return 1e6 * timer.time(fn).median_s, round(1e6 * timer.host_launch_s(fn, tries=5), 1)
+        return 1e6 * _wall_s(fn), ""  # CPU interpreter: one run; the number is only a smoke test
 
     def row(kind, layout, shape, latency_us, num_bytes, flops, **extra) -> dict:
         num_heads, num_kv_heads = HEAD_CONFIGS[shape["heads"]]
@@ -144,15 +154,19 @@ def run(args: argparse.Namespace) -> list[dict]:
         )
         splits, _ = plan_kv_splits(batch, num_kv_heads, context, 128, dtype, q.device, shape["num_kv_splits"])
         kw = dict(num_kv_splits=splits, max_seq_len=context)  # vouched lengths: no host sync is timed
-        paged_us = time_us(partial(paged_decode_attention, q, k_cache, v_cache, block_table, seq_lens, **kw))
-        contiguous_us = time_us(partial(contiguous_decode_attention, q, k, v, seq_lens, **kw))
+        paged_us, paged_host = time_us(
+            partial(paged_decode_attention, q, k_cache, v_cache, block_table, seq_lens, **kw)
+        )
+        contiguous_us, contiguous_host = time_us(
+            partial(contiguous_decode_attention, q, k, v, seq_lens, **kw)
+        )
         num_bytes = (2 * batch * context * num_kv_heads + batch * num_heads) * 128 * q.element_size()
         flops = 4 * batch * context * num_heads * 128
         ratio = round(paged_us / contiguous_us, 3)
         rows.append(row("decode", "paged", shape, paged_us, num_bytes, flops, q_len=1, num_kv_splits=splits,
-                        paged_over_contiguous=ratio))  # fmt: skip
+                        paged_over_contiguous=ratio, host_launch_us=paged_host))  # fmt: skip
         rows.append(row("decode", "contiguous", shape, contiguous_us, num_bytes, flops, q_len=1,
-                        num_kv_splits=splits, paged_over_contiguous=""))  # fmt: skip
+                        num_kv_splits=splits, paged_over_contiguous="", host_launch_us=contiguous_host))  # fmt: skip
         _print_row(rows[-2])
         del q, k_cache, v_cache, block_table, k, v
 
@@ -180,19 +194,22 @@ def run(args: argparse.Namespace) -> list[dict]:
         pairs = batch * (q_len * (context - q_len) + q_len * (q_len + 1) // 2)  # (query, key) pairs attended
         flops = 4 * pairs * num_heads * 128
         num_bytes = (batch * q_len * num_heads + 2 * batch * context * num_kv_heads) * 128 * q.element_size()
-        paged_us = time_us(
+        paged_us, paged_host = time_us(
             partial(
                 paged_prefill_attention, q, k_cache, v_cache, block_table, cu_q, seq_lens, max_q_len=q_len
             )
         )
-        rows.append(row("prefill", "paged", shape, paged_us, num_bytes, flops, q_len=q_len, num_kv_splits=""))
+        rows.append(row("prefill", "paged", shape, paged_us, num_bytes, flops, q_len=q_len, num_kv_splits="",
+                        host_launch_us=paged_host))  # fmt: skip
         if q_len == context:  # contiguous varlen has no cached prefix: only whole prompts compare
             k = torch.randn((batch * q_len, num_kv_heads, 128), dtype=dtype, device=dev)
             v = torch.randn_like(k)
-            contiguous_us = time_us(partial(contiguous_prefill_attention, q, k, v, cu_q, max_seqlen=q_len))
+            contiguous_us, contiguous_host = time_us(
+                partial(contiguous_prefill_attention, q, k, v, cu_q, max_seqlen=q_len)
+            )
             rows[-1]["paged_over_contiguous"] = round(paged_us / contiguous_us, 3)
             rows.append(row("prefill", "contiguous", shape, contiguous_us, num_bytes, flops, q_len=q_len,
-                            num_kv_splits="", paged_over_contiguous=""))  # fmt: skip
+                            num_kv_splits="", paged_over_contiguous="", host_launch_us=contiguous_host))  # fmt: skip
         _print_row(rows[-1])
     return rows
 
@@ -208,7 +225,8 @@ def _print_row(r: dict) -> None:
     print(
         f"{r['kind']:7s} {r['layout']:10s} {r['heads']:9s} batch={r['batch']:<4} ctx={r['context']:<6} "
         f"bs={r['block_size']!s:<4} splits={r['num_kv_splits']!s:<3} {r['latency_us']:>10.1f} us "
-        f"{r['achieved_gbps']:>8.1f} GB/s {r['achieved_tflops'] or 0:>7.1f} TFLOP/s frac={frac}",
+        f"{r['achieved_gbps']:>8.1f} GB/s {r['achieved_tflops'] or 0:>7.1f} TFLOP/s frac={frac} "
+        f"host={r['host_launch_us']}us",
         flush=True,
     )
 
@@ -239,6 +257,17 @@ def summarize(rows: list[dict], on_gpu: bool) -> str:
     ]
     if ratios:
         lines.append(f"decode paged/contiguous latency ratio: min {min(ratios)}, max {max(ratios)}")
+    for layout in ("paged", "contiguous"):
+        hosts = sorted(
+            r["host_launch_us"]
+            for r in rows
+            if r["kind"] == "decode" and r["layout"] == layout and r.get("host_launch_us")
+        )
+        if hosts:
+            lines.append(
+                f"host launch of one {layout} decode call: median {hosts[len(hosts) // 2]} us "
+                f"(min {hosts[0]}, max {hosts[-1]}); latency_us excludes it"
+            )
     prefill = [r for r in rows if r["kind"] == "prefill" and r["achieved_tflops"]]
     if prefill:
         best = max(prefill, key=lambda r: r["achieved_tflops"])
