@@ -18,7 +18,12 @@ def main(argv: list[str] | None = None) -> int:
         "--model", default="llama-3-8b", help="preset whose attention and GEMM shapes to profile"
     )
     parser.add_argument("--tp", default="1", help="TP degrees whose per-shard GEMMs to profile, e.g. 1,2,4")
-    parser.add_argument("--out", default=".", help="folder for profile-<gpu>.json and measurements-<gpu>.csv")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="folder for profile-<gpu>.json and measurements-<gpu>.csv (default: ., or the CSV's folder "
+        "with --fit-only)",
+    )
     parser.add_argument(
         "--budget-s", type=float, default=240.0, help="seconds of sweeping; the grid shrinks to fit"
     )

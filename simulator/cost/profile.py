@@ -6,7 +6,10 @@ model multiplies by the number of layers. A term has a model form, its parameter
 quality of the fit on held-out points.
 
 Forms (parameters in seconds, per unit of each feature):
-- ``linear``: ``const_s + Σ_f params[f] · feature_f``
+- ``linear``: ``const_s + Σ_f params[f] · feature_f``, plus optional ramp parameters ``<f>_min_<K>`` that add
+  ``params · min(feature_f, K)``. With non-negative parameters the sum is a concave, increasing,
+  piecewise-linear function of the feature: the shape of a memory-bound kernel whose achieved bandwidth rises
+  with its size until the GPU is saturated (decode attention: ``kv_bytes_min_<bytes>``).
 - ``max``: ``const_s + max(s_per_flop · flops, s_per_byte · bytes)``, the roofline of a GEMM
 - ``table``: seconds per call by page size in bytes (keys are decimal strings), for ``vmm_map``/``vmm_unmap``
 """
@@ -43,6 +46,28 @@ OPTIONAL_TERMS: dict[str, tuple[str, tuple[str, ...]]] = {
     "vmm_unmap": ("table", ()),
 }
 FORM_PARAMS = {"max": ("const_s", "s_per_flop", "s_per_byte")}
+RAMP_SEPARATOR = "_min_"
+
+
+def ramp_param(feature: str, knee: int) -> str:
+    """The name of the parameter of ``min(feature, knee)`` in a linear term."""
+    return f"{feature}{RAMP_SEPARATOR}{knee}"
+
+
+def split_ramp_param(name: str) -> tuple[str, int] | None:
+    """(feature, knee) of a ramp parameter's name; None for any other name."""
+    feature, sep, knee = name.rpartition(RAMP_SEPARATOR)
+    return (feature, int(knee)) if sep and feature and knee.isdigit() and int(knee) > 0 else None
+
+
+def ramp_knees(params: dict[str, float], feature: str) -> list[tuple[int, float]]:
+    """[(knee, seconds per unit below the knee)] of ``feature``'s ramp parameters, by knee."""
+    knees = []
+    for name, value in params.items():
+        ramp = split_ramp_param(name)
+        if ramp is not None and ramp[0] == feature:
+            knees.append((ramp[1], value))
+    return sorted(knees)
 
 
 @dataclass(frozen=True)
@@ -77,7 +102,14 @@ class Term:
                 p["s_per_flop"] * features["flops"], p["s_per_byte"] * features["bytes"]
             )
         if self.form == "linear":
-            return p["const_s"] + sum(p[name] * features[name] for name in p if name != "const_s")
+            total = p["const_s"]
+            for name, value in p.items():
+                ramp = split_ramp_param(name)
+                if ramp is not None:
+                    total += value * min(features[ramp[0]], ramp[1])
+                elif name != "const_s":
+                    total += value * features[name]
+            return total
         raise AssertionError(f"predict() does not apply to form {self.form!r}")
 
 
@@ -224,8 +256,13 @@ def _validate_term(name: str, term: Any, fail) -> None:
         fail(f"terms.{name}.form", f"is {term.get('form')!r}, expected {form!r}")
     params = term["params"]
     expected = FORM_PARAMS.get(form, ("const_s", *features)) if form != "table" else tuple(params)
-    if set(params) != set(expected):
-        fail(f"terms.{name}.params", f"has keys {sorted(params)}, expected {sorted(expected)}")
+    ramps = {key for key in params if form == "linear" and (split_ramp_param(key) or ("",))[0] in features}
+    if set(params) - ramps != set(expected):
+        ramp_note = f" (and optional ramps {features[0]}{RAMP_SEPARATOR}<K>)" if form == "linear" else ""
+        fail(
+            f"terms.{name}.params",
+            f"has keys {sorted(params)}, expected {sorted(expected)}{ramp_note}",
+        )
     for key, value in params.items():
         if form == "table" and not (key.isdigit() and int(key) > 0):
             fail(f"terms.{name}.params.{key}", "must be a page size in bytes (a positive integer string)")

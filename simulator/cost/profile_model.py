@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from kvsim.simulator.batch import Batch, StepTime
-from kvsim.simulator.cost.profile import GEMM_OPS, Profile, Term
+from kvsim.simulator.cost.profile import GEMM_OPS, Profile, Term, ramp_knees
 from kvsim.simulator.cost.work import (
     GemmShape,
     kv_bytes_per_token_layer,
@@ -74,12 +74,23 @@ class ProfileCostModel:
         self._prefill_step_cache: dict[tuple, float] = {}
         self._lm_head = _Gemm(gemm_term("lm_head"), lm_head_shape(model, tp), model.dtype_bytes)
 
-        # (const_s, s_per_kv_token, s_per_seq, s_per_block) of each decode kernel, per layer launch
+        # (const_s, s_per_kv_token, s_per_seq, s_per_block, ramps) of each decode kernel, per layer launch;
+        # ramps: ((s_per_kv_token below the knee, knee in KV tokens), ...) from the kv_bytes_min_<K> parameters
         kv_bytes_per_token = kv_bytes_per_token_layer(model, tp)
 
-        def decode(kernel: str) -> tuple[float, float, float, float]:
+        def decode(kernel: str) -> tuple[float, float, float, float, tuple[tuple[float, float], ...]]:
             p = terms[f"attn_decode_{kernel}"].params
-            return p["const_s"], p["kv_bytes"] * kv_bytes_per_token, p["num_seqs"], p.get("num_blocks", 0.0)
+            ramps = tuple(
+                (s_per_byte * kv_bytes_per_token, knee / kv_bytes_per_token)
+                for knee, s_per_byte in ramp_knees(p, "kv_bytes")
+            )
+            return (
+                p["const_s"],
+                p["kv_bytes"] * kv_bytes_per_token,
+                p["num_seqs"],
+                p.get("num_blocks", 0.0),
+                ramps,
+            )
 
         def prefill(kernel: str) -> tuple[float, float, float, float]:  # (const_s, s/FLOP, s/byte, s/seq)
             p = terms[f"attn_prefill_{kernel}"].params
@@ -142,14 +153,11 @@ class ProfileCostModel:
             attn_prefill_s = layers * per_layer_s
         attn_decode_s = 0.0
         if num_decode_seqs:
-            const_s, s_tok, s_seq, s_blk = (
-                self._decode_paged if batch.attention_kernel == "paged" else self._decode_contiguous
-            )
-            attn_decode_s = layers * (
-                const_s
-                + s_tok * batch.decode_kv_tokens
-                + s_seq * num_decode_seqs
-                + s_blk * batch.decode_kv_blocks
+            attn_decode_s = layers * _attn_decode_layer_s(
+                self._decode_paged if batch.attention_kernel == "paged" else self._decode_contiguous,
+                batch.decode_kv_tokens,
+                num_decode_seqs,
+                batch.decode_kv_blocks,
             )
         return (
             gemm_s,
@@ -186,11 +194,11 @@ class ProfileCostModel:
                 self._prefill_step_cache[key] = total_s
             return total_s
         gemm_s, lm_head_s, allreduce_s, overhead_s = self._decode_parts(seqs)
-        const_s, s_tok, s_seq, s_blk = (
-            self._decode_paged if batch.attention_kernel == "paged" else self._decode_contiguous
-        )
-        attn_decode_s = self._num_layers * (
-            const_s + s_tok * batch.decode_kv_tokens + s_seq * seqs + s_blk * batch.decode_kv_blocks
+        attn_decode_s = self._num_layers * _attn_decode_layer_s(
+            self._decode_paged if batch.attention_kernel == "paged" else self._decode_contiguous,
+            batch.decode_kv_tokens,
+            seqs,
+            batch.decode_kv_blocks,
         )
         # total_s adds attn_prefill_s (0.0 here) after gemm_s: gemm_s + 0.0 == gemm_s.
         return gemm_s + attn_decode_s + lm_head_s + allreduce_s + overhead_s + batch.allocator_overhead_s
@@ -229,11 +237,14 @@ class ProfileCostModel:
             else np.asarray(decode_kv_blocks, dtype=np.int64)
         )
         assert blocks.shape == (num_steps,)
-        const_s, s_tok, s_seq, s_blk = (
+        const_s, s_tok, s_seq, s_blk, ramps = (
             self._decode_paged if batch.attention_kernel == "paged" else self._decode_contiguous
         )
-        # The same expression, in the same order, as step_time and StepTime.total_s.
-        attn_decode_s = self._num_layers * (const_s + s_tok * tokens + s_seq * seqs + s_blk * blocks)
+        # The same expression, in the same order, as step_time (_attn_decode_layer_s) and StepTime.total_s.
+        per_layer_s = const_s + s_tok * tokens
+        for s_ramp, knee in ramps:
+            per_layer_s = per_layer_s + s_ramp * np.minimum(tokens, knee)
+        attn_decode_s = self._num_layers * (per_layer_s + s_seq * seqs + s_blk * blocks)
         return (
             first.gemm_s
             + first.attn_prefill_s
@@ -253,7 +264,7 @@ class ProfileCostModel:
         seqs = batch.num_decode_seqs
         if seqs == 0 or batch.prefill_q_lens:
             return [self.step_time(batch).total_s] * num_steps
-        const_s, s_tok, s_seq, s_blk = (
+        const_s, s_tok, s_seq, s_blk, ramps = (
             self._decode_paged if batch.attention_kernel == "paged" else self._decode_contiguous
         )
         layers, tokens0 = self._num_layers, batch.decode_kv_tokens
@@ -262,13 +273,23 @@ class ProfileCostModel:
         head, lm_head_s, allreduce_s, overhead_s = self._decode_parts(seqs)  # head: gemm_s + 0.0 prefill
         allocator_s = batch.allocator_overhead_s
         seq_s = s_seq * seqs
+        token_range = range(tokens0, tokens0 + num_steps * seqs, seqs)
+        if ramps:  # a measured profile's decode ramp: _attn_decode_layer_s's operations, step by step
+            return [
+                head
+                + layers * (_ramped(const_s + s_tok * tokens, ramps, tokens) + seq_s + s_blk * blocks)
+                + lm_head_s
+                + allreduce_s
+                + overhead_s
+                + allocator_s
+                for tokens, blocks in zip(token_range, decode_kv_blocks)
+            ]
         if not (seq_s or s_blk or allreduce_s or allocator_s) and const_s > 0.0 and head > 0.0:
             # The roofline's case (no per-sequence or per-block term, one GPU, no allocator time): a zero
             # addend leaves a sum unchanged unless the sum is -0.0, and sums with a positive term never are;
             # so leaving the zeros out gives the same floats, at half the operations per step.
             return [
-                head + layers * (const_s + s_tok * tokens) + lm_head_s + overhead_s
-                for tokens in range(tokens0, tokens0 + num_steps * seqs, seqs)
+                head + layers * (const_s + s_tok * tokens) + lm_head_s + overhead_s for tokens in token_range
             ]
         # float * int converts the int exactly as float() would: the same products as step_time's
         return [
@@ -278,7 +299,7 @@ class ProfileCostModel:
             + allreduce_s
             + overhead_s
             + allocator_s
-            for tokens, blocks in zip(range(tokens0, tokens0 + num_steps * seqs, seqs), decode_kv_blocks)
+            for tokens, blocks in zip(token_range, decode_kv_blocks)
         ]
 
     def map_latency_s(self, page_size_bytes: int) -> float | None:
@@ -304,6 +325,23 @@ class ProfileCostModel:
         if self._allreduce is None:
             return 0.0
         return 2 * self._num_layers * (self._allreduce[0] + self._allreduce[1] * num_tokens)
+
+
+def _attn_decode_layer_s(decode: tuple, tokens: int, seqs: int, blocks: int) -> float:
+    """One layer's decode attention for a batch: the linear terms, with the ramp's terms (if any) added after
+    the per-token one. decode_step_times and decode_step_times_list repeat these operations in this order."""
+    const_s, s_tok, s_seq, s_blk, ramps = decode
+    per_layer_s = const_s + s_tok * tokens
+    if ramps:
+        per_layer_s = _ramped(per_layer_s, ramps, tokens)
+    return per_layer_s + s_seq * seqs + s_blk * blocks
+
+
+def _ramped(per_layer_s: float, ramps: tuple[tuple[float, float], ...], tokens: int) -> float:
+    """``per_layer_s`` plus each ramp's seconds per token times min(tokens, knee), left to right."""
+    for s_ramp, knee in ramps:
+        per_layer_s = per_layer_s + s_ramp * min(tokens, knee)
+    return per_layer_s
 
 
 def _table(term: Term | None) -> tuple[np.ndarray, np.ndarray] | None:

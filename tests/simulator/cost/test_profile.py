@@ -102,6 +102,18 @@ def _broken(tmp_path, edit) -> str:
             "'terms.vmm_map.params.big' must be a page",
         ),
         (lambda d: d["terms"]["gemm"].update(fit={"mape": 3}), "field 'terms.gemm.fit' must be an object"),
+        (  # ramps: only in a linear term's own features, with a positive knee
+            lambda d: d["terms"]["attn_decode_paged"]["params"].update(kv_bytes_min_0=1e-12),
+            "field 'terms.attn_decode_paged.params' has keys",
+        ),
+        (
+            lambda d: d["terms"]["attn_decode_paged"]["params"].update(flops_min_1024=1e-12),
+            "field 'terms.attn_decode_paged.params' has keys",
+        ),
+        (
+            lambda d: d["terms"]["gemm"]["params"].update(flops_min_1024=1e-12),
+            "field 'terms.gemm.params' has keys",
+        ),
     ],
 )
 def test_a_malformed_profile_is_an_error_naming_file_and_field(tmp_path, edit, message):

@@ -104,12 +104,24 @@ def test_an_empty_step_costs_only_allocator_work():
     ("model", "gpu", "tp"),
     [("llama-2-7b", "a100-80gb", 1), ("llama-2-70b", "h100-sxm", 4), ("opt-13b", "l4", 1)],
 )
-@pytest.mark.parametrize("fitted", ["roofline", "per-seq", "per-block"])
+@pytest.mark.parametrize("fitted", ["roofline", "per-seq", "per-block", "ramp"])
 def test_decode_step_times_equal_step_time_bit_for_bit(model, gpu, tp, kernel, fitted):
     cost = make_cost_model(model, gpu, tp)
     if fitted != "roofline":  # terms a calibrated profile may fit (the roofline has none)
-        extra = {"num_seqs": 3.1e-7} if fitted == "per-seq" else {"num_blocks": 4.3e-9}
-        name = f"attn_decode_{kernel}" if fitted == "per-seq" else "attn_decode_paged"
+        extra = {
+            "per-seq": {"num_seqs": 3.1e-7},
+            "per-block": {"num_blocks": 4.3e-9},
+            # knees at 1 MiB, 64 MiB and 1 GiB of a layer's KV: windows below, across and above them
+            "ramp": {  # with a per-sequence term too, so the order of the sums after the ramp is checked
+                "num_seqs": 3.1e-7,
+                "kv_bytes_min_1048576": 1.6e-12,
+                "kv_bytes_min_67108864": 1.1e-13,
+                "kv_bytes_min_1073741824": 2.7e-15,
+            },
+        }[fitted]
+        if fitted == "ramp" and kernel == "paged":
+            extra["num_blocks"] = 4.3e-9
+        name = "attn_decode_paged" if fitted == "per-block" else f"attn_decode_{kernel}"
         terms = dict(cost.profile.terms)
         terms[name] = dataclasses.replace(terms[name], params={**terms[name].params, **extra})
         cost = ProfileCostModel(dataclasses.replace(cost.profile, terms=terms), cost.model, tp)
@@ -138,6 +150,7 @@ def test_decode_step_times_equal_step_time_bit_for_bit(model, gpu, tp, kernel, f
                 allocator_overhead_s=first.allocator_overhead_s,
             )
             assert fast[i] == cost.step_time(step_i).total_s  # exact, not approx
+            assert fast[i] == cost.step_total_s(step_i)
         constant = cost.decode_step_times(first, 3)
         assert (
             constant[2]
@@ -154,10 +167,37 @@ def test_decode_step_times_equal_step_time_bit_for_bit(model, gpu, tp, kernel, f
 
 
 def test_roofline_outputs_say_so_and_have_no_map_latency():
-    cost = make_cost_model(MODELS["mistral-7b"], GPUS["h200"])
+    cost = make_cost_model(MODELS["mistral-7b"], GPUS["l4"])  # no L4 profile ships
     assert cost.source == "roofline"
-    assert "roofline" in cost.description and "H200" in cost.description
+    assert "roofline" in cost.description and "L4" in cost.description
     assert cost.map_latency_s(2 << 20) is None
+
+
+def test_the_shipped_h200_profile_is_picked_and_says_where_it_came_from():
+    cost = make_cost_model(MODELS["llama-3-8b"], GPUS["h200"])
+    assert cost.source == "measured"
+    assert "H200 measured" in cost.description and "driver 580.159.04" in cost.description
+    assert cost.map_latency_s(2 << 20) > 0  # the 2 MiB page map cost was measured
+    # its decode terms carry a ramp, and the cost model applies it as the term predicts, per layer
+    model = MODELS["llama-3-8b"]
+    bytes_per_token = 2 * model.num_kv_heads * model.head_dim * model.dtype_bytes
+    for kernel in ("paged", "contiguous"):
+        term = cost.profile.terms[f"attn_decode_{kernel}"]
+        assert any(name.startswith("kv_bytes_min_") for name in term.params)
+        for seqs, tokens in ((1, 300), (16, 40_000), (128, 500_000)):
+            blocks = tokens // 16 + seqs
+            step = cost.step_time(
+                Batch(
+                    num_decode_seqs=seqs,
+                    decode_kv_tokens=tokens,
+                    decode_kv_blocks=blocks,
+                    attention_kernel=kernel,
+                )
+            )
+            features = dict(kv_bytes=tokens * bytes_per_token, num_seqs=seqs)
+            if kernel == "paged":
+                features["num_blocks"] = blocks
+            assert step.attn_decode_s == pytest.approx(model.num_layers * term.predict(**features), rel=1e-12)
 
 
 def test_prefill_of_several_sequences_is_one_launch_per_layer_over_their_summed_work():
