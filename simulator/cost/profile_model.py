@@ -7,6 +7,8 @@ float multiply-adds and no dict lookups by string.
 
 from __future__ import annotations
 
+from bisect import bisect_left
+
 import numpy as np
 
 from kvsim.simulator.batch import Batch, StepTime
@@ -74,23 +76,29 @@ class ProfileCostModel:
         self._prefill_step_cache: dict[tuple, float] = {}
         self._lm_head = _Gemm(gemm_term("lm_head"), lm_head_shape(model, tp), model.dtype_bytes)
 
-        # (const_s, s_per_kv_token, s_per_seq, s_per_block, ramps) of each decode kernel, per layer launch;
-        # ramps: ((s_per_kv_token below the knee, knee in KV tokens), ...) from the kv_bytes_min_<K> parameters
+        # (const_s, s_per_kv_token, s_per_seq, s_per_block, knees, segments) of each decode kernel, per layer
+        # launch. A measured profile's ramp (kv_bytes_min_<K> parameters) makes the per-layer time a concave
+        # piecewise-linear function of the batch's KV tokens: knees holds its breakpoints in tokens, and
+        # segments[i] the (const_s, s_per_kv_token) that hold from knees[i - 1] (exclusive) to knees[i]
+        # (inclusive), i = bisect_left(knees, tokens). Without a ramp: no knees, one segment, the plain line.
         kv_bytes_per_token = kv_bytes_per_token_layer(model, tp)
 
-        def decode(kernel: str) -> tuple[float, float, float, float, tuple[tuple[float, float], ...]]:
+        def decode(kernel: str) -> tuple:
             p = terms[f"attn_decode_{kernel}"].params
-            ramps = tuple(
-                (s_per_byte * kv_bytes_per_token, knee / kv_bytes_per_token)
-                for knee, s_per_byte in ramp_knees(p, "kv_bytes")
-            )
-            return (
-                p["const_s"],
-                p["kv_bytes"] * kv_bytes_per_token,
-                p["num_seqs"],
-                p.get("num_blocks", 0.0),
-                ramps,
-            )
+            const_s, s_tok = p["const_s"], p["kv_bytes"] * kv_bytes_per_token
+            ramps = [
+                (knee / kv_bytes_per_token, s * kv_bytes_per_token) for knee, s in ramp_knees(p, "kv_bytes")
+            ]
+            segments = []
+            for i in range(len(ramps) + 1):  # below ramps[i]'s knee: ramps[:i] are flat, ramps[i:] still rise
+                segments.append(
+                    (
+                        const_s + sum(s * knee for knee, s in ramps[:i]),
+                        s_tok + sum(s for _, s in ramps[i:]),
+                    )
+                )
+            knees = tuple(knee for knee, _ in ramps)
+            return const_s, s_tok, p["num_seqs"], p.get("num_blocks", 0.0), knees, tuple(segments)
 
         def prefill(kernel: str) -> tuple[float, float, float, float]:  # (const_s, s/FLOP, s/byte, s/seq)
             p = terms[f"attn_prefill_{kernel}"].params
@@ -237,14 +245,14 @@ class ProfileCostModel:
             else np.asarray(decode_kv_blocks, dtype=np.int64)
         )
         assert blocks.shape == (num_steps,)
-        const_s, s_tok, s_seq, s_blk, ramps = (
+        const_s, s_tok, s_seq, s_blk, knees, segments = (
             self._decode_paged if batch.attention_kernel == "paged" else self._decode_contiguous
         )
+        if knees:  # each step's segment of the ramp, as _attn_decode_layer_s picks it
+            seg = np.array(segments)[np.searchsorted(knees, tokens, side="left")]
+            const_s, s_tok = seg[:, 0], seg[:, 1]
         # The same expression, in the same order, as step_time (_attn_decode_layer_s) and StepTime.total_s.
-        per_layer_s = const_s + s_tok * tokens
-        for s_ramp, knee in ramps:
-            per_layer_s = per_layer_s + s_ramp * np.minimum(tokens, knee)
-        attn_decode_s = self._num_layers * (per_layer_s + s_seq * seqs + s_blk * blocks)
+        attn_decode_s = self._num_layers * (const_s + s_tok * tokens + s_seq * seqs + s_blk * blocks)
         return (
             first.gemm_s
             + first.attn_prefill_s
@@ -264,7 +272,7 @@ class ProfileCostModel:
         seqs = batch.num_decode_seqs
         if seqs == 0 or batch.prefill_q_lens:
             return [self.step_time(batch).total_s] * num_steps
-        const_s, s_tok, s_seq, s_blk, ramps = (
+        const_s, s_tok, s_seq, s_blk, knees, segments = (
             self._decode_paged if batch.attention_kernel == "paged" else self._decode_contiguous
         )
         layers, tokens0 = self._num_layers, batch.decode_kv_tokens
@@ -274,16 +282,19 @@ class ProfileCostModel:
         allocator_s = batch.allocator_overhead_s
         seq_s = s_seq * seqs
         token_range = range(tokens0, tokens0 + num_steps * seqs, seqs)
-        if ramps:  # a measured profile's decode ramp: _attn_decode_layer_s's operations, step by step
-            return [
-                head
-                + layers * (_ramped(const_s + s_tok * tokens, ramps, tokens) + seq_s + s_blk * blocks)
-                + lm_head_s
-                + allreduce_s
-                + overhead_s
-                + allocator_s
-                for tokens, blocks in zip(token_range, decode_kv_blocks)
-            ]
+        if knees:  # a measured profile's ramp: each step on its segment, as _attn_decode_layer_s picks it
+            out = []
+            for tokens, blocks in zip(token_range, decode_kv_blocks):
+                seg_const_s, seg_s_tok = segments[bisect_left(knees, tokens)]
+                out.append(
+                    head
+                    + layers * (seg_const_s + seg_s_tok * tokens + seq_s + s_blk * blocks)
+                    + lm_head_s
+                    + allreduce_s
+                    + overhead_s
+                    + allocator_s
+                )
+            return out
         if not (seq_s or s_blk or allreduce_s or allocator_s) and const_s > 0.0 and head > 0.0:
             # The roofline's case (no per-sequence or per-block term, one GPU, no allocator time): a zero
             # addend leaves a sum unchanged unless the sum is -0.0, and sums with a positive term never are;
@@ -328,20 +339,12 @@ class ProfileCostModel:
 
 
 def _attn_decode_layer_s(decode: tuple, tokens: int, seqs: int, blocks: int) -> float:
-    """One layer's decode attention for a batch: the linear terms, with the ramp's terms (if any) added after
-    the per-token one. decode_step_times and decode_step_times_list repeat these operations in this order."""
-    const_s, s_tok, s_seq, s_blk, ramps = decode
-    per_layer_s = const_s + s_tok * tokens
-    if ramps:
-        per_layer_s = _ramped(per_layer_s, ramps, tokens)
-    return per_layer_s + s_seq * seqs + s_blk * blocks
-
-
-def _ramped(per_layer_s: float, ramps: tuple[tuple[float, float], ...], tokens: int) -> float:
-    """``per_layer_s`` plus each ramp's seconds per token times min(tokens, knee), left to right."""
-    for s_ramp, knee in ramps:
-        per_layer_s = per_layer_s + s_ramp * min(tokens, knee)
-    return per_layer_s
+    """One layer's decode attention for a batch, on the ramp's segment that holds ``tokens`` (the plain line
+    without a ramp). decode_step_times and decode_step_times_list repeat these operations in this order."""
+    const_s, s_tok, s_seq, s_blk, knees, segments = decode
+    if knees:
+        const_s, s_tok = segments[bisect_left(knees, tokens)]
+    return const_s + s_tok * tokens + s_seq * seqs + s_blk * blocks
 
 
 def _table(term: Term | None) -> tuple[np.ndarray, np.ndarray] | None:
