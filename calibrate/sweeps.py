@@ -157,7 +157,7 @@ class Sweeper:
             v = v_pool[: batch * max_len].view(batch, max_len, num_kv_heads, head_dim)
             fn = self.kernels["contiguous_decode_attention"]
             args, num_blocks = (q, k, v, lens), 0
-        kwargs = {"max_seq_len": max_len} if _accepts(fn, "max_seq_len") else {}
+        kwargs = {"max_seq_len": max_len} if accepts_kwarg(fn, "max_seq_len") else {}
         timing = self.timer.time(lambda: fn(*args, **kwargs), flush_l2=True)
         kv_bytes = sum(seq_lens) * 2 * num_kv_heads * head_dim * self.dtype_bytes
         self.out.add(
@@ -210,7 +210,7 @@ class Sweeper:
             fn, args = self.kernels["contiguous_prefill_attention"], (q, k, torch.randn_like(k), cu_q)
             hint = "max_seqlen"
         # The hint spares the kernel's device-to-host copy of the lengths, which would otherwise be timed.
-        kwargs = {hint: q_len} if _accepts(fn, hint) else {}
+        kwargs = {hint: q_len} if accepts_kwarg(fn, hint) else {}
         timing = self.timer.time(lambda: fn(*args, **kwargs), flush_l2=True)
         flops = num_seqs * prefill_attn_flops(q_len, kv_len, num_heads, head_dim)
         nbytes = num_seqs * prefill_attn_bytes(
@@ -285,7 +285,7 @@ class Sweeper:
         return self._pools[key]
 
 
-def _accepts(fn: Callable[..., Any], name: str) -> bool:
+def accepts_kwarg(fn: Callable[..., Any], name: str) -> bool:
     try:
         return name in inspect.signature(fn).parameters
     except (TypeError, ValueError):

@@ -5,12 +5,14 @@
 #   3. kernel tests on the GPU, full-size `gpu` cases included         -> $OUT/kernel_tests.log
 #   4. kernel benchmark: decode GB/s and prefill TFLOP/s vs the peak   -> $OUT/kernel_bench.csv, _summary.txt
 #   5. calibration sweep and fit, if kvsim.calibrate exists yet        -> $OUT (profile JSON + raw CSV)
+#   5b. the fitted profile against whole decoder layers on the GPU      -> $OUT/step_validation.csv
 #   6. a short summary
 # Fails fast and loudly when a step that the rest needs breaks (install, versions). A failing kernel test or
 # benchmark is logged and the script goes on to calibration (its GEMM and VMM sweeps need no Triton kernel),
 # then exits non-zero: one short GPU loan still brings back everything that did work.
 #
 # Usage:  OUT=/path/to/results bash scripts/gpu_session.sh
+#         KVSIM_GPU_DEADLINE_S=300 ... for a shorter loan (calibration gets what the rest leaves)
 #         KVSIM_GPU_DRY_RUN=1 OUT=/tmp/x bash scripts/gpu_session.sh   (or --dry-run: checks every step on
 #         CPU: no install, test collection only, the benchmark's tiny interpreter shapes, no calibration)
 set -euo pipefail
@@ -24,7 +26,7 @@ cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
 
 START_S=$(date +%s)
-DEADLINE_S=470 # the whole script must finish inside 8 minutes (480 s); 10 s spare
+DEADLINE_S="${KVSIM_GPU_DEADLINE_S:-470}" # the whole script must finish inside 8 minutes (480 s); 10 s spare
 elapsed() { echo $(($(date +%s) - START_S)); }
 step() { echo; echo "=== [$(elapsed)s] $*"; }
 fail() {
@@ -101,17 +103,32 @@ fi
 step "5/6 calibration"
 if "$PY" -c "import kvsim.calibrate.__main__" >/dev/null 2>&1; then
   if ((DRY_RUN)); then
-    echo "(dry run) would run: $PY -m kvsim.calibrate --device cuda --tp 1,2,4,8 --out $OUT --budget-s <time left - 40>"
+    echo "(dry run) would run: $PY -m kvsim.calibrate --device cuda --tp 1,2,4,8 --out $OUT --budget-s <time left - 100>"
   else
-    # Give calibration what is left (its sweeps scale down to the budget), keeping 40 s for fitting and
-    # the summary; the step's timeout allows 25 s past the budget before it counts as a failure.
-    budget_s=$((DEADLINE_S - $(elapsed) - 40))
+    # Give calibration what is left (its sweeps scale down to the budget), keeping 100 s for fitting, the
+    # layer validation and the summary; the step's timeout allows 25 s past the budget before it counts as
+    # a failure.
+    budget_s=$((DEADLINE_S - $(elapsed) - 100))
     ((budget_s >= 60)) || fail "calibration: only ${budget_s}s left; earlier steps overran"
     run_step calibration $((budget_s + 25)) "$PY" -m kvsim.calibrate --device cuda --tp 1,2,4,8 --out "$OUT" \
       --budget-s "$budget_s"
   fi
 else
   echo "kvsim.calibrate is not importable (not built yet?): calibration skipped"
+fi
+
+step "5b/6 layer validation"
+if ((DRY_RUN)); then
+  run_step "layer validation" 120 "$PY" -m kvsim.calibrate.validate_step --device cpu --out "$OUT/step_validation.csv"
+else
+  profiles=("$OUT"/profile-*.json)
+  if [[ -f "${profiles[0]}" ]]; then
+    # the profile just fitted, against whole decoder layers run back to back on this GPU
+    soft_step "layer validation" 60 "$PY" -m kvsim.calibrate.validate_step --device cuda \
+      --profile "${profiles[0]}" --out "$OUT/step_validation.csv"
+  else
+    echo "no profile in $OUT (calibration skipped or failed): layer validation skipped"
+  fi
 fi
 
 step "6/6 summary"
