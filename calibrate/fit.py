@@ -107,8 +107,43 @@ def r2(predicted: np.ndarray, measured: np.ndarray) -> float:
     return float(1 - np.sum((measured - predicted) ** 2) / total) if total > 0 else float("nan")
 
 
+def launch_savings_s(row: dict[str, Any]) -> float:
+    """Per launch, what a layer's kernels timed alone took beyond the layer run back to back: the layer pays
+    the lone-launch cost once (its first kernel), so its other ``launches - 1`` kernels each saved this."""
+    return (float(row["parts_s"]) - float(row["median_s"])) / (float(row["launches"]) - 1)
+
+
+def fit_launch_overlap(rows: list[dict[str, Any]], seed: int = 0) -> Term | None:
+    """``launch_overlap`` from whole-layer rows: the median per-launch saving (not below zero). Its quality is
+    how well ``parts - (launches - 1) · overlap`` predicts the layers it was not fitted on."""
+    rows = [r for r in rows if float(r["launches"]) > 1]
+    if len(rows) < MIN_POINTS:
+        return None
+    savings = np.array([launch_savings_s(r) for r in rows])
+    parts = np.array([float(r["parts_s"]) for r in rows])
+    others = np.array([float(r["launches"]) - 1 for r in rows])
+    layer = np.array([float(r["median_s"]) for r in rows])
+    n = len(rows)
+    num_test = max(1, round(HOLDOUT_FRACTION * n))
+    quality: dict[str, Any] = {"n": n, "n_holdout": num_test, "n_extrapolation": num_test}
+    splits = {
+        "holdout": np.random.default_rng(seed).permutation(n),
+        "extrapolation": np.argsort(parts, kind="stable"),  # fitted on the smaller layers
+    }
+    for split, order in splits.items():
+        train, test = order[:-num_test], order[-num_test:]
+        overlap = max(0.0, float(np.median(savings[train])))
+        predicted = parts[test] - others[test] * overlap
+        quality[f"mape_{split}_pct"] = mape_pct(predicted, layer[test])
+        quality[f"r2_{split}"] = r2(predicted, layer[test]) if num_test > 1 else None
+    clean = {k: (v if v == v else None) for k, v in quality.items()}
+    return Term("linear", {"const_s": max(0.0, float(np.median(savings)))}, FitQuality(**clean))
+
+
 def fit_term(name: str, rows: list[dict[str, Any]], seed: int = 0) -> Term | None:
     """Fit term ``name`` on its rows; None when there are too few points to fit and test."""
+    if name == "launch_overlap":
+        return fit_launch_overlap(rows, seed)
     form, features = REQUIRED_TERMS.get(name) or OPTIONAL_TERMS[name]
     if form == "table":
         by_size: dict[int, list[float]] = {}

@@ -18,7 +18,16 @@ from typing import Any
 from kvsim.errors import KvsimError
 
 MAGIC = "# kvsim-measurements "
-FEATURE_COLUMNS = ("flops", "bytes", "kv_bytes", "num_seqs", "num_blocks", "page_size_bytes")
+FEATURE_COLUMNS = (
+    "flops",
+    "bytes",
+    "kv_bytes",
+    "num_seqs",
+    "num_blocks",
+    "page_size_bytes",
+    "parts_s",  # launch_overlap rows: the layer's kernels timed one by one, summed
+    "launches",  # launch_overlap rows: kernel calls in the layer
+)
 SHAPE_COLUMNS = (
     "impl",
     "dtype",
@@ -34,6 +43,12 @@ SHAPE_COLUMNS = (
     "t",
     "k",
     "n",
+    "kernel",  # launch_overlap rows: the attention layout, and the batch the layer ran
+    "decode_seqs",
+    "decode_context",
+    "prefill_seqs",
+    "prefill_q_len",
+    "prefill_prefix",
 )
 TIMING_COLUMNS = ("median_s", "p10_s", "p90_s", "reps")
 COLUMNS = ("term", *FEATURE_COLUMNS, *TIMING_COLUMNS, *SHAPE_COLUMNS)

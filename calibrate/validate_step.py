@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import sys
 from dataclasses import dataclass
 from functools import partial
@@ -28,11 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
+from kvsim.calibrate.fit import launch_savings_s
+from kvsim.calibrate.measurements import Measurements, load_measurements
 from kvsim.calibrate.sweeps import accepts_kwarg, resolve_kernels
 from kvsim.calibrate.timing import Timer
 from kvsim.errors import KvsimError
 from kvsim.simulator.batch import Batch
-from kvsim.simulator.cost.profile import load_profile
+from kvsim.simulator.cost.profile import Profile, Term, load_profile
 from kvsim.simulator.cost.profile_model import ProfileCostModel
 from kvsim.simulator.cost.roofline import roofline_profile
 from kvsim.simulator.cost.work import layer_gemm_shapes
@@ -40,8 +43,9 @@ from kvsim.simulator.specs import GPUS, ModelSpec
 
 BLOCK_SIZE = 16
 COLUMNS = (
-    "kernel", "decode_seqs", "decode_context", "prefill_seqs", "prefill_q_len", "prefill_prefix",
-    "measured_layer_us", "sum_of_parts_us", "predicted_us", "composition_err_pct", "model_err_pct",
+    "kernel", "decode_seqs", "decode_context", "prefill_seqs", "prefill_q_len", "prefill_prefix", "launches",
+    "measured_layer_us", "sum_of_parts_us", "predicted_us", "predicted_overlap_us", "composition_err_pct",
+    "model_err_pct", "model_err_overlap_pct",
 )  # fmt: skip
 
 
@@ -167,24 +171,20 @@ def _hint(fn, name: str, value: int) -> dict:
     return {name: value} if accepts_kwarg(fn, name) else {}
 
 
-def validate(
-    profile_path: str | Path | None,
-    model: ModelSpec | str,
-    device: str = "cuda",
-    cases: tuple[StepCase, ...] | None = None,
-    seed: int = 0,
+CASE_FIELDS = ("decode_seqs", "decode_context", "prefill_seqs", "prefill_q_len", "prefill_prefix")
+
+
+def measure(
+    model: ModelSpec, device: str = "cuda", cases: tuple[StepCase, ...] | None = None, seed: int = 0
 ) -> list[dict]:
-    """One row per (case, kernel): the layer measured, its parts' sum, and the profile's prediction."""
+    """One row per (case, kernel): the layer timed back to back, and its kernels timed one by one."""
     import torch
 
-    model = ModelSpec.from_name(model) if isinstance(model, str) else model
     smoke = device == "cpu"
     if not smoke and not torch.cuda.is_available():
         raise KvsimError(
             "no CUDA GPU is visible: validate a profile on the GPU it describes (or --device cpu)"
         )
-    profile = roofline_profile(GPUS["a100-80gb"]) if profile_path is None else load_profile(profile_path)
-    cost = ProfileCostModel(profile, model, 1)
     timer = (
         Timer("cpu", target_s=0.0, min_reps=1, max_reps=1, warmup=1)
         if smoke
@@ -199,21 +199,13 @@ def validate(
             runner = LayerRunner(model, case, kernel, device, impl, seed)
             layer_s = timer.time(runner.layer).median_s
             parts_s = sum(timer.time(part).median_s for part in runner.parts)
-            step = cost.step_time(case.batch(kernel))
-            predicted_s = (step.gemm_s + step.attn_prefill_s + step.attn_decode_s) / model.num_layers
             rows.append(
                 {
                     "kernel": kernel,
-                    "decode_seqs": case.decode_seqs,
-                    "decode_context": case.decode_context,
-                    "prefill_seqs": case.prefill_seqs,
-                    "prefill_q_len": case.prefill_q_len,
-                    "prefill_prefix": case.prefill_prefix,
+                    **{name: getattr(case, name) for name in CASE_FIELDS},
+                    "launches": len(runner.parts),
                     "measured_layer_us": round(layer_s * 1e6, 2),
                     "sum_of_parts_us": round(parts_s * 1e6, 2),
-                    "predicted_us": round(predicted_s * 1e6, 2),
-                    "composition_err_pct": round((parts_s / layer_s - 1) * 100, 2),
-                    "model_err_pct": round((predicted_s / layer_s - 1) * 100, 2),
                 }
             )
             del runner
@@ -222,27 +214,98 @@ def validate(
     return rows
 
 
+def _case(row: dict) -> StepCase:
+    return StepCase(**{name: int(row[name]) for name in CASE_FIELDS})
+
+
+def _launches(row: dict) -> int:
+    """Kernel calls in the row's layer: four GEMMs and one attention call per phase present (files written
+    before the column existed lack it)."""
+    if row.get("launches") not in (None, ""):
+        return int(row["launches"])
+    return 4 + (int(row["prefill_seqs"]) > 0) + (int(row["decode_seqs"]) > 0)
+
+
+def measurement_rows(rows: list[dict]) -> list[dict]:
+    """``launch_overlap`` rows for a measurements CSV, from which the profile's fit takes that term."""
+    return [
+        {
+            "term": "launch_overlap",
+            "parts_s": float(r["sum_of_parts_us"]) * 1e-6,
+            "launches": _launches(r),
+            "median_s": float(r["measured_layer_us"]) * 1e-6,
+            "kernel": r["kernel"],
+            **{name: int(r[name]) for name in CASE_FIELDS},
+        }
+        for r in rows
+    ]
+
+
+def predict(rows: list[dict], profile: Profile, model: ModelSpec) -> list[dict]:
+    """``rows`` with the profile's predictions for each lone layer added:
+
+    - ``predicted_us``: the kernel terms as fitted, no launch overlap: what the calibration sweeps alone say;
+    - ``predicted_overlap_us``: with the launch overlap estimated from the OTHER rows (leave one out), plus one
+      lone launch's cost, since a layer timed alone pays it for its first kernel.
+    """
+    base_terms = {name: term for name, term in profile.terms.items() if name != "launch_overlap"}
+    base = ProfileCostModel(dataclasses.replace(profile, terms=base_terms), model, 1)
+    savings = [launch_savings_s(r) for r in measurement_rows(rows)]
+    out = []
+    for i, row in enumerate(rows):
+        case, kernel = _case(row), row["kernel"]
+        layer_s = float(row["measured_layer_us"]) * 1e-6
+        overlap_s = max(0.0, float(np.median(savings[:i] + savings[i + 1 :]))) if len(rows) > 1 else 0.0
+        terms = {**base_terms, "launch_overlap": Term("linear", {"const_s": overlap_s})}
+        with_overlap = ProfileCostModel(dataclasses.replace(profile, terms=terms), model, 1)
+        raw_s = _layer_s(base, case, kernel, model)
+        overlap_layer_s = _layer_s(with_overlap, case, kernel, model) + overlap_s
+        parts_s = float(row["sum_of_parts_us"]) * 1e-6
+        out.append(
+            {
+                **row,
+                "launches": _launches(row),
+                "predicted_us": round(raw_s * 1e6, 2),
+                "predicted_overlap_us": round(overlap_layer_s * 1e6, 2),
+                "composition_err_pct": round((parts_s / layer_s - 1) * 100, 2),
+                "model_err_pct": round((raw_s / layer_s - 1) * 100, 2),
+                "model_err_overlap_pct": round((overlap_layer_s / layer_s - 1) * 100, 2),
+            }
+        )
+    return out
+
+
+def _layer_s(cost: ProfileCostModel, case: StepCase, kernel: str, model: ModelSpec) -> float:
+    """One layer's GEMMs and attention as the cost model prices them inside a step."""
+    step = cost.step_time(case.batch(kernel))
+    return (step.gemm_s + step.attn_prefill_s + step.attn_decode_s) / model.num_layers
+
+
 def table(rows: list[dict]) -> str:
     lines = [
-        f"{'kernel':10} {'decode':>12} {'prefill':>16} {'layer us':>10} {'parts us':>10} {'pred us':>10} "
-        f"{'parts err %':>11} {'model err %':>11}"
+        f"{'kernel':10} {'decode':>9} {'prefill':>11} {'layer us':>9} {'parts us':>9} {'pred us':>9} "
+        f"{'err %':>6} {'+overlap us':>11} {'err %':>6}"
     ]
     for r in rows:
-        decode = f"{r['decode_seqs']}x{r['decode_context']}" if r["decode_seqs"] else "-"
+        decode = f"{r['decode_seqs']}x{r['decode_context']}" if int(r["decode_seqs"]) else "-"
         prefill = (
-            f"{r['prefill_seqs']}x{r['prefill_q_len']}+{r['prefill_prefix']}" if r["prefill_seqs"] else "-"
+            f"{r['prefill_seqs']}x{r['prefill_q_len']}+{r['prefill_prefix']}"
+            if int(r["prefill_seqs"])
+            else "-"
         )
         lines.append(
-            f"{r['kernel']:10} {decode:>12} {prefill:>16} {r['measured_layer_us']:>10.1f} "
-            f"{r['sum_of_parts_us']:>10.1f} {r['predicted_us']:>10.1f} {r['composition_err_pct']:>11.1f} "
-            f"{r['model_err_pct']:>11.1f}"
+            f"{r['kernel']:10} {decode:>9} {prefill:>11} {float(r['measured_layer_us']):>9.1f} "
+            f"{float(r['sum_of_parts_us']):>9.1f} {r['predicted_us']:>9.1f} {r['model_err_pct']:>6.1f} "
+            f"{r['predicted_overlap_us']:>11.1f} {r['model_err_overlap_pct']:>6.1f}"
         )
-    errors = np.abs([r["model_err_pct"] for r in rows])
-    parts = np.abs([r["composition_err_pct"] for r in rows])
-    lines.append(
-        f"mean |model err| {errors.mean():.1f}% (max {errors.max():.1f}%); "
-        f"mean |parts err| {parts.mean():.1f}% (max {parts.max():.1f}%) over {len(rows)} layers"
-    )
+    for label, key in (
+        ("kernel terms alone", "model_err_pct"),
+        ("with launch overlap", "model_err_overlap_pct"),
+    ):
+        errors = np.abs([r[key] for r in rows])
+        lines.append(
+            f"{label}: mean |error| {errors.mean():.1f}% (max {errors.max():.1f}%) over {len(rows)} layers"
+        )
     return "\n".join(lines)
 
 
@@ -255,22 +318,41 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--model", default="llama-3-8b", help="model preset whose layer to run")
     parser.add_argument("--device", default="cuda", help="cuda, or cpu for a smoke run on a tiny model")
-    parser.add_argument("--out", type=Path, required=True, help="CSV file to write")
+    parser.add_argument("--out", type=Path, required=True, help="CSV file to write, one row per layer")
+    parser.add_argument(
+        "--from-csv",
+        type=Path,
+        help="re-predict the layers of an earlier --out CSV instead of measuring (no GPU)",
+    )
+    parser.add_argument(
+        "--measurements",
+        type=Path,
+        help="add the layers to this calibration measurements CSV as launch_overlap rows and refit its profile",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    model = args.model
-    if args.device == "cpu":
-        from kvsim.calibrate.run import SMOKE_MODEL
+    from kvsim.calibrate.run import SMOKE_MODEL, fit_only, summary
 
-        model = SMOKE_MODEL
+    model = SMOKE_MODEL if args.device == "cpu" and args.from_csv is None else ModelSpec.from_name(args.model)
     try:
-        rows = validate(args.profile, model, args.device, seed=args.seed)
-    except KvsimError as exc:
+        profile = roofline_profile(GPUS["a100-80gb"]) if args.profile is None else load_profile(args.profile)
+        if args.from_csv is not None:
+            with args.from_csv.open(newline="") as f:
+                measured = list(csv.DictReader(f))
+        else:
+            measured = measure(model, args.device, seed=args.seed)
+        rows = predict(measured, profile, model)
+        if args.measurements is not None:
+            measurements = load_measurements(args.measurements)
+            kept = [r for r in measurements.rows if r["term"] != "launch_overlap"]  # a rerun replaces them
+            Measurements(measurements.meta, kept + measurement_rows(measured)).save(args.measurements)
+            print(summary(fit_only(args.measurements, seed=args.seed)))
+    except (KvsimError, OSError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 2
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     print(table(rows))

@@ -5,7 +5,8 @@
 #   3. kernel tests on the GPU, full-size `gpu` cases included         -> $OUT/kernel_tests.log
 #   4. kernel benchmark: decode GB/s and prefill TFLOP/s vs the peak   -> $OUT/kernel_bench.csv, _summary.txt
 #   5. calibration sweep and fit, if kvsim.calibrate exists yet        -> $OUT (profile JSON + raw CSV)
-#   5b. the fitted profile against whole decoder layers on the GPU      -> $OUT/step_validation.csv
+#   5b. the fitted profile against whole decoder layers on the GPU,    -> $OUT/step_validation.csv
+#       and the launch overlap they show, refitted into the profile
 #   6. a short summary
 # Fails fast and loudly when a step that the rest needs breaks (install, versions). A failing kernel test or
 # benchmark is logged and the script goes on to calibration (its GEMM and VMM sweeps need no Triton kernel),
@@ -122,10 +123,12 @@ if ((DRY_RUN)); then
   run_step "layer validation" 120 "$PY" -m kvsim.calibrate.validate_step --device cpu --out "$OUT/step_validation.csv"
 else
   profiles=("$OUT"/profile-*.json)
-  if [[ -f "${profiles[0]}" ]]; then
-    # the profile just fitted, against whole decoder layers run back to back on this GPU
+  measured=("$OUT"/measurements-*.csv)
+  if [[ -f "${profiles[0]}" && -f "${measured[0]}" ]]; then
+    # the profile just fitted, against whole decoder layers run back to back on this GPU; the layers join
+    # the measurements as launch_overlap rows and the profile is refitted with that term
     soft_step "layer validation" 60 "$PY" -m kvsim.calibrate.validate_step --device cuda \
-      --profile "${profiles[0]}" --out "$OUT/step_validation.csv"
+      --profile "${profiles[0]}" --measurements "${measured[0]}" --out "$OUT/step_validation.csv"
   else
     echo "no profile in $OUT (calibration skipped or failed): layer validation skipped"
   fi

@@ -7,6 +7,7 @@ float multiply-adds and no dict lookups by string.
 
 from __future__ import annotations
 
+import dataclasses
 from bisect import bisect_left
 
 import numpy as np
@@ -60,8 +61,19 @@ class ProfileCostModel:
         per_op = profile.model is not None and profile.model.lower() == model.name.lower()
         self.per_op_gemms = per_op and any(f"gemm.{op}" in terms for op in GEMM_OPS)
 
+        # Kernel terms are timed one launch at a time; back to back, each launch is launch_overlap_s shorter.
+        overlap = terms.get("launch_overlap")
+        self.launch_overlap_s = overlap.params["const_s"] if overlap is not None else 0.0
+
+        def launched(term: Term) -> Term:
+            """``term`` with its constant less the launch overlap (never below zero)."""
+            if not self.launch_overlap_s:
+                return term
+            const_s = max(0.0, term.params["const_s"] - self.launch_overlap_s)
+            return dataclasses.replace(term, params={**term.params, "const_s": const_s})
+
         def gemm_term(op: str) -> Term:
-            return terms.get(f"gemm.{op}", terms["gemm"]) if per_op else terms["gemm"]
+            return launched(terms.get(f"gemm.{op}", terms["gemm"]) if per_op else terms["gemm"])
 
         self._layer_gemms = tuple(
             _Gemm(gemm_term(s.op), s, model.dtype_bytes) for s in layer_gemm_shapes(model, tp)
@@ -84,7 +96,7 @@ class ProfileCostModel:
         kv_bytes_per_token = kv_bytes_per_token_layer(model, tp)
 
         def decode(kernel: str) -> tuple:
-            p = terms[f"attn_decode_{kernel}"].params
+            p = launched(terms[f"attn_decode_{kernel}"]).params
             const_s, s_tok = p["const_s"], p["kv_bytes"] * kv_bytes_per_token
             ramps = [
                 (knee / kv_bytes_per_token, s * kv_bytes_per_token) for knee, s in ramp_knees(p, "kv_bytes")
@@ -101,7 +113,7 @@ class ProfileCostModel:
             return const_s, s_tok, p["num_seqs"], p.get("num_blocks", 0.0), knees, tuple(segments)
 
         def prefill(kernel: str) -> tuple[float, float, float, float]:  # (const_s, s/FLOP, s/byte, s/seq)
-            p = terms[f"attn_prefill_{kernel}"].params
+            p = launched(terms[f"attn_prefill_{kernel}"]).params
             return p["const_s"], p["flops"], p["bytes"], p["num_seqs"]
 
         self._decode_paged, self._decode_contiguous = decode("paged"), decode("contiguous")
@@ -372,6 +384,9 @@ def _describe(profile: Profile) -> str:
     parts = [f"{device.name} {profile.source}"]
     parts += [f"{key} {getattr(device, key)}" for key in ("date", "driver") if getattr(device, key)]
     text = ", ".join(parts)
+    overlap = profile.terms.get("launch_overlap")
+    if overlap is not None:
+        text += f"; launches back to back {overlap.params['const_s'] * 1e6:.1f} us shorter than alone"
     borrowed = [name for name, term in profile.terms.items() if term.source == "roofline"]
     if borrowed:
         text += f"; from the roofline: {', '.join(borrowed)}"

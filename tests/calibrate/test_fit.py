@@ -120,3 +120,32 @@ def test_profile_fills_unmeasured_terms_from_the_roofline_and_says_so():
     assert profile.terms["vmm_map"].params == {"2097152": 31e-6}
     assert profile.terms["gemm"].source == "roofline" and profile.terms["allreduce"].source == "roofline"
     assert "roofline" in profile.notes and profile.model == "Llama-3-8B"
+
+
+def layer_rows(rng: np.random.Generator, overlap_s: float, n: int = 20) -> list[dict]:
+    """Whole layers of 5 or 6 kernel calls: alone, each call costs ``overlap_s`` more than back to back."""
+    rows = []
+    for _ in range(n):
+        launches = int(rng.choice([5, 6]))
+        layer_s = float(rng.uniform(100e-6, 3e-3))
+        parts_s = layer_s + (launches - 1) * overlap_s
+        rows.append(
+            {
+                "term": "launch_overlap",
+                "parts_s": float(noisy(np.array(parts_s), rng, 0.005)),
+                "launches": launches,
+                "median_s": layer_s,
+            }
+        )
+    return rows
+
+
+def test_launch_overlap_is_the_per_launch_saving_of_layers_over_their_parts():
+    term = fit_term("launch_overlap", layer_rows(np.random.default_rng(RNG_SEED), 6e-6))
+    assert term.form == "linear" and set(term.params) == {"const_s"}
+    assert term.params["const_s"] == pytest.approx(6e-6, rel=0.15)
+    assert term.fit.n == 20 and term.fit.mape_holdout_pct < 1.5 and term.fit.mape_extrapolation_pct < 1.5
+    # layers no faster than their parts: no overlap, never a negative one
+    none = fit_term("launch_overlap", layer_rows(np.random.default_rng(RNG_SEED), -3e-6))
+    assert none.params["const_s"] == 0.0
+    assert fit_term("launch_overlap", layer_rows(np.random.default_rng(0), 6e-6, n=4)) is None

@@ -7,6 +7,7 @@ import pytest
 
 from kvsim.simulator.batch import Batch
 from kvsim.simulator.cost import ProfileCostModel, make_cost_model
+from kvsim.simulator.cost.profile import Term
 from kvsim.simulator.cost.roofline import (
     ALLREDUCE_BW_EFFICIENCY,
     ALLREDUCE_LATENCY_S,
@@ -197,7 +198,11 @@ def test_the_shipped_h200_profile_is_picked_and_says_where_it_came_from():
             features = dict(kv_bytes=tokens * bytes_per_token, num_seqs=seqs)
             if kernel == "paged":
                 features["num_blocks"] = blocks
-            assert step.attn_decode_s == pytest.approx(model.num_layers * term.predict(**features), rel=1e-12)
+            # less the launch overlap measured on whole layers (each launch back to back is that much shorter)
+            alone_s = term.predict(**features)
+            back_to_back_s = alone_s - min(term.params["const_s"], cost.launch_overlap_s)
+            assert step.attn_decode_s == pytest.approx(model.num_layers * back_to_back_s, rel=1e-12)
+    assert cost.launch_overlap_s > 0
 
 
 def test_prefill_of_several_sequences_is_one_launch_per_layer_over_their_summed_work():
@@ -207,3 +212,27 @@ def test_prefill_of_several_sequences_is_one_launch_per_layer_over_their_summed_
     step = cost.step_time(Batch(prefill_q_lens=(100, 50), prefill_kv_lens=(100, 250)))
     pairs = 100 * 101 // 2 + (50 * 200 + 50 * 51 // 2)
     assert step.attn_prefill_s == pytest.approx(32 * (KERNEL_LAUNCH_S + 4 * 32 * 128 * pairs / peak))
+
+
+def test_launch_overlap_comes_off_every_kernel_launch_of_a_step():
+    """A profile's launch_overlap shortens each kernel term's constant (4 GEMMs and one attention call per
+    layer, and the LM head), never below zero; the roofline has none."""
+    cost = make_cost_model(MODELS["llama-3-8b"], GPUS["h200"])
+    terms = {name: term for name, term in cost.profile.terms.items() if name != "launch_overlap"}
+    without = ProfileCostModel(dataclasses.replace(cost.profile, terms=terms), cost.model)
+    overlap_s = 2e-6  # below every fitted constant of the H200 profile, so nothing clamps
+    assert all(t.params["const_s"] > overlap_s for n, t in terms.items() if n.startswith(("gemm", "attn")))
+    terms["launch_overlap"] = Term("linear", {"const_s": overlap_s})
+    with_overlap = ProfileCostModel(dataclasses.replace(cost.profile, terms=terms), cost.model)
+    layers = cost.model.num_layers
+    for batch in (
+        Batch(num_decode_seqs=16, decode_kv_tokens=16_000, decode_kv_blocks=1_000),
+        Batch(prefill_q_lens=(300,), prefill_kv_lens=(300,), attention_kernel="contiguous"),
+    ):
+        saved = without.step_time(batch).total_s - with_overlap.step_time(batch).total_s
+        assert saved == pytest.approx((layers * 5 + 1) * overlap_s, rel=1e-6)
+    terms["launch_overlap"] = Term("linear", {"const_s": 1.0})  # more than any constant: they all go to zero
+    clamped = ProfileCostModel(dataclasses.replace(cost.profile, terms=terms), cost.model)
+    tiny = Batch(num_decode_seqs=1, decode_kv_tokens=1)
+    assert 0 < clamped.step_time(tiny).attn_decode_s < without.step_time(tiny).attn_decode_s
+    assert "launches back to back 1000000.0 us shorter" in clamped.description

@@ -1,0 +1,15 @@
+"""A CPU smoke calibration shared by the calibrate tests that need a measurements CSV and its profile."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def smoke_calibration(tmp_path_factory):
+    """(measurements CSV, profile JSON) of a CPU smoke run: tiny shapes, torch reference kernels."""
+    from kvsim.calibrate.run import calibrate
+
+    out = tmp_path_factory.mktemp("smoke-calibration")
+    result = calibrate("cpu", out=out, budget_s=30, impl="reference", show_progress=False)
+    return result.measurements_path, result.profile_path
