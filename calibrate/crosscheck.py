@@ -1,0 +1,89 @@
+"""How well a profile predicts kernels it was not fitted on: ``python -m kvsim.calibrate.crosscheck``.
+
+A profile is fitted on one model's shapes (its GEMMs, and its attention heads with a twin of another KV-head
+count). The simulator uses it for any model on that GPU. This scores it on measurements taken on other
+models' shapes: each row's time against the term the cost model would use for it (the pooled ``gemm`` fit for
+another model's GEMMs, the per-op fits for the profiled model's own), as MAPE per term. Kernels are compared as
+timed, alone, so the profile's launch overlap does not enter.
+
+    python -m kvsim.calibrate.crosscheck --profile calibrate/profiles/profile-h200.json \\
+        calibrate/profiles/validation/measurements-h200-*.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kvsim.calibrate.fit import mape_pct
+from kvsim.calibrate.measurements import load_measurements
+from kvsim.errors import KvsimError
+from kvsim.simulator.cost.profile import GEMM_OPS, Profile, load_profile
+
+FEATURES = ("flops", "bytes", "kv_bytes", "num_seqs", "num_blocks")
+
+
+def score(profile: Profile, rows: list[dict[str, Any]], model: str | None) -> dict[str, tuple[int, float]]:
+    """{term of the rows: (points, MAPE %)} of ``profile``'s predictions for measurement ``rows`` taken on
+    ``model``'s shapes. Rows of terms the profile cannot predict (VMM tables, layers) are left out."""
+    own_gemms = model is not None and (profile.model or "").lower() == model.lower()
+    by_term: dict[str, tuple[list[float], list[float]]] = {}
+    for row in rows:
+        name = row["term"]
+        if name.startswith("gemm.") and name[5:] in GEMM_OPS:
+            term = profile.terms.get(name) if own_gemms else None
+            term = term or profile.terms["gemm"]
+        elif name.startswith("attn_"):
+            term = profile.terms[name]
+        else:
+            continue
+        features = {k: float(row.get(k, 0.0)) for k in FEATURES}
+        predicted, measured = by_term.setdefault(name, ([], []))
+        predicted.append(term.predict(**features))
+        measured.append(float(row["median_s"]))
+    return {
+        name: (len(measured), mape_pct(np.array(predicted), np.array(measured)))
+        for name, (predicted, measured) in sorted(by_term.items())
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m kvsim.calibrate.crosscheck", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--profile", required=True, help="profile JSON to score")
+    parser.add_argument("measurements", nargs="+", type=Path, help="measurements CSVs taken on other shapes")
+    args = parser.parse_args(argv)
+    try:
+        profile = load_profile(args.profile)
+        tables = []
+        for path in args.measurements:
+            measurements = load_measurements(path)
+            tables.append(
+                (
+                    path,
+                    measurements.meta.get("model"),
+                    score(profile, measurements.rows, measurements.meta.get("model")),
+                )
+            )
+    except KvsimError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 2
+    print(f"profile {args.profile} (fitted on {profile.model or '?'} shapes), MAPE % of its predictions:")
+    terms = sorted({name for _, _, scores in tables for name in scores})
+    print(f"{'measured on':28}" + "".join(f"{name:>24}" for name in terms))
+    for path, model, scores in tables:
+        cells = "".join(
+            f"{f'{scores[name][1]:.1f} (n={scores[name][0]})':>24}" if name in scores else f"{'-':>24}"
+            for name in terms
+        )
+        print(f"{(model or path.name):28}{cells}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
