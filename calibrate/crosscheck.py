@@ -75,13 +75,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"profile {args.profile} (fitted on {profile.model or '?'} shapes), MAPE % of its predictions:")
     terms = sorted({name for _, _, scores in tables for name in scores})
-    print(f"{'measured on':28}" + "".join(f"{name:>24}" for name in terms))
+    print(f"{'measured on':42}" + "".join(f"{name:>24}" for name in terms))
     for path, model, scores in tables:
         cells = "".join(
             f"{f'{scores[name][1]:.1f} (n={scores[name][0]})':>24}" if name in scores else f"{'-':>24}"
             for name in terms
         )
-        print(f"{(model or path.name):28}{cells}")
+        print(f"{(model or '?') + ' (' + path.stem + ')':42}{cells}")
     return 0
 
 

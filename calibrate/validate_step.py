@@ -345,7 +345,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.measurements is not None:
             measurements = load_measurements(args.measurements)
             kept = [r for r in measurements.rows if r["term"] != "launch_overlap"]  # a rerun replaces them
-            Measurements(measurements.meta, kept + measurement_rows(measured)).save(args.measurements)
+            meta = dict(measurements.meta)
+            meta["launch_overlap_rows"] = (
+                f"{len(measured)} whole layers from {args.from_csv.name}"
+                if args.from_csv is not None
+                else f"{len(measured)} whole layers measured by validate_step on {args.device}"
+            )
+            Measurements(meta, kept + measurement_rows(measured)).save(args.measurements)
             print(summary(fit_only(args.measurements, seed=args.seed)))
     except (KvsimError, OSError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
