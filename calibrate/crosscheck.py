@@ -75,13 +75,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"profile {args.profile} (fitted on {profile.model or '?'} shapes), MAPE % of its predictions:")
     terms = sorted({name for _, _, scores in tables for name in scores})
-    print(f"{'measured on':42}" + "".join(f"{name:>24}" for name in terms))
-    for path, model, scores in tables:
+    labels = [f"{model or '?'} ({path.stem})" for path, model, _ in tables]
+    width = max(len("measured on"), *map(len, labels)) + 2
+    print(f"{'measured on':{width}}" + "".join(f"{name:>24}" for name in terms))
+    for label, (_, _, scores) in zip(labels, tables):
         cells = "".join(
             f"{f'{scores[name][1]:.1f} (n={scores[name][0]})':>24}" if name in scores else f"{'-':>24}"
             for name in terms
         )
-        print(f"{(model or '?') + ' (' + path.stem + ')':42}{cells}")
+        print(f"{label:{width}}{cells}")
     return 0
 
 

@@ -53,7 +53,7 @@ class SimConfig:
     activation_reserve_bytes: int = 0  # per GPU, taken off KV capacity besides the weights
     kv_capacity_bytes: int | None = None  # per GPU; overrides the computed capacity (paper set-ups)
     profile: str | None = (
-        None  # path of a cost profile JSON; None: the shipped one for the GPU, else roofline
+        None  # path of a cost profile JSON; None: the shipped one for the GPU, else roofline; "roofline"
     )
     seed: int = 0
     slo_ttft_s: float | None = None  # goodput counts a request only if TTFT <= this (None: no bound)

@@ -76,7 +76,9 @@ def _options(func):
         click.option("--activation-reserve-bytes", type=int),
         click.option("--kv-capacity-bytes", type=int, help="Override the KV capacity per GPU."),
         click.option(
-            "--profile", help="Cost profile JSON (default: shipped measured profile, else roofline)."
+            "--profile",
+            help="Cost profile JSON (default: shipped measured profile, else roofline); 'roofline': the GPU's datasheet "
+            "roofline even where a measured profile ships.",
         ),
         click.option("--seed", type=int),
         click.option("--slo-ttft-s", type=float, help="Goodput: TTFT bound, seconds."),

@@ -26,15 +26,21 @@ __all__ = [
 ]
 
 
+ROOFLINE = "roofline"  # the `profile` value that asks for the datasheet roofline
+
+
 def make_cost_model(
     model: ModelSpec | str, gpu: GpuSpec | str, tp: int = 1, *, profile: str | Path | None = None
 ) -> ProfileCostModel:
     """The cost model of ``model`` on ``gpu`` with TP degree ``tp``. ``profile``: a profile file to use
-    instead of the shipped measured one (or the roofline when none ships for this GPU)."""
+    instead of the shipped measured one (or the roofline when none ships for this GPU); ``"roofline"``: the
+    GPU's datasheet roofline even where a measured profile ships (how much does calibration change this?)."""
     model = ModelSpec.from_name(model) if isinstance(model, str) else model
     gpu = GpuSpec.from_name(gpu) if isinstance(gpu, str) else gpu
     if profile is None:
         profile = shipped_profile_path(gpu)
+    if str(profile) == ROOFLINE:
+        profile = None
     resolved = load_profile(profile) if profile is not None else roofline_profile(gpu)
     cost = ProfileCostModel(resolved, model, tp)
     if resolved.representative and resolved.device.name.lower() != gpu.name.lower():

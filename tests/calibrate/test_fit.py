@@ -74,8 +74,8 @@ def test_fit_term_reports_held_out_quality():
 
 
 def test_decode_fits_a_ramp_where_bandwidth_grows_with_size():
-    """Small decode launches reach a fraction of the HBM bandwidth that large ones do (0.3 TB/s at 0.5 MB, 4.6
-    TB/s at 8 GB on an H200): the fit's concave ramp follows that; a straight line cannot."""
+    """Small decode launches reach a fraction of the HBM bandwidth that large ones do (0.07 TB/s at 0.5 MB, 4.6
+    TB/s at 8.6 GB on an H200): the fit's concave ramp follows that; a straight line cannot."""
     rng = np.random.default_rng(RNG_SEED)
     kv_bytes = np.exp(rng.uniform(np.log(5e5), np.log(8e9), 300))
     seqs = rng.integers(1, 256, 300)

@@ -236,3 +236,11 @@ def test_launch_overlap_comes_off_every_kernel_launch_of_a_step():
     tiny = Batch(num_decode_seqs=1, decode_kv_tokens=1)
     assert 0 < clamped.step_time(tiny).attn_decode_s < without.step_time(tiny).attn_decode_s
     assert "launches back to back 1000000.0 us shorter" in clamped.description
+
+
+def test_roofline_can_be_asked_for_where_a_measured_profile_ships():
+    measured = make_cost_model("llama-3-8b", "h200")
+    roofline = make_cost_model("llama-3-8b", "h200", profile="roofline")
+    assert measured.source == "measured" and roofline.source == "roofline"
+    batch = Batch(num_decode_seqs=64, decode_kv_tokens=64 * 4096, decode_kv_blocks=64 * 256)
+    assert measured.step_time(batch).total_s != roofline.step_time(batch).total_s
