@@ -87,7 +87,10 @@ def calibration_rows(profile: Profile, measurements_path: Path) -> list[dict]:
             continue
         features = {k: float(m[k]) for k in FEATURE_COLUMNS if m.get(k) not in (None, "")}
         try:
-            predicted_s = term.predict(**features)
+            if m["term"] == "launch_overlap":  # a whole layer: its kernels timed alone, less the overlap
+                predicted_s = features["parts_s"] - (features["launches"] - 1) * term.params["const_s"]
+            else:
+                predicted_s = term.predict(**features)
         except KeyError as exc:
             raise KvsimError(
                 f"{measurements_path}: a {m['term']} row lacks feature {exc}; remeasure or refit"

@@ -10,7 +10,7 @@ from kvsim.calibrate.fit import fit_profile
 from kvsim.calibrate.measurements import Measurements
 from kvsim.cli import main
 from kvsim.reports import write_profile_report
-from kvsim.reports.profile import calibration_rows, quality_in_words
+from kvsim.reports.profile import calibration_rows, measurements_beside, quality_in_words
 from kvsim.simulator.cost.profile import load_profile
 from kvsim.simulator.specs import GPUS
 
@@ -63,3 +63,19 @@ def test_cli_reports_a_profile_and_refuses_raw_measurements(profile_path, tmp_pa
         ],
     )
     assert raw.exit_code == 2 and "pass the profile JSON" in raw.output
+
+
+def test_whole_layer_rows_are_compared_with_their_kernels_less_the_launch_overlap():
+    """The shipped H200 profile: its launch_overlap rows are layers, predicted as their kernels timed alone
+    less the overlap per call after the first (not as the term's bare constant)."""
+    from kvsim.simulator.cost import shipped_profile_path
+
+    path = shipped_profile_path("h200")
+    rows = [
+        r
+        for r in calibration_rows(load_profile(path), measurements_beside(path))
+        if r["op"] == "launch_overlap"
+    ]
+    assert len(rows) == 23
+    errors = [abs(r["predicted_s"] / r["measured_s"] - 1) for r in rows]
+    assert np.mean(errors) < 0.03
