@@ -4,6 +4,7 @@
     python benchmarks/bench_simulate.py --case azure-conv
     python benchmarks/bench_simulate.py --case synthetic --num-requests 100000
     python benchmarks/bench_simulate.py --case azure-conv --repeat 5    # median of 5 fresh processes
+    python benchmarks/bench_simulate.py --case azure-conv-h200  # the same on the H200's measured profile
 
 Each case runs in a fresh subprocess so that its peak RSS is its own. Prints wall time, CPU time, simulated
 requests per second (of wall time) and peak RSS; writes ``benchmarks/results/simulate.json`` with the
@@ -35,6 +36,9 @@ AZURE_CONFIG = {
     "allocator": "paged",
     "max_num_seqs": 128,
 }
+# The same on an H200, whose measured profile (calibrate/profiles/) takes the cost model's measured-profile path:
+# decode ramps, per-block terms, launch overlap.
+AZURE_H200_CONFIG = {**AZURE_CONFIG, "gpu": "h200"}
 # The synthetic case: Llama-2-7B on one A100-80GB at a rate it sustains, lengths uniform so that the
 # trace's total tokens grow linearly with its length (the memory check compares two lengths).
 SYNTHETIC_CONFIG = {"model": "llama-2-7b", "gpu": "a100-80gb", "scheduler": "vllm", "allocator": "paged"}
@@ -68,10 +72,10 @@ def run_case(case: str, num_requests: int | None) -> dict:
     from kvsim.simulator import SimConfig, simulate
     from kvsim.traces.transforms import take_first
 
-    if case == "azure-conv":
+    if case.startswith("azure-conv"):
         from kvsim.traces import load_trace
 
-        trace, config = load_trace("azure-conv"), SimConfig(**AZURE_CONFIG)
+        trace, config = load_trace("azure-conv"), SimConfig(**case_config(case))
     else:
         trace, config = synthetic_trace(num_requests or 1_000_000), SimConfig(**SYNTHETIC_CONFIG)
     simulate(config, take_first(trace, 50))
@@ -81,9 +85,9 @@ def run_case(case: str, num_requests: int | None) -> dict:
     wall_s, cpu_s = time.perf_counter() - wall0, time.process_time() - cpu0
     summary = result.summary
     return {
-        "case": case if case == "azure-conv" else f"synthetic-{len(trace)}",
+        "case": case if case.startswith("azure-conv") else f"synthetic-{len(trace)}",
         "machine": machine(),
-        "config": AZURE_CONFIG if case == "azure-conv" else SYNTHETIC_CONFIG,
+        "config": case_config(case),
         "num_requests": len(trace),
         "total_tokens": int(trace.num_prompt_tokens.sum() + trace.num_output_tokens.sum()),
         "simulated_s": summary["duration_s"],
@@ -96,6 +100,10 @@ def run_case(case: str, num_requests: int | None) -> dict:
         "rss_before_simulate_mib": rss_before_kib / 1024,
         "cost_model": summary["cost_model"]["source"],
     }
+
+
+def case_config(case: str) -> dict:
+    return {"azure-conv": AZURE_CONFIG, "azure-conv-h200": AZURE_H200_CONFIG}.get(case, SYNTHETIC_CONFIG)
 
 
 def machine() -> dict:
@@ -118,7 +126,9 @@ def machine() -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--case", choices=["azure-conv", "synthetic", "all"], default="all")
+    parser.add_argument(
+        "--case", choices=["azure-conv", "azure-conv-h200", "synthetic", "all"], default="all"
+    )
     parser.add_argument("--num-requests", type=int, default=None, help="synthetic case size (default 1M)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--no-write", action="store_true", help="print only; leave results/simulate.json")
