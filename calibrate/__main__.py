@@ -40,6 +40,11 @@ def main(argv: list[str] | None = None) -> int:
         help="refit a profile from a raw measurements CSV, without a GPU",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--no-layers",
+        action="store_true",
+        help="skip timing whole decoder layers (the launch overlap and the profile's check against them)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     try:
@@ -53,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             args.fit_only,
             not args.no_progress,
             args.seed,
+            not args.no_layers,
         )
     except KvsimError as exc:
         print(f"Error: {exc}", file=sys.stderr)
@@ -71,6 +77,7 @@ def run(
     fit_only_csv: str | None,
     show_progress: bool,
     seed: int,
+    layers: bool = True,
 ) -> str:
     """Shared by this entry point and ``kvsim calibrate``; returns the summary to print."""
     from kvsim.calibrate.run import calibrate, fit_only, summary
@@ -81,7 +88,7 @@ def run(
         tps = tuple(int(t) for t in str(tp).split(","))
     except ValueError:
         raise KvsimError(f"--tp must be integers separated by commas, e.g. 1,2,4; got {tp!r}") from None
-    return summary(calibrate(device, model, out or ".", budget_s, tps, impl, show_progress, seed))
+    return summary(calibrate(device, model, out or ".", budget_s, tps, impl, show_progress, seed, layers))
 
 
 if __name__ == "__main__":

@@ -51,6 +51,8 @@ class CalibrationResult:
     measurements_path: Path
     profile: Profile
     skipped: tuple[str, ...]
+    layers_path: Path | None = None  # step_validation-<gpu>.csv: whole layers against the profile
+    layers_table: str | None = None
 
 
 def gpu_grid(model: ModelSpec, tps: tuple[int, ...]) -> SweepGrid:
@@ -100,8 +102,12 @@ def calibrate(
     impl: str | None = None,
     show_progress: bool = True,
     seed: int = 0,
+    layers: bool = True,
 ) -> CalibrationResult:
-    """Profile ``model``'s shapes on ``device`` within about ``budget_s`` seconds of sweeping, then fit."""
+    """Profile ``model``'s shapes on ``device`` within about ``budget_s`` seconds of sweeping, then fit.
+    ``layers``: then time whole decoder layers of the model against their kernels (calibrate/validate_step.py):
+    they join the measurements, the profile is refitted with the launch overlap they show, and the layers are
+    compared with its predictions."""
     import torch
 
     if budget_s <= 0:
@@ -184,7 +190,38 @@ def calibrate(
         measurements.save(measurements_path)
     profile = fit_profile(meta, measurements.rows, _fallback_gpu(info["key"]), seed)
     profile_path = profile.save(out / f"profile-{info['key']}.json")
-    return CalibrationResult(profile_path, measurements_path, profile, tuple(skipped))
+    layers_path = layers_table = None
+    if layers and not sweeper.stop_requested:
+        layer_rows = _measure_layers(SMOKE_MODEL if smoke else model, device, seed, skipped)
+        if layer_rows:
+            from kvsim.calibrate import validate_step
+
+            measurements.rows += validate_step.measurement_rows(layer_rows)
+            meta["launch_overlap_rows"] = f"{len(layer_rows)} whole layers measured by kvsim calibrate"
+            measurements.save(measurements_path)
+            profile = fit_profile(meta, measurements.rows, _fallback_gpu(info["key"]), seed)
+            profile_path = profile.save(profile_path)
+            rows = validate_step.predict(layer_rows, profile, SMOKE_MODEL if smoke else model)
+            layers_path = validate_step.write_rows(rows, out / f"step_validation-{info['key']}.csv")
+            layers_table = validate_step.table(rows)
+    return CalibrationResult(
+        profile_path, measurements_path, profile, tuple(skipped), layers_path, layers_table
+    )
+
+
+def _measure_layers(model: ModelSpec, device: str, seed: int, skipped: list[str]) -> list[dict]:
+    """Whole-layer rows (validate_step.measure); on a GPU a failure is recorded in ``skipped``, not raised, so
+    the profile already written stands."""
+    from kvsim.calibrate import validate_step
+
+    try:
+        return validate_step.measure(model, device, seed=seed)
+    except Exception as exc:  # a kernel the GPU rejects at these shapes, a CUDA error
+        if device == "cpu":
+            raise
+        skipped.append(f"whole-layer validation failed: {type(exc).__name__}: {exc}")
+        print(f"calibrate: {skipped[-1]}", file=sys.stderr)
+        return []
 
 
 @contextlib.contextmanager
@@ -254,6 +291,8 @@ def summary(result: CalibrationResult) -> str:
         f"{paged / contiguous:.3f}"
     )
     lines += [f"skipped: {reason}" for reason in result.skipped]
+    if result.layers_table is not None:
+        lines += [f"whole layers against the profile ({result.layers_path}):", result.layers_table]
     return "\n".join(lines)
 
 

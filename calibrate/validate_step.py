@@ -8,13 +8,17 @@ batches, and sets it beside two numbers:
 - ``sum_of_parts_us``: the same kernels timed one by one, as the calibration sweeps time them. The gap between
   the layer and this sum is what composing kernels costs or saves (L2 hits on activations, tails overlapping);
 - ``predicted_us``: the profile's prediction for one layer (``ProfileCostModel``: the step's GEMM and attention
-  seconds divided by the number of layers). The gap to the layer is the whole error of the cost model's
-  kernel terms at that batch, fit and composition together.
+  seconds divided by the number of layers), without a launch overlap. The gap to the layer is the whole error
+  of the cost model's kernel terms at that batch, fit and composition together;
+- ``predicted_overlap_us``: the same with the launch overlap (``launch_overlap``: the median per-call saving
+  of layers over their parts) estimated from the other layers, plus one lone launch for the layer's first.
 
 Norms, rotary embeddings and activations are not in the cost model's terms (its ``step_overhead`` term stands
-for the engine's per-step costs), so they are not timed here either. Writes one CSV row per batch and prints a
-table. On CPU (``--device cpu``) it runs a tiny model with the torch reference kernels, to exercise the code:
-those numbers mean nothing.
+for the engine's per-step costs), so they are not timed here either. ``kvsim calibrate`` runs this after its
+sweeps and refits its profile with the layers; alone, it writes one CSV row per layer and prints a table, and
+``--from-csv`` re-predicts an earlier CSV's layers with another profile, without a GPU. On CPU
+(``--device cpu``) it runs a tiny model with the torch reference kernels, to exercise the code: those numbers
+mean nothing.
 """
 
 from __future__ import annotations
@@ -281,6 +285,16 @@ def _layer_s(cost: ProfileCostModel, case: StepCase, kernel: str, model: ModelSp
     return (step.gemm_s + step.attn_prefill_s + step.attn_decode_s) / model.num_layers
 
 
+def write_rows(rows: list[dict], path: Path) -> Path:
+    """The rows as CSV, one per layer (COLUMNS)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
 def table(rows: list[dict]) -> str:
     lines = [
         f"{'kernel':10} {'decode':>9} {'prefill':>11} {'layer us':>9} {'parts us':>9} {'pred us':>9} "
@@ -356,11 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     except (KvsimError, OSError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 2
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(rows, args.out)
     print(table(rows))
     print(f"wrote {args.out}")
     return 0

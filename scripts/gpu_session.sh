@@ -4,9 +4,8 @@
 #   2. print nvidia-smi, torch, triton versions
 #   3. kernel tests on the GPU, full-size `gpu` cases included         -> $OUT/kernel_tests.log
 #   4. kernel benchmark: decode GB/s and prefill TFLOP/s vs the peak   -> $OUT/kernel_bench.csv, _summary.txt
-#   5. calibration sweep and fit, if kvsim.calibrate exists yet        -> $OUT (profile JSON + raw CSV)
-#   5b. the fitted profile against whole decoder layers on the GPU,    -> $OUT/step_validation.csv
-#       and the launch overlap they show, refitted into the profile
+#   5. calibration sweep and fit, then whole decoder layers against    -> $OUT (profile JSON, raw CSV,
+#      the profile (their launch overlap refitted into it)                  step_validation CSV)
 #   6. a short summary
 # Fails fast and loudly when a step that the rest needs breaks (install, versions). A failing kernel test or
 # benchmark is logged and the script goes on to calibration (its GEMM and VMM sweeps need no Triton kernel),
@@ -15,7 +14,8 @@
 # Usage:  OUT=/path/to/results bash scripts/gpu_session.sh
 #         KVSIM_GPU_DEADLINE_S=300 ... for a shorter loan (calibration gets what the rest leaves)
 #         KVSIM_GPU_DRY_RUN=1 OUT=/tmp/x bash scripts/gpu_session.sh   (or --dry-run: checks every step on
-#         CPU: no install, test collection only, the benchmark's tiny interpreter shapes, no calibration)
+#         CPU: no install, test collection only, the benchmark's tiny interpreter shapes, a CPU smoke
+#         calibration)
 set -euo pipefail
 
 DRY_RUN="${KVSIM_GPU_DRY_RUN:-0}"
@@ -104,11 +104,14 @@ fi
 step "5/6 calibration"
 if "$PY" -c "import kvsim.calibrate.__main__" >/dev/null 2>&1; then
   if ((DRY_RUN)); then
-    echo "(dry run) would run: $PY -m kvsim.calibrate --device cuda --tp 1,2,4,8 --out $OUT --budget-s <time left - 100>"
+    echo "(dry run) on the GPU: $PY -m kvsim.calibrate --device cuda --tp 1,2,4,8 --out $OUT --budget-s <time left - 100>"
+    echo "(dry run) here, the same pipeline on tiny shapes:"
+    run_step "calibration (CPU smoke)" 120 "$PY" -m kvsim.calibrate --device cpu --impl reference --out "$OUT" \
+      --budget-s 10 --no-progress
   else
     # Give calibration what is left (its sweeps scale down to the budget), keeping 100 s for fitting, the
-    # layer validation and the summary; the step's timeout allows 25 s past the budget before it counts as
-    # a failure.
+    # whole-layer check that follows the sweeps (about 15 s on an H200) and the summary; the step's timeout
+    # allows 25 s past the budget before it counts as a failure.
     budget_s=$((DEADLINE_S - $(elapsed) - 100))
     ((budget_s >= 60)) || fail "calibration: only ${budget_s}s left; earlier steps overran"
     run_step calibration $((budget_s + 25)) "$PY" -m kvsim.calibrate --device cuda --tp 1,2,4,8 --out "$OUT" \
@@ -116,22 +119,6 @@ if "$PY" -c "import kvsim.calibrate.__main__" >/dev/null 2>&1; then
   fi
 else
   echo "kvsim.calibrate is not importable (not built yet?): calibration skipped"
-fi
-
-step "5b/6 layer validation"
-if ((DRY_RUN)); then
-  run_step "layer validation" 120 "$PY" -m kvsim.calibrate.validate_step --device cpu --out "$OUT/step_validation.csv"
-else
-  profiles=("$OUT"/profile-*.json)
-  measured=("$OUT"/measurements-*.csv)
-  if [[ -f "${profiles[0]}" && -f "${measured[0]}" ]]; then
-    # the profile just fitted, against whole decoder layers run back to back on this GPU; the layers join
-    # the measurements as launch_overlap rows and the profile is refitted with that term
-    soft_step "layer validation" 60 "$PY" -m kvsim.calibrate.validate_step --device cuda \
-      --profile "${profiles[0]}" --measurements "${measured[0]}" --out "$OUT/step_validation.csv"
-  else
-    echo "no profile in $OUT (calibration skipped or failed): layer validation skipped"
-  fi
 fi
 
 step "6/6 summary"

@@ -43,13 +43,22 @@ import click
     help="refit a profile from a raw measurements CSV, without a GPU",
 )
 @click.option("--no-progress", is_flag=True, help="no progress bar")
+@click.option(
+    "--no-layers",
+    is_flag=True,
+    help="skip timing whole decoder layers (the launch overlap and the profile's check against them)",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
-def calibrate(device, model, tp, out, budget_s, impl, fit_only_csv, no_progress, seed) -> None:
+def calibrate(device, model, tp, out, budget_s, impl, fit_only_csv, no_progress, no_layers, seed) -> None:
     """Measure attention kernels, GEMMs and VMM page mapping on this GPU; fit and write a profile.
 
-    Writes profile-<gpu>.json and measurements-<gpu>.csv into --out. Use the profile with
-    `kvsim simulate --profile PATH`, or commit it under calibrate/profiles/ so --gpu picks it up.
+    Then times whole decoder layers of the model against their kernels timed alone: the profile takes the
+    launch overlap they show, and step_validation-<gpu>.csv compares the layers with its predictions.
+    Writes profile-<gpu>.json, measurements-<gpu>.csv and step_validation-<gpu>.csv into --out. Use the
+    profile with `kvsim simulate --profile PATH`, or commit it under calibrate/profiles/ so --gpu picks it up.
     """
     from kvsim.calibrate.__main__ import run
 
-    click.echo(run(device, model, tp, out, budget_s, impl, fit_only_csv, not no_progress, seed))
+    click.echo(
+        run(device, model, tp, out, budget_s, impl, fit_only_csv, not no_progress, seed, not no_layers)
+    )

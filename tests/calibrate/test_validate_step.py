@@ -1,7 +1,7 @@
 """calibrate/validate_step.py: whole decoder layers against their parts and the profile's prediction.
 
 On CPU it runs a tiny model with the torch reference kernels (the numbers mean nothing; the code path is what
-is checked); the GPU script runs it on the GPU against the profile it has just fitted."""
+is checked); `kvsim calibrate` runs it on the GPU after its sweeps, against the profile it has just fitted."""
 
 from __future__ import annotations
 

@@ -33,13 +33,15 @@ def test_dry_run_checks_every_step_on_cpu(tmp_path, device):
         "3/6 kernel tests",
         "4/6 kernel benchmark",
         "5/6 calibration",
-        "5b/6 layer validation",
     ):
         assert step in result.stdout
     assert "tests collected" in (out / "kernel_tests.log").read_text()
     assert (out / "kernel_bench.csv").read_text().startswith("kind,layout,")
     assert "NOT meaningful" in (out / "kernel_bench_summary.txt").read_text()
-    assert (out / "step_validation.csv").read_text().startswith("kernel,decode_seqs,")
+    # the CPU smoke calibration: sweeps, fit, then whole layers refitted into the profile
+    assert (out / "step_validation-cpu.csv").read_text().startswith("kernel,decode_seqs,")
+    assert (out / "profile-cpu.json").exists()
+    assert "launch_overlap_rows" in (out / "measurements-cpu.csv").read_text().splitlines()[0]
     assert "gpu_session: OK" in result.stdout
 
 
