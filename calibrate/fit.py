@@ -17,6 +17,7 @@ from scipy.optimize import least_squares, nnls
 from kvsim.simulator.cost.profile import (
     GEMM_OPS,
     OPTIONAL_TERMS,
+    RAMP_FEATURES,
     REQUIRED_TERMS,
     DeviceInfo,
     FitQuality,
@@ -29,11 +30,10 @@ from kvsim.simulator.specs import GpuSpec
 
 HOLDOUT_FRACTION = 0.2
 MIN_POINTS = 6  # below this a term is not fitted (the roofline's stands in, marked as such)
-# Terms fitted with a ramp in their first feature (profile.py: ``<feature>_min_<K>`` parameters), and the knees
+# Terms fitted with a ramp in their first feature (profile.py's RAMP_FEATURES: ``<feature>_min_<K>``), and the knees
 # K it may use: every 4x from 1 MiB, those strictly inside the range of the points fitted. Decode attention
 # on an H200 (2026-11-26) ran at 0.07 TB/s for 0.5 MB of KV and 4.6 TB/s for 8.6 GB, a bandwidth that rises
 # with size; a straight line through that missed by 10 to 14% (held-out MAPE), the ramp by about 7 to 11%.
-RAMP_TERMS = {"attn_decode_paged": "kv_bytes", "attn_decode_contiguous": "kv_bytes"}
 RAMP_KNEES = tuple(2**20 * 4**k for k in range(9))  # 1 MiB .. 64 GiB
 
 
@@ -162,7 +162,7 @@ def fit_term(name: str, rows: list[dict[str, Any]], seed: int = 0) -> Term | Non
         "holdout": np.random.default_rng(seed).permutation(n),
         "extrapolation": np.argsort(work, kind="stable"),
     }
-    ramp = RAMP_TERMS.get(name)
+    ramp = RAMP_FEATURES.get(name)
     assert ramp is None or ramp == features[0], "a ramp is fitted in the term's first feature"
     for split, order in splits.items():
         train, test = order[:-num_test], order[-num_test:]

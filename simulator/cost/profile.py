@@ -6,8 +6,8 @@ model multiplies by the number of layers. A term has a model form, its parameter
 quality of the fit on held-out points.
 
 Forms (parameters in seconds, per unit of each feature):
-- ``linear``: ``const_s + Σ_f params[f] · feature_f``, plus optional ramp parameters ``<f>_min_<K>`` that add
-  ``params · min(feature_f, K)``. With non-negative parameters the sum is a concave, increasing,
+- ``linear``: ``const_s + Σ_f params[f] · feature_f``, plus, for the terms in ``RAMP_FEATURES``, optional ramp
+  parameters ``<f>_min_<K>`` that add ``params · min(feature_f, K)``. With non-negative parameters the sum is a concave, increasing,
   piecewise-linear function of the feature: the shape of a memory-bound kernel whose achieved bandwidth rises
   with its size until the GPU is saturated (decode attention: ``kv_bytes_min_<bytes>``).
 - ``max``: ``const_s + max(s_per_flop · flops, s_per_byte · bytes)``, the roofline of a GEMM
@@ -52,6 +52,8 @@ OPTIONAL_TERMS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 FORM_PARAMS = {"max": ("const_s", "s_per_flop", "s_per_byte")}
 RAMP_SEPARATOR = "_min_"
+# The terms that may carry a ramp, and in which feature: the ones the cost model applies ramps to.
+RAMP_FEATURES = {"attn_decode_paged": "kv_bytes", "attn_decode_contiguous": "kv_bytes"}
 
 
 def ramp_param(feature: str, knee: int) -> str:
@@ -261,9 +263,10 @@ def _validate_term(name: str, term: Any, fail) -> None:
         fail(f"terms.{name}.form", f"is {term.get('form')!r}, expected {form!r}")
     params = term["params"]
     expected = FORM_PARAMS.get(form, ("const_s", *features)) if form != "table" else tuple(params)
-    ramps = {key for key in params if form == "linear" and (split_ramp_param(key) or ("",))[0] in features}
+    ramp_feature = RAMP_FEATURES.get(name)
+    ramps = {key for key in params if ramp_feature and (split_ramp_param(key) or ("",))[0] == ramp_feature}
     if set(params) - ramps != set(expected):
-        ramp_note = f" (and optional ramps {features[0]}{RAMP_SEPARATOR}<K>)" if form == "linear" else ""
+        ramp_note = f" (and optional ramps {ramp_feature}{RAMP_SEPARATOR}<K>)" if ramp_feature else ""
         fail(
             f"terms.{name}.params",
             f"has keys {sorted(params)}, expected {sorted(expected)}{ramp_note}",

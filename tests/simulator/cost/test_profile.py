@@ -114,6 +114,14 @@ def _broken(tmp_path, edit) -> str:
             lambda d: d["terms"]["gemm"]["params"].update(flops_min_1024=1e-12),
             "field 'terms.gemm.params' has keys",
         ),
+        (  # a ramp the cost model would not apply (it applies decode's kv_bytes ramps only)
+            lambda d: d["terms"]["attn_prefill_paged"]["params"].update(flops_min_1024=1e-12),
+            "field 'terms.attn_prefill_paged.params' has keys",
+        ),
+        (
+            lambda d: d["terms"]["attn_decode_paged"]["params"].update(num_seqs_min_4=1e-7),
+            "field 'terms.attn_decode_paged.params' has keys",
+        ),
     ],
 )
 def test_a_malformed_profile_is_an_error_naming_file_and_field(tmp_path, edit, message):
