@@ -4,11 +4,11 @@ Memory-bound kernels are timed with the L2 cache flushed before each repetition 
 than the 50 MiB L2 of an H100), so a repetition cannot hit the previous one's lines. On the CPU (smoke runs)
 the wall clock stands in for events; those numbers mean nothing and the profile says so.
 
-What is timed is the GPU's time alone, as a serving engine that replays CUDA graphs sees it. Launching a Triton
-kernel from Python costs the host 20 to 150 us (measured on an H200 host, 2026-11-26), more than a small
-decode kernel runs. Timed naively, the GPU idles between the start event and the kernel while the host is still
-launching, and that host time and its jitter land in the measurement: the first H200 profile's decode fits
-missed by 18 to 28% (held-out MAPE) for that reason. So before each repetition the GPU is kept busy
+What is timed is the GPU's time alone, as a serving engine that replays CUDA graphs sees it. Launching one
+decode call from Python cost the H200 machine's host 0.17 to 0.74 ms (median 0.37 ms, kernels/bench.py,
+2026-11-26), more than a small decode kernel runs. Timed naively, the GPU idles between the start event and the
+kernel while the host is still launching, and that host time and its jitter land in the measurement: the first
+H200 profile's decode fits missed by 25 to 28% (held-out MAPE) for that reason. So before each repetition the GPU is kept busy
 (``torch.cuda._sleep``) for twice the host's measured launch time: the start event, the kernels and the end
 event are all queued before the GPU reaches them, and the events bracket GPU work only.
 """

@@ -117,7 +117,6 @@ class LayerRunner:
         kernels = resolve_kernels(impl)
         heads, kv_heads, head_dim = model.num_heads, model.num_kv_heads, model.head_dim
         tokens = case.decode_seqs + case.prefill_seqs * case.prefill_q_len
-        self.x = randn(tokens, model.hidden_size)
         self.gemms = []  # (weight [n, k], input [tokens, k]) per GEMM, in layer order
         for shape in layer_gemm_shapes(model, 1):
             self.gemms.append((randn(shape.n, shape.k), randn(tokens, shape.k)))

@@ -7,9 +7,9 @@ quality of the fit on held-out points.
 
 Forms (parameters in seconds, per unit of each feature):
 - ``linear``: ``const_s + Σ_f params[f] · feature_f``, plus, for the terms in ``RAMP_FEATURES``, optional ramp
-  parameters ``<f>_min_<K>`` that add ``params · min(feature_f, K)``. With non-negative parameters the sum is a concave, increasing,
-  piecewise-linear function of the feature: the shape of a memory-bound kernel whose achieved bandwidth rises
-  with its size until the GPU is saturated (decode attention: ``kv_bytes_min_<bytes>``).
+  parameters ``<f>_min_<K>`` that add ``params · min(feature_f, K)``. With non-negative parameters the sum is
+  a concave, increasing, piecewise-linear function of the feature: the shape of a memory-bound kernel whose
+  achieved bandwidth rises with its size until the GPU is saturated (decode attention: ``kv_bytes_min_<K>``).
 - ``max``: ``const_s + max(s_per_flop · flops, s_per_byte · bytes)``, the roofline of a GEMM
 - ``table``: seconds per call by page size in bytes (keys are decimal strings), for ``vmm_map``/``vmm_unmap``
 """
