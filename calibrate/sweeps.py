@@ -264,14 +264,9 @@ class Sweeper:
         return np.clip(lens, 1, 2 * context).astype(int).tolist()
 
     def _block_table(self, blocks_per_seq: list[int], num_pool_blocks: int):
-        """Shuffled, non-contiguous physical blocks, as a long-running paged cache holds them."""
-        ids = self.rng.permutation(num_pool_blocks)[: sum(blocks_per_seq)]
-        table = np.zeros((len(blocks_per_seq), max(blocks_per_seq)), dtype=np.int32)
-        start = 0
-        for row, count in enumerate(blocks_per_seq):
-            table[row, :count] = ids[start : start + count]
-            start += count
-        return self.torch.from_numpy(table).to(self.device)
+        return self.torch.from_numpy(shuffled_block_table(blocks_per_seq, num_pool_blocks, self.rng)).to(
+            self.device
+        )
 
     def _pool(self, num_kv_heads: int, head_dim: int):
         """K and V buffers [pool_tokens, num_kv_heads, head_dim], one pair per head shape, kept for reuse."""
@@ -283,6 +278,20 @@ class Sweeper:
                 self.torch.randn(shape, dtype=self.dtype, device=self.device) for _ in "kv"
             )
         return self._pools[key]
+
+
+def shuffled_block_table(
+    blocks_per_seq: list[int], num_pool_blocks: int, rng: np.random.Generator
+) -> np.ndarray:
+    """A block table [num_seqs, max blocks] int32 of shuffled, non-contiguous physical blocks out of a pool of
+    ``num_pool_blocks``, as a long-running paged cache holds them."""
+    ids = rng.permutation(num_pool_blocks)[: sum(blocks_per_seq)]
+    table = np.zeros((len(blocks_per_seq), max(blocks_per_seq)), dtype=np.int32)
+    start = 0
+    for row, count in enumerate(blocks_per_seq):
+        table[row, :count] = ids[start : start + count]
+        start += count
+    return table
 
 
 def accepts_kwarg(fn: Callable[..., Any], name: str) -> bool:

@@ -35,7 +35,7 @@ import numpy as np
 
 from kvsim.calibrate.fit import launch_savings_s
 from kvsim.calibrate.measurements import Measurements, load_measurements
-from kvsim.calibrate.sweeps import accepts_kwarg, resolve_kernels
+from kvsim.calibrate.sweeps import accepts_kwarg, resolve_kernels, shuffled_block_table
 from kvsim.calibrate.timing import Timer
 from kvsim.errors import KvsimError
 from kvsim.simulator.batch import Batch
@@ -106,7 +106,7 @@ class LayerRunner:
         import torch
 
         self.torch = torch
-        gen = torch.Generator(device="cpu").manual_seed(seed)
+        rng = np.random.default_rng(seed)  # block ids
         dtype = torch.float16 if model.dtype_bytes == 2 and device != "cpu" else torch.float32
 
         torch.manual_seed(seed)  # tensors are drawn where they live (GiBs of KV: no host round trip)
@@ -127,7 +127,7 @@ class LayerRunner:
             q = randn(n * q_len, heads, head_dim)
             cu_q = torch.arange(0, n + 1, dtype=torch.int32, device=device) * q_len
             if kernel == "paged" or case.prefill_prefix:
-                k_cache, v_cache, table = self._paged_kv(randn, [kv_len] * n, kv_heads, head_dim, gen, device)
+                k_cache, v_cache, table = self._paged_kv(randn, [kv_len] * n, kv_heads, head_dim, rng, device)
                 lens = torch.full((n,), kv_len, dtype=torch.int32, device=device)
                 fn = kernels["paged_prefill_attention"]
                 args = (q, k_cache, v_cache, table, cu_q, lens)
@@ -141,7 +141,7 @@ class LayerRunner:
             q = randn(n, heads, head_dim)
             lens = torch.full((n,), ctx, dtype=torch.int32, device=device)
             if kernel == "paged":
-                k_cache, v_cache, table = self._paged_kv(randn, [ctx] * n, kv_heads, head_dim, gen, device)
+                k_cache, v_cache, table = self._paged_kv(randn, [ctx] * n, kv_heads, head_dim, rng, device)
                 fn = kernels["paged_decode_attention"]
                 attention.append(partial(fn, q, k_cache, v_cache, table, lens, max_seq_len=ctx))
             else:
@@ -154,19 +154,12 @@ class LayerRunner:
         for part in self.parts:
             part()
 
-    def _paged_kv(self, randn, lens: list[int], kv_heads: int, head_dim: int, gen, device: str):
+    def _paged_kv(self, randn, lens: list[int], kv_heads: int, head_dim: int, rng, device: str):
         """K and V caches of exactly the blocks ``lens`` need, handed out shuffled, and their block table."""
-        torch = self.torch
         per_seq = [-(-n // BLOCK_SIZE) for n in lens]
-        total = sum(per_seq)
-        ids = torch.randperm(total, generator=gen).to(torch.int32)
-        table = torch.zeros((len(lens), max(per_seq)), dtype=torch.int32)
-        start = 0
-        for row, count in enumerate(per_seq):
-            table[row, :count] = ids[start : start + count]
-            start += count
-        shape = (total, BLOCK_SIZE, kv_heads, head_dim)
-        return randn(*shape), randn(*shape), table.to(device)
+        table = shuffled_block_table(per_seq, sum(per_seq), rng)
+        shape = (sum(per_seq), BLOCK_SIZE, kv_heads, head_dim)
+        return randn(*shape), randn(*shape), self.torch.from_numpy(table).to(device)
 
 
 def _hint(fn, name: str, value: int) -> dict:
