@@ -192,7 +192,8 @@ def calibrate(
     profile_path = profile.save(out / f"profile-{info['key']}.json")
     layers_path = layers_table = None
     if layers and not sweeper.stop_requested:
-        layer_rows = _measure_layers(SMOKE_MODEL if smoke else model, device, seed, skipped)
+        layer_model = SMOKE_MODEL if smoke else model
+        layer_rows = _measure_layers(layer_model, device, seed, skipped)
         if layer_rows:
             from kvsim.calibrate import validate_step
 
@@ -201,7 +202,7 @@ def calibrate(
             measurements.save(measurements_path)
             profile = fit_profile(meta, measurements.rows, _fallback_gpu(info["key"]), seed)
             profile_path = profile.save(profile_path)
-            rows = validate_step.predict(layer_rows, profile, SMOKE_MODEL if smoke else model)
+            rows = validate_step.predict(layer_rows, profile, layer_model)
             layers_path = validate_step.write_rows(rows, out / f"step_validation-{info['key']}.csv")
             layers_table = validate_step.table(rows)
     return CalibrationResult(
