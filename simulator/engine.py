@@ -44,7 +44,12 @@ MAX_WINDOW_STEPS = 1 << 14  # one window's cost array; a longer quiet stretch si
 
 
 class ArrivalSource:
-    """Releases the trace's requests at their arrival times and routes them (one SimPy process)."""
+    """Releases the trace's requests at their arrival times and routes them.
+
+    With several replicas it is a SimPy process that releases each request at its time, so that the router
+    sees every replica as it is then. A lone replica has no one to be routed against: it pulls its arrivals
+    itself (``release_until``) when its clock reaches them, at the same points of its loop where the process
+    would have released them (before the step that ends at or after them completes), with no SimPy event."""
 
     def __init__(
         self,
@@ -56,6 +61,7 @@ class ArrivalSource:
         router: str,
         rejection_reason: Callable[[int, int, int], str | None],
         on_arrival: Callable[[int], None] | None = None,
+        pull: bool | None = None,
     ) -> None:
         self.env = env
         self.trace = trace
@@ -66,56 +72,63 @@ class ArrivalSource:
         self.on_arrival = on_arrival
         self.num_arrived = 0
         self.next_arrival_s = float(trace.arrival_s[0])
-        self.done = False
-        env.process(self.run())
-
-    def run(self):
-        trace = self.trace
-        arrival_s = trace.arrival_s.tolist()
-        request_id = trace.request_id.tolist()
-        prompt = trace.num_prompt_tokens.tolist()
-        output = trace.num_output_tokens.tolist()
+        # The replica calls release_until, and no process runs; None: when there is one replica (tests force
+        # the process to check that both give the same run).
+        self.pulled = len(replicas) == 1 if pull is None else pull
+        assert not self.pulled or len(replicas) == 1, "only a lone replica can pull its arrivals"
+        self._arrival_s = trace.arrival_s.tolist()
+        self._request_id = trace.request_id.tolist()
+        self._prompt = trace.num_prompt_tokens.tolist()
+        self._output = trace.num_output_tokens.tolist()
         num_seqs = np.ones(len(trace), dtype=np.int64)
         if trace.n is not None:
             num_seqs = np.maximum(num_seqs, trace.n)
         if trace.beam_width is not None:
             num_seqs = np.maximum(num_seqs, trace.beam_width)
-        num_seqs = num_seqs.tolist()
-        hashes = trace.prefix_block_hashes
-        num = len(arrival_s)
+        self._num_seqs = num_seqs.tolist()
+        self._hashes = trace.prefix_block_hashes
+        if not self.pulled:
+            env.process(self.run())
+
+    def run(self):
         env = self.env
-        next_arrival_s = [*arrival_s[1:], INF]
-        rejection_reason, route, replicas, on_arrival = (
-            self.rejection_reason,
-            self.route,
-            self.replicas,
-            self.on_arrival,
-        )
-        for i in range(num):
-            delay = arrival_s[i] - env.now
+        while self.next_arrival_s < INF:
+            delay = self.next_arrival_s - env.now
             if delay > 0:
-                yield env.timeout(delay)
-            self.num_arrived = i + 1
-            self.next_arrival_s = next_arrival_s[i]
-            if on_arrival is not None:
-                on_arrival(i + 1)
-            reason = rejection_reason(prompt[i], output[i], num_seqs[i])
-            if reason is not None:
-                self.recorder.reject(i, reason)
-                continue
-            req = RequestState(
-                i,
-                request_id[i],
-                arrival_s[i],
-                prompt[i],
-                output[i],
-                num_seqs[i],
-                None if hashes is None else hashes[i],
-            )
-            replica = replicas[route(replicas, i)]
-            req.replica = replica.index
-            replica.submit(req)
-        self.done = True
+                yield env.timeout(delay)  # then look again: a replica may have released it meanwhile
+            else:
+                self._release(self.num_arrived)
+
+    def release_until(self, time_s: float) -> None:
+        """Release every request arriving at or before ``time_s`` (a lone replica's pull)."""
+        while self.next_arrival_s <= time_s:
+            self._release(self.num_arrived)
+
+    def _release(self, i: int) -> None:
+        """Request ``i`` arrives: rejected with a reason, or routed to a replica's queue."""
+        self.num_arrived = i + 1
+        self.next_arrival_s = self._arrival_s[i + 1] if i + 1 < len(self._arrival_s) else INF
+        if self.on_arrival is not None:
+            self.on_arrival(i + 1)
+        prompt, output, num_seqs = self._prompt[i], self._output[i], self._num_seqs[i]
+        reason = self.rejection_reason(prompt, output, num_seqs)
+        if reason is not None:
+            self.recorder.reject(i, reason)
+            return
+        hashes = self._hashes
+        req = RequestState(
+            i,
+            self._request_id[i],
+            self._arrival_s[i],
+            prompt,
+            output,
+            num_seqs,
+            None if hashes is None else hashes[i],
+        )
+        replicas = self.replicas
+        replica = replicas[self.route(replicas, i) if len(replicas) > 1 else 0]
+        req.replica = replica.index
+        replica.submit(req)
 
 
 class Replica:
@@ -142,6 +155,12 @@ class Replica:
         self.source: ArrivalSource | None = None
         self.clock_s = 0.0
         self._wakeup: simpy.Event | None = None
+        # A cost model may time a segmented window in one call, without a Batch per segment (optional).
+        self._segment_times = getattr(cost_model, "decode_segment_times", None)
+        # Windows need per-step block counts only for a cost model that reads them (optional
+        # ``reads_decode_blocks``; without it, assume it does).
+        reads_blocks = getattr(cost_model, "reads_decode_blocks", None)
+        scheduler.window_block_counts = reads_blocks is None or reads_blocks(scheduler.allocator.attention_kernel)
         env.process(self.run())
 
     def submit(self, req: RequestState) -> None:
@@ -173,6 +192,9 @@ class Replica:
         add_row = self.timeline.add_row
         window_limit = MAX_WINDOW_STEPS if self.fast_forward else 1
         guess_step_s = 0.0  # the last decode step's duration: how many steps the next arrival is away
+        pulled = source.pulled  # a lone replica releases its arrivals itself (ArrivalSource)
+        if pulled:
+            source.release_until(self.clock_s)
         while True:
             now = self.clock_s
             batch = sched.schedule(now)
@@ -206,6 +228,12 @@ class Replica:
                     num_tokens,
                 )
             if batch is None:
+                if pulled:  # idle until the next arrival, if any
+                    if source.next_arrival_s == INF:
+                        return
+                    self.clock_s = source.next_arrival_s
+                    source.release_until(self.clock_s)
+                    continue
                 self._wakeup = env.event()
                 yield self._wakeup
                 self._wakeup = None
@@ -220,7 +248,7 @@ class Replica:
                 if admits and limit > 1 and guess_step_s > 0.0 and next_arrival_s < INF:
                     # A window cut at the next arrival (below) needs only the steps before it: plan about
                     # that many (any window length is exact; a short guess costs one more window).
-                    limit = min(limit, int((next_arrival_s - now) / guess_step_s * 1.25) + 2)
+                    limit = min(limit, int((next_arrival_s - now) / guess_step_s * 1.05) + 1)
                 num_steps, blocks = sched.decode_window(limit)
             if num_steps == 1 and (prefill_q_lens or single_by_step_time):
                 # decode_step_times' element 0 is step_time(batch).total_s bit for bit (its contract), with the
@@ -265,7 +293,11 @@ class Replica:
                 finished_early = self._record_segments(segments, num_steps)
                 self.num_outstanding -= finished_early
             if end_s >= next_arrival_s:
-                yield env.timeout(max(0.0, end_s - env.now))
+                if not pulled:  # the other replicas catch up to end_s, arrivals before it are routed
+                    yield env.timeout(max(0.0, end_s - env.now))
+                # Arrivals at or before the step's end are seen at the next step's start: one arriving exactly
+                # at end_s too (whose own event may come after this replica's in SimPy's queue).
+                source.release_until(end_s)
             # else: run ahead without a SimPy event. Replicas interact only through arrivals, and every
             # arrival before end_s has been released (this loop yields whenever a step reaches the next one),
             # so nothing can happen in the simulation before end_s that this replica would see.
@@ -289,6 +321,8 @@ class Replica:
     def _segment_durations(self, batch: Batch, segments, step_times_list) -> list[float]:
         """Step durations of a window planned through finishes: each segment timed as the decode batch of
         its members (the first is ``batch`` itself), so every step is what stepping would time."""
+        if self._segment_times is not None:
+            return self._segment_times(batch.attention_kernel, segments)
         durations = []
         for num_steps, num_seqs, kv_tokens, blocks, _ in segments:
             if durations:
@@ -309,14 +343,16 @@ class Replica:
     def _record_segments(self, segments, num_steps: int) -> int:
         """The recorder's step counts for the first ``num_steps`` steps of a segmented window; the number of
         members that finish before its last step."""
-        done = finished_early = 0
+        done = finished_early = seq_steps = 0
         for steps, num_seqs, _, _, num_finishing in segments:
             take = min(steps, num_steps - done)
-            self.recorder.steps(take, num_seqs, num_seqs)
+            seq_steps += take * num_seqs
             done += take
             if done == num_steps:
                 break
             finished_early += num_finishing
+        # A decode step batches one token per sequence; the first segment has the most sequences.
+        self.recorder.add_steps(num_steps, seq_steps, seq_steps, segments[0][1])
         return finished_early
 
     def _drain_dropped(self) -> None:

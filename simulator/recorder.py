@@ -60,6 +60,11 @@ class ReplicaTimeline:
         self.busy_s = 0.0  # time with a batch running
         self.seq_integral = 0.0  # Σ num_batched_seqs × dt over busy time
         self.peak_used_bytes = 0
+        # add_row(time_s, parts, saturated, num_running, num_waiting, num_swapped, num_batched_seqs,
+        # num_batched_tokens): one row, the allocator's breakdown as a tuple in PARTS order (parts_of) then the
+        # queue and batch sizes, by position (the engine calls it once per state change). Chosen once: kept
+        # rows are integrated at close, others as they come.
+        self.add_row = self._keep_row if keep_rows else self._integrate_row
 
     def advance(self, time_s: float) -> None:
         """Integrate the current step function up to ``time_s``."""
@@ -80,7 +85,7 @@ class ReplicaTimeline:
             self.seq_integral += self.last_num_seqs * dt
         self.last_time_s = time_s
 
-    def add_row(
+    def _integrate_row(
         self,
         time_s: float,
         parts: tuple[int, ...],
@@ -91,30 +96,32 @@ class ReplicaTimeline:
         num_batched_seqs: int,
         num_batched_tokens: int,
     ) -> None:
-        """One row: the allocator's breakdown as a tuple in ``PARTS`` order (``parts_of``), then the queue and
-        batch sizes, by position (the engine calls it once per state change)."""
-        if not self.keep_rows:
-            used = parts[0] + parts[1] + parts[2] + parts[3]  # capacity - free
-            if used > self.peak_used_bytes:
-                self.peak_used_bytes = used
-            self.advance(time_s)
-            self.last_time_s = time_s
-            self.last_parts = parts
-            self.last_saturated = saturated
-            self.last_num_seqs = num_batched_seqs
-        else:  # integrated at close(), from the rows (and the peak found there)
-            self.time_s.append(time_s)
-            self.values.extend(
-                (
-                    *parts,
-                    saturated,
-                    num_running,
-                    num_waiting,
-                    num_swapped,
-                    num_batched_seqs,
-                    num_batched_tokens,
-                )
-            )
+        """``add_row`` when rows are not kept: integrate up to this row, then hold its values."""
+        used = parts[0] + parts[1] + parts[2] + parts[3]  # capacity - free
+        if used > self.peak_used_bytes:
+            self.peak_used_bytes = used
+        self.advance(time_s)
+        self.last_time_s = time_s
+        self.last_parts = parts
+        self.last_saturated = saturated
+        self.last_num_seqs = num_batched_seqs
+
+    def _keep_row(
+        self,
+        time_s: float,
+        parts: tuple[int, ...],
+        saturated: bool,
+        num_running: int,
+        num_waiting: int,
+        num_swapped: int,
+        num_batched_seqs: int,
+        num_batched_tokens: int,
+    ) -> None:
+        """``add_row`` when rows are kept: they are integrated at ``close`` (and the peak found there)."""
+        self.time_s.append(time_s)
+        self.values.extend(
+            (*parts, saturated, num_running, num_waiting, num_swapped, num_batched_seqs, num_batched_tokens)
+        )
 
     def close(self, end_s: float) -> None:
         """Integrate the step functions up to ``end_s``."""
@@ -205,11 +212,21 @@ class Recorder:
             column[rows] = np.array(list(map(attrgetter(name), reqs)), dtype=column.dtype)
 
     def steps(self, num_steps: int, num_seqs: int, num_tokens: int) -> None:
+        """``num_steps`` steps of the same batch."""
         self.num_steps += num_steps
         self.num_batched_tokens += num_steps * num_tokens
         self.num_batched_seqs += num_steps * num_seqs
         if num_seqs > self.max_num_seqs:
             self.max_num_seqs = num_seqs
+
+    def add_steps(self, num_steps: int, seq_steps: int, token_steps: int, max_seqs: int) -> None:
+        """``num_steps`` steps that batched ``seq_steps`` sequences and ``token_steps`` tokens in all, at most
+        ``max_seqs`` sequences in one step."""
+        self.num_steps += num_steps
+        self.num_batched_tokens += token_steps
+        self.num_batched_seqs += seq_steps
+        if max_seqs > self.max_num_seqs:
+            self.max_num_seqs = max_seqs
 
     def close(self, end_s: float) -> None:
         for timeline in self.timelines:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from bisect import bisect_left
+from itertools import repeat
 
 import numpy as np
 
@@ -284,14 +285,44 @@ class ProfileCostModel:
         seqs = batch.num_decode_seqs
         if seqs == 0 or batch.prefill_q_lens:
             return [self.step_time(batch).total_s] * num_steps
-        const_s, s_tok, s_seq, s_blk, knees, segments = (
-            self._decode_paged if batch.attention_kernel == "paged" else self._decode_contiguous
-        )
-        layers, tokens0 = self._num_layers, batch.decode_kv_tokens
         if decode_kv_blocks is None:
             decode_kv_blocks = [batch.decode_kv_blocks] * num_steps
+        return self._decode_times(
+            batch.attention_kernel == "paged",
+            seqs,
+            batch.decode_kv_tokens,
+            num_steps,
+            decode_kv_blocks,
+            batch.allocator_overhead_s,
+        )
+
+    def reads_decode_blocks(self, attention_kernel: str) -> bool:
+        """Whether a decode step's time depends on its KV block count (a fitted per-block term): if not, a
+        window's per-step block counts need not be computed."""
+        return bool((self._decode_paged if attention_kernel == "paged" else self._decode_contiguous)[3])
+
+    def decode_segment_times(self, attention_kernel: str, segments) -> list[float]:
+        """The step durations of a decode window planned as segments (``schedulers/cohort_through.py``:
+        ``(steps, sequences, KV tokens of the first step, KV blocks of each step or None, _)``), each timed
+        as ``decode_step_times_list`` times the pure-decode batch of its members, with no allocator time.
+        A segment without block counts has a cost model that does not read them (``reads_decode_blocks``)."""
+        paged = attention_kernel == "paged"
+        durations: list[float] = []
+        for num_steps, seqs, tokens, blocks, _ in segments:
+            durations += self._decode_times(paged, seqs, tokens, num_steps, blocks or repeat(0), 0.0)
+        return durations
+
+    def _decode_times(
+        self, paged: bool, seqs: int, tokens0: int, num_steps: int, decode_kv_blocks, allocator_s: float
+    ) -> list[float]:
+        """The durations of ``num_steps`` pure-decode steps of ``seqs`` sequences from ``tokens0`` KV tokens
+        (``decode_kv_blocks``: an iterable of each step's blocks), as ``step_time(..).total_s`` computes
+        each one."""
+        const_s, s_tok, s_seq, s_blk, knees, segments = (
+            self._decode_paged if paged else self._decode_contiguous
+        )
+        layers = self._num_layers
         head, lm_head_s, allreduce_s, overhead_s = self._decode_parts(seqs)  # head: gemm_s + 0.0 prefill
-        allocator_s = batch.allocator_overhead_s
         seq_s = s_seq * seqs
         token_range = range(tokens0, tokens0 + num_steps * seqs, seqs)
         if knees:  # a measured profile's ramp: each step on its segment, as _attn_decode_layer_s picks it

@@ -37,6 +37,9 @@ class SchedulerBase(PreemptionMixin, FastForwardMixin, CohortMixin):
     """
 
     name = "base"
+    # Whether decode windows give the cost model each step's KV block count; the engine clears it for a cost
+    # model that does not read them (``reads_decode_blocks``).
+    window_block_counts = True
 
     def __init__(
         self,

@@ -138,7 +138,7 @@ class CohortMixin(CohortThroughMixin):
         if num_steps == 1:
             return 1, None
         bs = alloc.block_size
-        if not bs:  # a contiguous kernel reads no block count
+        if not bs or not self.window_block_counts:  # a contiguous kernel, or a cost model that reads none
             return num_steps, None
         # Step i reads the cohort's blocks after i more slots each: growth t -> t + 1 opens a block for
         # the members counted in opens_at[t % block_size].

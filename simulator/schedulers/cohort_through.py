@@ -62,7 +62,7 @@ class CohortThroughMixin:
             if entry[2].cohort_key == entry[1]:  # else stale: that request left the cohort
                 finishers.append(entry)
         self._window_finishers = finishers
-        bs = alloc.block_size
+        bs = alloc.block_size if self.window_block_counts else 0  # 0: no per-step block counts
         opens = alloc.opens_at[:] if bs else None  # less the finished members, as they leave
         seqs, tokens, blocks = self._num_decode_seqs, self._decode_kv_tokens, self._decode_kv_blocks
         segments = self.window_segments = []

@@ -79,8 +79,8 @@ class FastForwardMixin:
                 growth = self.allocator.max_uniform_growth(seq_ids, num_steps)
             num_steps = min(num_steps, 1 + growth)
             self._prepaid = growth >= num_steps
-        if not self.block_size or num_steps == 1:  # one step reads the batch's own block count
-            return num_steps, None
+        if not self.block_size or num_steps == 1 or not self.window_block_counts:
+            return num_steps, None  # one step reads the batch's own block count; or none is read
         # Step i reads sum_s ceil((slots_s + i) / bs) blocks: a sequence with (slots - 1) % bs == r gains
         # a block at every step i with (r + i) % bs == 0.
         bs = self.block_size

@@ -165,6 +165,26 @@ def test_decode_step_times_equal_step_time_bit_for_bit(model, gpu, tp, kernel, f
                 )
             ).total_s
         )
+        # A window planned through finishes: segments of shrinking batches, timed in one call. Block counts
+        # come only to a cost model that reads them (the others get None).
+        reads = cost.reads_decode_blocks(kernel)
+        assert reads == (kernel == "paged" and fitted in ("per-block", "ramp"))
+        segments, expected = [], []
+        seg_seqs, seg_tokens = seqs, tokens
+        for num_steps in (4, 1, 7):
+            seg_blocks = [seg_tokens // 16 + 2 * i for i in range(num_steps)]
+            segments.append((num_steps, seg_seqs, seg_tokens, seg_blocks if reads else None, 1))
+            for i in range(num_steps):
+                step_i = Batch(
+                    num_decode_seqs=seg_seqs,
+                    decode_kv_tokens=seg_tokens + i * seg_seqs,
+                    decode_kv_blocks=seg_blocks[i] if kernel == "paged" else 0,
+                    attention_kernel=kernel,
+                )
+                expected.append(cost.step_time(step_i).total_s)
+            seg_tokens += num_steps * seg_seqs - 40
+            seg_seqs = max(1, seg_seqs - 1)
+        assert cost.decode_segment_times(kernel, segments) == expected  # exact
 
 
 def test_roofline_outputs_say_so_and_have_no_map_latency():
