@@ -100,18 +100,22 @@ def simulate(
             Replica(env, index, scheduler, cost_model, recorder, fast_forward=config.fast_forward)
         )
     allocator = replicas[0].scheduler.allocator
+    # Called once per arrival: the choices that depend only on the config are made here.
+    allocator_reason = allocator.rejection_reason
+    is_vllm, is_tgi = config.scheduler == "vllm", config.scheduler == "tgi"
+    scheduler_reason = replicas[0].scheduler.rejection_reason if is_tgi else None
+    watermark_reason = replicas[0].scheduler.watermark_rejection if is_vllm else None
+    max_num_seqs, chunked = config.max_num_seqs, config.enable_chunked_prefill
 
     def rejection_reason(num_prompt_tokens: int, num_output_tokens: int, num_seqs: int) -> str | None:
-        reason = allocator.rejection_reason(num_prompt_tokens, num_output_tokens)
-        if reason is None and config.scheduler == "vllm":
-            reason = vllm_rejection_reason(
-                num_prompt_tokens, max_num_batched_tokens, config.enable_chunked_prefill
-            )
-            reason = reason or replicas[0].scheduler.watermark_rejection(num_prompt_tokens)
-        if reason is None and config.scheduler == "tgi":
-            reason = replicas[0].scheduler.rejection_reason(num_prompt_tokens, num_output_tokens, num_seqs)
-        elif reason is None and num_seqs > config.max_num_seqs:
-            reason = f"{num_seqs} parallel sequences exceed max_num_seqs {config.max_num_seqs}"
+        reason = allocator_reason(num_prompt_tokens, num_output_tokens)
+        if reason is None and is_vllm:
+            reason = vllm_rejection_reason(num_prompt_tokens, max_num_batched_tokens, chunked)
+            reason = reason or watermark_reason(num_prompt_tokens)
+        if reason is None and is_tgi:
+            reason = scheduler_reason(num_prompt_tokens, num_output_tokens, num_seqs)
+        elif reason is None and num_seqs > max_num_seqs:
+            reason = f"{num_seqs} parallel sequences exceed max_num_seqs {max_num_seqs}"
         return reason
 
     bar = _progress_bar(len(trace)) if progress else None
