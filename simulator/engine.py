@@ -7,7 +7,10 @@ it up at its next step start, prefills it, decodes it, and hands it to the recor
 Speed: a replica's step costs O(1) plus O(requests it touches); with the decode cohort
 (``schedulers/cohort.py``) a decode step touches none, whatever the batch. A step that ends before the next
 arrival needs no SimPy event: the replica runs ahead on its own clock (``clock_s``) and yields to SimPy only
-for steps that reach the next arrival, and when idle. When a step is pure decode, the loop asks the scheduler
+for steps that reach the next arrival, and when idle. A lone replica yields for nothing: it has no other
+replica to be routed against, so it releases its arrivals itself (``ArrivalSource.release_until``) where it
+would have yielded for them. Either way the arrivals at or before a step's end are released before that step
+completes, and seen at the next step's start. When a step is pure decode, the loop asks the scheduler
 how many steps can run before anything but decode progress changes (``decode_window``: a completion, memory
 running out) and, if an arrival could be admitted (nothing queued), cuts the run at the step that ends at or
 after the next arrival anywhere; it plans about that many steps, from the last step's duration. With nothing
@@ -16,7 +19,9 @@ unchanged batches (``window_segments``), each timed as its own batch; the finish
 their steps' end times, and the rows the steps after them would write come back in ``window_rows``. Steps are
 timed with one ``CostModel.decode_step_times`` call per window or segment (a cost model that opts in with
 ``single_decode_by_step_time`` is asked ``step_total_s`` — ``step_time(batch).total_s``, the same float — for
-one step and ``decode_step_times_list`` for a short window: the same floats, no arrays). The replica keeps its
+one step, ``decode_step_times_list`` for a short window and, optionally, ``decode_segment_times`` for all the
+segments of a window at once: the same floats, no arrays). A cost model that says its decode steps do not
+depend on their KV block count (``reads_decode_blocks``) is given none, and the scheduler computes none. The replica keeps its
 own clock as a running sum of step durations (``np.cumsum`` or ``itertools.accumulate``, both sequential), so
 ``fast_forward=False`` (windows of one step) reaches the very same float times.
 """
@@ -107,24 +112,26 @@ class ArrivalSource:
     def _release(self, i: int) -> None:
         """Request ``i`` arrives: rejected with a reason, or routed to a replica's queue."""
         self.num_arrived = i + 1
-        self.next_arrival_s = self._arrival_s[i + 1] if i + 1 < len(self._arrival_s) else INF
+        arrival_s = self._arrival_s
+        self.next_arrival_s = arrival_s[i + 1] if i + 1 < len(arrival_s) else INF
         if self.on_arrival is not None:
             self.on_arrival(i + 1)
         prompt, output, num_seqs = self._prompt[i], self._output[i], self._num_seqs[i]
+        req = RequestState(
+            i,
+            self._request_id[i],
+            arrival_s[i],
+            prompt,
+            output,
+            num_seqs,
+            None if self._hashes is None else self._hashes[i],
+        )
+        if self.next_arrival_s == INF:  # the last one: the trace's columns as lists are no longer needed
+            self._arrival_s = self._request_id = self._prompt = self._output = self._num_seqs = []
         reason = self.rejection_reason(prompt, output, num_seqs)
         if reason is not None:
             self.recorder.reject(i, reason)
             return
-        hashes = self._hashes
-        req = RequestState(
-            i,
-            self._request_id[i],
-            self._arrival_s[i],
-            prompt,
-            output,
-            num_seqs,
-            None if hashes is None else hashes[i],
-        )
         replicas = self.replicas
         replica = replicas[self.route(replicas, i) if len(replicas) > 1 else 0]
         req.replica = replica.index
