@@ -30,13 +30,11 @@ FEATURES = ("flops", "bytes", "kv_bytes", "num_seqs", "num_blocks")
 def score(profile: Profile, rows: list[dict[str, Any]], model: str | None) -> dict[str, tuple[int, float]]:
     """{term of the rows: (points, MAPE %)} of ``profile``'s predictions for measurement ``rows`` taken on
     ``model``'s shapes. Rows of terms the profile cannot predict (VMM tables, layers) are left out."""
-    own_gemms = model is not None and (profile.model or "").lower() == model.lower()
     by_term: dict[str, tuple[list[float], list[float]]] = {}
     for row in rows:
         name = row["term"]
         if name.startswith("gemm.") and name[5:] in GEMM_OPS:
-            term = profile.terms.get(name) if own_gemms else None
-            term = term or profile.terms["gemm"]
+            term = profile.gemm_term(name[5:], model)
         elif name.startswith("attn_"):
             term = profile.terms[name]
         else:

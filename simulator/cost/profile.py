@@ -152,6 +152,17 @@ class Profile:
     def to_dict(self) -> dict[str, Any]:
         return _to_dict(self)
 
+    def profiled(self, model_name: str | None) -> bool:
+        """Whether this profile's per-op GEMM terms were measured on ``model_name``'s shapes."""
+        return model_name is not None and (self.model or "").lower() == model_name.lower()
+
+    def gemm_term(self, op: str, model_name: str | None) -> Term:
+        """The GEMM term that times ``op`` (one of ``GEMM_OPS``) of ``model_name``: its per-op fit where this
+        profile measured that model's shapes and has one, else the fit pooled over all ops (``gemm``)."""
+        if self.profiled(model_name):
+            return self.terms.get(f"gemm.{op}", self.terms["gemm"])
+        return self.terms["gemm"]
+
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

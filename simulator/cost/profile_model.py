@@ -59,8 +59,7 @@ class ProfileCostModel:
         self._num_layers = model.num_layers
         # Per-op GEMM fits hold for the shapes they were measured on, the profiled model's; any other model
         # uses the fit pooled over all ops.
-        per_op = profile.model is not None and profile.model.lower() == model.name.lower()
-        self.per_op_gemms = per_op and any(f"gemm.{op}" in terms for op in GEMM_OPS)
+        self.per_op_gemms = profile.profiled(model.name) and any(f"gemm.{op}" in terms for op in GEMM_OPS)
 
         # Kernel terms are timed one launch at a time; back to back, each launch is launch_overlap_s shorter.
         overlap = terms.get("launch_overlap")
@@ -74,7 +73,7 @@ class ProfileCostModel:
             return dataclasses.replace(term, params={**term.params, "const_s": const_s})
 
         def gemm_term(op: str) -> Term:
-            return launched(terms.get(f"gemm.{op}", terms["gemm"]) if per_op else terms["gemm"])
+            return launched(profile.gemm_term(op, model.name))
 
         self._layer_gemms = tuple(
             _Gemm(gemm_term(s.op), s, model.dtype_bytes) for s in layer_gemm_shapes(model, tp)

@@ -171,3 +171,10 @@ def test_per_op_gemm_fits_apply_only_to_the_profiled_model():
     )
     assert own.per_op_gemms and not pooled.per_op_gemms and not other.per_op_gemms
     assert own.step_time(batch).gemm_s > pooled.step_time(batch).gemm_s + 32 * 0.9e-3
+    # The one rule, as Profile.gemm_term states it (the cost model and calibrate.crosscheck both use it).
+    own_profile = Profile(profile.device, "measured", terms, model="Llama-2-7B")
+    assert own_profile.gemm_term("qkv", "llama-2-7b") is terms["gemm.qkv"]  # names compare case-blind
+    assert own_profile.gemm_term("o", "llama-2-7b") is terms["gemm"]  # no per-op fit of its own
+    assert own_profile.gemm_term("qkv", "llama-2-13b") is terms["gemm"]
+    assert own_profile.gemm_term("qkv", None) is terms["gemm"]
+    assert Profile(profile.device, "measured", terms).gemm_term("qkv", "llama-2-7b") is terms["gemm"]
