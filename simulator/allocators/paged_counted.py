@@ -354,8 +354,13 @@ class CountedPagedAllocator(PagedBase):
             opened = 0  # not-final members opening a block
             if rest:
                 start = tick % bs
-                need += cyclic_sum(self.opens_at, start, rest)
-                opened = cyclic_sum(self._not_final_opens_at, start, rest)
+                end = start + rest
+                if end <= bs:  # cyclic_sum's commoner case, inline
+                    need += sum(self.opens_at[start:end])
+                    opened = sum(self._not_final_opens_at[start:end])
+                else:
+                    need += cyclic_sum(self.opens_at, start, rest)
+                    opened = cyclic_sum(self._not_final_opens_at, start, rest)
         if need > self.num_free_blocks:
             return False
         self.num_free_blocks -= need
