@@ -167,7 +167,8 @@ class Replica:
         # Windows need per-step block counts only for a cost model that reads them (optional
         # ``reads_decode_blocks``; without it, assume it does).
         reads_blocks = getattr(cost_model, "reads_decode_blocks", None)
-        scheduler.window_block_counts = reads_blocks is None or reads_blocks(scheduler.allocator.attention_kernel)
+        kernel = scheduler.allocator.attention_kernel
+        scheduler.window_block_counts = reads_blocks is None or reads_blocks(kernel)
         env.process(self.run())
 
     def submit(self, req: RequestState) -> None:

@@ -321,8 +321,8 @@ class ProfileCostModel:
             self._decode_paged if paged else self._decode_contiguous
         )
         layers = self._num_layers
-        # head: gemm_s + 0.0 prefill
-        head, lm_head_s, allreduce_s, overhead_s = self._decode_parts_cache.get(seqs) or self._decode_parts(seqs)
+        parts = self._decode_parts_cache.get(seqs) or self._decode_parts(seqs)
+        head, lm_head_s, allreduce_s, overhead_s = parts  # head: gemm_s + 0.0 prefill
         seq_s = s_seq * seqs
         token_range = range(tokens0, tokens0 + num_steps * seqs, seqs)
         if knees:  # a measured profile's ramp: each step on its segment, as _attn_decode_layer_s picks it
