@@ -106,22 +106,11 @@ class ReplicaTimeline:
         self.last_saturated = saturated
         self.last_num_seqs = num_batched_seqs
 
-    def _keep_row(
-        self,
-        time_s: float,
-        parts: tuple[int, ...],
-        saturated: bool,
-        num_running: int,
-        num_waiting: int,
-        num_swapped: int,
-        num_batched_seqs: int,
-        num_batched_tokens: int,
-    ) -> None:
-        """``add_row`` when rows are kept: they are integrated at ``close`` (and the peak found there)."""
+    def _keep_row(self, time_s: float, parts: tuple[int, ...], *sizes: int) -> None:
+        """``add_row`` when rows are kept (``sizes``: saturated to num_batched_tokens, in VALUE_FIELDS
+        order); they are integrated at ``close`` (and the peak found there)."""
         self.time_s.append(time_s)
-        self.values.extend(
-            (*parts, saturated, num_running, num_waiting, num_swapped, num_batched_seqs, num_batched_tokens)
-        )
+        self.values.extend((*parts, *sizes))
 
     def close(self, end_s: float) -> None:
         """Integrate the step functions up to ``end_s``."""
