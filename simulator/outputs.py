@@ -13,6 +13,8 @@ from kvsim.simulator.metrics import request_metrics
 from kvsim.simulator.recorder import TIMELINE_COLUMNS
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from kvsim.simulator.run import RunResult
 
 REQUEST_COLUMNS = (
@@ -58,8 +60,9 @@ def _clean(value):
     return value
 
 
-def _cell(value: float) -> str:
-    return "" if math.isnan(value) else repr(value)
+def _cells(values: np.ndarray) -> list[str]:
+    """A float column's cells: the shortest repr that reads back as the same float, empty for NaN."""
+    return ["" if x != x else repr(x) for x in values.tolist()]  # x != x: NaN
 
 
 def write_run_folder(result: RunResult, out_dir: Path) -> Path:
@@ -83,12 +86,12 @@ def write_requests_csv(result: RunResult, path: Path) -> None:
         "num_output_tokens": trace.num_output_tokens.tolist(),
     }
     for name in ("first_scheduled_s", "first_token_s", "finish_s"):
-        columns[name] = [_cell(x) for x in getattr(rec, name).tolist()]
+        columns[name] = _cells(getattr(rec, name))
     for name, values in metrics.items():
-        columns[name] = [_cell(x) for x in values.tolist()]
+        columns[name] = _cells(values)
     columns["num_preemptions"] = rec.num_preemptions.tolist()
     columns["num_cached_tokens"] = rec.num_cached_tokens.tolist()
-    columns["kv_evicted_fraction"] = [_cell(x) for x in rec.kv_evicted_fraction.tolist()]
+    columns["kv_evicted_fraction"] = _cells(rec.kv_evicted_fraction)
     columns["rejected_reason"] = [rec.rejected_reason.get(i, "") for i in range(len(trace))]
     columns["replica"] = ["" if r < 0 else r for r in columns["replica"]]
     with path.open("w", newline="", encoding="utf-8") as f:
@@ -101,5 +104,5 @@ def write_timeline_csv(result: RunResult, path: Path) -> None:
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(TIMELINE_COLUMNS)
-        for row in result.recorder.timeline_rows():
-            writer.writerow((repr(row[0]), *row[1:]))
+        time_s, *others = result.recorder.timeline_columns()
+        writer.writerows(zip(map(repr, time_s), *others))

@@ -144,9 +144,14 @@ class ReplicaTimeline:
 
     def rows(self):
         """(time_s, replica, *PARTS, num_running, ...) tuples, in order."""
+        return zip(*self.columns())
+
+    def columns(self) -> list:
+        """The TIMELINE_COLUMNS of the kept rows, in order: each a sequence (time_s an array, replica a
+        ``repeat``, the others slices of ``values``)."""
         width = len(VALUE_FIELDS)
-        columns = [self.values[i::width] for i in range(width) if VALUE_FIELDS[i] != "saturated"]
-        return zip(self.time_s, repeat(self.replica), *columns)
+        values = [self.values[i::width] for i in range(width) if VALUE_FIELDS[i] != "saturated"]
+        return [self.time_s, repeat(self.replica, len(self.time_s)), *values]
 
 
 COLLECT_EVERY = 4096  # finished requests buffered before their results are written to the columns
@@ -223,11 +228,20 @@ class Recorder:
 
     def timeline_rows(self) -> list[tuple]:
         """All rows, ordered by time then replica (a stable merge of the replicas' rows)."""
-        rows = []
-        for tl in self.timelines:
-            rows.extend(tl.rows())
-        rows.sort(key=lambda row: (row[0], row[1]))
-        return rows
+        return list(zip(*self.timeline_columns()))
+
+    def timeline_columns(self) -> list[list]:
+        """``timeline_rows`` as TIMELINE_COLUMNS lists (the CSV writer's input: no tuple per row)."""
+        per_replica = [tl.columns() for tl in self.timelines]
+        if len(per_replica) == 1:  # a replica's rows are already in time order
+            return [list(column) for column in per_replica[0]]
+        merged = [
+            [value for columns in per_replica for value in columns[i]] for i in range(len(TIMELINE_COLUMNS))
+        ]
+        # by time, then replica; a stable sort keeps each replica's rows at one instant in their order
+        order = np.lexsort((np.asarray(merged[1]), np.asarray(merged[0], dtype=np.float64)), axis=0)
+        order = order.tolist()
+        return [[column[i] for i in order] for column in merged]
 
 
 def finite_or_none(value: float) -> float | None:

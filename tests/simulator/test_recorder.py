@@ -30,3 +30,26 @@ def test_kept_and_dropped_rows_give_the_same_summary(case):
     assert json.dumps(kept.summary, sort_keys=True) == json.dumps(dropped.summary, sort_keys=True)
     assert kept.summary["memory"]["saturated"]["duration_s"] > 0 or case == "roomy-vattention"
     assert kept.recorder.timeline_rows() and not dropped.recorder.timeline_rows()
+
+
+def test_timeline_rows_merge_replicas_by_time_then_replica_keeping_each_replicas_order():
+    from kvsim.simulator.recorder import PARTS, Recorder
+
+    recorder = Recorder(0, 3)
+    zeros = (0,) * len(PARTS)
+    rows = [  # (replica, time_s, num_running): distinct num_running tells the rows apart
+        (2, 0.0, 1), (0, 0.0, 2), (1, 0.5, 3), (0, 0.5, 4), (0, 0.5, 5), (2, 0.25, 6), (2, 1.0, 7), (1, 0.5, 8),
+    ]  # fmt: skip
+    for replica, time_s, num_running in rows:
+        recorder.timelines[replica].add_row(time_s, zeros, False, num_running, 0, 0, 0, 0)
+    merged = recorder.timeline_rows()
+    running = 2 + len(PARTS)  # the column after time_s, replica and the parts
+    assert [(row[0], row[1], row[running]) for row in merged] == [
+        (0.0, 0, 2), (0.0, 2, 1), (0.25, 2, 6), (0.5, 0, 4), (0.5, 0, 5), (0.5, 1, 3), (0.5, 1, 8), (1.0, 2, 7),
+    ]  # fmt: skip
+    # The CSV writer's columns are the same rows, transposed; one replica's need no merge.
+    assert list(zip(*recorder.timeline_columns())) == merged
+    alone = Recorder(0, 1)
+    for time_s in (0.0, 0.0, 2.0):
+        alone.timelines[0].add_row(time_s, zeros, True, 1, 2, 3, 4, 5)
+    assert alone.timeline_rows() == [(t, 0, *zeros, 1, 2, 3, 4, 5) for t in (0.0, 0.0, 2.0)]
