@@ -21,8 +21,8 @@ timed with one ``CostModel.decode_step_times`` call per window or segment (a cos
 ``single_decode_by_step_time`` is asked ``step_total_s`` — ``step_time(batch).total_s``, the same float — for
 one step, ``decode_step_times_list`` for a short window and, optionally, ``decode_segment_times`` for all the
 segments of a window at once: the same floats, no arrays). A cost model that says its decode steps do not
-depend on their KV block count (``reads_decode_blocks``) is given none, and the scheduler computes none. The replica keeps its
-own clock as a running sum of step durations (``np.cumsum`` or ``itertools.accumulate``, both sequential), so
+depend on their KV block count (``reads_decode_blocks``) is given none, and the scheduler computes none. The
+replica keeps its own clock as a running sum of step durations (``np.cumsum`` or ``itertools.accumulate``, both sequential), so
 ``fast_forward=False`` (windows of one step) reaches the very same float times.
 """
 
@@ -116,22 +116,16 @@ class ArrivalSource:
         self.next_arrival_s = arrival_s[i + 1] if i + 1 < len(arrival_s) else INF
         if self.on_arrival is not None:
             self.on_arrival(i + 1)
+        request_id, time_s = self._request_id[i], arrival_s[i]
         prompt, output, num_seqs = self._prompt[i], self._output[i], self._num_seqs[i]
-        req = RequestState(
-            i,
-            self._request_id[i],
-            arrival_s[i],
-            prompt,
-            output,
-            num_seqs,
-            None if self._hashes is None else self._hashes[i],
-        )
         if self.next_arrival_s == INF:  # the last one: the trace's columns as lists are no longer needed
             self._arrival_s = self._request_id = self._prompt = self._output = self._num_seqs = []
         reason = self.rejection_reason(prompt, output, num_seqs)
         if reason is not None:
             self.recorder.reject(i, reason)
             return
+        hashes = None if self._hashes is None else self._hashes[i]
+        req = RequestState(i, request_id, time_s, prompt, output, num_seqs, hashes)
         replicas = self.replicas
         replica = replicas[self.route(replicas, i) if len(replicas) > 1 else 0]
         req.replica = replica.index
