@@ -302,9 +302,9 @@ class ProfileCostModel:
 
     def decode_segment_times(self, attention_kernel: str, segments) -> list[float]:
         """The step durations of a decode window planned as segments (``schedulers/cohort_through.py``:
-        ``(steps, sequences, KV tokens of the first step, KV blocks of each step or None, _)``), each timed
-        as ``decode_step_times_list`` times the pure-decode batch of its members, with no allocator time.
-        A segment without block counts has a cost model that does not read them (``reads_decode_blocks``)."""
+        ``(steps, sequences, KV tokens of the first step, KV blocks of each step or None, _)``): each segment
+        as ``decode_step_times_list`` would time the pure-decode batch of its members, with no allocator
+        time. Segments come without block counts only to a cost model that reads none (``reads_decode_blocks``)."""
         paged = attention_kernel == "paged"
         durations: list[float] = []
         for num_steps, seqs, tokens, blocks, _ in segments:
