@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from importlib.metadata import PackageNotFoundError, version
@@ -60,6 +61,10 @@ def _clean(value):
     return value
 
 
+def _ints(values: np.ndarray) -> list[str]:
+    return list(map(str, values.tolist()))
+
+
 def _cells(values: np.ndarray) -> list[str]:
     """A float column's cells: the shortest repr that reads back as the same float, empty for NaN."""
     return ["" if x != x else repr(x) for x in values.tolist()]  # x != x: NaN
@@ -79,30 +84,48 @@ def write_requests_csv(result: RunResult, path: Path) -> None:
     trace, rec = result.trace, result.recorder
     metrics = request_metrics(trace, rec)
     columns = {
-        "request_id": trace.request_id.tolist(),
-        "replica": rec.replica.tolist(),
-        "arrival_s": [repr(x) for x in trace.arrival_s.tolist()],
-        "num_prompt_tokens": trace.num_prompt_tokens.tolist(),
-        "num_output_tokens": trace.num_output_tokens.tolist(),
+        "request_id": _ints(trace.request_id),
+        "replica": ["" if r < 0 else str(r) for r in rec.replica.tolist()],
+        "arrival_s": list(map(repr, trace.arrival_s.tolist())),
+        "num_prompt_tokens": _ints(trace.num_prompt_tokens),
+        "num_output_tokens": _ints(trace.num_output_tokens),
     }
     for name in ("first_scheduled_s", "first_token_s", "finish_s"):
         columns[name] = _cells(getattr(rec, name))
     for name, values in metrics.items():
         columns[name] = _cells(values)
-    columns["num_preemptions"] = rec.num_preemptions.tolist()
-    columns["num_cached_tokens"] = rec.num_cached_tokens.tolist()
+    columns["num_preemptions"] = _ints(rec.num_preemptions)
+    columns["num_cached_tokens"] = _ints(rec.num_cached_tokens)
     columns["kv_evicted_fraction"] = _cells(rec.kv_evicted_fraction)
-    columns["rejected_reason"] = [rec.rejected_reason.get(i, "") for i in range(len(trace))]
-    columns["replica"] = ["" if r < 0 else r for r in columns["replica"]]
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(REQUEST_COLUMNS)
-        writer.writerows(zip(*(columns[name] for name in REQUEST_COLUMNS)))
+    reasons = [""] * len(trace)
+    for index, reason in rec.rejected_reason.items():
+        reasons[index] = csv_field(reason)
+    columns["rejected_reason"] = reasons
+    write_csv(path, REQUEST_COLUMNS, [columns[name] for name in REQUEST_COLUMNS])
 
 
 def write_timeline_csv(result: RunResult, path: Path) -> None:
+    time_s, *others = result.recorder.timeline_columns()
+    write_csv(path, TIMELINE_COLUMNS, [list(map(repr, time_s)), *(list(map(str, c)) for c in others)])
+
+
+CSV_CHUNK_ROWS = 65536  # rows joined into one string per write
+
+
+def write_csv(path: Path, header: tuple[str, ...], columns: list[list[str]]) -> None:
+    """A CSV file of ready-made cells (``csv_field`` for any text that may need quoting), column by column:
+    the bytes ``csv.writer`` writes with ``lineterminator="\n"``, without its per-cell work."""
+    num_rows = len(columns[0]) if columns else 0
     with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(TIMELINE_COLUMNS)
-        time_s, *others = result.recorder.timeline_columns()
-        writer.writerows(zip(map(repr, time_s), *others))
+        f.write(",".join(map(csv_field, header)) + "\n")
+        for start in range(0, num_rows, CSV_CHUNK_ROWS):
+            chunk = [column[start : start + CSV_CHUNK_ROWS] for column in columns]
+            f.write("\n".join(map(",".join, zip(*chunk))))
+            f.write("\n")
+
+
+def csv_field(text: str) -> str:
+    """``text`` as ``csv.writer`` writes one cell of a row of several (quoted where the dialect needs it)."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerow((text, ""))
+    return out.getvalue()[:-2]  # less the empty second cell's comma and the line end
