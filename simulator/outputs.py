@@ -61,13 +61,18 @@ def _clean(value):
     return value
 
 
-def _ints(values: np.ndarray) -> list[str]:
+def float_cells(values: np.ndarray) -> list[str]:
+    """Float cells: the shortest repr that reads back as the same float, empty for NaN."""
+    return ["" if x != x else repr(x) for x in values.tolist()]  # x != x: NaN
+
+
+def int_cells(values: np.ndarray) -> list[str]:
     return list(map(str, values.tolist()))
 
 
-def _cells(values: np.ndarray) -> list[str]:
-    """A float column's cells: the shortest repr that reads back as the same float, empty for NaN."""
-    return ["" if x != x else repr(x) for x in values.tolist()]  # x != x: NaN
+def text_cells(values: list[str]) -> list[str]:
+    """Text cells, already quoted (``csv_field``) where needed."""
+    return values
 
 
 def write_run_folder(result: RunResult, out_dir: Path) -> Path:
@@ -83,43 +88,50 @@ def write_run_folder(result: RunResult, out_dir: Path) -> Path:
 def write_requests_csv(result: RunResult, path: Path) -> None:
     trace, rec = result.trace, result.recorder
     metrics = request_metrics(trace, rec)
-    columns = {
-        "request_id": _ints(trace.request_id),
-        "replica": ["" if r < 0 else str(r) for r in rec.replica.tolist()],
-        "arrival_s": list(map(repr, trace.arrival_s.tolist())),
-        "num_prompt_tokens": _ints(trace.num_prompt_tokens),
-        "num_output_tokens": _ints(trace.num_output_tokens),
-    }
-    for name in ("first_scheduled_s", "first_token_s", "finish_s"):
-        columns[name] = _cells(getattr(rec, name))
-    for name, values in metrics.items():
-        columns[name] = _cells(values)
-    columns["num_preemptions"] = _ints(rec.num_preemptions)
-    columns["num_cached_tokens"] = _ints(rec.num_cached_tokens)
-    columns["kv_evicted_fraction"] = _cells(rec.kv_evicted_fraction)
     reasons = [""] * len(trace)
     for index, reason in rec.rejected_reason.items():
         reasons[index] = csv_field(reason)
-    columns["rejected_reason"] = reasons
+    columns = {
+        "request_id": (trace.request_id, int_cells),
+        "replica": (rec.replica, _replica_cells),
+        "arrival_s": (trace.arrival_s, float_cells),
+        "num_prompt_tokens": (trace.num_prompt_tokens, int_cells),
+        "num_output_tokens": (trace.num_output_tokens, int_cells),
+        **{
+            name: (getattr(rec, name), float_cells)
+            for name in ("first_scheduled_s", "first_token_s", "finish_s")
+        },
+        **{name: (values, float_cells) for name, values in metrics.items()},
+        "num_preemptions": (rec.num_preemptions, int_cells),
+        "num_cached_tokens": (rec.num_cached_tokens, int_cells),
+        "kv_evicted_fraction": (rec.kv_evicted_fraction, float_cells),
+        "rejected_reason": (reasons, text_cells),
+    }
     write_csv(path, REQUEST_COLUMNS, [columns[name] for name in REQUEST_COLUMNS])
+
+
+def _replica_cells(values: np.ndarray) -> list[str]:
+    return ["" if r < 0 else str(r) for r in values.tolist()]  # -1: rejected, never routed
 
 
 def write_timeline_csv(result: RunResult, path: Path) -> None:
     time_s, *others = result.recorder.timeline_columns()
-    write_csv(path, TIMELINE_COLUMNS, [list(map(repr, time_s)), *(list(map(str, c)) for c in others)])
+    write_csv(path, TIMELINE_COLUMNS, [(time_s, float_cells), *((column, int_cells) for column in others)])
 
 
-CSV_CHUNK_ROWS = 65536  # rows joined into one string per write
+CSV_CHUNK_ROWS = 16384  # rows formatted and written at a time: a few MB of strings, whatever the run's size
 
 
-def write_csv(path: Path, header: tuple[str, ...], columns: list[list[str]]) -> None:
-    """A CSV file of ready-made cells (``csv_field`` for any text that may need quoting), column by column:
-    the bytes ``csv.writer`` writes with ``lineterminator="\n"``, without its per-cell work."""
-    num_rows = len(columns[0]) if columns else 0
+def write_csv(path: Path, header: tuple[str, ...], columns: list[tuple]) -> None:
+    """A CSV file from ``(values, cells)`` columns: ``cells(values[a:b])`` formats a slice of rows as strings
+    (``float_cells``, ``int_cells``, ``text_cells``). The bytes ``csv.writer`` writes with
+    ``lineterminator="\n"``, without its per-cell work; rows are formatted a chunk at a time."""
+    num_rows = len(columns[0][0]) if columns else 0
     with path.open("w", newline="", encoding="utf-8") as f:
         f.write(",".join(map(csv_field, header)) + "\n")
         for start in range(0, num_rows, CSV_CHUNK_ROWS):
-            chunk = [column[start : start + CSV_CHUNK_ROWS] for column in columns]
+            end = start + CSV_CHUNK_ROWS
+            chunk = [cells(values[start:end]) for values, cells in columns]
             f.write("\n".join(map(",".join, zip(*chunk))))
             f.write("\n")
 

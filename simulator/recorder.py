@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from array import array
-from itertools import repeat
 from operator import attrgetter
 
 import numpy as np
@@ -144,14 +143,14 @@ class ReplicaTimeline:
 
     def rows(self):
         """(time_s, replica, *PARTS, num_running, ...) tuples, in order."""
-        return zip(*self.columns())
+        return zip(*(column.tolist() for column in self.columns()))
 
-    def columns(self) -> list:
-        """The TIMELINE_COLUMNS of the kept rows, in order: each a sequence (time_s an array, replica a
-        ``repeat``, the others slices of ``values``)."""
-        width = len(VALUE_FIELDS)
-        values = [self.values[i::width] for i in range(width) if VALUE_FIELDS[i] != "saturated"]
-        return [self.time_s, repeat(self.replica, len(self.time_s)), *values]
+    def columns(self) -> list[np.ndarray]:
+        """The TIMELINE_COLUMNS of the kept rows, in order, as arrays (copies: the rows may grow on)."""
+        times = np.frombuffer(self.time_s, dtype=np.float64).copy()
+        values = np.frombuffer(self.values, dtype=np.int64).reshape(-1, len(VALUE_FIELDS)).copy()
+        replica = np.full(len(times), self.replica, dtype=np.int64)
+        return [times, replica, *(values[:, i] for i, name in enumerate(VALUE_FIELDS) if name != "saturated")]
 
 
 COLLECT_EVERY = 4096  # finished requests buffered before their results are written to the columns
@@ -228,20 +227,17 @@ class Recorder:
 
     def timeline_rows(self) -> list[tuple]:
         """All rows, ordered by time then replica (a stable merge of the replicas' rows)."""
-        return list(zip(*self.timeline_columns()))
+        return list(zip(*(column.tolist() for column in self.timeline_columns())))
 
-    def timeline_columns(self) -> list[list]:
-        """``timeline_rows`` as TIMELINE_COLUMNS lists (the CSV writer's input: no tuple per row)."""
+    def timeline_columns(self) -> list[np.ndarray]:
+        """``timeline_rows`` as TIMELINE_COLUMNS arrays (the CSV writer's input: no tuple per row)."""
         per_replica = [tl.columns() for tl in self.timelines]
         if len(per_replica) == 1:  # a replica's rows are already in time order
-            return [list(column) for column in per_replica[0]]
-        merged = [
-            [value for columns in per_replica for value in columns[i]] for i in range(len(TIMELINE_COLUMNS))
-        ]
+            return per_replica[0]
+        merged = [np.concatenate(parts) for parts in zip(*per_replica)]
         # by time, then replica; a stable sort keeps each replica's rows at one instant in their order
-        order = np.lexsort((np.asarray(merged[1]), np.asarray(merged[0], dtype=np.float64)), axis=0)
-        order = order.tolist()
-        return [[column[i] for i in order] for column in merged]
+        order = np.lexsort((merged[1], merged[0]))
+        return [column[order] for column in merged]
 
 
 def finite_or_none(value: float) -> float | None:

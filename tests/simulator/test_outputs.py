@@ -12,7 +12,14 @@ from hypothesis import strategies as st
 from simtools import KV_BYTES_PER_TOKEN, random_trace
 
 from kvsim.simulator import SimConfig, simulate
-from kvsim.simulator.outputs import REQUEST_COLUMNS, csv_field, write_csv
+from kvsim.simulator.outputs import (
+    REQUEST_COLUMNS,
+    csv_field,
+    float_cells,
+    int_cells,
+    text_cells,
+    write_csv,
+)
 
 
 def csv_writer_bytes(header, rows) -> str:
@@ -30,15 +37,20 @@ def test_text_cells_are_quoted_as_csv_writer_quotes_them(texts):
 
 def test_write_csv_writes_what_csv_writer_writes(tmp_path):
     rng = np.random.default_rng(0)
-    numbers = [repr(float(x)) for x in rng.normal(size=200_003)]  # more rows than one chunk
-    ints = [str(int(x)) for x in rng.integers(-5, 10**12, size=200_003)]
+    floats = rng.normal(size=200_003)  # more rows than one chunk
+    floats[::7] = np.nan
+    ints = rng.integers(-5, 10**12, size=200_003)
     reasons = ["", "too long, by far", 'say "no"', "two\nlines"] * 50_000 + ["", "", ""]
     path = tmp_path / "x.csv"
-    write_csv(path, ("a", "b,c", "reason"), [numbers, ints, [csv_field(r) if r else r for r in reasons]])
-    expected = csv_writer_bytes(("a", "b,c", "reason"), zip(numbers, ints, reasons))
-    assert path.read_text(encoding="utf-8") == expected
-    write_csv(path, ("a", "b"), [[], []])  # no rows: the header alone
-    assert path.read_text(encoding="utf-8") == "a,b\n"
+    write_csv(
+        path,
+        ("a", "b,c", "reason"),
+        [(floats, float_cells), (ints, int_cells), ([csv_field(r) for r in reasons], text_cells)],
+    )
+    rows = zip(("" if np.isnan(x) else repr(x) for x in floats.tolist()), ints.tolist(), reasons)
+    assert path.read_text(encoding="utf-8") == csv_writer_bytes(("a", "b,c", "reason"), rows)
+    write_csv(path, ("a", "b"), [(np.empty(0), float_cells), (np.empty(0, np.int64), int_cells)])
+    assert path.read_text(encoding="utf-8") == "a,b\n"  # no rows: the header alone
 
 
 def test_requests_csv_reads_back_to_the_recorded_values(tmp_path):
