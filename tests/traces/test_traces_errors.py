@@ -19,6 +19,7 @@ AZURE_CASES = [
     ("negative", "2023-11-16 18:15:50.1,-3,7", "ContextTokens", "must be >= 1, got -3"),
     ("missing field", "2023-11-16 18:15:50.1,12", "GeneratedTokens", "missing"),
     ("empty field", "2023-11-16 18:15:50.1,,7", "ContextTokens", "not an integer: ''"),
+    ("over 64 bits", "2023-11-16 18:15:50.1,99999999999999999999,7", "ContextTokens", "must fit in a 64-bit"),
     ("bad timestamp", "2023-11-16 25:61:00.1,12,7", "TIMESTAMP", "bad timestamp"),
     ("NaT timestamp", "NaT,12,7", "TIMESTAMP", "bad timestamp"),
     ("empty timestamp", ",12,7", "TIMESTAMP", "bad timestamp"),

@@ -99,10 +99,13 @@ class CsvColumns:
         """Column ``name`` as int64; every value must be an integer >= ``min_value``."""
         column = self.strings(name)
         try:
-            values = np.array(column).astype(np.int64)
+            values = np.fromiter(map(int, column), dtype=np.int64, count=len(column))  # int()'s syntax
         except (ValueError, OverflowError):
-            k = next(k for k, s in enumerate(column) if not _is_int(s))
-            raise bad_field(self.path, self.line_of(k), name, f"not an integer: {column[k]!r}") from None
+            k = next(k for k, s in enumerate(column) if not _is_int64(s))
+            problem = f"not an integer: {column[k]!r}"
+            if _is_int(column[k]):
+                problem = f"{column[k].strip()} is too large: counts and ids must fit in a 64-bit integer"
+            raise bad_field(self.path, self.line_of(k), name, problem) from None
         self._check_min(name, values, min_value, what)
         return values
 
@@ -110,7 +113,7 @@ class CsvColumns:
         """Column ``name`` as float64; every value must be finite and >= ``min_value``."""
         column = self.strings(name)
         try:
-            values = np.array(column).astype(np.float64)
+            values = np.fromiter(map(float, column), dtype=np.float64, count=len(column))  # float()'s syntax
         except ValueError:
             k = next(k for k, s in enumerate(column) if not _is_float(s))
             raise bad_field(
@@ -155,6 +158,10 @@ def _is_int(s: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _is_int64(s: str) -> bool:
+    return _is_int(s) and -(2**63) <= int(s) < 2**63
 
 
 def _is_float(s: str) -> bool:
