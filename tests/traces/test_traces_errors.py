@@ -64,6 +64,8 @@ MOONCAKE_CASES = [
     ("negative", {**MOONCAKE_ROW, "input_length": -1}, "input_length", "must be >= 1, got -1"),
     ("bad timestamp", {**MOONCAKE_ROW, "timestamp": "noon"}, "timestamp", "bad timestamp"),
     ("negative timestamp", {**MOONCAKE_ROW, "timestamp": -5}, "timestamp", "bad timestamp"),
+    ("over 64 bits", {**MOONCAKE_ROW, "input_length": 10**20}, "input_length", "must fit in a 64-bit"),
+    ("beyond any float", {**MOONCAKE_ROW, "timestamp": 10**400}, "timestamp", "must be finite"),
     ("empty hash list", {**MOONCAKE_ROW, "hash_ids": []}, "hash_ids", "non-empty list"),
     ("non-integer hash", {**MOONCAKE_ROW, "hash_ids": [1, "a"]}, "hash_ids", "must be an integer"),
 ]

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from kvsim.errors import KvsimError
-from kvsim.traces.loaders._parse import bad_field
+from kvsim.traces.loaders._parse import bad_field, fits_int64, too_large
 
 
 def json_records(path: Path, text: str) -> list[tuple[int, dict]]:
@@ -82,6 +82,8 @@ def json_int(
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise bad_field(path, line, name, f"not an integer: {value!r}")
+    if not fits_int64(value):
+        raise bad_field(path, line, name, too_large(str(value)))
     if value < min_value:
         raise bad_field(path, line, name, f"{what} must be >= {min_value}, got {value}")
     return value
@@ -91,7 +93,11 @@ def json_float(path: Path, line: int, record: dict, name: str, *, what: str = "t
     value = _json_field(path, line, record, name)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise bad_field(path, line, name, f"bad {what}: not a number: {value!r}")
-    if not math.isfinite(value) or value < 0:
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an integer beyond any float
+        finite = False
+    if not finite or value < 0:
         raise bad_field(path, line, name, f"bad {what}: must be finite and >= 0, got {value!r}")
     return float(value)
 

@@ -102,9 +102,7 @@ class CsvColumns:
             values = np.fromiter(map(int, column), dtype=np.int64, count=len(column))  # int()'s syntax
         except (ValueError, OverflowError):
             k = next(k for k, s in enumerate(column) if not _is_int64(s))
-            problem = f"not an integer: {column[k]!r}"
-            if _is_int(column[k]):
-                problem = f"{column[k].strip()} is too large: counts and ids must fit in a 64-bit integer"
+            problem = too_large(column[k].strip()) if _is_int(column[k]) else f"not an integer: {column[k]!r}"
             raise bad_field(self.path, self.line_of(k), name, problem) from None
         self._check_min(name, values, min_value, what)
         return values
@@ -160,8 +158,16 @@ def _is_int(s: str) -> bool:
     return True
 
 
+def fits_int64(value: int) -> bool:
+    return -(2**63) <= value < 2**63
+
+
+def too_large(text: str) -> str:
+    return f"{text} is too large: counts and ids must fit in a 64-bit integer"
+
+
 def _is_int64(s: str) -> bool:
-    return _is_int(s) and -(2**63) <= int(s) < 2**63
+    return _is_int(s) and fits_int64(int(s))
 
 
 def _is_float(s: str) -> bool:
