@@ -125,7 +125,7 @@ CSV_CHUNK_ROWS = 16384  # rows formatted and written at a time: a few MB of stri
 def write_csv(path: Path, header: tuple[str, ...], columns: list[tuple]) -> None:
     """A CSV file from ``(values, cells)`` columns: ``cells(values[a:b])`` formats a slice of rows as strings
     (``float_cells``, ``int_cells``, ``text_cells``). The bytes ``csv.writer`` writes with
-    ``lineterminator="\n"``, without its per-cell work; rows are formatted a chunk at a time."""
+    ``lineterminator="\\n"``, without its per-cell work; rows are formatted a chunk at a time."""
     num_rows = len(columns[0][0]) if columns else 0
     with path.open("w", newline="", encoding="utf-8") as f:
         f.write(",".join(map(csv_field, header)) + "\n")
