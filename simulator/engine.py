@@ -315,8 +315,7 @@ class Replica:
             if sched.dropped:
                 self._drain_dropped()
             if sched.finished:
-                for req in sched.finished:
-                    recorder.finish(req)
+                recorder.finish(sched.finished)
                 self.num_outstanding -= len(sched.finished) - finished_early
                 sched.finished.clear()
 

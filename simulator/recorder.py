@@ -179,10 +179,10 @@ class Recorder:
     def reject(self, index: int, reason: str) -> None:
         self.rejected_reason[index] = reason
 
-    def finish(self, req: RequestState) -> None:
-        """Keep a finished request; its results go into the columns at ``collect``, a few thousand at a time
-        (one list append here instead of seven numpy item writes; the requests are freed as they go)."""
-        self._finished.append(req)
+    def finish(self, reqs: list[RequestState]) -> None:
+        """Keep finished requests; their results go into the columns at ``collect``, a few thousand at a time
+        (a list extend here instead of seven numpy item writes each; the requests are freed as they go)."""
+        self._finished += reqs
         if len(self._finished) >= COLLECT_EVERY:
             self.collect()
 
