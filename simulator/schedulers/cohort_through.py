@@ -98,7 +98,7 @@ class CohortThroughMixin:
             self._put_back(finishers)
             self.window_segments = ()
             return 0
-        return sum(segment[0] for segment in segments)
+        return end - tick + 1  # the segments' steps: the window ends with the last one's
 
     def _complete_through(self, num_steps: int, step_ends) -> None:
         """Apply the first ``num_steps`` steps of the planned window (``step_ends``: each step's end)."""
