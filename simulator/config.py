@@ -52,9 +52,9 @@ class SimConfig:
     swap_space_gib: float = 4.0  # CPU swap space per GPU (vLLM's ``swap_space``), GiB
     activation_reserve_bytes: int = 0  # per GPU, taken off KV capacity besides the weights
     kv_capacity_bytes: int | None = None  # per GPU; overrides the computed capacity (paper set-ups)
-    profile: str | None = (
-        None  # path of a cost profile JSON; None: the shipped one for the GPU, else roofline; "roofline"
-    )
+    # path of a cost profile JSON; None: the shipped one for the GPU, else roofline; "roofline": the GPU's
+    # datasheet roofline even where a measured profile ships
+    profile: str | None = None
     seed: int = 0
     slo_ttft_s: float | None = None  # goodput counts a request only if TTFT <= this (None: no bound)
     slo_tpot_s: float | None = None  # ... and TPOT <= this
