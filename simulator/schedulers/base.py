@@ -271,14 +271,21 @@ class SchedulerBase(PreemptionMixin, FastForwardMixin, CohortMixin):
 
     # ---- building the batch -----------------------------------------------------------------------------
     def _begin_step(self) -> None:
-        self._prefills = []
-        self._decodes = []
-        self._num_decode_seqs = self._decode_kv_tokens = self._decode_kv_blocks = 0
-        self._min_remaining = 1 << 62
+        self._reset_step()
+        # What only the per-request path (_schedule_decodes and its window) reads.
         self._num_multi_seq_decodes = 0
         self._cohort_stepped = False
         self._residue_counts = [0] * self.block_size
         self._requeue = []
+
+    def _reset_step(self) -> None:
+        """The step's batch and sums, emptied: all that a cohort-only step (``_cohort_only_step``) reads."""
+        if self._prefills:
+            self._prefills = []
+        if self._decodes:
+            self._decodes = []
+        self._num_decode_seqs = self._decode_kv_tokens = self._decode_kv_blocks = 0
+        self._min_remaining = 1 << 62
         self._carried_overhead_s = (
             0.0  # allocator work taken out before a swap-in probe, charged to this step
         )

@@ -111,15 +111,7 @@ class CohortMixin(CohortThroughMixin):
         num = self._num_members
         if not num or num != len(self.running) or not self.allocator.cohort_grow(1):
             return None
-        # _begin_step's resets, less those only the per-request path reads (it starts with _begin_step)
-        if self._prefills:
-            self._prefills = []
-        if self._decodes:
-            self._decodes = []
-        self._num_decode_seqs = self._decode_kv_tokens = self._decode_kv_blocks = 0
-        self._min_remaining = 1 << 62
-        self._carried_overhead_s = 0.0
-        self._queues_moved = False
+        self._reset_step()  # _begin_step less what only the per-request path reads (it starts with that)
         self._count_cohort()
         return self._batch()
 
