@@ -43,9 +43,10 @@ from kvsim.simulator.cost.profile import Profile, Term, load_profile
 from kvsim.simulator.cost.profile_model import ProfileCostModel
 from kvsim.simulator.cost.roofline import roofline_profile
 from kvsim.simulator.cost.work import layer_gemm_shapes
-from kvsim.simulator.specs import GPUS, ModelSpec
+from kvsim.simulator.specs import GPUS, GpuSpec, ModelSpec
 
 BLOCK_SIZE = 16
+ROOFLINE_PREFIX = "roofline:"
 COLUMNS = (
     "kernel", "decode_seqs", "decode_context", "prefill_seqs", "prefill_q_len", "prefill_prefix", "launches",
     "measured_layer_us", "sum_of_parts_us", "predicted_us", "predicted_overlap_us", "composition_err_pct",
@@ -315,12 +316,23 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _profile(spec: str | None) -> Profile:
+    """``--profile``: a profile file, ``roofline:GPU`` (that GPU's datasheet roofline), or None (A100-80GB's)."""
+    if spec is None:
+        return roofline_profile(GPUS["a100-80gb"])
+    if spec.startswith(ROOFLINE_PREFIX):
+        return roofline_profile(GpuSpec.from_name(spec[len(ROOFLINE_PREFIX) :]))
+    return load_profile(spec)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m kvsim.calibrate.validate_step", description=__doc__.split("\n")[0]
     )
     parser.add_argument(
-        "--profile", help="profile JSON to validate (default: the A100-80GB roofline, on CPU)"
+        "--profile",
+        help="profile JSON to validate, or roofline:GPU for a GPU's datasheet roofline (e.g. roofline:h100-sxm; "
+        "default: the A100-80GB roofline)",
     )
     parser.add_argument("--model", default="llama-3-8b", help="model preset whose layer to run")
     parser.add_argument("--device", default="cuda", help="cuda, or cpu for a smoke run on a tiny model")
@@ -341,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
 
     model = SMOKE_MODEL if args.device == "cpu" and args.from_csv is None else ModelSpec.from_name(args.model)
     try:
-        profile = roofline_profile(GPUS["a100-80gb"]) if args.profile is None else load_profile(args.profile)
+        profile = _profile(args.profile)
         if args.from_csv is not None:
             with args.from_csv.open(newline="") as f:
                 measured = list(csv.DictReader(f))

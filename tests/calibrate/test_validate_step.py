@@ -92,3 +92,21 @@ def test_a_case_is_the_batch_the_cost_model_is_asked_about():
     assert paged.num_decode_seqs == 3 and paged.decode_kv_tokens == 120
     assert paged.decode_kv_blocks == 3 * 3  # 40 tokens in blocks of 16
     assert mixed.batch("contiguous").decode_kv_blocks == 0
+
+
+def test_a_gpus_datasheet_roofline_can_be_validated_by_name(tmp_path, capsys):
+    """``--profile roofline:GPU`` predicts the layers with that GPU's roofline, the same as its saved file."""
+    layers = tmp_path / "layers.csv"
+    _layers_csv(layers, overlap_us=6.0)
+    by_name, by_file = tmp_path / "by_name.csv", tmp_path / "by_file.csv"
+    saved = roofline_profile(GPUS["h100-sxm"]).save(tmp_path / "roofline-h100.json")
+    argv = ["--from-csv", str(layers), "--model", "llama-3-8b"]
+    assert validate_step.main([*argv, "--profile", "roofline:h100-sxm", "--out", str(by_name)]) == 0
+    assert validate_step.main([*argv, "--profile", str(saved), "--out", str(by_file)]) == 0
+    assert by_name.read_text() == by_file.read_text()
+    a100 = tmp_path / "a100.csv"
+    assert validate_step.main([*argv, "--out", str(a100)]) == 0  # the default: A100-80GB's roofline
+    assert a100.read_text() != by_name.read_text()
+    capsys.readouterr()
+    assert validate_step.main([*argv, "--profile", "roofline:h900", "--out", str(tmp_path / "x.csv")]) == 2
+    assert "unknown GPU 'h900'" in capsys.readouterr().err

@@ -61,7 +61,7 @@ def test_cost_model_on_a_profile_gives_the_fitted_numbers(tmp_path):
 
 
 def test_map_latency_interpolates_between_measured_page_sizes():
-    cost = make_cost_model("llama-2-7b", "h100-sxm", profile=None)
+    cost = make_cost_model("llama-2-7b", "h100-sxm", profile="roofline")
     assert cost.map_latency_s(65536) is None  # roofline: no measurement
     cost = ProfileCostModel(measured_profile(), MODELS["llama-2-7b"])
     assert cost.map_latency_s(65536) == 20e-6

@@ -77,8 +77,8 @@ def test_paged_decode_costs_the_paged_factor_more_per_byte_than_contiguous():
 
 
 def test_tensor_parallelism_splits_the_work_and_adds_two_allreduces_per_layer():
-    one = make_cost_model("llama-2-70b", "h100-sxm", tp=1)
-    four = make_cost_model("llama-2-70b", "h100-sxm", tp=4)
+    one = make_cost_model("llama-2-70b", "h100-sxm", tp=1, profile="roofline")
+    four = make_cost_model("llama-2-70b", "h100-sxm", tp=4, profile="roofline")
     batch = Batch(num_decode_seqs=16, decode_kv_tokens=16_000, decode_kv_blocks=1000)
     s1, s4 = one.step_time(batch), four.step_time(batch)
     launches_s = 80 * 4 * KERNEL_LAUNCH_S
@@ -107,7 +107,7 @@ def test_an_empty_step_costs_only_allocator_work():
 )
 @pytest.mark.parametrize("fitted", ["roofline", "per-seq", "per-block", "ramp"])
 def test_decode_step_times_equal_step_time_bit_for_bit(model, gpu, tp, kernel, fitted):
-    cost = make_cost_model(model, gpu, tp)
+    cost = make_cost_model(model, gpu, tp, profile="roofline")
     if fitted != "roofline":  # terms a calibrated profile may fit (the roofline has none)
         extra = {
             "per-seq": {"num_seqs": 3.1e-7},
@@ -126,6 +126,24 @@ def test_decode_step_times_equal_step_time_bit_for_bit(model, gpu, tp, kernel, f
         terms = dict(cost.profile.terms)
         terms[name] = dataclasses.replace(terms[name], params={**terms[name].params, **extra})
         cost = ProfileCostModel(dataclasses.replace(cost.profile, terms=terms), cost.model, tp)
+    _assert_decode_step_times_bit_for_bit(
+        cost, kernel, reads_blocks=kernel == "paged" and fitted in ("per-block", "ramp")
+    )
+
+
+@pytest.mark.parametrize("kernel", ["paged", "contiguous"])
+@pytest.mark.parametrize(
+    ("model", "gpu", "tp"),
+    [("llama-3-8b", "h100-sxm", 1), ("llama-2-70b", "h100-sxm", 4), ("opt-13b", "h200", 2)],
+)
+def test_shipped_profiles_decode_step_times_equal_step_time_bit_for_bit(model, gpu, tp, kernel):
+    cost = make_cost_model(model, gpu, tp)
+    assert cost.source == "measured"  # the GPU run's profile: ramps, a per-block term on paged decode
+    assert "num_blocks" in cost.profile.terms["attn_decode_paged"].params
+    _assert_decode_step_times_bit_for_bit(cost, kernel, reads_blocks=kernel == "paged")
+
+
+def _assert_decode_step_times_bit_for_bit(cost, kernel: str, reads_blocks: bool) -> None:
     rng = np.random.default_rng(7)
     for _ in range(20):
         seqs = int(rng.integers(1, 300))
@@ -168,7 +186,7 @@ def test_decode_step_times_equal_step_time_bit_for_bit(model, gpu, tp, kernel, f
         # A window planned through finishes: segments of shrinking batches, timed in one call. Block counts
         # come only to a cost model that reads them (the others get None).
         reads = cost.reads_decode_blocks(kernel)
-        assert reads == (kernel == "paged" and fitted in ("per-block", "ramp"))
+        assert reads == reads_blocks
         segments, expected = [], []
         seg_seqs, seg_tokens = seqs, tokens
         for num_steps in (4, 1, 7):
@@ -194,10 +212,11 @@ def test_roofline_outputs_say_so_and_have_no_map_latency():
     assert cost.map_latency_s(2 << 20) is None
 
 
-def test_the_shipped_h200_profile_is_picked_and_says_where_it_came_from():
-    cost = make_cost_model(MODELS["llama-3-8b"], GPUS["h200"])
+@pytest.mark.parametrize(("gpu", "name"), [("h200", "H200"), ("h100-sxm", "H100-SXM")])
+def test_a_shipped_profile_is_picked_and_says_where_it_came_from(gpu, name):
+    cost = make_cost_model(MODELS["llama-3-8b"], GPUS[gpu])
     assert cost.source == "measured"
-    assert "H200 measured" in cost.description and "driver 580.159.04" in cost.description
+    assert f"{name} measured" in cost.description and "driver 580.159.04" in cost.description
     assert cost.map_latency_s(2 << 20) > 0  # the 2 MiB page map cost was measured
     # its decode terms carry a ramp, and the cost model applies it as the term predicts, per layer
     model = MODELS["llama-3-8b"]
