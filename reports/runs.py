@@ -1,6 +1,7 @@
 """Read run folders (docs/outputs.md) into plain columns: the only input of a simulation report.
 
-A run folder holds ``config.json``, ``summary.json``, ``requests.csv`` and ``timeline.csv``. CSV columns come back
+A run folder holds ``config.json``, ``summary.json``, ``requests.csv`` and ``timeline.csv`` (not when run with
+``--no-timeline``: its config.json says ``"timeline": false``, and ``timeline`` is None). CSV columns come back
 as numpy arrays keyed by header name: numbers as ``float64`` with ``nan`` for empty cells, text columns
 (``request_id``, ``rejected_reason``) as ``str``. Nothing here imports plotly.
 """
@@ -23,13 +24,14 @@ TEXT_COLUMNS = frozenset({"request_id", "rejected_reason"})
 
 @dataclass(frozen=True)
 class RunResult:
-    """One run folder, read. ``requests`` and ``timeline`` map column name -> array of equal length."""
+    """One run folder, read. ``requests`` and ``timeline`` map column name -> array of equal length;
+    ``timeline`` is None for a run without one (``--no-timeline``)."""
 
     path: Path
     config: dict
     summary: dict
     requests: dict[str, np.ndarray]
-    timeline: dict[str, np.ndarray]
+    timeline: dict[str, np.ndarray] | None
 
     @property
     def label(self) -> str:
@@ -73,12 +75,14 @@ def read_run(path: Path) -> RunResult:
             raise KvsimError(
                 f"{path / 'summary.json'}: missing key {key!r}; rewrite it with `kvsim simulate`"
             )
+    config = _read_json(path / "config.json")
+    kept = config.get("timeline", True) is not False  # folders written before the key existed have one
     return RunResult(
         path=path,
-        config=_read_json(path / "config.json"),
+        config=config,
         summary=summary,
         requests=read_csv_columns(path / "requests.csv", REQUEST_COLUMNS),
-        timeline=read_csv_columns(path / "timeline.csv", TIMELINE_COLUMNS),
+        timeline=read_csv_columns(path / "timeline.csv", TIMELINE_COLUMNS) if kept else None,
     )
 
 

@@ -49,10 +49,14 @@ def write_report(run_dirs: list[Path], out_html: Path, *, title: str | None = No
         memory_breakdown_figure([row for r in runs for row in breakdown_rows(r.label, r.summary["memory"])]),
         latency_cdf_figure({r.label: r.requests for r in runs}),
     ]
-    figures += [memory_timeline_figure(r.timeline, label=r.label) for r in runs[:MAX_TIMELINES]]
+    with_timeline = [r for r in runs if r.timeline is not None]
+    figures += [memory_timeline_figure(r.timeline, label=r.label) for r in with_timeline[:MAX_TIMELINES]]
     note = _sources_note(runs)
-    if len(runs) > MAX_TIMELINES:
-        note += f" Timelines shown for the first {MAX_TIMELINES} of {len(runs)} runs."
+    if len(with_timeline) > MAX_TIMELINES:
+        note += f" Timelines shown for the first {MAX_TIMELINES} of {len(with_timeline)} runs."
+    without = [r.label for r in runs if r.timeline is None]
+    if without:
+        note += f" No memory timeline for {', '.join(without)}: run with --no-timeline (summary and breakdown only)."
     table = table_html(HEADER, [summary_row(r) for r in runs])
     return write_page(
         out_html, title=title or "kvsim report: " + ", ".join(labels), note=note, table=table, figures=figures

@@ -81,7 +81,11 @@ def write_run_folder(result: RunResult, out_dir: Path) -> Path:
     (out_dir / "config.json").write_text(dumps(config), encoding="utf-8")
     (out_dir / "summary.json").write_text(dumps(result.summary), encoding="utf-8")
     write_requests_csv(result, out_dir / "requests.csv")
-    write_timeline_csv(result, out_dir / "timeline.csv")
+    timeline = out_dir / "timeline.csv"
+    if result.recorder.keeps_timeline:
+        write_timeline_csv(result, timeline)
+    else:  # run without its rows (`--no-timeline`): config.json says so; no file from an earlier run stays
+        timeline.unlink(missing_ok=True)
     return out_dir
 
 

@@ -170,6 +170,7 @@ class Recorder:
         self.kv_evicted_fraction = nan.copy()
         self.rejected_reason: dict[int, str] = {}  # trace row -> reason
         self._finished: list[RequestState] = []  # finished since the last collect()
+        self.keeps_timeline = keep_timeline  # the rows, not only their time-weighted integrals
         self.timelines = [ReplicaTimeline(r, keep_timeline) for r in range(num_replicas)]
         self.num_steps = 0
         self.num_batched_tokens = 0

@@ -66,7 +66,8 @@ def simulate(
 
     ``cost_model`` replaces the one ``config`` names (tests use ``ConstantCostModel``); ``allocator_factory``
     (called once per replica) replaces the allocator built from ``config.allocator``. ``keep_timeline=False``
-    keeps the time-weighted means but drops the per-change rows (very long traces, sweeps).
+    keeps the time-weighted means but drops the per-change rows (very long traces, sweeps): the run folder then
+    has no ``timeline.csv``.
     Raises ``KvsimError`` for unknown names, a model that does not fit, and similar bad input.
     """
     model = ModelSpec.from_name(config.model)
@@ -177,6 +178,7 @@ def simulate(
             "profile": config.profile,
         },
         "trace": {"source": trace.provenance.source, "num_requests": len(trace), **trace.meta},
+        "timeline": keep_timeline,  # whether the run folder has timeline.csv (`--no-timeline`: not)
     }
     return RunResult(config=config, trace=trace, summary=summary, recorder=recorder, resolved=resolved)
 

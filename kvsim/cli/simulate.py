@@ -16,7 +16,7 @@ import click
 from kvsim.errors import KvsimError
 
 WORKLOAD_KEYS = ("trace", "trace_format", "rate", "cut_s", "num_requests")
-OUTPUT_KEYS = ("out", "report")
+OUTPUT_KEYS = ("out", "report", "timeline")
 PROGRESS_MIN_REQUESTS = 20_000  # show a progress bar from this many requests (on a terminal)
 
 EPILOG = """\b
@@ -28,7 +28,7 @@ Examples:
 Allocator specs: paged, paged:block_size=32, paged:enable_prefix_caching=true, reserved:max|pow2|oracle,
 paged:eviction_budget_blocks=64 (PagedEviction), vattention, vattention:page_size=64KiB, contiguous-growth,
 contiguous-growth:min_region_tokens=64 (--scheduler tgi: paged only). Writes OUT/<label>/ (config.json, summary.json, requests.csv, timeline.csv)
-per allocator and OUT/comparison.csv.
+per allocator (no timeline.csv with --no-timeline) and OUT/comparison.csv.
 """
 
 
@@ -88,6 +88,12 @@ def _options(func):
             "--out", type=click.Path(file_okay=False, path_type=Path), help="Folder for run folders."
         ),
         click.option("--report/--no-report", default=None, help="Also write OUT/report.html."),
+        click.option(
+            "--timeline/--no-timeline",
+            default=None,
+            help="Keep the memory timeline's rows and write timeline.csv (default). --no-timeline: summary, "
+            "breakdown and requests.csv only (long traces: less memory and disk, a report without timelines).",
+        ),
     ]
     for opt in reversed(opts):
         func = opt(func)
@@ -123,13 +129,17 @@ def run_simulations(values: dict) -> list[Path]:
         allocators = [allocators]
     out = values.pop("out", None)
     report = values.pop("report", False)
+    timeline = values.pop("timeline", True)
+    for key, flag in (("report", report), ("timeline", timeline)):
+        if not isinstance(flag, bool):
+            raise KvsimError(f"{key} must be true or false, not {flag!r}")
     for key in WORKLOAD_KEYS:
         values.pop(key, None)
     results = []
     for spec in allocators:
         config = SimConfig.from_dict({**values, "allocator": spec})
         progress = len(trace) >= PROGRESS_MIN_REQUESTS and sys.stderr.isatty()
-        result = run_one(config, trace, progress=progress)
+        result = run_one(config, trace, progress=progress, keep_timeline=timeline)
         result.resolved["trace"].update(workload)
         results.append(result)
     labels = [r.label for r in results]

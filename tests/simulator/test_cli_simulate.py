@@ -104,3 +104,36 @@ def test_unknown_toml_key_is_named(trace_file, tmp_path):
     config.write_text(f'trace = "{trace_file}"\nmax_num_seq = 3\n')
     result = CliRunner().invoke(main, ["simulate", "--config", str(config)])
     assert result.exit_code == 2 and "max_num_seq" in result.output
+
+
+def test_no_timeline_writes_the_same_run_folder_less_its_timeline(trace_file, tmp_path):
+    """--no-timeline (TOML ``timeline = false``): the same summary and requests.csv, no timeline.csv (a stale one
+    from an earlier run into the same folder goes too), config.json says so, and the report still builds."""
+    base = ["simulate", "--trace", str(trace_file), "--model", "llama-2-7b", "--allocator", "paged"]
+    with_rows, without = tmp_path / "with", tmp_path / "without"
+    assert CliRunner().invoke(main, [*base, "--out", str(with_rows)]).exit_code == 0
+    assert CliRunner().invoke(main, [*base, "--out", str(without)]).exit_code == 0  # then rerun without rows
+    config = tmp_path / "run.toml"
+    config.write_text("timeline = false\nreport = true\n")
+    result = CliRunner().invoke(main, [*base, "--config", str(config), "--out", str(without)])
+    assert result.exit_code == 0, result.output
+    kept, dropped = with_rows / "paged_block_size-16", without / "paged_block_size-16"
+    assert (kept / "timeline.csv").is_file() and not (dropped / "timeline.csv").exists()
+    for name in ("summary.json", "requests.csv"):
+        assert (dropped / name).read_bytes() == (kept / name).read_bytes()
+    assert json.loads((kept / "config.json").read_text())["timeline"] is True
+    assert json.loads((dropped / "config.json").read_text())["timeline"] is False
+    report = (without / "report.html").read_text()
+    assert "No memory timeline for paged:block_size=16: run with --no-timeline" in report
+    # the command line wins over the file
+    again = CliRunner().invoke(main, [*base, "--config", str(config), "--timeline", "--out", str(without)])
+    assert again.exit_code == 0, again.output
+    assert (dropped / "timeline.csv").read_bytes() == (kept / "timeline.csv").read_bytes()
+
+
+def test_a_timeline_key_that_is_not_a_boolean_is_a_clear_error(trace_file, tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text('timeline = "no"\n')
+    result = CliRunner().invoke(main, ["simulate", "--trace", str(trace_file), "--config", str(config)])
+    assert result.exit_code == 2
+    assert "Error: timeline must be true or false, not 'no'" in result.output
