@@ -3,8 +3,9 @@
 A profile is fitted on one model's shapes (its GEMMs, and its attention heads with a twin of another KV-head
 count). The simulator uses it for any model on that GPU. This scores it on measurements taken on other
 models' shapes: each row's time against the term the cost model would use for it (the pooled ``gemm`` fit for
-another model's GEMMs, the per-op fits for the profiled model's own), as MAPE per term. Kernels are compared as
-timed, alone, so the profile's launch overlap does not enter.
+another model's GEMMs, the per-op fits for the profiled model's own), as MAPE per term and the median of
+predicted / measured (its bias: ×0.5 predicts half the time). Kernels are compared as timed, alone, so the
+profile's launch overlap does not enter. ``--profile roofline:GPU`` scores a GPU's datasheet roofline instead.
 
     python -m kvsim.calibrate.crosscheck --profile calibrate/profiles/profile-h200.json \\
         calibrate/profiles/validation/measurements-h200-*.csv
@@ -22,14 +23,18 @@ import numpy as np
 from kvsim.calibrate.fit import mape_pct
 from kvsim.calibrate.measurements import load_measurements
 from kvsim.errors import KvsimError
-from kvsim.simulator.cost.profile import GEMM_OPS, Profile, load_profile
+from kvsim.simulator.cost import profile_from_spec
+from kvsim.simulator.cost.profile import GEMM_OPS, Profile
 
 FEATURES = ("flops", "bytes", "kv_bytes", "num_seqs", "num_blocks")
 
 
-def score(profile: Profile, rows: list[dict[str, Any]], model: str | None) -> dict[str, tuple[int, float]]:
-    """{term of the rows: (points, MAPE %)} of ``profile``'s predictions for measurement ``rows`` taken on
-    ``model``'s shapes. Rows of terms the profile cannot predict (VMM tables, layers) are left out."""
+def score(
+    profile: Profile, rows: list[dict[str, Any]], model: str | None
+) -> dict[str, tuple[int, float, float]]:
+    """{term of the rows: (points, MAPE %, median of predicted / measured)} of ``profile``'s predictions for
+    measurement ``rows`` taken on ``model``'s shapes. Rows of terms the profile cannot predict (VMM tables,
+    layers) are left out."""
     by_term: dict[str, tuple[list[float], list[float]]] = {}
     for row in rows:
         name = row["term"]
@@ -43,21 +48,27 @@ def score(profile: Profile, rows: list[dict[str, Any]], model: str | None) -> di
         predicted, measured = by_term.setdefault(name, ([], []))
         predicted.append(term.predict(**features))
         measured.append(float(row["median_s"]))
-    return {
-        name: (len(measured), mape_pct(np.array(predicted), np.array(measured)))
-        for name, (predicted, measured) in sorted(by_term.items())
-    }
+    scores = {}
+    for name, (predicted, measured) in sorted(by_term.items()):
+        predicted_s, measured_s = np.array(predicted), np.array(measured)
+        ratio = float(np.median(predicted_s / measured_s))
+        scores[name] = (len(measured), mape_pct(predicted_s, measured_s), ratio)
+    return scores
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m kvsim.calibrate.crosscheck", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--profile", required=True, help="profile JSON to score")
+    parser.add_argument(
+        "--profile",
+        required=True,
+        help="profile JSON to score, or roofline:GPU for a GPU's datasheet roofline (e.g. roofline:h100-sxm)",
+    )
     parser.add_argument("measurements", nargs="+", type=Path, help="measurements CSVs taken on other shapes")
     args = parser.parse_args(argv)
     try:
-        profile = load_profile(args.profile)
+        profile = profile_from_spec(args.profile)
         tables = []
         for path in args.measurements:
             measurements = load_measurements(path)
@@ -71,18 +82,25 @@ def main(argv: list[str] | None = None) -> int:
     except KvsimError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 2
-    print(f"profile {args.profile} (fitted on {profile.model or '?'} shapes), MAPE % of its predictions:")
+    fitted = (
+        "from the datasheet" if profile.source == "roofline" else f"fitted on {profile.model or '?'} shapes"
+    )
+    print(f"profile {args.profile} ({fitted}): MAPE % of its predictions, x median predicted/measured:")
     terms = sorted({name for _, _, scores in tables for name in scores})
     labels = [f"{model or '?'} ({path.stem})" for path, model, _ in tables]
     width = max(len("measured on"), *map(len, labels)) + 2
     print(f"{'measured on':{width}}" + "".join(f"{name:>24}" for name in terms))
     for label, (_, _, scores) in zip(labels, tables):
-        cells = "".join(
-            f"{f'{scores[name][1]:.1f} (n={scores[name][0]})':>24}" if name in scores else f"{'-':>24}"
-            for name in terms
-        )
+        cells = "".join(_cell(scores.get(name)) for name in terms)
         print(f"{label:{width}}{cells}")
     return 0
+
+
+def _cell(scored: tuple[int, float, float] | None) -> str:
+    if scored is None:
+        return f"{'-':>24}"
+    n, mape, ratio = scored
+    return f"{f'{mape:.1f} x{ratio:.2f} (n={n})':>24}"
 
 
 if __name__ == "__main__":

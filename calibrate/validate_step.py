@@ -39,14 +39,14 @@ from kvsim.calibrate.sweeps import accepts_kwarg, resolve_kernels, shuffled_bloc
 from kvsim.calibrate.timing import Timer
 from kvsim.errors import KvsimError
 from kvsim.simulator.batch import Batch
-from kvsim.simulator.cost.profile import Profile, Term, load_profile
+from kvsim.simulator.cost import profile_from_spec
+from kvsim.simulator.cost.profile import Profile, Term
 from kvsim.simulator.cost.profile_model import ProfileCostModel
 from kvsim.simulator.cost.roofline import roofline_profile
 from kvsim.simulator.cost.work import layer_gemm_shapes
-from kvsim.simulator.specs import GPUS, GpuSpec, ModelSpec
+from kvsim.simulator.specs import GPUS, ModelSpec
 
 BLOCK_SIZE = 16
-ROOFLINE_PREFIX = "roofline:"
 COLUMNS = (
     "kernel", "decode_seqs", "decode_context", "prefill_seqs", "prefill_q_len", "prefill_prefix", "launches",
     "measured_layer_us", "sum_of_parts_us", "predicted_us", "predicted_overlap_us", "composition_err_pct",
@@ -316,15 +316,6 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _profile(spec: str | None) -> Profile:
-    """``--profile``: a profile file, ``roofline:GPU`` (that GPU's datasheet roofline), or None (A100-80GB's)."""
-    if spec is None:
-        return roofline_profile(GPUS["a100-80gb"])
-    if spec.startswith(ROOFLINE_PREFIX):
-        return roofline_profile(GpuSpec.from_name(spec[len(ROOFLINE_PREFIX) :]))
-    return load_profile(spec)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m kvsim.calibrate.validate_step", description=__doc__.split("\n")[0]
@@ -353,7 +344,9 @@ def main(argv: list[str] | None = None) -> int:
 
     model = SMOKE_MODEL if args.device == "cpu" and args.from_csv is None else ModelSpec.from_name(args.model)
     try:
-        profile = _profile(args.profile)
+        profile = (
+            roofline_profile(GPUS["a100-80gb"]) if args.profile is None else profile_from_spec(args.profile)
+        )
         if args.from_csv is not None:
             with args.from_csv.open(newline="") as f:
                 measured = list(csv.DictReader(f))

@@ -21,12 +21,22 @@ __all__ = [
     "ProfileCostModel",
     "load_profile",
     "make_cost_model",
+    "profile_from_spec",
     "roofline_profile",
     "shipped_profile_path",
 ]
 
 
 ROOFLINE = "roofline"  # the `profile` value that asks for the datasheet roofline
+
+
+def profile_from_spec(spec: str | Path) -> Profile:
+    """A profile file, or ``roofline:GPU`` (e.g. ``roofline:h100-sxm``): that GPU's datasheet roofline, for the
+    calibration tools that score a profile against measurements (how far is the roofline from the GPU?)."""
+    text = str(spec)
+    if text.startswith(f"{ROOFLINE}:"):
+        return roofline_profile(GpuSpec.from_name(text[len(ROOFLINE) + 1 :]))
+    return load_profile(spec)
 
 
 def make_cost_model(

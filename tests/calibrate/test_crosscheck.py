@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 from kvsim.calibrate import crosscheck
@@ -35,5 +36,22 @@ def test_scores_each_term_with_the_term_the_cost_model_would_use(smoke_calibrati
             for r in op_rows
         )
         assert scores["gemm.qkv"][1] == pytest.approx(100 * expected / len(op_rows))
+        ratios = [
+            term.predict(flops=float(r["flops"]), bytes=float(r["bytes"])) / float(r["median_s"])
+            for r in op_rows
+        ]
+        assert scores["gemm.qkv"][2] == pytest.approx(float(np.median(ratios)))
+    # the per-op fit doubled the constant: its predictions can only be longer
+    assert own["gemm.qkv"][2] > other["gemm.qkv"][2]
     assert crosscheck.main(["--profile", str(profile_path), str(measurements_path)]) == 0
     assert "attn_decode_paged" in capsys.readouterr().out
+
+
+def test_a_gpus_datasheet_roofline_can_be_scored_by_name(smoke_calibration, capsys):
+    measurements_path, _ = smoke_calibration
+    assert crosscheck.main(["--profile", "roofline:h100-sxm", str(measurements_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("profile roofline:h100-sxm (from the datasheet): MAPE %")
+    assert "attn_decode_paged" in out and " x" in out
+    assert crosscheck.main(["--profile", "roofline:h900", str(measurements_path)]) == 2
+    assert "unknown GPU 'h900'" in capsys.readouterr().err
