@@ -311,7 +311,7 @@ class Replica:
                 sched.window_rows.clear()
             else:
                 sched.complete_steps(num_steps, end_s)
-                recorder.steps(num_steps, num_seqs, num_tokens)
+                recorder.add_steps(num_steps, num_steps * num_seqs, num_steps * num_tokens, num_seqs)
             if sched.dropped:
                 self._drain_dropped()
             if sched.finished:

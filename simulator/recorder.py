@@ -145,10 +145,6 @@ class ReplicaTimeline:
         self.seq_integral = integral(np.where(busy, num_seqs * dts, 0.0))
         self.last_time_s = end_s
 
-    def rows(self):
-        """(time_s, replica, *PARTS, num_running, ...) tuples, in order."""
-        return zip(*(column.tolist() for column in self.columns()))
-
     def columns(self) -> list[np.ndarray]:
         """The TIMELINE_COLUMNS of the kept rows, in order, as arrays (copies: the rows may grow on)."""
         rows = np.frombuffer(self.packed_rows, dtype=ROW_DTYPE)
@@ -209,14 +205,6 @@ class Recorder:
         ):
             column = getattr(self, name)  # (numpy writes None into a float column as nan)
             column[rows] = np.array(list(map(attrgetter(name), reqs)), dtype=column.dtype)
-
-    def steps(self, num_steps: int, num_seqs: int, num_tokens: int) -> None:
-        """``num_steps`` steps of the same batch."""
-        self.num_steps += num_steps
-        self.num_batched_tokens += num_steps * num_tokens
-        self.num_batched_seqs += num_steps * num_seqs
-        if num_seqs > self.max_num_seqs:
-            self.max_num_seqs = num_seqs
 
     def add_steps(self, num_steps: int, seq_steps: int, token_steps: int, max_seqs: int) -> None:
         """``num_steps`` steps that batched ``seq_steps`` sequences and ``token_steps`` tokens in all, at most
