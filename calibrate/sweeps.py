@@ -157,7 +157,7 @@ class Sweeper:
             v = v_pool[: batch * max_len].view(batch, max_len, num_kv_heads, head_dim)
             fn = self.kernels["contiguous_decode_attention"]
             args, num_blocks = (q, k, v, lens), 0
-        kwargs = {"max_seq_len": max_len} if accepts_kwarg(fn, "max_seq_len") else {}
+        kwargs = length_hint(fn, "max_seq_len", max_len)
         timing = self.timer.time(lambda: fn(*args, **kwargs), flush_l2=True)
         kv_bytes = sum(seq_lens) * 2 * num_kv_heads * head_dim * self.dtype_bytes
         self.out.add(
@@ -209,8 +209,7 @@ class Sweeper:
             k = torch.randn(num_seqs * q_len, num_kv_heads, head_dim, dtype=self.dtype, device=self.device)
             fn, args = self.kernels["contiguous_prefill_attention"], (q, k, torch.randn_like(k), cu_q)
             hint = "max_seqlen"
-        # The hint spares the kernel's device-to-host copy of the lengths, which would otherwise be timed.
-        kwargs = {hint: q_len} if accepts_kwarg(fn, hint) else {}
+        kwargs = length_hint(fn, hint, q_len)
         timing = self.timer.time(lambda: fn(*args, **kwargs), flush_l2=True)
         flops = num_seqs * prefill_attn_flops(q_len, kv_len, num_heads, head_dim)
         nbytes = num_seqs * prefill_attn_bytes(
@@ -294,8 +293,11 @@ def shuffled_block_table(
     return table
 
 
-def accepts_kwarg(fn: Callable[..., Any], name: str) -> bool:
+def length_hint(fn: Callable[..., Any], name: str, value: int) -> dict[str, int]:
+    """``{name: value}`` where ``fn`` takes that keyword: a length the caller vouches for, which spares the
+    kernel a device-to-host copy of the lengths (that would be timed); else no keyword."""
     try:
-        return name in inspect.signature(fn).parameters
+        accepts = name in inspect.signature(fn).parameters
     except (TypeError, ValueError):
-        return False
+        accepts = False
+    return {name: value} if accepts else {}

@@ -35,7 +35,7 @@ import numpy as np
 
 from kvsim.calibrate.fit import launch_savings_s
 from kvsim.calibrate.measurements import Measurements, load_measurements
-from kvsim.calibrate.sweeps import accepts_kwarg, resolve_kernels, shuffled_block_table
+from kvsim.calibrate.sweeps import length_hint, resolve_kernels, shuffled_block_table
 from kvsim.calibrate.timing import Timer
 from kvsim.errors import KvsimError
 from kvsim.simulator.batch import Batch
@@ -132,11 +132,11 @@ class LayerRunner:
                 lens = torch.full((n,), kv_len, dtype=torch.int32, device=device)
                 fn = kernels["paged_prefill_attention"]
                 args = (q, k_cache, v_cache, table, cu_q, lens)
-                attention.append(partial(fn, *args, **_hint(fn, "max_q_len", q_len)))
+                attention.append(partial(fn, *args, **length_hint(fn, "max_q_len", q_len)))
             else:
                 k, v = randn(n * q_len, kv_heads, head_dim), randn(n * q_len, kv_heads, head_dim)
                 fn = kernels["contiguous_prefill_attention"]
-                attention.append(partial(fn, q, k, v, cu_q, **_hint(fn, "max_seqlen", q_len)))
+                attention.append(partial(fn, q, k, v, cu_q, **length_hint(fn, "max_seqlen", q_len)))
         if case.decode_seqs:
             n, ctx = case.decode_seqs, case.decode_context
             q = randn(n, heads, head_dim)
@@ -161,11 +161,6 @@ class LayerRunner:
         table = shuffled_block_table(per_seq, sum(per_seq), rng)
         shape = (sum(per_seq), BLOCK_SIZE, kv_heads, head_dim)
         return randn(*shape), randn(*shape), self.torch.from_numpy(table).to(device)
-
-
-def _hint(fn, name: str, value: int) -> dict:
-    """A length the caller vouches for, where the kernel takes one: spares it a device-to-host copy (timed)."""
-    return {name: value} if accepts_kwarg(fn, name) else {}
 
 
 CASE_FIELDS = ("decode_seqs", "decode_context", "prefill_seqs", "prefill_q_len", "prefill_prefix")
