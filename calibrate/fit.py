@@ -113,6 +113,12 @@ def launch_savings_s(row: dict[str, Any]) -> float:
     return (float(row["parts_s"]) - float(row["median_s"])) / (float(row["launches"]) - 1)
 
 
+def layer_with_overlap_s(parts_s, launches, overlap_s: float):
+    """A whole layer's time as the ``launch_overlap`` term models it (``launch_savings_s`` inverted): its
+    kernels timed alone, less ``overlap_s`` for each launch after the first. Scalars or arrays."""
+    return parts_s - (launches - 1) * overlap_s
+
+
 def fit_launch_overlap(rows: list[dict[str, Any]], seed: int = 0) -> Term | None:
     """``launch_overlap`` from whole-layer rows: the median per-launch saving (not below zero). Its quality is
     how well ``parts - (launches - 1) · overlap`` predicts the layers it was not fitted on."""
@@ -121,7 +127,7 @@ def fit_launch_overlap(rows: list[dict[str, Any]], seed: int = 0) -> Term | None
         return None
     savings = np.array([launch_savings_s(r) for r in rows])
     parts = np.array([float(r["parts_s"]) for r in rows])
-    others = np.array([float(r["launches"]) - 1 for r in rows])
+    launches = np.array([float(r["launches"]) for r in rows])
     layer = np.array([float(r["median_s"]) for r in rows])
     n = len(rows)
     num_test = max(1, round(HOLDOUT_FRACTION * n))
@@ -133,7 +139,7 @@ def fit_launch_overlap(rows: list[dict[str, Any]], seed: int = 0) -> Term | None
     for split, order in splits.items():
         train, test = order[:-num_test], order[-num_test:]
         overlap = max(0.0, float(np.median(savings[train])))
-        predicted = parts[test] - others[test] * overlap
+        predicted = layer_with_overlap_s(parts[test], launches[test], overlap)
         quality[f"mape_{split}_pct"] = mape_pct(predicted, layer[test])
         quality[f"r2_{split}"] = r2(predicted, layer[test]) if num_test > 1 else None
     clean = {k: (v if v == v else None) for k, v in quality.items()}

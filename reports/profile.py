@@ -9,6 +9,7 @@ profile, where calibration recorded it. Read with kvsim's own profile and measur
 
 from pathlib import Path
 
+from kvsim.calibrate.fit import layer_with_overlap_s
 from kvsim.calibrate.measurements import FEATURE_COLUMNS, load_measurements
 from kvsim.errors import KvsimError
 from kvsim.simulator.cost.profile import GEMM_OPS, Profile, load_profile
@@ -88,7 +89,9 @@ def calibration_rows(profile: Profile, measurements_path: Path) -> list[dict]:
         features = {k: float(m[k]) for k in FEATURE_COLUMNS if m.get(k) not in (None, "")}
         try:
             if m["term"] == "launch_overlap":  # a whole layer: its kernels timed alone, less the overlap
-                predicted_s = features["parts_s"] - (features["launches"] - 1) * term.params["const_s"]
+                predicted_s = layer_with_overlap_s(
+                    features["parts_s"], features["launches"], term.params["const_s"]
+                )
             else:
                 predicted_s = term.predict(**features)
         except KeyError as exc:
