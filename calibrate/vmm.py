@@ -8,6 +8,7 @@ driver; vAttention's 64-256 KiB pages need its patched driver) are skipped with 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -27,44 +28,18 @@ def measure_vmm(
 ) -> list[str]:
     """Adds ``vmm_map`` / ``vmm_unmap`` rows (seconds per page); returns the reasons for what was skipped."""
     try:
-        from cuda.bindings import driver
-    except ImportError:
-        try:
-            from cuda import cuda as driver  # cuda-python < 12.6
-        except ImportError:
-            return ["VMM map cost not measured: cuda-python (cuda.bindings.driver) is not installed"]
-    try:
-        import torch
-
-        torch.zeros(1, device=f"cuda:{device_index}")  # makes torch's primary context current on this thread
-        _check(driver, driver.cuInit(0), "cuInit")
-        prop = driver.CUmemAllocationProp()
-        prop.type = driver.CUmemAllocationType.CU_MEM_ALLOCATION_TYPE_PINNED
-        prop.location.type = driver.CUmemLocationType.CU_MEM_LOCATION_TYPE_DEVICE
-        prop.location.id = device_index
-        access = driver.CUmemAccessDesc()
-        access.location.type = driver.CUmemLocationType.CU_MEM_LOCATION_TYPE_DEVICE
-        access.location.id = device_index
-        access.flags = driver.CUmemAccess_flags.CU_MEM_ACCESS_FLAGS_PROT_READWRITE
-        granularity = _check(
-            driver,
-            driver.cuMemGetAllocationGranularity(
-                prop, driver.CUmemAllocationGranularity_flags.CU_MEM_ALLOC_GRANULARITY_MINIMUM
-            ),
-            "granularity",
-        )
+        driver, prop, access, granularity = open_driver(device_index)
     except Exception as exc:
         return [f"VMM map cost not measured: {type(exc).__name__}: {exc}"]
     skipped = []
     for size in page_sizes:
-        if size % int(granularity):
+        if size % granularity:
             skipped.append(
-                f"page size {size} B skipped: below the driver's allocation granularity "
-                f"({int(granularity)} B)"
+                f"page size {size} B skipped: below the driver's allocation granularity ({granularity} B)"
             )
             continue
         try:
-            map_s, unmap_s = _time_pages(driver, prop, access, size, pages)
+            map_s, unmap_s, _ = time_pages(driver, prop, access, size, pages)
         except Exception as exc:
             skipped.append(f"page size {size} B failed: {type(exc).__name__}: {exc}")
             continue
@@ -79,12 +54,45 @@ def measure_vmm(
     return skipped
 
 
-def _time_pages(
-    driver: Any, prop: Any, access: Any, size: int, pages: int
-) -> tuple[list[float], list[float]]:
-    """Reserve ``pages`` pages of virtual space, then map each (timed), then unmap each (timed)."""
+def open_driver(device_index: int = 0) -> tuple[Any, Any, Any, int]:
+    """cuda-python's driver module, a pinned-device allocation property, a read-write access descriptor, and
+    the allocation granularity in bytes, on torch's primary context. ImportError without cuda-python."""
+    try:
+        from cuda.bindings import driver
+    except ImportError:
+        try:
+            from cuda import cuda as driver  # cuda-python < 12.6
+        except ImportError:
+            raise ImportError("cuda-python (cuda.bindings.driver) is not installed") from None
+    import torch
+
+    torch.zeros(1, device=f"cuda:{device_index}")  # makes torch's primary context current on this thread
+    _check(driver, driver.cuInit(0), "cuInit")
+    prop = driver.CUmemAllocationProp()
+    prop.type = driver.CUmemAllocationType.CU_MEM_ALLOCATION_TYPE_PINNED
+    prop.location.type = driver.CUmemLocationType.CU_MEM_LOCATION_TYPE_DEVICE
+    prop.location.id = device_index
+    access = driver.CUmemAccessDesc()
+    access.location.type = driver.CUmemLocationType.CU_MEM_LOCATION_TYPE_DEVICE
+    access.location.id = device_index
+    access.flags = driver.CUmemAccess_flags.CU_MEM_ACCESS_FLAGS_PROT_READWRITE
+    granularity = _check(
+        driver,
+        driver.cuMemGetAllocationGranularity(
+            prop, driver.CUmemAllocationGranularity_flags.CU_MEM_ALLOC_GRANULARITY_MINIMUM
+        ),
+        "granularity",
+    )
+    return driver, prop, access, int(granularity)
+
+
+def time_pages(
+    driver: Any, prop: Any, access: Any, size: int, pages: int, busy: Callable[[], bool] | None = None
+) -> tuple[list[float], list[float], list[bool]]:
+    """Reserve ``pages`` pages of virtual space, then map each (timed), then unmap each (timed). With ``busy``
+    (is the GPU still working?), asked after each call: its answers, maps then unmaps (else an empty list)."""
     base = _check(driver, driver.cuMemAddressReserve(size * pages, size, 0, 0), "cuMemAddressReserve")
-    handles, map_s, unmap_s = [], [], []
+    handles, map_s, unmap_s, busy_after = [], [], [], []
     try:
         for i in range(pages):
             ptr = driver.CUdeviceptr(int(base) + i * size)
@@ -94,18 +102,22 @@ def _time_pages(
             _check(driver, driver.cuMemSetAccess(ptr, size, [access], 1), "cuMemSetAccess")
             map_s.append(time.perf_counter() - start)
             handles.append((ptr, handle))
+            if busy is not None:
+                busy_after.append(busy())
         while handles:
             ptr, handle = handles.pop()
             start = time.perf_counter()
             _check(driver, driver.cuMemUnmap(ptr, size), "cuMemUnmap")
             _check(driver, driver.cuMemRelease(handle), "cuMemRelease")
             unmap_s.append(time.perf_counter() - start)
+            if busy is not None:
+                busy_after.append(busy())
     finally:
         for ptr, handle in handles:  # only after a failure
             driver.cuMemUnmap(ptr, size)
             driver.cuMemRelease(handle)
         driver.cuMemAddressFree(base, size * pages)
-    return map_s, unmap_s
+    return map_s, unmap_s, busy_after
 
 
 def _check(driver: Any, result: Any, what: str) -> Any:

@@ -4,9 +4,10 @@
 #   2. print nvidia-smi, torch, triton versions
 #   3. kernel tests on the GPU, full-size `gpu` cases included         -> $OUT/kernel_tests.log
 #   4. kernel benchmark: decode GB/s and prefill TFLOP/s vs the peak   -> $OUT/kernel_bench.csv, _summary.txt
-#   5. calibration sweep and fit, then whole decoder layers against    -> $OUT (profile JSON, raw CSV,
+#   5. VMM page mapping beside queued GPU work (vAttention's overlap)  -> $OUT/vmm_overlap.json
+#   6. calibration sweep and fit, then whole decoder layers against    -> $OUT (profile JSON, raw CSV,
 #      the profile (their launch overlap refitted into it)                  step_validation CSV)
-#   6. a short summary
+#   7. a short summary
 # Fails fast and loudly when a step that the rest needs breaks (install, versions). A failing kernel test or
 # benchmark is logged and the script goes on to calibration (its GEMM and VMM sweeps need no Triton kernel),
 # then exits non-zero: one short GPU loan still brings back everything that did work.
@@ -57,14 +58,14 @@ soft_step() {
   fi
 }
 
-step "1/6 install kvsim"
+step "1/7 install kvsim"
 if ((DRY_RUN)); then
   echo "(dry run) would run: $PY -m pip install --no-deps --no-build-isolation -e ."
 else
   run_step install 90 "$PY" -m pip install -q --no-deps --no-build-isolation -e .
 fi
 
-step "2/6 versions"
+step "2/7 versions"
 if command -v nvidia-smi >/dev/null 2>&1; then
   run_step nvidia-smi 20 nvidia-smi
 elif ((!DRY_RUN)); then
@@ -81,7 +82,7 @@ elif sys.argv[1] != "1":
     sys.exit("torch sees no CUDA device")
 EOF
 
-step "3/6 kernel tests"
+step "3/7 kernel tests"
 if ((DRY_RUN)); then
   run_step "kernel test collection" 120 "$PY" -m pytest tests/kernels tests/calibrate/test_timing.py -m "gpu or not gpu" --collect-only -q \
     -p no:cacheprovider >"$OUT/kernel_tests.log"
@@ -92,7 +93,7 @@ else
   tail -n 40 "$OUT/kernel_tests.log"
 fi
 
-step "4/6 kernel benchmark"
+step "4/7 kernel benchmark"
 if ((DRY_RUN)); then
   run_step "kernel benchmark" 120 "$PY" -m kvsim.kernels.bench --device cpu --quick --out "$OUT/kernel_bench.csv"
 else
@@ -101,7 +102,15 @@ else
   cat "$OUT/kernel_bench.log"
 fi
 
-step "5/6 calibration"
+step "5/7 VMM mapping beside GPU work (vAttention's overlapped mapping)"
+if ((DRY_RUN)); then
+  run_step "vmm_overlap (help)" 60 "$PY" -m kvsim.calibrate.vmm_overlap --help >/dev/null
+  echo "(dry run) on the GPU: $PY -m kvsim.calibrate.vmm_overlap --out $OUT/vmm_overlap.json"
+else
+  soft_step "vmm overlap" 60 "$PY" -m kvsim.calibrate.vmm_overlap --out "$OUT/vmm_overlap.json"
+fi
+
+step "6/7 calibration"
 if "$PY" -c "import kvsim.calibrate.__main__" >/dev/null 2>&1; then
   if ((DRY_RUN)); then
     echo "(dry run) on the GPU: $PY -m kvsim.calibrate --device cuda --tp 1,2,4,8 --out $OUT --budget-s <time left - 100>"
@@ -121,7 +130,7 @@ else
   echo "kvsim.calibrate is not importable (not built yet?): calibration skipped"
 fi
 
-step "6/6 summary"
+step "7/7 summary"
 grep -E "passed|failed|error|tests? collected" "$OUT/kernel_tests.log" | tail -n 1 || true
 cat "$OUT/kernel_bench_summary.txt" 2>/dev/null || echo "(no kernel_bench_summary.txt)"
 echo "outputs in $OUT:"

@@ -28,11 +28,12 @@ def test_dry_run_checks_every_step_on_cpu(tmp_path, device):
     result = _run({"OUT": str(out), "KVSIM_GPU_DRY_RUN": "1"}, tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for step in (
-        "1/6 install",
-        "2/6 versions",
-        "3/6 kernel tests",
-        "4/6 kernel benchmark",
-        "5/6 calibration",
+        "1/7 install",
+        "2/7 versions",
+        "3/7 kernel tests",
+        "4/7 kernel benchmark",
+        "5/7 VMM mapping beside GPU work",
+        "6/7 calibration",
     ):
         assert step in result.stdout
     assert "tests collected" in (out / "kernel_tests.log").read_text()
@@ -57,6 +58,10 @@ def test_script_is_strict_bash():
     assert "set -euo pipefail" in text
     assert "pip install -q --no-deps --no-build-isolation -e ." in text
     assert 'KVSIM_DEVICE=cuda soft_step "kernel tests"' in text
+    assert (
+        'soft_step "vmm overlap" 60 "$PY" -m kvsim.calibrate.vmm_overlap --out "$OUT/vmm_overlap.json"'
+        in text
+    )
     assert (
         '-m kvsim.calibrate --device cuda --tp 1,2,4,8 --out "$OUT" \\\n      --budget-s "$budget_s"' in text
     )

@@ -38,7 +38,8 @@ def build(spec, model=TINY, **kwargs):
         ("reserved:oracle:round_to_buddy=yes", "reserved:oracle:round_to_buddy=true"),
         ("vattention", "vattention:page_size=2MiB"),
         ("vattention:page_size=64KiB", "vattention:page_size=64KiB"),
-        ("vattention:page_size=2MiB,mapping=overlapped", "vattention:page_size=2MiB,mapping=overlapped"),
+        ("vattention:page_size=2MiB,mapping=overlapped", "vattention:page_size=2MiB"),  # the default
+        ("vattention:mapping=synchronous", "vattention:page_size=2MiB,mapping=synchronous"),
         ("vattention:page_size=131072", "vattention:page_size=128KiB"),
     ],
 )

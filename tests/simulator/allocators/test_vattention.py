@@ -78,6 +78,15 @@ def test_overlapped_mapping_hides_behind_the_previous_step():
     assert alloc.take_overhead_s(previous_step_s=1.0) == 0.0
 
 
+def test_mapping_is_overlapped_by_default_and_synchronous_charges_it_all():
+    # vAttention maps the next step's pages during the current one (its §6.2); calibrate/vmm_overlap.py found
+    # the driver's calls neither wait for nor slow queued GPU work (benchmarks/results/vmm_overlap-h200.json)
+    assert vattention().mapping == "overlapped"
+    alloc = vattention("vattention:page_size=64KiB,mapping=synchronous")
+    alloc.allocate(0, 64, final_num_tokens=64)  # 2 groups: 8 pages
+    assert alloc.take_overhead_s(previous_step_s=1.0) == pytest.approx(8 * MAP_LATENCY_S)
+
+
 def test_a_finished_requests_pages_stay_mapped_as_free_cached_memory_for_the_next_request():
     alloc = vattention(num_groups=4)
     alloc.allocate(0, 96, final_num_tokens=96)  # 3 groups

@@ -1,0 +1,66 @@
+"""calibrate.vmm_overlap: the verdict from samples (CPU), its command without a GPU, and a short real run (gpu)."""
+
+from __future__ import annotations
+
+import pytest
+
+from kvsim.calibrate.vmm_overlap import main, measure, summarize
+
+
+def _samples(map_busy_s=35e-6, unmap_busy_s=26e-6, gpu_busy_s=0.040, busy_after=True):
+    return {
+        "gpu_alone_s": [0.040, 0.0401, 0.0399],
+        "gpu_busy_s": [gpu_busy_s] * 3,
+        "map_idle_s": [34e-6, 35e-6, 36e-6, 35e-6],
+        "unmap_idle_s": [25e-6, 26e-6, 27e-6, 26e-6],
+        "map_busy_s": [map_busy_s] * 4,
+        "unmap_busy_s": [unmap_busy_s] * 4,
+        "busy_after": [busy_after] * 8,
+    }
+
+
+def test_calls_as_fast_beside_the_gpu_and_an_unslowed_queue_hide_the_mapping():
+    out = summarize(_samples())
+    assert out["map_idle_us"]["p50"] == 35.0 and out["map_busy_us"]["p50"] == 35.0
+    assert out["unmap_idle_us"]["p50"] == 26.0
+    assert out["gpu_alone_ms"] == 40.0 and out["gpu_slowdown"] == 1.0
+    assert out["busy_fraction"] == 1.0 and out["map_ratio"] == 1.0
+    assert out["hides_mapping"] is True
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"map_busy_s": 0.030},  # a map that waited for the queue (an implicit synchronization)
+        {"unmap_busy_s": 0.030},
+        {"gpu_busy_s": 0.044},  # the queue slowed by 10% while the pages were mapped
+        {"busy_after": False},  # every call returned after the queue: nothing was measured beside the GPU
+    ],
+)
+def test_a_stall_a_slowed_queue_or_no_overlap_at_all_does_not_hide_it(change):
+    assert summarize(_samples(**change))["hides_mapping"] is False
+
+
+def test_missing_samples_are_an_error_naming_them():
+    samples = _samples()
+    samples["map_busy_s"] = []
+    with pytest.raises(ValueError, match="no map_busy_s samples"):
+        summarize(samples)
+
+
+def test_the_command_without_a_gpu_says_so(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    assert main(["--out", str(tmp_path / "o.json")]) == 2
+    assert "needs a CUDA GPU" in capsys.readouterr().err
+    assert not (tmp_path / "o.json").exists()
+
+
+@pytest.mark.gpu
+def test_a_short_run_maps_beside_a_busy_gpu():
+    out = measure(pages=8, repeats=1, gpu_ms=20.0)
+    assert set(out["workloads"]) == {"copy", "gemm"}
+    for w in out["workloads"].values():
+        assert w["kernels_per_queue"] >= 1 and w["gpu_alone_ms"] > 0
+        assert w["busy_fraction"] > 0  # some calls did return while the queue ran
