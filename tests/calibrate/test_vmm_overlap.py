@@ -31,14 +31,30 @@ def test_calls_as_fast_beside_the_gpu_and_an_unslowed_queue_hide_the_mapping():
 @pytest.mark.parametrize(
     "change",
     [
-        {"map_busy_s": 0.030},  # a map that waited for the queue (an implicit synchronization)
-        {"unmap_busy_s": 0.030},
+        {"map_busy_s": 0.012},  # a map that waited for the queue (an implicit synchronization)
+        {"unmap_busy_s": 0.012},
         {"gpu_busy_s": 0.044},  # the queue slowed by 10% while the pages were mapped
         {"busy_after": False},  # every call returned after the queue: nothing was measured beside the GPU
     ],
 )
 def test_a_stall_a_slowed_queue_or_no_overlap_at_all_does_not_hide_it(change):
     assert summarize(_samples(**change))["hides_mapping"] is False
+
+
+def test_a_slowdown_within_the_queues_own_spread_alone_is_noise():
+    samples = _samples(gpu_busy_s=0.0412)  # x1.03 > MAX_GPU_SLOWDOWN
+    assert summarize(samples)["hides_mapping"] is False  # the queue alone spread 0.5%
+    samples["gpu_alone_s"] = [0.039, 0.040, 0.041]  # 5% apart alone
+    out = summarize(samples)
+    assert out["gpu_alone_spread"] == 0.05 and out["gpu_slowdown"] == 1.03 and out["hides_mapping"] is True
+    assert out["gpu_alone_ms_runs"] == [39.0, 40.0, 41.0] and out["gpu_busy_ms_runs"] == [41.2] * 3
+
+
+def test_calls_slower_beside_the_work_but_far_from_waiting_for_it_still_hide():
+    out = summarize(_samples(map_busy_s=70e-6, unmap_busy_s=52e-6))  # twice as long as idle
+    assert out["map_ratio"] == 2.0 and out["unmap_ratio"] == 2.0 and out["hides_mapping"] is True
+    assert out["map_busy_us"] == {"p50": 70.0, "p90": 70.0, "max": 70.0}
+    assert out["longest_busy_call_of_queue"] == 0.00175
 
 
 def test_missing_samples_are_an_error_naming_them():
