@@ -26,7 +26,8 @@ Examples:
   kvsim simulate --config run.toml --rate 4 --report
   kvsim simulate --trace azure-code --scheduler tgi --max-new-tokens max_total_tokens
 Allocator specs: paged, paged:block_size=32, paged:enable_prefix_caching=true, reserved:max|pow2|oracle,
-paged:eviction_budget_blocks=64 (PagedEviction), vattention, vattention:page_size=64KiB, contiguous-growth,
+paged:eviction_budget_blocks=64 (PagedEviction), vattention, vattention:page_size=64KiB,
+vattention:mapping=synchronous (mapping on the step's critical path; default overlapped), contiguous-growth,
 contiguous-growth:min_region_tokens=64 (--scheduler tgi: paged only). Writes OUT/<label>/ (config.json, summary.json, requests.csv, timeline.csv)
 per allocator (no timeline.csv with --no-timeline) and OUT/comparison.csv.
 """
