@@ -323,7 +323,7 @@ def device_info(device: str) -> dict[str, Any]:
         "memory_bytes": int(props.total_memory),
         "num_sms": int(props.multi_processor_count),
         "cuda": torch.version.cuda,
-        "driver": _driver_version(),
+        "driver": nvidia_driver_version(),
         **versions,
     }
     return {"device": device_fields, "key": key}
@@ -362,7 +362,8 @@ def _version(module: str) -> str | None:
         return None
 
 
-def _driver_version() -> str | None:
+def nvidia_driver_version() -> str | None:
+    """The NVIDIA driver's version as nvidia-smi prints it (e.g. 580.159.04); None without nvidia-smi."""
     try:
         result = subprocess.run(
             ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],

@@ -25,7 +25,6 @@ import argparse
 import datetime
 import json
 import math
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from kvsim.calibrate.run import nvidia_driver_version
 from kvsim.calibrate.vmm import open_driver, time_pages
 
 PAGE_SIZE_BYTES = 2 << 20  # the stock driver's granularity on data-center GPUs
@@ -115,7 +115,7 @@ def measure(
         "device": torch.cuda.get_device_name(device),
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
-        "nvidia_driver": _nvidia_driver(),
+        "nvidia_driver": nvidia_driver_version(),
         "cuda_driver_api": _driver_api_version(driver),
         "date": datetime.date.today().isoformat(),
         "page_size_bytes": page_size,
@@ -192,21 +192,6 @@ def _queue(torch: Any, op: Callable[[], object], count: int, during: Callable[[A
     out = during(end) if during is not None else None
     end.synchronize()
     return start.elapsed_time(end) / 1e3, out
-
-
-def _nvidia_driver() -> str | None:
-    """The NVIDIA driver's version as nvidia-smi prints it (e.g. 580.159.04)."""
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip().splitlines()[0] if out.stdout.strip() else None
 
 
 def _driver_api_version(driver: Any) -> int | None:
