@@ -42,12 +42,10 @@ GPU_MS = 40.0  # each queue's GPU time: well over the mapping's few milliseconds
 # The verdict. A call that waited for the queue would last about as long as the rest of the queue (tens of
 # milliseconds against tens of microseconds): one that takes this fraction of the queue's time counts as a wait.
 WAIT_FRACTION = 0.25
-MAX_GPU_SLOWDOWN = (
-    1.02  # the queue with mapping beside it, against alone (or the spread of its repeats alone)
-)
-MIN_BUSY_FRACTION = (
-    0.95  # of the calls that must have returned while the queue still ran (else: no overlap seen)
-)
+# The queue with mapping beside it, against alone (or the spread of its repeats alone).
+MAX_GPU_SLOWDOWN = 1.02
+# Of the calls, those that must have returned while the queue still ran (else no overlap was seen).
+MIN_BUSY_FRACTION = 0.95
 
 
 def summarize(samples: dict[str, list[float] | list[bool]]) -> dict[str, Any]:
@@ -214,6 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=REPEATS, help=f"default {REPEATS}")
     parser.add_argument("--gpu-ms", type=float, default=GPU_MS, help=f"GPU time per queue (default {GPU_MS})")
     args = parser.parse_args(argv)
+    for flag, value in (("--pages", args.pages), ("--repeats", args.repeats), ("--gpu-ms", args.gpu_ms)):
+        if not value > 0:
+            print(f"Error: {flag} must be positive, got {value}", file=sys.stderr)
+            return 2
     try:
         import torch
     except ImportError:
@@ -227,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 2
+    except (RuntimeError, ValueError) as exc:  # a driver call that failed (out of memory, say)
+        print(f"Error: vmm_overlap: {exc}", file=sys.stderr)
+        return 1
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     for name, w in result["workloads"].items():

@@ -73,6 +73,12 @@ def test_the_command_without_a_gpu_says_so(tmp_path, capsys):
     assert not (tmp_path / "o.json").exists()
 
 
+@pytest.mark.parametrize("flag", ["--pages", "--repeats", "--gpu-ms"])
+def test_a_count_or_time_that_is_not_positive_is_an_error_naming_it(tmp_path, capsys, flag):
+    assert main(["--out", str(tmp_path / "o.json"), flag, "0"]) == 2
+    assert f"{flag} must be positive, got 0" in capsys.readouterr().err
+
+
 @pytest.mark.gpu
 def test_a_short_run_maps_beside_a_busy_gpu():
     out = measure(pages=8, repeats=1, gpu_ms=20.0)
