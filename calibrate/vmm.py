@@ -67,7 +67,7 @@ def open_driver(device_index: int = 0) -> tuple[Any, Any, Any, int]:
     import torch
 
     torch.zeros(1, device=f"cuda:{device_index}")  # makes torch's primary context current on this thread
-    _check(driver, driver.cuInit(0), "cuInit")
+    cuda_check(driver, driver.cuInit(0), "cuInit")
     prop = driver.CUmemAllocationProp()
     prop.type = driver.CUmemAllocationType.CU_MEM_ALLOCATION_TYPE_PINNED
     prop.location.type = driver.CUmemLocationType.CU_MEM_LOCATION_TYPE_DEVICE
@@ -76,7 +76,7 @@ def open_driver(device_index: int = 0) -> tuple[Any, Any, Any, int]:
     access.location.type = driver.CUmemLocationType.CU_MEM_LOCATION_TYPE_DEVICE
     access.location.id = device_index
     access.flags = driver.CUmemAccess_flags.CU_MEM_ACCESS_FLAGS_PROT_READWRITE
-    granularity = _check(
+    granularity = cuda_check(
         driver,
         driver.cuMemGetAllocationGranularity(
             prop, driver.CUmemAllocationGranularity_flags.CU_MEM_ALLOC_GRANULARITY_MINIMUM
@@ -91,15 +91,15 @@ def time_pages(
 ) -> tuple[list[float], list[float], list[bool]]:
     """Reserve ``pages`` pages of virtual space, then map each (timed), then unmap each (timed). With ``busy``
     (is the GPU still working?), asked after each call: its answers, maps then unmaps (else an empty list)."""
-    base = _check(driver, driver.cuMemAddressReserve(size * pages, size, 0, 0), "cuMemAddressReserve")
+    base = cuda_check(driver, driver.cuMemAddressReserve(size * pages, size, 0, 0), "cuMemAddressReserve")
     handles, map_s, unmap_s, busy_after = [], [], [], []
     try:
         for i in range(pages):
             ptr = driver.CUdeviceptr(int(base) + i * size)
             start = time.perf_counter()
-            handle = _check(driver, driver.cuMemCreate(size, prop, 0), "cuMemCreate")
-            _check(driver, driver.cuMemMap(ptr, size, 0, handle, 0), "cuMemMap")
-            _check(driver, driver.cuMemSetAccess(ptr, size, [access], 1), "cuMemSetAccess")
+            handle = cuda_check(driver, driver.cuMemCreate(size, prop, 0), "cuMemCreate")
+            cuda_check(driver, driver.cuMemMap(ptr, size, 0, handle, 0), "cuMemMap")
+            cuda_check(driver, driver.cuMemSetAccess(ptr, size, [access], 1), "cuMemSetAccess")
             map_s.append(time.perf_counter() - start)
             handles.append((ptr, handle))
             if busy is not None:
@@ -107,8 +107,8 @@ def time_pages(
         while handles:
             ptr, handle = handles.pop()
             start = time.perf_counter()
-            _check(driver, driver.cuMemUnmap(ptr, size), "cuMemUnmap")
-            _check(driver, driver.cuMemRelease(handle), "cuMemRelease")
+            cuda_check(driver, driver.cuMemUnmap(ptr, size), "cuMemUnmap")
+            cuda_check(driver, driver.cuMemRelease(handle), "cuMemRelease")
             unmap_s.append(time.perf_counter() - start)
             if busy is not None:
                 busy_after.append(busy())
@@ -120,7 +120,7 @@ def time_pages(
     return map_s, unmap_s, busy_after
 
 
-def _check(driver: Any, result: Any, what: str) -> Any:
+def cuda_check(driver: Any, result: Any, what: str) -> Any:
     """cuda-python returns (CUresult, value...) tuples; raise on an error, return the value."""
     err, *values = result if isinstance(result, tuple) else (result,)
     if err != driver.CUresult.CUDA_SUCCESS:

@@ -14,6 +14,10 @@ and a compute-bound GEMM), each repeat:
   end event is queried, so the result says whether the calls really ran while the GPU was busy.
 The launches are asynchronous, so the host maps while the GPU works, as vAttention's background thread does.
 
+A second check (``launch_contention``) puts the mapping on a thread of its own, as vAttention does, while the
+main thread launches small kernels as fast as it can (a launch-bound loop, an engine without CUDA graphs): if
+the driver serializes the VMM calls with kernel launches, the launches slow down while the thread maps.
+
     python -m kvsim.calibrate.vmm_overlap --out benchmarks/results/vmm_overlap-h200.json
 
 ``summarize`` (pure; tested on CPU) turns the samples into the figures and the verdict.
@@ -26,6 +30,8 @@ import datetime
 import json
 import math
 import sys
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from kvsim.calibrate.run import nvidia_driver_version
-from kvsim.calibrate.vmm import open_driver, time_pages
+from kvsim.calibrate.vmm import cuda_check, open_driver, time_pages
 
 PAGE_SIZE_BYTES = 2 << 20  # the stock driver's granularity on data-center GPUs
 PAGES = 64  # one page group of a 32-layer model: a K and a V page per layer
@@ -153,7 +159,103 @@ def measure(
             samples["busy_after"] += busy_after
         result["workloads"][name] = {"kernels_per_queue": count, **summarize(samples)}
     result["hides_mapping"] = all(w["hides_mapping"] for w in result["workloads"].values())
+    result["launch_contention"] = launch_contention(
+        torch, device, driver, prop, access, page_size, pages, repeats
+    )
     return result
+
+
+LAUNCHES = 4000  # of a 1 MiB copy: a loop bound by the host's launches (a few ms of GPU work)
+
+
+def summarize_contention(samples: dict[str, list[float]]) -> dict[str, Any]:
+    """``launch_alone_s``, ``launch_busy_s`` and ``launch_control_s`` (one launch loop per repeat: alone, with a
+    thread mapping beside it, with a thread that only sleeps and wakes), ``map_thread_s`` and ``map_idle_s``
+    (per call): microseconds per launch, and the ratios."""
+    for key in ("launch_alone_s", "launch_busy_s", "map_thread_s", "map_idle_s"):
+        if not samples.get(key):
+            raise ValueError(f"vmm_overlap: no {key} samples")
+    alone, busy = float(np.median(samples["launch_alone_s"])), float(np.median(samples["launch_busy_s"]))
+    map_thread, map_idle = float(np.median(samples["map_thread_s"])), float(np.median(samples["map_idle_s"]))
+    return {
+        "launches_per_loop": LAUNCHES,
+        "launch_us_alone": round(alone / LAUNCHES * 1e6, 3),
+        "launch_us_with_mapping_thread": round(busy / LAUNCHES * 1e6, 3),
+        "launch_slowdown": round(busy / alone, 4),
+        # the same loop beside a Python thread that only sleeps and wakes: what the interpreter's lock costs
+        "launch_slowdown_control": (
+            round(float(np.median(samples["launch_control_s"])) / alone, 4)
+            if samples.get("launch_control_s")
+            else None
+        ),
+        "launch_alone_ms_runs": [round(x * 1e3, 3) for x in samples["launch_alone_s"]],
+        "launch_busy_ms_runs": [round(x * 1e3, 3) for x in samples["launch_busy_s"]],
+        "map_us_thread": round(map_thread * 1e6, 2),
+        "map_us_idle": round(map_idle * 1e6, 2),
+        "map_thread_ratio": round(map_thread / map_idle, 3),
+        "map_calls_beside_launches": len(samples["map_thread_s"]),
+    }
+
+
+def launch_contention(
+    torch: Any, device: Any, driver: Any, prop: Any, access: Any, page_size: int, pages: int, repeats: int
+) -> dict[str, Any]:
+    """Launch-bound loops alone and with a thread mapping and unmapping pages until the loop ends (see the
+    module's doc). The loop and the thread are Python: the figures include contention for the interpreter's
+    lock, so they bound from above what a native mapping thread (vAttention's) costs the launches."""
+    src = torch.empty(1 << 19, dtype=torch.float16, device=device)
+    dst = torch.empty_like(src)
+
+    def loop() -> float:
+        start = time.perf_counter()
+        for _ in range(LAUNCHES):
+            dst.copy_(src)
+        return time.perf_counter() - start
+
+    loop()  # warm-up
+    torch.cuda.synchronize(device)
+    ctx = cuda_check(driver, driver.cuCtxGetCurrent(), "cuCtxGetCurrent")
+    samples: dict[str, list] = {
+        "launch_alone_s": [],
+        "launch_busy_s": [],
+        "launch_control_s": [],
+        "map_thread_s": [],
+        "map_idle_s": [],
+    }
+
+    def mapper(stop: threading.Event, errors: list) -> None:
+        try:
+            cuda_check(driver, driver.cuCtxSetCurrent(ctx), "cuCtxSetCurrent")  # the calls need it current
+            while not stop.is_set():
+                # only the maps that returned while the loop still ran
+                map_s, _, running = time_pages(
+                    driver, prop, access, page_size, pages, lambda: not stop.is_set()
+                )
+                samples["map_thread_s"].extend(m for m, r in zip(map_s, running[:pages]) if r)
+        except Exception as exc:  # reported on the main thread
+            errors.append(exc)
+
+    def sleeper(stop: threading.Event, errors: list) -> None:
+        """The control: a Python thread that wakes as often as the mapper's calls return, and maps nothing."""
+        while not stop.is_set():
+            time.sleep(35e-6)
+
+    for _ in range(repeats):
+        samples["launch_alone_s"].append(loop())
+        torch.cuda.synchronize(device)
+        samples["map_idle_s"] += time_pages(driver, prop, access, page_size, pages)[0]
+        for key, target in (("launch_busy_s", mapper), ("launch_control_s", sleeper)):
+            stop, errors = threading.Event(), []
+            thread = threading.Thread(target=target, args=(stop, errors))
+            thread.start()
+            time.sleep(0.002)  # the thread is at work before the loop starts
+            samples[key].append(loop())
+            stop.set()
+            thread.join()
+            torch.cuda.synchronize(device)
+            if errors:
+                raise RuntimeError(f"mapping thread failed: {errors[0]}")
+    return summarize_contention(samples)
 
 
 def end_busy(end_event: Any) -> Callable[[], bool]:
@@ -241,6 +343,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{w['gpu_alone_ms']} ms alone, {w['gpu_busy_ms']} ms with mapping (x{w['gpu_slowdown']}); "
             f"{w['busy_fraction']:.0%} of calls returned mid-queue; hides mapping: {w['hides_mapping']}"
         )
+    c = result["launch_contention"]
+    print(
+        f"launches: {c['launch_us_alone']} µs each alone, {c['launch_us_with_mapping_thread']} µs with a thread "
+        f"mapping beside them (x{c['launch_slowdown']}; beside a thread that only sleeps and wakes: "
+        f"x{c['launch_slowdown_control']}); that thread's maps {c['map_us_thread']} µs "
+        f"(idle {c['map_us_idle']} µs)"
+    )
     print(f"wrote {args.out}")
     return 0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kvsim.calibrate.vmm_overlap import main, measure, summarize
+from kvsim.calibrate.vmm_overlap import LAUNCHES, main, measure, summarize, summarize_contention
 
 
 def _samples(map_busy_s=35e-6, unmap_busy_s=26e-6, gpu_busy_s=0.040, busy_after=True):
@@ -57,6 +57,23 @@ def test_calls_slower_beside_the_work_but_far_from_waiting_for_it_still_hide():
     assert out["longest_busy_call_of_queue"] == 0.00175
 
 
+def test_launch_contention_in_microseconds_per_launch_and_ratios():
+    out = summarize_contention(
+        {
+            "launch_alone_s": [LAUNCHES * 5e-6, LAUNCHES * 6e-6, LAUNCHES * 5e-6],
+            "launch_busy_s": [LAUNCHES * 7.5e-6] * 3,
+            "launch_control_s": [LAUNCHES * 6e-6] * 3,
+            "map_thread_s": [40e-6, 42e-6, 44e-6],
+            "map_idle_s": [35e-6, 35e-6],
+        }
+    )
+    assert out["launch_us_alone"] == 5.0 and out["launch_us_with_mapping_thread"] == 7.5
+    assert out["launch_slowdown"] == 1.5 and out["map_us_thread"] == 42.0 and out["map_thread_ratio"] == 1.2
+    assert out["map_calls_beside_launches"] == 3 and out["launch_slowdown_control"] == 1.2
+    with pytest.raises(ValueError, match="no map_thread_s samples"):
+        summarize_contention({**out, "launch_alone_s": [1.0], "launch_busy_s": [1.0], "map_thread_s": []})
+
+
 def test_missing_samples_are_an_error_naming_them():
     samples = _samples()
     samples["map_busy_s"] = []
@@ -86,3 +103,5 @@ def test_a_short_run_maps_beside_a_busy_gpu():
     for w in out["workloads"].values():
         assert w["kernels_per_queue"] >= 1 and w["gpu_alone_ms"] > 0
         assert w["busy_fraction"] > 0  # some calls did return while the queue ran
+    contention = out["launch_contention"]
+    assert contention["launch_us_alone"] > 0 and contention["map_calls_beside_launches"] > 0
