@@ -10,8 +10,8 @@ lost. Growth past the mapped tokens maps one page in every buffer at once, a *pa
 
 ``mapping``: ``overlapped`` (the default, as vAttention's §6.2 does it) maps in the background during the
 previous step, so only the excess over that step shows; ``synchronous`` adds the mapping time to the step that
-needs it. On an H200 the driver's map and unmap calls ran beside queued GPU work without waiting for it or
-slowing it (``calibrate/vmm_overlap.py``; docs/validation.md). ``take_overhead_s`` reports
+needs it. On an H200 and an H100 the driver's map and unmap calls ran beside queued GPU work without
+waiting for it or slowing it (``calibrate/vmm_overlap.py``; docs/validation.md). ``take_overhead_s`` reports
 both modes through one call: it returns swap time plus mapping time, and in overlapped mode the mapping part
 is reduced by ``previous_step_s`` (the engine passes the previous step's duration; called without it, the full,
 synchronous cost comes back). Unmapping is not charged: vAttention unmaps off the critical path.
@@ -51,7 +51,7 @@ class VAttentionConfig:
     SIZE_FIELDS = ("page_size",)
 
     page_size: int = 2 * 2**20
-    mapping: str = "overlapped"  # vAttention §6.2; calibrate/vmm_overlap.py measured it on an H200
+    mapping: str = "overlapped"  # vAttention §6.2; measured by calibrate/vmm_overlap.py (H200, H100)
     reuse_pages: bool = True
     map_latency_s: float = MAP_LATENCY_S
     pcie_bw_bytes_per_s: float = PCIE_BW_BYTES_PER_S  # swap transfers
