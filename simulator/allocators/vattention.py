@@ -121,10 +121,17 @@ class VAttentionAllocator:
         self._num_token_slots = self._num_reserved_slots = self._num_needed_groups = 0
         self._pending_map_s = self._pending_swap_s = 0.0
         self.num_pages_mapped = 0
+        self.map_charged_s = 0.0  # the mapping time that showed on steps (all of it when synchronous)
 
-    def stats(self) -> dict[str, int]:
-        """Counters for ``summary.json``'s ``allocator_stats`` (an optional extension of the Protocol)."""
-        return {"num_pages_mapped": self.num_pages_mapped}
+    def stats(self) -> dict[str, int | float]:
+        """Counters for ``summary.json``'s ``allocator_stats`` (an optional extension of the Protocol): pages
+        mapped, their mapping time, and how much of it the steps were charged (overlapped mapping hides the
+        rest behind the steps before)."""
+        return {
+            "num_pages_mapped": self.num_pages_mapped,
+            "map_s": self.num_pages_mapped * self.config.map_latency_s,
+            "map_charged_s": self.map_charged_s,
+        }
 
     def groups_for(self, num_tokens: int) -> int:
         """Page groups that hold ``num_tokens`` tokens."""
@@ -252,6 +259,8 @@ class VAttentionAllocator:
         map_s = self._pending_map_s
         if self.mapping == "overlapped":
             map_s = max(0.0, map_s - previous_step_s)
+        if map_s:
+            self.map_charged_s += map_s
         overhead_s = self._pending_swap_s + map_s
         self._pending_map_s = self._pending_swap_s = 0.0
         return overhead_s

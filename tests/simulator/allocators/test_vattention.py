@@ -87,6 +87,21 @@ def test_mapping_is_overlapped_by_default_and_synchronous_charges_it_all():
     assert alloc.take_overhead_s(previous_step_s=1.0) == pytest.approx(8 * MAP_LATENCY_S)
 
 
+def test_stats_count_the_mapping_time_and_the_part_the_steps_were_charged():
+    alloc = vattention("vattention:page_size=64KiB,mapping=overlapped")
+    alloc.allocate(0, 64, final_num_tokens=200)  # 2 groups: 8 pages
+    alloc.take_overhead_s(previous_step_s=3 * MAP_LATENCY_S)  # 5 pages' time shows
+    alloc.append_slots(0, 64)  # 2 groups more
+    alloc.take_overhead_s(previous_step_s=1.0)  # hidden
+    stats = alloc.stats()
+    assert stats["num_pages_mapped"] == 16 and stats["map_s"] == pytest.approx(16 * MAP_LATENCY_S)
+    assert stats["map_charged_s"] == pytest.approx(5 * MAP_LATENCY_S)
+    sync = vattention("vattention:page_size=64KiB,mapping=synchronous")
+    sync.allocate(0, 64, final_num_tokens=64)
+    sync.take_overhead_s(previous_step_s=1.0)
+    assert sync.stats()["map_charged_s"] == sync.stats()["map_s"] == pytest.approx(8 * MAP_LATENCY_S)
+
+
 def test_a_finished_requests_pages_stay_mapped_as_free_cached_memory_for_the_next_request():
     alloc = vattention(num_groups=4)
     alloc.allocate(0, 96, final_num_tokens=96)  # 3 groups
