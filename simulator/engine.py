@@ -230,6 +230,8 @@ class Replica:
                     num_tokens,
                 )
             if batch is None:
+                # Idle: the next step has no step before it for allocator work (overlapped mapping) to hide in.
+                sched.previous_step_s = 0.0
                 if pulled:  # idle until the next arrival, if any
                     if source.next_arrival_s == INF:
                         return

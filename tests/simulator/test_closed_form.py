@@ -69,3 +69,15 @@ def test_token_states_integrate_over_the_timeline():
     # 16 prompt tokens of KV held during [0, 0.25]; the run lasts 0.25 s.
     assert result.summary["memory"]["whole_run"]["token_states"] == 16 * bytes_per_token
     assert np.isnan(result.recorder.finish_s).sum() == 0
+
+
+def test_overlapped_vattention_mapping_hides_behind_a_step_only_when_there_was_one():
+    # 2^-10 s per page, 64 pages a group (32 layers, K and V): 0.0625 s to map a 100-token prompt's group.
+    spec = "vattention:mapping=overlapped,reuse_pages=false,map_latency_s=0.0009765625"
+    # A reaches an idle replica: nothing ran before its prefill, so all of its mapping shows.
+    # B arrives while A decodes: its mapping hides behind A's decode step before its prefill.
+    # C reaches the replica idle again, long after A's and B's last steps: all of it shows again.
+    result = run(make_trace([(1.0, 100, 3), (1.4, 100, 2), (10.0, 100, 2)]), allocator=spec)
+    rec = result.recorder
+    assert rec.first_token_s.tolist() == [1.3125, 1.8125, 10.3125]
+    assert result.summary["allocator_stats"]["map_charged_s"] == 2 * 0.0625
