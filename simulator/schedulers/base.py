@@ -64,9 +64,9 @@ class SchedulerBase(PreemptionMixin, FastForwardMixin, CohortMixin):
         self.num_running_seqs = 0
         self.num_preemptions = 0
         self.changed = False
-        self.previous_step_s = (
-            0.0  # duration of the last step (the engine sets it; overlapped mapping hides in it)
-        )
+        # Duration of the step before the one being built: the engine sets it, 0 after idling (overlapped
+        # mapping hides in it).
+        self.previous_step_s = 0.0
         self.head_blocked = False  # the head of `waiting` failed to allocate at the last attempt
         self._next_seq_id = 0
         # The step being built: prefill chunks [(req, num_new_tokens)] and the decoding requests.
