@@ -16,6 +16,10 @@ both modes through one call: it returns swap time plus mapping time, and in over
 is reduced by ``previous_step_s`` (the engine passes the previous step's duration; called without it, the full,
 synchronous cost comes back). Unmapping is not charged: vAttention unmaps off the critical path.
 
+Deferred slots (DESIGN §7b): ``growth_room`` is what a sequence can still fill inside the page groups it maps and
+short of its final length; a scheduler may take those slots without ``append_slots`` (they only turn reserved
+slots into token states, and map nothing), counting them in ``num_deferred_tokens``, which ``breakdown`` adds.
+
 ``reuse_pages`` (deferred reclamation): a finished request's buffer keeps its pages mapped and is handed to
 the next request, which grows into them without mapping. Mapped pages a live request does not need yet (and
 all pages of idle buffers) belong to no request: they count as free and as ``cached_bytes``, and are taken
@@ -121,6 +125,9 @@ class VAttentionAllocator:
         self._num_token_slots = self._num_reserved_slots = self._num_needed_groups = 0
         self._pending_map_s = self._pending_swap_s = 0.0
         self.num_pages_mapped = 0
+        # Slots a scheduler took without append_slots: within a sequence's needed page groups and its final
+        # length (``growth_room``), so they only turn reserved slots into token states (DESIGN §7b).
+        self.num_deferred_tokens = 0
         self.map_charged_s = 0.0  # the mapping time that showed on steps (all of it when synchronous)
 
     def stats(self) -> dict[str, int | float]:
@@ -183,14 +190,40 @@ class VAttentionAllocator:
             return True
         if num_tokens > self.max_model_len:
             return False
-        need = self.groups_for(num_tokens) - self.groups_for(seq.num_tokens)
-        if need > self.num_free_groups + self.num_cached_groups:
+        # Into new page groups: _count(seq, -1), the new length, _count(seq, +1), written out (the decode
+        # crossing of every group boundary comes here).
+        buffer_id, final = seq.buffer_id, seq.final_num_tokens
+        new_groups = self.groups_for(num_tokens)
+        if new_groups - self.buffer_needed[buffer_id] > self.num_free_groups + self.num_cached_groups:
             return False
-        self._count(seq, -1)
+        old_slots, old_tokens = seq.num_slots, seq.num_tokens
+        old_hold = final if final < old_slots else old_slots
+        slots = seq.num_slots = self.tokens_in(new_groups)
+        new_hold = final if final < slots else slots
+        self._num_reserved_slots += (
+            (new_hold if new_hold > num_tokens else num_tokens)
+            - num_tokens
+            - ((old_hold if old_hold > old_tokens else old_tokens) - old_tokens)
+        )
+        self._num_token_slots += num_new_tokens
         seq.num_tokens = num_tokens
-        self._count(seq, +1)
-        self._set_needed(seq.buffer_id, self.groups_for(num_tokens))
+        self._set_needed(buffer_id, new_groups)
         return True
+
+    def growth_room(self, seq_id: int) -> int:
+        """Slots ``seq_id`` can still gain with no effect but reserved -> token states: within the page groups
+        it needs (no page is mapped) and its final length. A scheduler may take them without calling
+        ``append_slots``, counting them in ``num_deferred_tokens``."""
+        seq = self.seqs[seq_id]
+        fill_to = seq.final_num_tokens if seq.final_num_tokens < seq.num_slots else seq.num_slots
+        room = fill_to - seq.num_tokens
+        return room if room > 0 and seq.buffer_id is not None else 0
+
+    def append_decode_slots(self, seq_id: int, num_new_tokens: int) -> int:
+        """``append_slots``, then ``growth_room``, in one call: -1 (and nothing appended) when no memory."""
+        if not self.append_slots(seq_id, num_new_tokens):
+            return -1
+        return self.growth_room(seq_id)
 
     def max_uniform_growth(self, seq_ids: Sequence[int], limit: int) -> int:
         """Binary search on k; each probe sums the page groups every listed sequence would add."""
@@ -267,7 +300,9 @@ class VAttentionAllocator:
 
     def breakdown(self) -> MemoryBreakdown:
         kvb = self.kv_bytes_per_token
-        token_states, reserved = self._num_token_slots * kvb, self._num_reserved_slots * kvb
+        deferred = self.num_deferred_tokens
+        token_states = (self._num_token_slots + deferred) * kvb
+        reserved = (self._num_reserved_slots - deferred) * kvb
         internal_frag = self._num_needed_groups * self.group_bytes - token_states - reserved
         return MemoryBreakdown(
             token_states=token_states,

@@ -73,3 +73,63 @@ def test_no_deferred_slot_outlives_its_request(monkeypatch):
     assert allocators and all(a.num_deferred_tokens == 0 for a in allocators)
     for alloc in allocators:
         alloc.check_invariants()
+
+
+# vAttention defers the slots inside the page groups a sequence maps, short of its final length; its windows
+# stay inside those rooms. Against the path without deferral (growth_room absent: every slot appended, windows
+# planned from the allocator's counts), every timing, counter, timeline row and mapping charge must agree.
+VATTENTION_CASES = {
+    "64KiB": SimConfig(kv_capacity_bytes=SMALL_KV, allocator="vattention:page_size=64KiB"),
+    "2MiB": SimConfig(kv_capacity_bytes=4 * SMALL_KV, allocator="vattention"),
+    "synchronous": SimConfig(
+        kv_capacity_bytes=SMALL_KV, allocator="vattention:page_size=64KiB,mapping=synchronous"
+    ),
+    "no-reuse": SimConfig(
+        kv_capacity_bytes=SMALL_KV, allocator="vattention:page_size=128KiB,reuse_pages=false"
+    ),
+    "swap": SimConfig(
+        kv_capacity_bytes=SMALL_KV,
+        allocator="vattention:page_size=64KiB",
+        preemption_mode="swap",
+        swap_space_gib=1.0,
+    ),
+    "chunked": SimConfig(
+        kv_capacity_bytes=SMALL_KV, allocator="vattention:page_size=64KiB", enable_chunked_prefill=True
+    ),
+    "stepping": SimConfig(
+        kv_capacity_bytes=SMALL_KV, allocator="vattention:page_size=64KiB", fast_forward=False
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(VATTENTION_CASES))
+def test_vattention_deferring_slots_changes_nothing(monkeypatch, case):
+    from kvsim.simulator.allocators.vattention import VAttentionAllocator
+
+    allocators, appends = [], []
+    original_init, original_append = VAttentionAllocator.__init__, VAttentionAllocator.append_slots
+
+    def keep(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        allocators.append(self)
+
+    def counted(self, seq_id, num_new_tokens):
+        appends.append(num_new_tokens)
+        return original_append(self, seq_id, num_new_tokens)
+
+    config, trace = VATTENTION_CASES[case], random_trace(80, seed=7, rate_per_s=8.0)
+    with monkeypatch.context() as m:
+        m.setattr(VAttentionAllocator, "__init__", keep)
+        m.setattr(VAttentionAllocator, "append_slots", counted)
+        deferred = simulate(config, trace)
+        num_deferred_appends = len(appends)
+        appends.clear()
+        m.setattr(VAttentionAllocator, "growth_room", None)
+        appended = simulate(config, trace)
+    assert deferred.summary["num_finished"] == len(trace)
+    assert allocators and all(a.num_deferred_tokens == 0 for a in allocators)
+    for alloc in allocators:
+        alloc.check_invariants()
+    assert_same_run(deferred, appended)
+    assert deferred.summary["allocator_stats"] == appended.summary["allocator_stats"]
+    assert num_deferred_appends < len(appends) / 2  # it did defer
