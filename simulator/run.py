@@ -167,6 +167,9 @@ def simulate(
         **config.as_dict(),
         **(dataclasses.asdict(tgi) if tgi is not None else {}),
         "allocator": allocator.name,
+        # every option of the allocator, defaults included: the spec string names only those that differ from
+        # the defaults of the version that wrote it (vattention's mapping became overlapped by default)
+        "allocator_config": allocator_config(allocator),
         "max_num_batched_tokens": max_num_batched_tokens,
         "max_model_len": model.max_model_len,
         "kv_capacity_bytes": capacity,
@@ -181,6 +184,12 @@ def simulate(
         "timeline": keep_timeline,  # whether the run folder has timeline.csv (`--no-timeline`: not)
     }
     return RunResult(config=config, trace=trace, summary=summary, recorder=recorder, resolved=resolved)
+
+
+def allocator_config(allocator: KVAllocator) -> dict:
+    """The allocator's options as a mapping (its config dataclass's fields), or {} for one without."""
+    config = getattr(allocator, "config", None)
+    return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else {}
 
 
 def allocator_stats(allocators: list[KVAllocator]) -> dict[str, int | float]:

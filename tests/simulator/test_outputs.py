@@ -69,3 +69,16 @@ def test_requests_csv_reads_back_to_the_recorded_values(tmp_path):
         finish = rec.finish_s[i]
         assert (row["finish_s"] == "") if np.isnan(finish) else float(row["finish_s"]) == finish
         assert row["replica"] == ("" if rec.replica[i] < 0 else str(rec.replica[i]))
+
+
+def test_config_json_names_every_allocator_option_defaults_included(tmp_path):
+    import json
+
+    from simtools import make_trace, run
+
+    result = run(make_trace([(0.0, 10, 3)]), allocator="vattention:page_size=64KiB")
+    result.write(tmp_path / "run")
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["allocator"] == "vattention:page_size=64KiB"  # the spec names what differs from defaults
+    assert config["allocator_config"]["mapping"] == "overlapped"
+    assert config["allocator_config"]["page_size"] == 64 * 1024 and config["allocator_config"]["reuse_pages"]
