@@ -21,6 +21,10 @@ HBM: ``copy_s = bytes / copy_bw_bytes_per_s`` with ``copy_bw_bytes_per_s`` defau
 KV in parallel: bytes and bandwidth are per GPU. The time is charged through ``take_overhead_s``, so it lands
 on the step that grows. A fork (parallel samples) copies the parent's stored tokens at the same rate.
 
+Deferred slots (DESIGN §7b): ``growth_room`` is what a sequence can still fill inside its region and short of
+its final length; a scheduler may take those slots without ``append_slots`` (no copy), counting them in
+``num_deferred_tokens``, which the reserved allocator's breakdown adds.
+
 Everything else (regions from ``buddy.py``, the five-part accounting, swap) is the reserved allocator's
 (``reserved.py``): ``internal_frag`` is the region beyond the request's true final length (the doubling's
 waste), ``external_frag`` the free buddy space a blocked head-of-queue allocation cannot use.
@@ -161,6 +165,23 @@ class ContiguousGrowthAllocator(ReservedAllocator):
         ):
             return False
         return super().append_slots(seq_id, num_new_tokens)
+
+    def growth_room(self, seq_id: int) -> int:
+        """Slots ``seq_id`` can still gain with no effect but reserved -> token states: inside its region and
+        its final length (no copy). A scheduler may take them without ``append_slots``, counting them in
+        ``num_deferred_tokens``."""
+        seq = self.seqs[seq_id]
+        fill_to = (
+            seq.final_num_tokens if seq.final_num_tokens < seq.num_region_slots else seq.num_region_slots
+        )
+        room = fill_to - seq.num_tokens
+        return room if room > 0 and seq.offset is not None else 0
+
+    def append_decode_slots(self, seq_id: int, num_new_tokens: int) -> int:
+        """``append_slots``, then ``growth_room``, in one call: -1 (and nothing appended) when no memory."""
+        if not self.append_slots(seq_id, num_new_tokens):
+            return -1
+        return self.growth_room(seq_id)
 
     def max_overhead_free_growth(self, seq_ids: Sequence[int], limit: int) -> int:
         """How far (0..limit) every listed sequence can grow inside its region: no copy, so no step is

@@ -93,6 +93,9 @@ class ReservedAllocator(ReservedCohortMixin):
         self.name = spec_string("reserved", config)
         self.seqs: dict[int, _Seq] = {}
         self._num_token_slots = self._num_reserved_slots = self._num_internal_slots = 0
+        # Slots a scheduler took without append_slots (an allocator with ``growth_room``: contiguous-growth): they
+        # turn reserved slots into token states (DESIGN §7b).
+        self.num_deferred_tokens = 0
         self._blocked_num_slots: int | None = None  # region size of the blocked head-of-queue allocation
         self._pending_overhead_s = 0.0
         self._init_cohort()
@@ -242,8 +245,9 @@ class ReservedAllocator(ReservedCohortMixin):
         """``breakdown()``'s fields as a tuple, in field order (the engine's timeline row)."""
         kvb = self.kv_bytes_per_token
         token_slots, reserved_slots, internal_slots = self._cohort_slots()
-        token_states = (self._num_token_slots + token_slots) * kvb
-        reserved = (self._num_reserved_slots + reserved_slots) * kvb
+        deferred = self.num_deferred_tokens
+        token_states = (self._num_token_slots + token_slots + deferred) * kvb
+        reserved = (self._num_reserved_slots + reserved_slots - deferred) * kvb
         internal_frag, external_frag = (
             (self._num_internal_slots + internal_slots) * kvb,
             self._external_bytes(),

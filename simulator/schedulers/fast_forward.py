@@ -70,12 +70,16 @@ class FastForwardMixin:
                 # (a sequence with (slots - 1) % bs == r has bs - 1 - r empty slots in its last block).
                 growth = self.allocator.max_growth_by_room(self._residue_counts[::-1], 0, num_steps)
             elif self._defers and not self._num_multi_seq_decodes:
-                # Growth may cost allocator time (vAttention maps pages), but not within the deferred rooms:
-                # slots inside what each sequence maps and short of its final length. The window stays inside
-                # them, so it needs no allocator call and no memory. (Next to the final length a room counts
-                # short; that only shortens the window, and any window length is exact.)
+                # Growth may cost allocator time (vAttention maps pages, contiguous-growth copies regions), but
+                # not within the deferred rooms: slots inside what each sequence holds and short of its final
+                # length. The window stays inside them, so it needs no allocator call and no memory. (Next to
+                # the final length a room counts short; that only shortens the window, and any window length
+                # is exact.)
                 growth = min([req.num_room - req.num_pending_slots for req in self._decodes])
-                if growth < 0:
+                if growth > 0:  # and what the allocator bounds beyond its sequences (contiguous-growth: 0
+                    # while the blocked head of the queue would now fit)
+                    growth = self._overhead_free_growth((), growth)
+                else:
                     growth = 0
             else:
                 if self._defers:

@@ -9,6 +9,8 @@ be back at zero once every request has finished.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 from simtools import KV_BYTES_PER_TOKEN, random_trace
@@ -75,40 +77,53 @@ def test_no_deferred_slot_outlives_its_request(monkeypatch):
         alloc.check_invariants()
 
 
-# vAttention defers the slots inside the page groups a sequence maps, short of its final length; its windows
-# stay inside those rooms. Against the path without deferral (growth_room absent: every slot appended, windows
-# planned from the allocator's counts), every timing, counter, timeline row and mapping charge must agree.
-VATTENTION_CASES = {
-    "64KiB": SimConfig(kv_capacity_bytes=SMALL_KV, allocator="vattention:page_size=64KiB"),
-    "2MiB": SimConfig(kv_capacity_bytes=4 * SMALL_KV, allocator="vattention"),
-    "synchronous": SimConfig(
+# vAttention and contiguous-growth defer the slots inside what a sequence maps (its page groups, its region),
+# short of its final length; their windows stay inside those rooms. Against the path without deferral
+# (growth_room absent: every slot appended, windows planned from the allocator's counts), every timing,
+# counter, timeline row and allocator counter (mapping and copy charges) must agree.
+OTHER_DEFERRING = {
+    "vattention-64KiB": SimConfig(kv_capacity_bytes=SMALL_KV, allocator="vattention:page_size=64KiB"),
+    "vattention-2MiB": SimConfig(kv_capacity_bytes=4 * SMALL_KV, allocator="vattention"),
+    "vattention-synchronous": SimConfig(
         kv_capacity_bytes=SMALL_KV, allocator="vattention:page_size=64KiB,mapping=synchronous"
     ),
-    "no-reuse": SimConfig(
+    "vattention-no-reuse": SimConfig(
         kv_capacity_bytes=SMALL_KV, allocator="vattention:page_size=128KiB,reuse_pages=false"
     ),
-    "swap": SimConfig(
+    "vattention-swap": SimConfig(
         kv_capacity_bytes=SMALL_KV,
         allocator="vattention:page_size=64KiB",
         preemption_mode="swap",
         swap_space_gib=1.0,
     ),
-    "chunked": SimConfig(
+    "vattention-chunked": SimConfig(
         kv_capacity_bytes=SMALL_KV, allocator="vattention:page_size=64KiB", enable_chunked_prefill=True
     ),
-    "stepping": SimConfig(
+    "vattention-stepping": SimConfig(
         kv_capacity_bytes=SMALL_KV, allocator="vattention:page_size=64KiB", fast_forward=False
     ),
+    "growth": SimConfig(kv_capacity_bytes=SMALL_KV, allocator="contiguous-growth"),
+    "growth-64": SimConfig(kv_capacity_bytes=SMALL_KV, allocator="contiguous-growth:min_region_tokens=64"),
+    "growth-swap": SimConfig(
+        kv_capacity_bytes=SMALL_KV, allocator="contiguous-growth", preemption_mode="swap", swap_space_gib=1.0
+    ),
+    "growth-chunked": SimConfig(
+        kv_capacity_bytes=SMALL_KV, allocator="contiguous-growth", enable_chunked_prefill=True
+    ),
+    "growth-orca": SimConfig(kv_capacity_bytes=SMALL_KV, allocator="contiguous-growth", scheduler="orca"),
 }
 
 
-@pytest.mark.parametrize("case", list(VATTENTION_CASES))
-def test_vattention_deferring_slots_changes_nothing(monkeypatch, case):
+@pytest.mark.parametrize("case", list(OTHER_DEFERRING))
+def test_vattention_and_contiguous_growth_deferring_slots_change_nothing(monkeypatch, case):
+    from kvsim.simulator.allocators.contiguous_growth import ContiguousGrowthAllocator
     from kvsim.simulator.allocators.vattention import VAttentionAllocator
 
+    cls = VAttentionAllocator if case.startswith("vattention") else ContiguousGrowthAllocator
     allocators, appends = [], []
-    original_init, original_append = VAttentionAllocator.__init__, VAttentionAllocator.append_slots
+    original_init, original_append = cls.__init__, cls.append_slots
 
+    @functools.wraps(original_init)  # make_allocator reads the constructor's signature
     def keep(self, *args, **kwargs):
         original_init(self, *args, **kwargs)
         allocators.append(self)
@@ -117,16 +132,18 @@ def test_vattention_deferring_slots_changes_nothing(monkeypatch, case):
         appends.append(num_new_tokens)
         return original_append(self, seq_id, num_new_tokens)
 
-    config, trace = VATTENTION_CASES[case], random_trace(80, seed=7, rate_per_s=8.0)
+    config, trace = OTHER_DEFERRING[case], random_trace(80, seed=0, rate_per_s=8.0)
     with monkeypatch.context() as m:
-        m.setattr(VAttentionAllocator, "__init__", keep)
-        m.setattr(VAttentionAllocator, "append_slots", counted)
+        m.setattr(cls, "__init__", keep)
+        m.setattr(cls, "append_slots", counted)
         deferred = simulate(config, trace)
         num_deferred_appends = len(appends)
         appends.clear()
-        m.setattr(VAttentionAllocator, "growth_room", None)
+        m.setattr(cls, "growth_room", None)
         appended = simulate(config, trace)
-    assert deferred.summary["num_finished"] == len(trace)
+    summary = deferred.summary  # contiguous-growth rejects the requests whose last region cannot fit
+    assert summary["num_finished"] > len(trace) / 2
+    assert summary["num_finished"] + summary["num_rejected"] == len(trace)
     assert allocators and all(a.num_deferred_tokens == 0 for a in allocators)
     for alloc in allocators:
         alloc.check_invariants()
