@@ -38,9 +38,10 @@ class EvictingPagedAllocator(PagedAllocator):
     holds at most ``eviction_budget_blocks`` blocks; an evicted block's reference is dropped at once (a block
     no other table holds goes back to the free queue)."""
 
-    # A decode slot may evict a block, so the scheduler must not defer slots (no growth_room).
-    growth_room = None
-    append_decode_slots = None
+    # A decode slot evicts only when it opens a block (the stored length wraps exactly at a block boundary), so
+    # the slots inside the last block may be deferred as paged's are (growth_room); the decode sums count them
+    # (SchedulerBase._count_stored_tokens). The crossing then appends them together with the step's own slot,
+    # which evicts the same block stepping would, provided a full block other than the last is evictable.
 
     def __init__(
         self,
@@ -143,6 +144,21 @@ class EvictingPagedAllocator(PagedAllocator):
         elif pool.num_filled[table[-1]] < bs:
             self._refresh_partial(table[-1])  # its final length moved
         return True
+
+    def growth_room(self, seq_id: int) -> int:
+        """Paged's room in the last block; none when the budget leaves no evictable block but the last
+        (``eviction_budget_blocks < eviction_protected_blocks + 2``): a crossing that appended deferred slots
+        with its own would find that block still partial and evict differently, so slots come one by one."""
+        if self.budget_blocks < self.protected_blocks + 2:
+            return 0
+        return self._room(self.seqs[seq_id])
+
+    def append_decode_slots(self, seq_id: int, num_new_tokens: int) -> int:
+        """``append_slots`` (which evicts), then ``growth_room``: -1 (and nothing appended) when no memory.
+        Paged's inlined version would skip the eviction."""
+        if not self.append_slots(seq_id, num_new_tokens):
+            return -1
+        return self.growth_room(seq_id)
 
     def _eviction(self, seq, stored: int, dropped: int) -> tuple[int, int, bool]:
         """How ``append_slots`` brings ``seq`` to ``stored`` tokens when ``dropped`` tokens leave its blocks:

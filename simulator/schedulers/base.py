@@ -417,12 +417,14 @@ class SchedulerBase(PreemptionMixin, FastForwardMixin, CohortMixin):
         self._queues_moved = True
 
     def _count_stored_tokens(self) -> None:
-        """The decode sums over what the decoding sequences store (PagedEviction), not their context."""
+        """The decode sums over what the decoding sequences store (PagedEviction), not their context: the
+        allocator's count, plus the slots deferred inside the last block (a one-sequence request's)."""
         stored, bs = self._stored_tokens, self.block_size
         num_tokens = num_blocks = 0
         for req in self._decodes:
+            pending = req.num_pending_slots
             for seq_id in req.seq_ids:
-                tokens = stored(seq_id)
+                tokens = stored(seq_id) + pending
                 num_tokens += tokens
                 num_blocks += -(-tokens // bs)
         self._decode_kv_tokens, self._decode_kv_blocks = num_tokens, num_blocks

@@ -77,8 +77,8 @@ def test_no_deferred_slot_outlives_its_request(monkeypatch):
         alloc.check_invariants()
 
 
-# vAttention and contiguous-growth defer the slots inside what a sequence maps (its page groups, its region),
-# short of its final length; their windows stay inside those rooms. Against the path without deferral
+# vAttention, contiguous-growth and PagedEviction defer the slots inside what a sequence holds (its page groups,
+# its region, its last block), short of its final length; the first two plan their windows inside those rooms. Against the path without deferral
 # (growth_room absent: every slot appended, windows planned from the allocator's counts), every timing,
 # counter, timeline row and allocator counter (mapping and copy charges) must agree.
 OTHER_DEFERRING = {
@@ -111,15 +111,36 @@ OTHER_DEFERRING = {
         kv_capacity_bytes=SMALL_KV, allocator="contiguous-growth", enable_chunked_prefill=True
     ),
     "growth-orca": SimConfig(kv_capacity_bytes=SMALL_KV, allocator="contiguous-growth", scheduler="orca"),
+    "eviction": SimConfig(kv_capacity_bytes=SMALL_KV, allocator="paged:eviction_budget_blocks=4"),
+    "eviction-protected": SimConfig(
+        kv_capacity_bytes=SMALL_KV, allocator="paged:eviction_budget_blocks=4,eviction_protected_blocks=2"
+    ),
+    # only the last block is evictable: no deferral (a crossing would find it partial and evict otherwise)
+    "eviction-last-only": SimConfig(
+        kv_capacity_bytes=SMALL_KV, allocator="paged:eviction_budget_blocks=3,eviction_protected_blocks=2"
+    ),
+    "eviction-swap": SimConfig(
+        kv_capacity_bytes=SMALL_KV,
+        allocator="paged:eviction_budget_blocks=4",
+        preemption_mode="swap",
+        swap_space_gib=1.0,
+    ),
+    "eviction-chunked": SimConfig(
+        kv_capacity_bytes=SMALL_KV, allocator="paged:eviction_budget_blocks=4", enable_chunked_prefill=True
+    ),
 }
 
 
 @pytest.mark.parametrize("case", list(OTHER_DEFERRING))
-def test_vattention_and_contiguous_growth_deferring_slots_change_nothing(monkeypatch, case):
+def test_other_allocators_deferring_slots_change_nothing(monkeypatch, case):
     from kvsim.simulator.allocators.contiguous_growth import ContiguousGrowthAllocator
+    from kvsim.simulator.allocators.paged_eviction import EvictingPagedAllocator
     from kvsim.simulator.allocators.vattention import VAttentionAllocator
 
-    cls = VAttentionAllocator if case.startswith("vattention") else ContiguousGrowthAllocator
+    kind = case.split("-")[0]
+    cls = {"vattention": VAttentionAllocator, "growth": ContiguousGrowthAllocator}.get(
+        kind, EvictingPagedAllocator
+    )
     allocators, appends = [], []
     original_init, original_append = cls.__init__, cls.append_slots
 
@@ -149,4 +170,7 @@ def test_vattention_and_contiguous_growth_deferring_slots_change_nothing(monkeyp
         alloc.check_invariants()
     assert_same_run(deferred, appended)
     assert deferred.summary["allocator_stats"] == appended.summary["allocator_stats"]
-    assert num_deferred_appends < len(appends) / 2  # it did defer
+    if case == "eviction-last-only":
+        assert num_deferred_appends == len(appends)  # it did not defer
+    else:
+        assert num_deferred_appends < len(appends) / 2  # it did defer
