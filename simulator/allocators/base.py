@@ -152,3 +152,11 @@ class KVAllocator(Protocol):
 
     def check_invariants(self) -> None:
         """Extension, for tests only (O(blocks + sequences)): assert every invariant of DESIGN §3."""
+
+
+def append_then_room(alloc, seq_id: int, num_new_tokens: int) -> int:
+    """``append_decode_slots`` for an allocator with ``growth_room`` and no inlined version of its own (assign
+    it in the class body): ``append_slots``, then ``growth_room``; -1 (and nothing appended) when no memory."""
+    if not alloc.append_slots(seq_id, num_new_tokens):
+        return -1
+    return alloc.growth_room(seq_id)

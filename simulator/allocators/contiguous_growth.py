@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kvsim.errors import KvsimError
-from kvsim.simulator.allocators.base import over_context
+from kvsim.simulator.allocators.base import append_then_room, over_context
 from kvsim.simulator.allocators.buddy import BuddyAllocator
 from kvsim.simulator.allocators.paged import PCIE_BW_BYTES_PER_S
 from kvsim.simulator.allocators.reserved import ReservedAllocator, _Seq
@@ -177,11 +177,7 @@ class ContiguousGrowthAllocator(ReservedAllocator):
         room = fill_to - seq.num_tokens
         return room if room > 0 and seq.offset is not None else 0
 
-    def append_decode_slots(self, seq_id: int, num_new_tokens: int) -> int:
-        """``append_slots``, then ``growth_room``, in one call: -1 (and nothing appended) when no memory."""
-        if not self.append_slots(seq_id, num_new_tokens):
-            return -1
-        return self.growth_room(seq_id)
+    append_decode_slots = append_then_room  # base.py
 
     def max_overhead_free_growth(self, seq_ids: Sequence[int], limit: int) -> int:
         """How far (0..limit) every listed sequence can grow inside its region: no copy, so no step is

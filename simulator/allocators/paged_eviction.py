@@ -28,7 +28,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 
-from kvsim.simulator.allocators.base import Admission, over_context
+from kvsim.simulator.allocators.base import Admission, append_then_room, over_context
 from kvsim.simulator.allocators.paged import PagedAllocator, PagedConfig
 from kvsim.simulator.specs import ModelSpec
 
@@ -153,12 +153,7 @@ class EvictingPagedAllocator(PagedAllocator):
             return 0
         return self._room(self.seqs[seq_id])
 
-    def append_decode_slots(self, seq_id: int, num_new_tokens: int) -> int:
-        """``append_slots`` (which evicts), then ``growth_room``: -1 (and nothing appended) when no memory.
-        Paged's inlined version would skip the eviction."""
-        if not self.append_slots(seq_id, num_new_tokens):
-            return -1
-        return self.growth_room(seq_id)
+    append_decode_slots = append_then_room  # base.py; paged's inlined version would skip the eviction
 
     def _eviction(self, seq, stored: int, dropped: int) -> tuple[int, int, bool]:
         """How ``append_slots`` brings ``seq`` to ``stored`` tokens when ``dropped`` tokens leave its blocks:

@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kvsim.errors import KvsimError
-from kvsim.simulator.allocators.base import Admission, MemoryBreakdown, over_context
+from kvsim.simulator.allocators.base import Admission, MemoryBreakdown, append_then_room, over_context
 from kvsim.simulator.allocators.paged import PCIE_BW_BYTES_PER_S
 from kvsim.simulator.allocators.spec import format_size, spec_string
 from kvsim.simulator.specs import ModelSpec
@@ -219,11 +219,7 @@ class VAttentionAllocator:
         room = fill_to - seq.num_tokens
         return room if room > 0 and seq.buffer_id is not None else 0
 
-    def append_decode_slots(self, seq_id: int, num_new_tokens: int) -> int:
-        """``append_slots``, then ``growth_room``, in one call: -1 (and nothing appended) when no memory."""
-        if not self.append_slots(seq_id, num_new_tokens):
-            return -1
-        return self.growth_room(seq_id)
+    append_decode_slots = append_then_room  # base.py
 
     def max_uniform_growth(self, seq_ids: Sequence[int], limit: int) -> int:
         """Binary search on k; each probe sums the page groups every listed sequence would add."""

@@ -77,12 +77,24 @@ def test_no_deferred_slot_outlives_its_request(monkeypatch):
         alloc.check_invariants()
 
 
-# vAttention, contiguous-growth and PagedEviction defer the slots inside what a sequence holds (its page groups,
-# its region, its last block), short of its final length; the first two plan their windows inside those rooms. Against the path without deferral
-# (growth_room absent: every slot appended, windows planned from the allocator's counts), every timing,
-# counter, timeline row and allocator counter (mapping and copy charges) must agree.
+# vAttention, contiguous-growth and PagedEviction defer the slots inside what a sequence holds (its page
+# groups, its region, its last block), short of its final length; the first two plan their windows inside
+# those rooms. Against the path without deferral (growth_room absent: every slot appended, windows planned
+# from the allocator's counts), every timing, counter, timeline row and allocator counter (mapping and copy
+# charges, evicted blocks) must agree.
+def _variants(name: str, spec: str) -> dict[str, SimConfig]:
+    """``spec`` under recompute, swap and chunked prefill, tight enough to preempt."""
+    return {
+        name: SimConfig(kv_capacity_bytes=SMALL_KV, allocator=spec),
+        f"{name}-swap": SimConfig(
+            kv_capacity_bytes=SMALL_KV, allocator=spec, preemption_mode="swap", swap_space_gib=1.0
+        ),
+        f"{name}-chunked": SimConfig(kv_capacity_bytes=SMALL_KV, allocator=spec, enable_chunked_prefill=True),
+    }
+
+
 OTHER_DEFERRING = {
-    "vattention-64KiB": SimConfig(kv_capacity_bytes=SMALL_KV, allocator="vattention:page_size=64KiB"),
+    **_variants("vattention", "vattention:page_size=64KiB"),
     "vattention-2MiB": SimConfig(kv_capacity_bytes=4 * SMALL_KV, allocator="vattention"),
     "vattention-synchronous": SimConfig(
         kv_capacity_bytes=SMALL_KV, allocator="vattention:page_size=64KiB,mapping=synchronous"
@@ -90,43 +102,19 @@ OTHER_DEFERRING = {
     "vattention-no-reuse": SimConfig(
         kv_capacity_bytes=SMALL_KV, allocator="vattention:page_size=128KiB,reuse_pages=false"
     ),
-    "vattention-swap": SimConfig(
-        kv_capacity_bytes=SMALL_KV,
-        allocator="vattention:page_size=64KiB",
-        preemption_mode="swap",
-        swap_space_gib=1.0,
-    ),
-    "vattention-chunked": SimConfig(
-        kv_capacity_bytes=SMALL_KV, allocator="vattention:page_size=64KiB", enable_chunked_prefill=True
-    ),
     "vattention-stepping": SimConfig(
         kv_capacity_bytes=SMALL_KV, allocator="vattention:page_size=64KiB", fast_forward=False
     ),
-    "growth": SimConfig(kv_capacity_bytes=SMALL_KV, allocator="contiguous-growth"),
+    **_variants("growth", "contiguous-growth"),
     "growth-64": SimConfig(kv_capacity_bytes=SMALL_KV, allocator="contiguous-growth:min_region_tokens=64"),
-    "growth-swap": SimConfig(
-        kv_capacity_bytes=SMALL_KV, allocator="contiguous-growth", preemption_mode="swap", swap_space_gib=1.0
-    ),
-    "growth-chunked": SimConfig(
-        kv_capacity_bytes=SMALL_KV, allocator="contiguous-growth", enable_chunked_prefill=True
-    ),
     "growth-orca": SimConfig(kv_capacity_bytes=SMALL_KV, allocator="contiguous-growth", scheduler="orca"),
-    "eviction": SimConfig(kv_capacity_bytes=SMALL_KV, allocator="paged:eviction_budget_blocks=4"),
+    **_variants("eviction", "paged:eviction_budget_blocks=4"),
     "eviction-protected": SimConfig(
         kv_capacity_bytes=SMALL_KV, allocator="paged:eviction_budget_blocks=4,eviction_protected_blocks=2"
     ),
     # only the last block is evictable: no deferral (a crossing would find it partial and evict otherwise)
     "eviction-last-only": SimConfig(
         kv_capacity_bytes=SMALL_KV, allocator="paged:eviction_budget_blocks=3,eviction_protected_blocks=2"
-    ),
-    "eviction-swap": SimConfig(
-        kv_capacity_bytes=SMALL_KV,
-        allocator="paged:eviction_budget_blocks=4",
-        preemption_mode="swap",
-        swap_space_gib=1.0,
-    ),
-    "eviction-chunked": SimConfig(
-        kv_capacity_bytes=SMALL_KV, allocator="paged:eviction_budget_blocks=4", enable_chunked_prefill=True
     ),
 }
 
