@@ -172,7 +172,7 @@ def summarize_contention(samples: dict[str, list[float]]) -> dict[str, Any]:
     """``launch_alone_s``, ``launch_busy_s`` and ``launch_control_s`` (one launch loop per repeat: alone, with a
     thread mapping beside it, with a thread that only sleeps and wakes), ``map_thread_s`` and ``map_idle_s``
     (per call): microseconds per launch, and the ratios."""
-    for key in ("launch_alone_s", "launch_busy_s", "map_thread_s", "map_idle_s"):
+    for key in ("launch_alone_s", "launch_busy_s", "launch_control_s", "map_thread_s", "map_idle_s"):
         if not samples.get(key):
             raise ValueError(f"vmm_overlap: no {key} samples")
     alone, busy = float(np.median(samples["launch_alone_s"])), float(np.median(samples["launch_busy_s"]))
@@ -183,11 +183,7 @@ def summarize_contention(samples: dict[str, list[float]]) -> dict[str, Any]:
         "launch_us_with_mapping_thread": round(busy / LAUNCHES * 1e6, 3),
         "launch_slowdown": round(busy / alone, 4),
         # the same loop beside a Python thread that only sleeps and wakes: what the interpreter's lock costs
-        "launch_slowdown_control": (
-            round(float(np.median(samples["launch_control_s"])) / alone, 4)
-            if samples.get("launch_control_s")
-            else None
-        ),
+        "launch_slowdown_control": round(float(np.median(samples["launch_control_s"])) / alone, 4),
         "launch_alone_ms_runs": [round(x * 1e3, 3) for x in samples["launch_alone_s"]],
         "launch_busy_ms_runs": [round(x * 1e3, 3) for x in samples["launch_busy_s"]],
         "map_us_thread": round(map_thread * 1e6, 2),

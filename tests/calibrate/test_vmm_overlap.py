@@ -71,7 +71,9 @@ def test_launch_contention_in_microseconds_per_launch_and_ratios():
     assert out["launch_slowdown"] == 1.5 and out["map_us_thread"] == 42.0 and out["map_thread_ratio"] == 1.2
     assert out["map_calls_beside_launches"] == 3 and out["launch_slowdown_control"] == 1.2
     with pytest.raises(ValueError, match="no map_thread_s samples"):
-        summarize_contention({**out, "launch_alone_s": [1.0], "launch_busy_s": [1.0], "map_thread_s": []})
+        summarize_contention(
+            {"launch_alone_s": [1.0], "launch_busy_s": [1.0], "launch_control_s": [1.0], "map_thread_s": []}
+        )
 
 
 def test_missing_samples_are_an_error_naming_them():
