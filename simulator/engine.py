@@ -22,8 +22,9 @@ timed with one ``CostModel.decode_step_times`` call per window or segment (a cos
 one step, ``decode_step_times_list`` for a short window and, optionally, ``decode_segment_times`` for all the
 segments of a window at once: the same floats, no arrays). A cost model that says its decode steps do not
 depend on their KV block count (``reads_decode_blocks``) is given none, and the scheduler computes none. The
-replica keeps its own clock as a running sum of step durations (``np.cumsum`` or ``itertools.accumulate``, both sequential), so
-``fast_forward=False`` (windows of one step) reaches the very same float times.
+replica keeps its own clock as a running sum of step durations (``np.cumsum`` or ``itertools.accumulate``, both
+sequential), so ``fast_forward=False`` (windows of one step) reaches the very same float times. An idle replica's
+next step has no step before it: ``previous_step_s`` is 0 there (overlapped vAttention mapping hides nothing).
 """
 
 from __future__ import annotations
