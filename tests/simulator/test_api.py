@@ -50,3 +50,33 @@ def test_prefix_cache_hit_skips_the_shared_prompt_compute():
     result = run(trace, allocator="paged:enable_prefix_caching=true")
     assert result.recorder.num_cached_tokens.tolist() == [0, 512]
     assert run(trace).recorder.num_cached_tokens.tolist() == [0, 0]
+
+
+
+def test_simulate_collects_young_objects_less_often_and_restores_the_setting(monkeypatch):
+    """simulate() runs with a young-generation threshold of GC_YOUNG_THRESHOLD and restores the process's;
+    a process that collects less often, or never, keeps its setting."""
+    import gc
+
+    import simpy
+
+    from kvsim.simulator import run as run_module
+
+    during = []
+    env_run = simpy.Environment.run
+
+    def watched(self, *args, **kwargs):
+        during.append(gc.get_threshold())
+        return env_run(self, *args, **kwargs)
+
+    monkeypatch.setattr(simpy.Environment, "run", watched)
+    before = gc.get_threshold()
+    try:
+        for threshold, expected in ((700, 50_000), (100_000, 100_000), (0, 0)):
+            gc.set_threshold(threshold, 10, 10)
+            run(make_trace([(0.0, 100, 20), (0.1, 50, 5)]))
+            assert during.pop() == (expected, 10, 10)
+            assert gc.get_threshold() == (threshold, 10, 10)
+    finally:
+        gc.set_threshold(*before)
+    assert run_module.GC_YOUNG_THRESHOLD == 50_000
