@@ -33,7 +33,7 @@ waste), ``external_frag`` the free buddy space a blocked head-of-queue allocatio
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from kvsim.errors import KvsimError
 from kvsim.simulator.allocators.base import append_then_room, over_context
@@ -103,8 +103,10 @@ class ContiguousGrowthAllocator(ReservedAllocator):
         super().__init__(
             config, model=model, tp=tp, capacity_bytes=capacity_bytes, swap_space_bytes=swap_space_bytes
         )
-        self.name = spec_string(NAME, config)
+        self.name = spec_string(NAME, config)  # the options as written: a derived bandwidth is not named
         self.copy_bw_bytes_per_s = config.copy_bw_bytes_per_s or (hbm_bw_bytes_per_s * HBM_BW_EFFICIENCY / 2)
+        # The config as run, the derived bandwidth filled in (config.json's allocator_config shows it).
+        self.config = replace(config, copy_bw_bytes_per_s=self.copy_bw_bytes_per_s)
         self.num_growth_copies = self.num_fork_copies = self.copy_bytes = 0
         self.copy_s = 0.0
 

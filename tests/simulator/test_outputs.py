@@ -82,3 +82,21 @@ def test_config_json_names_every_allocator_option_defaults_included(tmp_path):
     assert config["allocator"] == "vattention:page_size=64KiB"  # the spec names what differs from defaults
     assert config["allocator_config"]["mapping"] == "overlapped"
     assert config["allocator_config"]["page_size"] == 64 * 1024 and config["allocator_config"]["reuse_pages"]
+
+
+def test_config_json_fills_in_contiguous_growths_derived_copy_bandwidth(tmp_path):
+    import json
+
+    from simtools import make_trace
+
+    from kvsim.simulator import SimConfig, simulate
+    from kvsim.simulator.cost.roofline import HBM_BW_EFFICIENCY
+    from kvsim.simulator.specs import GpuSpec
+
+    config = SimConfig(model="llama-2-7b", gpu="a100-80gb", allocator="contiguous-growth")
+    result = simulate(config, make_trace([(0.0, 10, 3)]))
+    result.write(tmp_path / "run")
+    written = json.loads((tmp_path / "run" / "config.json").read_text())
+    derived = GpuSpec.from_name("a100-80gb").hbm_bw_bytes_per_s * HBM_BW_EFFICIENCY / 2
+    assert written["allocator_config"]["copy_bw_bytes_per_s"] == derived
+    assert written["allocator"] == "contiguous-growth" and result.summary["label"] == "contiguous-growth"
