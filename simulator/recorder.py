@@ -33,6 +33,10 @@ VALUE_FIELDS = (*PARTS, "saturated", *TIMELINE_COLUMNS[2 + len(PARTS) :])  # a k
 # A kept row, packed: time_s as a float64, then the VALUE_FIELDS as int64s, little-endian and unpadded. One pack
 # per row converts its 13 numbers in C (an array's extend from a tuple takes them one by one, at twice the cost).
 ROW = struct.Struct(f"<d{len(VALUE_FIELDS)}q")
+# ReplicaTimeline._keep_row names the fields one by one, in this order:
+_KEPT_FIELDS = (*PARTS, "saturated", "num_running", "num_waiting", "num_swapped")
+assert VALUE_FIELDS[: len(_KEPT_FIELDS)] == _KEPT_FIELDS
+assert VALUE_FIELDS[len(_KEPT_FIELDS) :] == ("num_batched_seqs", "num_batched_tokens")
 ROW_DTYPE = np.dtype([("time_s", "<f8"), ("values", "<i8", (len(VALUE_FIELDS),))])
 assert ROW_DTYPE.itemsize == ROW.size
 
@@ -110,10 +114,36 @@ class ReplicaTimeline:
         self.last_saturated = saturated
         self.last_num_seqs = num_batched_seqs
 
-    def _keep_row(self, time_s: float, parts: tuple[int, ...], *sizes: int) -> None:
-        """``add_row`` when rows are kept (``sizes``: saturated to num_batched_tokens, in VALUE_FIELDS
-        order); they are integrated at ``close`` (and the peak found there)."""
-        self.packed_rows += self._pack_row(time_s, *parts, *sizes)
+    def _keep_row(
+        self,
+        time_s: float,
+        parts: tuple[int, ...],
+        saturated: bool,
+        num_running: int,
+        num_waiting: int,
+        num_swapped: int,
+        num_batched_seqs: int,
+        num_batched_tokens: int,
+    ) -> None:
+        """``add_row`` when rows are kept; they are integrated at ``close`` (and the peak found there). The
+        arguments go to ``pack`` one by one, in VALUE_FIELDS order (no tuple is built for them: three rows
+        per request)."""
+        token_states, reserved, internal_frag, external_frag, free, cached_bytes = parts
+        self.packed_rows += self._pack_row(
+            time_s,
+            token_states,
+            reserved,
+            internal_frag,
+            external_frag,
+            free,
+            cached_bytes,
+            saturated,
+            num_running,
+            num_waiting,
+            num_swapped,
+            num_batched_seqs,
+            num_batched_tokens,
+        )
 
     def close(self, end_s: float) -> None:
         """Integrate the step functions up to ``end_s``."""
@@ -155,6 +185,16 @@ class ReplicaTimeline:
 
 
 COLLECT_EVERY = 4096  # finished requests buffered before their results are written to the columns
+# The RequestState fields that Recorder columns of the same names collect.
+COLLECTED = (
+    "replica",
+    "first_scheduled_s",
+    "first_token_s",
+    "finish_s",
+    "num_preemptions",
+    "num_cached_tokens",
+    "kv_evicted_fraction",
+)
 
 
 class Recorder:
@@ -194,15 +234,7 @@ class Recorder:
         if not reqs:
             return
         rows = np.fromiter((r.index for r in reqs), dtype=np.int64, count=len(reqs))
-        for name in (
-            "replica",
-            "first_scheduled_s",
-            "first_token_s",
-            "finish_s",
-            "num_preemptions",
-            "num_cached_tokens",
-            "kv_evicted_fraction",
-        ):
+        for name in COLLECTED:
             column = getattr(self, name)  # (numpy writes None into a float column as nan)
             column[rows] = np.array(list(map(attrgetter(name), reqs)), dtype=column.dtype)
 

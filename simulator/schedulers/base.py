@@ -55,6 +55,9 @@ class SchedulerBase(PreemptionMixin, FastForwardMixin, CohortMixin):
         self.preemption_mode = preemption_mode
         self.paged_kernel = allocator.attention_kernel == "paged"
         self.block_size = allocator.block_size if self.paged_kernel else 0
+        # What every Batch of this scheduler carries (a contiguous kernel's: Batch's default block size, 16)
+        self._attention_kernel = allocator.attention_kernel
+        self._batch_block_size = self.block_size or 16
         self.waiting: deque[RequestState] = deque()
         self.running: list[RequestState] = []
         self.swapped: deque[RequestState] = deque()
@@ -303,16 +306,24 @@ class SchedulerBase(PreemptionMixin, FastForwardMixin, CohortMixin):
         if self._stored_tokens is not None and self._decodes:
             self._count_stored_tokens()
         prefills = self._prefills  # empty on a decode step (most steps): no tuples to build
+        if not prefills:
+            q_lens = kv_lens = ()
+        elif len(prefills) == 1:  # the commonest prefill step: one newcomer
+            req, q = prefills[0]
+            q_lens, kv_lens = (q,), (req.num_computed_tokens + q,)
+        else:
+            q_lens = tuple([q for _, q in prefills])
+            kv_lens = tuple([req.num_computed_tokens + q for req, q in prefills])
+        # Batch's fields by position (a call by keyword costs twice as much: a Batch or two per request)
         return Batch(
-            prefill_q_lens=tuple([q for _, q in prefills]) if prefills else (),
-            prefill_kv_lens=tuple([req.num_computed_tokens + q for req, q in prefills]) if prefills else (),
-            num_decode_seqs=self._num_decode_seqs,
-            decode_kv_tokens=self._decode_kv_tokens,
-            decode_kv_blocks=self._decode_kv_blocks,
-            attention_kernel=self.allocator.attention_kernel,
-            block_size=self.block_size or 16,
-            allocator_overhead_s=self._carried_overhead_s
-            + self.allocator.take_overhead_s(self.previous_step_s),
+            q_lens,
+            kv_lens,
+            self._num_decode_seqs,
+            self._decode_kv_tokens,
+            self._decode_kv_blocks,
+            self._attention_kernel,
+            self._batch_block_size,
+            self._carried_overhead_s + self.allocator.take_overhead_s(self.previous_step_s),
         )
 
     # ---- step outcome -----------------------------------------------------------------------------------

@@ -59,3 +59,35 @@ def test_least_outstanding_avoids_the_busy_replica():
     # At 1.0 replica 0 still serves the long request; replica 1 finished its one at 0.6.
     assert result.recorder.replica.tolist() == [0, 1, 1]
     assert result.recorder.finish_s[1] == 0.6
+
+
+def test_scheduler_batches_carry_each_field_where_batch_declares_it():
+    """SchedulerBase._batch builds Batch by position (cheaper than keywords): a reordered Batch must fail here."""
+    import dataclasses
+
+    from kvsim.simulator.allocators import make_allocator
+    from kvsim.simulator.batch import Batch
+    from kvsim.simulator.request_state import RequestState
+    from kvsim.simulator.schedulers.vllm import VllmScheduler
+    from kvsim.simulator.specs import ModelSpec
+
+    model = ModelSpec.from_name("llama-2-7b")
+    for spec, block_size in (("paged:block_size=32", 32), ("reserved:max", 16)):
+        alloc = make_allocator(spec, model=model, tp=1, capacity_bytes=1 << 32)
+        sched = VllmScheduler(alloc, max_num_seqs=8, max_num_batched_tokens=4096)
+        sched._begin_step()
+        sched._prefills = [(RequestState(0, 0, 0.0, 100, 5), 60)]
+        sched._num_decode_seqs, sched._decode_kv_tokens, sched._decode_kv_blocks = 3, 300, 21
+        sched._carried_overhead_s = 0.5
+        expected = {
+            "prefill_q_lens": (60,),
+            "prefill_kv_lens": (60,),
+            "num_decode_seqs": 3,
+            "decode_kv_tokens": 300,
+            "decode_kv_blocks": 21,
+            "attention_kernel": alloc.attention_kernel,
+            "block_size": block_size,
+            "allocator_overhead_s": 0.5,
+        }
+        assert dataclasses.asdict(sched._batch()) == expected
+        assert [f.name for f in dataclasses.fields(Batch)] == list(expected)
