@@ -196,7 +196,13 @@ class ProfileCostModel:
         if batch.prefill_q_lens or not seqs:
             key = None
             if not seqs and not batch.allocator_overhead_s:
-                key = (batch.prefill_q_lens, batch.prefill_kv_lens, batch.attention_kernel)
+                q_lens, kv_lens = batch.prefill_q_lens, batch.prefill_kv_lens
+                # One prompt (most prefill steps) is keyed by its numbers, several by their tuples: a tuple's
+                # hash is not cached, so nested tuples cost more to look up.
+                if len(q_lens) == 1:
+                    key = (q_lens[0], kv_lens[0], batch.attention_kernel)
+                else:
+                    key = (q_lens, kv_lens, batch.attention_kernel)
                 total_s = self._prefill_step_cache.get(key)
                 if total_s is not None:
                     return total_s
@@ -307,8 +313,23 @@ class ProfileCostModel:
         time. Segments come without block counts only to a cost model that reads none (``reads_decode_blocks``)."""
         paged = attention_kernel == "paged"
         durations: list[float] = []
-        for num_steps, seqs, tokens, blocks, _ in segments:
-            durations += self._decode_times(paged, seqs, tokens, num_steps, blocks or repeat(0), 0.0)
+        const_s, s_tok, s_seq, s_blk, knees, _ = self._decode_paged if paged else self._decode_contiguous
+        if knees or s_seq or s_blk or const_s <= 0.0:
+            for num_steps, seqs, tokens, blocks, _ in segments:
+                durations += self._decode_times(paged, seqs, tokens, num_steps, blocks or repeat(0), 0.0)
+            return durations
+        # The roofline's case, _decode_times' reduced sum written out here (a window has a few segments, and
+        # this is most windows' timing): the same floats.
+        layers, cached_parts = self._num_layers, self._decode_parts_cache
+        for num_steps, seqs, tokens, _, _ in segments:
+            head, lm_head_s, allreduce_s, overhead_s = cached_parts.get(seqs) or self._decode_parts(seqs)
+            if allreduce_s or head <= 0.0:
+                durations += self._decode_times(paged, seqs, tokens, num_steps, repeat(0), 0.0)
+                continue
+            durations += [
+                head + layers * (const_s + s_tok * t) + lm_head_s + overhead_s
+                for t in range(tokens, tokens + num_steps * seqs, seqs)
+            ]
         return durations
 
     def _decode_times(
