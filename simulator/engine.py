@@ -205,6 +205,7 @@ class Replica:
             breakdown = sched.allocator.breakdown
             breakdown_parts = lambda: parts_of(breakdown())  # noqa: E731
         add_row = self.timeline.add_row
+        segment_times = self._segment_times
         window_limit = MAX_WINDOW_STEPS if self.fast_forward else 1
         guess_step_s = 0.0  # the last decode step's duration: how many steps the next arrival is away
         pulled = source.pulled  # a lone replica releases its arrivals itself (ArrivalSource)
@@ -281,7 +282,10 @@ class Replica:
                 # a window whose block counts came as a list is timed with Python floats
                 short = segments or (step_times_list is not None and num_steps <= SHORT_BLOCKS_STEPS)
                 if segments:
-                    durations = self._segment_durations(batch, segments, step_times_list)
+                    if segment_times is not None:
+                        durations = segment_times(batch.attention_kernel, segments)
+                    else:
+                        durations = self._segment_durations(batch, segments, step_times_list)
                 elif short:  # Python floats: the same values as the arrays, cheaper for a few steps
                     if blocks is not None and not isinstance(blocks, list):
                         blocks = blocks.tolist()
@@ -301,10 +305,14 @@ class Replica:
                         cut = int(np.searchsorted(ends, next_arrival_s, side="left")) + 1
                     if cut < num_steps:
                         num_steps = cut
-                end_s = float(ends[num_steps - 1])
-                sched.previous_step_s = guess_step_s = end_s - (
-                    float(ends[num_steps - 2]) if num_steps > 1 else now
-                )
+                if short:  # a list of Python floats
+                    end_s = ends[num_steps - 1]
+                    sched.previous_step_s = guess_step_s = end_s - (ends[num_steps - 2] if num_steps > 1 else now)
+                else:
+                    end_s = float(ends[num_steps - 1])
+                    sched.previous_step_s = guess_step_s = end_s - (
+                        float(ends[num_steps - 2]) if num_steps > 1 else now
+                    )
             finished_early = 0
             if segments:  # its finishes before the last step precede the next arrival: the router sees them
                 finished_early = self._record_segments(segments, num_steps)
@@ -335,10 +343,9 @@ class Replica:
                 sched.finished.clear()
 
     def _segment_durations(self, batch: Batch, segments, step_times_list) -> list[float]:
-        """Step durations of a window planned through finishes: each segment timed as the decode batch of
-        its members (the first is ``batch`` itself), so every step is what stepping would time."""
-        if self._segment_times is not None:
-            return self._segment_times(batch.attention_kernel, segments)
+        """Step durations of a window planned through finishes, for a cost model without
+        ``decode_segment_times``: each segment timed as the decode batch of its members (the first is
+        ``batch`` itself), so every step is what stepping would time."""
         durations = []
         for num_steps, num_seqs, kv_tokens, blocks, _ in segments:
             if durations:

@@ -21,7 +21,7 @@ import numpy as np
 import simpy
 
 from kvsim.errors import KvsimError
-from kvsim.simulator.allocators.base import KVAllocator
+from kvsim.simulator.allocators.base import KVAllocator, largest_fitting
 from kvsim.simulator.config import SimConfig
 from kvsim.simulator.cost.base import CostModel
 from kvsim.simulator.engine import ArrivalSource, Replica
@@ -131,9 +131,21 @@ def simulate(
     watermark_reason = replicas[0].scheduler.watermark_rejection if is_vllm else None
     max_num_seqs, chunked = config.max_num_seqs, config.enable_chunked_prefill
 
+    # vLLM's two prompt checks each reject exactly the prompts longer than some length: found once here, so
+    # that a prompt no longer than both (nearly every one) skips them.
+    vllm_ok_prompt = (
+        largest_fitting(
+            model.max_model_len,
+            lambda p: vllm_rejection_reason(p, max_num_batched_tokens, chunked) is None
+            and watermark_reason(p) is None,
+        )
+        if is_vllm
+        else 0
+    )
+
     def rejection_reason(num_prompt_tokens: int, num_output_tokens: int, num_seqs: int) -> str | None:
         reason = allocator_reason(num_prompt_tokens, num_output_tokens)
-        if reason is None and is_vllm:
+        if reason is None and is_vllm and num_prompt_tokens > vllm_ok_prompt:
             reason = vllm_rejection_reason(num_prompt_tokens, max_num_batched_tokens, chunked)
             reason = reason or watermark_reason(num_prompt_tokens)
         if reason is None and is_tgi:

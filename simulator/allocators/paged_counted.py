@@ -285,7 +285,11 @@ class CountedPagedAllocator(PagedBase):
         self._not_final_opens_at[opens] += 1
         self._num_not_final += 1
         self._not_final_empty += empty
-        self._next_phase(seq_id, member)
+        last_block_start = (-(-final // bs) - 1) * bs  # _next_phase's commonest case, inline (every join)
+        if tokens <= last_block_start:
+            heapq.heappush(self._phase_at, (last_block_start + 1 - base, seq_id, IN_FINAL_BLOCK))
+        else:
+            self._next_phase(seq_id, member)
 
     def cohort_leave(self, seq_id: int) -> int:
         """Take ``seq_id`` out of the cohort; its token count now."""

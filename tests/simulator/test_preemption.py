@@ -96,3 +96,18 @@ def test_prompt_that_breaks_the_watermark_on_an_empty_replica_is_rejected():
     result = run(make_trace([(0.0, 1020, 2)]), kv_capacity_bytes=1024 * KV_BYTES_PER_TOKEN)
     (reason,) = result.recorder.rejected_reason.values()
     assert "watermark" in reason
+
+
+def test_vllm_prompt_checks_reject_exactly_from_one_token_past_their_limit():
+    """run.simulate skips vLLM's two prompt checks below the longest prompt both pass: the boundary is exact."""
+    # Token budget 512 (no chunking): 512 passes, 513 is rejected.
+    budget = run(make_trace([(0.0, 512, 2), (0.0, 513, 2)]), max_num_batched_tokens=512)
+    assert list(budget.recorder.rejected_reason) == [1]
+    assert "max_num_batched_tokens" in budget.recorder.rejected_reason[1]
+    # Watermark 1% of 1024 slots (10.24): prompts of up to 1008 slots (63 blocks) leave 16 free and pass;
+    # 1009 takes a 64th block and leaves 0.
+    capacity = 1024 * KV_BYTES_PER_TOKEN
+    marks = run(make_trace([(0.0, 1008, 1), (5.0, 1009, 1)]), kv_capacity_bytes=capacity)
+    assert list(marks.recorder.rejected_reason) == [1]
+    assert "watermark" in marks.recorder.rejected_reason[1]
+    assert marks.summary["num_finished"] == 1
