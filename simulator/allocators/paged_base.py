@@ -49,10 +49,12 @@ class PagedBase:
 
     def rejection_reason(self, num_prompt_tokens: int, num_output_tokens: int) -> str | None:
         """Over the context, or a final length needing more blocks than the replica has."""
+        total = num_prompt_tokens + num_output_tokens
+        if total <= self.max_model_len and total <= self.num_blocks * self.block_size:  # neither (every arrival)
+            return None
         reason = over_context(num_prompt_tokens, num_output_tokens, self.max_model_len)
         if reason is not None:
             return reason
-        total = num_prompt_tokens + num_output_tokens
         need = -(-total // self.block_size)
         if need > self.num_blocks:
             return f"needs {need} blocks of {self.block_size} tokens but the replica holds only {self.num_blocks}"

@@ -111,3 +111,12 @@ def test_vllm_prompt_checks_reject_exactly_from_one_token_past_their_limit():
     assert list(marks.recorder.rejected_reason) == [1]
     assert "watermark" in marks.recorder.rejected_reason[1]
     assert marks.summary["num_finished"] == 1
+
+
+def test_paged_rejects_exactly_the_requests_longer_than_its_blocks():
+    """1024 slots (64 blocks of 16): a request of 1024 tokens in all is served, one of 1025 is rejected."""
+    trace = make_trace([(0.0, 1000, 24), (5.0, 1000, 25)])
+    result = run(trace, kv_capacity_bytes=1024 * KV_BYTES_PER_TOKEN, watermark=0.0)
+    assert list(result.recorder.rejected_reason) == [1]
+    assert "needs 65 blocks" in result.recorder.rejected_reason[1]
+    assert result.summary["num_finished"] == 1
