@@ -131,7 +131,7 @@ class ArrivalSource:
             self.on_arrival(i + 1)
         request_id, time_s = self._request_id[i], arrival_s[i]
         prompt, output, num_seqs = self._prompt[i], self._output[i], self._num_seqs[i]
-        if self.next_arrival_s == INF:  # the last one: the trace's columns as lists are no longer needed
+        if self.next_arrival_s == INF:  # the last one: the trace's columns are no longer needed
             self._arrival_s = self._request_id = self._prompt = self._output = self._num_seqs = array("q")
         reason = self.rejection_reason(prompt, output, num_seqs)
         if reason is not None:

@@ -225,8 +225,8 @@ class Recorder:
     def finish(self, reqs: list[RequestState]) -> None:
         """Keep finished requests' results, read now, as one tuple each; they go into the columns at
         ``collect``, a few thousand at a time. Read later, from thousands of request objects spread over
-        memory, they cost seven cache misses per request (3 µs of a million-request run's 68 µs per request:
-        docs/performance.md); and the requests can be freed as they finish."""
+        memory, they cost seven cache misses per request (3 µs of the 73 µs per request of a 200,000-request
+        run: docs/performance.md); and the requests can be freed as they finish."""
         self._finished += map(_RESULTS, reqs)
         if len(self._finished) >= COLLECT_EVERY:
             self.collect()
