@@ -33,6 +33,7 @@ A request needs the fewest groups that hold its tokens, so its internal_frag < 2
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -118,7 +119,10 @@ class VAttentionAllocator:
         self.buffer_mapped: dict[int, int] = {}  # buffer id -> page groups mapped in it (live or idle)
         self.buffer_needed: dict[int, int] = {}  # live buffer id -> groups its request needs
         self.idle_buffers: dict[int, None] = {}  # buffers of finished requests that keep pages; LIFO reuse
-        self._cached_groups: dict[int, int] = {}  # buffer id -> mapped groups not needed; oldest first
+        # buffer id -> mapped groups not needed; oldest first. An OrderedDict: the oldest of a plain dict whose
+        # oldest entries keep being deleted is found past their dead slots (vattention:page_size=64KiB on
+        # azure-conv: 7.3 to 7.6 s with a dict, 5.7 to 6.3 s with this, beside the other changes of 2026-11-26).
+        self._cached_groups: OrderedDict[int, int] = OrderedDict()
         self._next_buffer_id = 0
         self.num_free_groups = self.num_groups
         self.num_cached_groups = 0
@@ -394,7 +398,10 @@ class VAttentionAllocator:
                 num_taken = min(num_to_map, self.num_free_groups)
                 self.num_free_groups -= num_taken
             else:
-                victim = next(b for b in self._cached_groups if b != buffer_id)
+                # The oldest cache (dict order). Never this buffer's: its own cached groups were all taken
+                # above (a buffer caches exactly its mapped groups beyond those needed).
+                victim = next(iter(self._cached_groups))
+                assert victim != buffer_id, "a buffer's own cached groups are taken first"
                 num_taken = min(num_to_map, self._cached_groups[victim])
                 self._uncache(victim, num_taken)
                 self.buffer_mapped[victim] -= num_taken  # unmapped there, mapped here below
