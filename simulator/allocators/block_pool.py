@@ -17,6 +17,7 @@ of prompt tokens get a hash. Python's hash of a tuple of ints does not depend on
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 
 from kvsim.traces.request import PREFIX_BLOCK_TOKENS
@@ -48,7 +49,10 @@ class BlockPool:
         self.hash_to_block: dict[int, int] = {}
         # Reversed so that block 0 is handed out first: deterministic and easy to read in tests.
         self.free_block_ids = list(range(num_blocks - 1, -1, -1))
-        self.cached_free_blocks: dict[int, None] = {}  # LRU order: first key is evicted first
+        # LRU order: the first key is evicted first. An OrderedDict: the first key of a plain dict whose first
+        # keys keep being deleted is found past their dead slots (mooncake-synthetic, Llama-3-8B, A100-40GB,
+        # prefix caching, 89,503 evictions: 1.21 to 1.37 s with a dict, 0.90 s with this).
+        self.cached_free_blocks: OrderedDict[int, None] = OrderedDict()
         self.num_used_tokens = 0
         self.num_evictions = 0
 
