@@ -66,10 +66,12 @@ class VllmScheduler(SchedulerBase):
             self._swap_in()
 
     def _schedule_chunked(self, now_s: float) -> None:
-        decoding = []
-        prefilling = []
-        for req in self.running:
-            (decoding if req.num_computed_tokens >= req.num_prefill_tokens else prefilling).append(req)
+        running = self.running
+        prefilling = [req for req in running if req.num_computed_tokens < req.num_prefill_tokens]
+        # Most steps have no prompt in progress: then every running request decodes (running itself serves).
+        decoding = (
+            [req for req in running if req.num_computed_tokens >= req.num_prefill_tokens] if prefilling else running
+        )
         preempted = self._schedule_decodes(decoding)
         budget = self.max_num_batched_tokens - self._num_decode_seqs
         for req in prefilling:
