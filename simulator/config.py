@@ -12,6 +12,7 @@ the KV blocks stay free after it).
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass
 
 from kvsim.errors import KvsimError
@@ -25,6 +26,35 @@ CHUNKED_PREFILL_MAX_NUM_BATCHED_TOKENS = 512
 # vLLM v0.6.3 SchedulerConfig: the floor of max_num_batched_tokens without chunked prefill.
 MIN_MAX_NUM_BATCHED_TOKENS = 2048
 GIB = 2**30
+# What each field's annotation asks for, as a TOML user reads it.
+_KIND_NAMES = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
+
+
+def _check_types(config: SimConfig) -> None:
+    """Every field holds what its annotation says (a TOML file or an API call may give a quoted number, a
+    fraction for a count, ...): a clear error naming the key instead of a TypeError later, or a silent run with
+    2.5 sequences. Integers pass for numbers; numpy scalars pass as what they are."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        kinds = [kind.strip() for kind in str(f.type).split("|")]
+        if value is None and "None" in kinds:
+            continue
+        kind = kinds[0]
+        if kind == "int":
+            ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        elif kind == "float":
+            ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        elif kind == "bool":
+            ok = isinstance(value, bool)
+        else:
+            ok = isinstance(value, str)
+        if not ok:
+            hint = "; write it without quotes" if isinstance(value, str) and kind != "str" else ""
+            unset = " (or leave it unset)" if "None" in kinds else ""
+            raise KvsimError(
+                f"config key {f.name} must be {_KIND_NAMES[kind]}{unset}, got {value!r} "
+                f"({type(value).__name__}){hint}"
+            )
 
 
 @dataclass(frozen=True)
@@ -71,11 +101,12 @@ class SimConfig:
     max_new_tokens: str = "oracle"  # what clients ask for: oracle | max_total_tokens | an integer
 
     def __post_init__(self) -> None:
+        if isinstance(self.max_new_tokens, int) and not isinstance(self.max_new_tokens, bool):  # a TOML integer
+            object.__setattr__(self, "max_new_tokens", str(self.max_new_tokens))
+        _check_types(self)
         for name in ("tp", "num_replicas", "max_num_seqs"):
             if getattr(self, name) < 1:
                 raise KvsimError(f"{name} must be >= 1, got {getattr(self, name)}; pass a positive integer")
-        if isinstance(self.max_new_tokens, int):  # a TOML integer
-            object.__setattr__(self, "max_new_tokens", str(self.max_new_tokens))
         for name in ("max_concurrent_requests", "max_waiting_tokens"):
             if getattr(self, name) < 1:
                 raise KvsimError(f"{name} must be >= 1, got {getattr(self, name)}; pass a positive integer")

@@ -25,11 +25,23 @@ def test_importing_kvsim_simulator_does_not_import_simpy():
         ("max_num_seqs", 0, "max_num_seqs"),
         ("gpu_memory_utilization", 1.5, "gpu_memory_utilization"),
         ("preemption_mode", "drop", "preemption_mode"),
+        ("tp", True, "config key tp must be an integer, got True"),
+        ("seed", "7", "config key seed must be an integer, got '7' .str.; write it without quotes"),
+        ("watermark", None, "config key watermark must be a number, got None"),
+        ("allocator", 3, "config key allocator must be a string"),
     ],
 )
 def test_bad_config_field_is_named(field, value, message):
     with pytest.raises(KvsimError, match=message):
         SimConfig(**{field: value})
+
+
+def test_config_takes_numpy_scalars_and_integers_for_numbers():
+    import numpy as np
+
+    config = SimConfig(kv_capacity_bytes=np.int64(1 << 30), swap_space_gib=4, watermark=np.float64(0.02))
+    assert config.kv_capacity_bytes == 1 << 30 and config.swap_space_gib == 4 and config.watermark == 0.02
+    assert SimConfig(max_new_tokens=64).max_new_tokens == "64"  # a TOML integer for TGI's option
 
 
 def test_unknown_config_key_lists_the_known_ones():

@@ -106,6 +106,24 @@ def test_unknown_toml_key_is_named(trace_file, tmp_path):
     assert result.exit_code == 2 and "max_num_seq" in result.output
 
 
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('swap_space_gib = "4"', "config key swap_space_gib must be a number, got '4' (str); write it without quotes"),
+        ("max_num_seqs = 2.5", "config key max_num_seqs must be an integer, got 2.5 (float)"),
+        ('enable_chunked_prefill = "yes"', "config key enable_chunked_prefill must be true or false"),
+        ("max_model_len = 1.5", "max_model_len must be an integer (or leave it unset)"),
+    ],
+)
+def test_toml_value_of_the_wrong_type_is_named(trace_file, tmp_path, line, message):
+    """A quoted number or a fraction for a count: a clear error, not a traceback or a run with 2.5 sequences."""
+    config = tmp_path / "bad.toml"
+    config.write_text(f'trace = "{trace_file}"\n{line}\n')
+    result = CliRunner().invoke(main, ["simulate", "--config", str(config)])
+    assert result.exit_code == 2, result.output
+    assert "Error:" in result.output and message in result.output
+
+
 def test_no_timeline_writes_the_same_run_folder_less_its_timeline(trace_file, tmp_path):
     """--no-timeline (TOML ``timeline = false``): the same summary and requests.csv, no timeline.csv (a stale one
     from an earlier run into the same folder goes too), config.json says so, and the report still builds."""
