@@ -1,7 +1,8 @@
 """``kvsim report PATH... --out report.html``: one self-contained interactive HTML report.
 
 PATH is one of:
-- a run folder, or a folder holding run folders (``simulate --out`` with several allocators);
+- a run folder, or a folder holding run folders (``simulate --out`` with several allocators), or the
+  ``comparison.csv`` written there (its folder is reported);
 - a sweep folder (``kvsim sweep --out``), read through its ``results.csv``;
 - a CSV table: sweep rows (``request_rate_per_s`` column), ``kvsim plan`` capacity rows
   (``max_sustainable_rate_per_s``) or calibration points (``op``, ``measured_s``, ``predicted_s``, ``held_out``);
@@ -73,6 +74,9 @@ def report(paths: tuple[Path, ...], out_html: Path, title: str | None, measureme
             continue
         if not path.is_file():
             raise KvsimError(f"{path}: no such file or folder; pass run folders or a CSV table")
+        if _is_comparison_table(path):  # `simulate --out`'s table: the run folders beside it are the report
+            folders.append(path.parent)
+            continue
         kind, rows = _read_table(path)
         tables.setdefault(kind, []).extend(rows)
     if folders and tables:
@@ -90,6 +94,15 @@ def report(paths: tuple[Path, ...], out_html: Path, title: str | None, measureme
     else:
         written = reports.write_capacity_report(tables["capacity"], out_html, title=title)
     click.echo(f"wrote {written} ({written.stat().st_size / 2**20:.1f} MiB)")
+
+
+def _is_comparison_table(path: Path) -> bool:
+    """Whether ``path`` is the comparison.csv that ``kvsim simulate --out`` writes beside its run folders."""
+    if path.suffix.lower() != ".csv":
+        return False
+    with path.open(newline="", encoding="utf-8") as f:
+        header = next(csv.reader(f), [])
+    return "label" in header and "token_states_frac" in header
 
 
 def _read_table(path: Path) -> tuple[str, list[dict]]:

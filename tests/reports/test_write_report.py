@@ -109,6 +109,23 @@ def test_cli_writes_a_report_of_run_folders(make_run, tmp_path):
     assert "<title>T</title>" in (tmp_path / "r.html").read_text()
 
 
+def test_cli_reports_the_run_folders_beside_a_simulate_comparison_table(tmp_path):
+    """``kvsim report OUT/comparison.csv`` (the table ``simulate --out`` prints and writes) reports OUT's runs."""
+    out = tmp_path / "runs"
+    simulated = CliRunner().invoke(
+        main,
+        [
+            *("simulate", "--trace", "azure-conv", "--num-requests", "30"),
+            *("--allocator", "paged", "--allocator", "reserved:max", "--out", str(out)),
+        ],
+    )
+    assert simulated.exit_code == 0, simulated.output
+    result = CliRunner().invoke(main, ["report", str(out / "comparison.csv"), "--out", str(tmp_path / "r.html")])
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "r.html").read_text()
+    assert "paged:block_size=16" in text and "reserved:max" in text
+
+
 def test_cli_reads_a_sweep_table_and_a_plan_table(tmp_path):
     sweep_csv, plan_csv = tmp_path / "sweep.csv", tmp_path / "plan.csv"
     with sweep_csv.open("w", newline="") as f:
