@@ -34,6 +34,8 @@ def split_spec(spec: str, valid_names: list[str]) -> tuple[str, str | None, dict
             key, sep, value = item.partition("=")
             if not sep or not key.strip():
                 raise KvsimError(f"allocator spec {spec!r}: {item!r} is not key=value")
+            if key.strip() in options:
+                raise KvsimError(f"allocator spec {spec!r}: option {key.strip()!r} is given twice; keep one")
             options[key.strip()] = value.strip()
     return name, policy, options
 

@@ -73,6 +73,8 @@ def test_a_calibrated_map_latency_reaches_vattention_unless_the_spec_sets_one():
         ("vattention:page_size=2MB", "not a size"),
         ("vattention:mapping=async", "valid: synchronous, overlapped"),
         ("paged:block_size=8,x", "'x' is not key=value"),
+        ("paged:block_size=16,block_size=32", "option 'block_size' is given twice; keep one"),
+        ("vattention:page_size=64KiB:page_size=2MiB", "option 'page_size' is given twice"),
     ],
 )
 def test_a_bad_spec_is_a_kvsim_error_that_lists_the_valid_choices(spec, message):
