@@ -203,3 +203,20 @@ def test_windows_line_ends_and_a_byte_order_mark_are_read(tmp_path):
         b'{"timestamp": 0, "input_length": 5, "output_length": 1, "hash_ids": [1]}\r\n\r\n'
     )
     assert len(read_file(jsonl_path)) == 1
+
+
+def test_kvsim_files_without_request_ids_number_requests_by_position(tmp_path):
+    """A hand-written kvsim CSV or JSONL may leave request_id out: the requests are numbered 0, 1, ...; a
+    JSONL file that gives ids on some lines must give them on all (the line without one is named)."""
+    (tmp_path / "t.csv").write_text("arrival_s,num_prompt_tokens,num_output_tokens\n0.0,100,10\n0.5,7,3\n")
+    lines = [{"arrival_s": 0.0, "num_prompt_tokens": 100, "num_output_tokens": 10}]
+    lines.append({"arrival_s": 0.5, "num_prompt_tokens": 7, "num_output_tokens": 3})
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    for name in ("t.csv", "t.jsonl"):
+        trace = load_trace(tmp_path / name)
+        assert trace.request_id.tolist() == [0, 1] and trace.num_prompt_tokens.tolist() == [100, 7]
+        assert trace.arrival_s.tolist() == [0.0, 0.5] and trace.num_output_tokens.tolist() == [10, 3]
+    lines[0]["request_id"] = 5
+    (tmp_path / "mixed.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    with pytest.raises(KvsimError, match=r"mixed.jsonl, line 2, field 'request_id': missing"):
+        load_trace(tmp_path / "mixed.jsonl")

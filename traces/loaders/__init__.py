@@ -16,7 +16,7 @@ from kvsim.traces.loaders.azure import AZURE_COLUMNS, load_azure
 from kvsim.traces.loaders.burstgpt import BURSTGPT_COLUMNS, load_burstgpt
 from kvsim.traces.loaders.kvsim_format import (
     HEADER_KEY,
-    KVSIM_COLUMNS,
+    KVSIM_REQUIRED_COLUMNS,
     WRITERS,
     load_kvsim_csv,
     load_kvsim_jsonl,
@@ -43,7 +43,7 @@ LOADERS: dict[str, Callable[..., Trace | LengthTable]] = {
 
 # CSV formats, told apart by the columns their header must hold (checked in this order)
 _CSV_SIGNATURES = [
-    ("kvsim-csv", KVSIM_COLUMNS),
+    ("kvsim-csv", KVSIM_REQUIRED_COLUMNS),
     ("azure", AZURE_COLUMNS),
     ("burstgpt", BURSTGPT_COLUMNS),
     ("vidur", VIDUR_COLUMNS),  # before lengths: a length dataset with arrival times

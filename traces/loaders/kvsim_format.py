@@ -35,6 +35,8 @@ from kvsim.traces.loaders._parse import CsvColumns, bad_field, read_text
 from kvsim.traces.request import Provenance, Trace
 
 KVSIM_COLUMNS = ["request_id", "arrival_s", "num_prompt_tokens", "num_output_tokens"]
+# A hand-written file may leave request_id out: each request is then numbered by its position (0, 1, ...).
+KVSIM_REQUIRED_COLUMNS = KVSIM_COLUMNS[1:]
 KVSIM_OPTIONAL_COLUMNS = ["n", "beam_width", "session_id", "prefix_block_hashes"]
 HEADER_KEY = "kvsim_trace"  # the JSONL provenance line has this key, with the format version as value
 
@@ -44,7 +46,8 @@ def load_kvsim_jsonl(path: Path, provenance: Provenance | None = None) -> Trace:
     header = next((record for _, record in records if HEADER_KEY in record), {})
     records = [(line, record) for line, record in records if HEADER_KEY not in record]
     require_rows(path, records)
-    ids = json_column(records, "request_id", "id")
+    numbered = not any("request_id" in record for _, record in records)  # no ids at all: by position
+    ids = np.arange(len(records), dtype=np.int64) if numbered else json_column(records, "request_id", "id")
     columns = (
         ids if ids is not None and len(np.unique(ids)) == len(ids) else None,
         json_column(records, "arrival_s", "time"),
@@ -56,7 +59,7 @@ def load_kvsim_jsonl(path: Path, provenance: Provenance | None = None) -> Trace:
         _sessions(records),
     )
     if any(column is None for column in columns):
-        columns = _checked_line_by_line(path, records)
+        columns = _checked_line_by_line(path, records, numbered)
     ids, arrival_s, prompt, output, n, beam, hashes, sessions = columns
     if provenance is None:
         origin = header.get("source")
@@ -85,11 +88,14 @@ def _sessions(records: list[tuple[int, dict]]) -> list | None:
     return sessions if set(map(type, sessions)) <= {str, type(None)} else None
 
 
-def _checked_line_by_line(path: Path, records: list[tuple[int, dict]]) -> tuple[list, ...]:
+def _checked_line_by_line(path: Path, records: list[tuple[int, dict]], numbered: bool) -> tuple[list, ...]:
     ids, arrival_s, prompt, output, n, beam, hashes, sessions = [], [], [], [], [], [], [], []
     id_to_line: dict[int, int] = {}
     for line, record in records:
-        request_id = json_int(path, line, record, "request_id", min_value=0, what="request id")
+        if numbered:
+            request_id = len(ids)
+        else:  # then every line has one (a line without one is named)
+            request_id = json_int(path, line, record, "request_id", min_value=0, what="request id")
         if request_id in id_to_line:
             raise bad_field(path, line, "request_id", f"{request_id} repeats line {id_to_line[request_id]}")
         id_to_line[request_id] = line
@@ -110,8 +116,11 @@ def _checked_line_by_line(path: Path, records: list[tuple[int, dict]]) -> tuple[
 
 
 def load_kvsim_csv(path: Path, provenance: Provenance | None = None) -> Trace:
-    table = CsvColumns(path, read_text(path), KVSIM_COLUMNS)
-    ids = table.ints("request_id", min_value=0, what="request id")
+    table = CsvColumns(path, read_text(path), KVSIM_REQUIRED_COLUMNS)
+    if "request_id" in table.header:
+        ids = table.ints("request_id", min_value=0, what="request id")
+    else:  # numbered by position
+        ids = np.arange(len(table), dtype=np.int64)
     unique, first = np.unique(ids, return_index=True)
     if len(unique) < len(ids):
         repeat = np.setdiff1d(np.arange(len(ids)), first)[0]
