@@ -81,7 +81,10 @@ def plan_candidate(
     if target is None:
         return {"row": row, "probes": probes}
     if search.max_rate_per_s is None:
-        row.update(num_replicas=None, feasible=False, note="one replica fails at every rate tried")
+        # Why, at the lowest rate tried (an SLO below one request's own latency fails at every rate)
+        lowest = min(search.probes, key=lambda p: p.rate_per_s, default=None)
+        why = f" (at {lowest.rate_per_s:.4g} req/s: {'; '.join(lowest.reasons)})" if lowest and lowest.reasons else ""
+        row.update(num_replicas=None, feasible=False, note=f"one replica fails at every rate tried{why}")
         return {"row": row, "probes": probes}
     num = max(1, math.ceil(target / search.max_rate_per_s - 1e-9))
     if num > MAX_REPLICAS:

@@ -80,3 +80,13 @@ def test_fewest_replicas_for_a_target_rate(fields):
     assert row["max_sustainable_rate_per_s"] == pytest.approx(SERVICE_RATE_PER_S, rel=0.01)
     verified = [p for p in result["probes"] if p["rate_per_s"] == 25.0]
     assert {p["num_replicas"]: p["ok"] for p in verified} == {3: True, 2: False}
+
+
+def test_a_candidate_failing_at_every_rate_says_why(fields):
+    """An SLO below one request's own TTFT (one 10 ms step) fails at every rate: the note gives the reason at
+    the lowest rate tried."""
+    settings = PlanSettings(slos=("ttft_p99=5ms",), target_rate_per_s=5.0)
+    row = plan_candidate(fields, settings, cost_model=ConstantCostModel(step_s=STEP_S))["row"]
+    assert row["feasible"] is False and row["max_sustainable_rate_per_s"] is None
+    assert row["note"].startswith("one replica fails at every rate tried (at ")
+    assert "ttft_p99=0.01s > 0.005s" in row["note"]
