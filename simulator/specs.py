@@ -69,14 +69,19 @@ class ModelSpec:
 
     @classmethod
     def from_name(cls, name: str) -> ModelSpec:
-        """A preset by name, case-insensitive (``MODELS``)."""
+        """A preset by name, case-insensitive (``MODELS``), or the path of a Hugging Face ``config.json`` (or
+        of the folder holding one): ``--model path/to/config.json`` on the command line."""
         spec = MODELS.get(name.lower())
-        if spec is None:
-            raise KvsimError(
-                f"unknown model {name!r}; presets: {', '.join(MODELS)} "
-                f"(or load a Hugging Face config.json with ModelSpec.from_hf_config)"
-            )
-        return spec
+        if spec is not None:
+            return spec
+        path = Path(name)
+        if path.suffix.lower() == ".json" or path.is_dir():
+            if path.is_file() or (path / "config.json").is_file():
+                return cls.from_hf_config(path)
+            raise KvsimError(f"model {name!r}: no such file (nor a config.json in such a folder)")
+        raise KvsimError(
+            f"unknown model {name!r}; presets: {', '.join(MODELS)}, or the path of a Hugging Face config.json"
+        )
 
     @classmethod
     def from_hf_config(cls, path: str | Path, name: str | None = None) -> ModelSpec:

@@ -46,7 +46,10 @@ def _options(func):
         click.option("--rate", type=float, help="Rescale arrivals to this mean rate (req/s)."),
         click.option("--cut-s", type=float, help="Keep the requests arriving in the first S seconds."),
         click.option("--num-requests", type=int, help="Keep the first N requests."),
-        click.option("--model", help="Model preset, e.g. llama-2-7b, opt-13b, codellama-34b."),
+        click.option(
+            "--model",
+            help="Model preset, e.g. llama-2-7b, opt-13b, codellama-34b; or a Hugging Face config.json path.",
+        ),
         click.option("--gpu", help="GPU preset, e.g. a100-80gb, a100-40gb, h100-sxm."),
         click.option("--tp", type=int, help="Tensor-parallel degree per replica."),
         click.option("--num-replicas", type=int),

@@ -145,3 +145,38 @@ def test_hf_loader_rejects_other_families_and_bad_files(tmp_path):
         ModelSpec.from_hf_config(tmp_path)
     with pytest.raises(KvsimError, match="cannot read"):
         ModelSpec.from_hf_config(tmp_path / "absent.json")
+
+
+TINY_LLAMA = {
+    "model_type": "llama",
+    "num_hidden_layers": 4,
+    "hidden_size": 256,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 2,
+    "intermediate_size": 688,
+    "vocab_size": 1000,
+    "max_position_embeddings": 2048,
+    "torch_dtype": "bfloat16",
+    "_name_or_path": "tiny-llama",
+}
+
+
+def test_a_model_name_may_be_a_hugging_face_config_path(tmp_path):
+    folder = _write(tmp_path, TINY_LLAMA)
+    by_file, by_folder = ModelSpec.from_name(str(folder / "config.json")), ModelSpec.from_name(str(folder))
+    assert by_file == by_folder == ModelSpec.from_hf_config(folder) and by_file.name == "tiny-llama"
+    with pytest.raises(KvsimError, match="no such file"):
+        ModelSpec.from_name(str(tmp_path / "absent.json"))
+
+
+def test_cli_simulates_a_model_given_as_a_config_json(tmp_path):
+    from click.testing import CliRunner
+
+    from kvsim.cli import main
+
+    folder = _write(tmp_path, TINY_LLAMA)
+    args = ["simulate", "--trace", "azure-conv", "--num-requests", "20", "--gpu", "l4"]
+    result = CliRunner().invoke(main, [*args, "--model", str(folder / "config.json"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "o" / "paged_block_size-16" / "config.json").read_text())
+    assert config["model_spec"]["name"] == "tiny-llama" and config["model_spec"]["num_layers"] == 4
