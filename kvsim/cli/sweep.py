@@ -12,7 +12,7 @@ EPILOG = """\b
 Grid grammar: --grid FIELD=V1,V2 (repeat --grid to add fields or values);
   START:STOP:STEP is an inclusive range (rate=1:10:0.5);
   values holding commas are separated by ';' instead:
-  --grid 'allocator=paged:block_size=16,prefix_caching=true;vattention:page_size=64KiB'
+  --grid 'allocator=paged:block_size=16,enable_prefix_caching=true;vattention:page_size=64KiB'
   tied fields vary together: --grid allocator+scheduler=paged+vllm,reserved:max+orca
 Fields: any SimConfig field (allocator, gpu, tp, max_num_seqs, ...) plus trace, trace_format,
   num_requests, rate, rate_scale, arrival, cv.

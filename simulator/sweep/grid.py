@@ -9,8 +9,8 @@ Grammar of one ``--grid`` option (the TOML ``[grid]`` table says the same with l
 
 So ``allocator=paged,reserved:pow2,vattention`` is three allocators (``reserved:pow2`` is not a range: its
 parts are not numbers), and an allocator spec that itself holds commas is written with ';' between values:
-``allocator=paged:block_size=16,prefix_caching=true;vattention:page_size=64KiB``. Repeating ``--grid`` for the
-same field appends values. Fields keep the order they were first given; the last field varies fastest.
+``allocator=paged:block_size=16,enable_prefix_caching=true;vattention:page_size=64KiB``. Repeating ``--grid``
+for the same field appends values. Fields keep the order they were first given; the last field varies fastest.
 
 Tied fields vary together: ``allocator+scheduler=paged+vllm,reserved:max+orca`` is two points, each setting
 both fields (each part parsed as a literal), for settings that only make sense in pairs.

@@ -32,9 +32,9 @@ def test_allocator_spec_with_colon_is_a_literal_not_a_range():
 
 def test_semicolon_separates_values_that_hold_commas():
     _, values = parse_grid_option(
-        "allocator=paged:block_size=16,prefix_caching=true;vattention:page_size=64KiB"
+        "allocator=paged:block_size=16,enable_prefix_caching=true;vattention:page_size=64KiB"
     )
-    assert values == ["paged:block_size=16,prefix_caching=true", "vattention:page_size=64KiB"]
+    assert values == ["paged:block_size=16,enable_prefix_caching=true", "vattention:page_size=64KiB"]
 
 
 def test_repeated_option_appends_and_order_is_kept():
