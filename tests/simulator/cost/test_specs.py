@@ -75,29 +75,28 @@ def test_tp_must_divide_heads():
         MODELS["llama-2-70b"].check_tp(3)
 
 
+TINY_LLAMA = {
+    "model_type": "llama",
+    "num_hidden_layers": 4,
+    "hidden_size": 256,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 2,
+    "intermediate_size": 688,
+    "vocab_size": 1000,
+    "max_position_embeddings": 2048,
+    "torch_dtype": "bfloat16",
+    "_name_or_path": "tiny-llama",
+}
+
+
 def _write(tmp_path, config):
     (tmp_path / "config.json").write_text(json.dumps(config))
     return tmp_path
 
 
 def test_hf_loader_reads_a_llama_style_config(tmp_path):
-    folder = _write(
-        tmp_path,
-        {
-            "model_type": "llama",
-            "num_hidden_layers": 4,
-            "hidden_size": 256,
-            "num_attention_heads": 8,
-            "num_key_value_heads": 2,
-            "intermediate_size": 688,
-            "vocab_size": 1000,
-            "max_position_embeddings": 512,
-            "torch_dtype": "bfloat16",
-            "_name_or_path": "tiny-llama",
-        },
-    )
-    spec = ModelSpec.from_hf_config(folder)
-    assert spec == ModelSpec("tiny-llama", 4, 256, 8, 2, 32, 688, 1000, 512, dtype_bytes=2, gated_mlp=True)
+    spec = ModelSpec.from_hf_config(_write(tmp_path, TINY_LLAMA))
+    assert spec == ModelSpec("tiny-llama", 4, 256, 8, 2, 32, 688, 1000, 2048, dtype_bytes=2, gated_mlp=True)
 
 
 def test_hf_loader_reads_an_opt_config_as_ungated_multi_head(tmp_path):
@@ -145,20 +144,6 @@ def test_hf_loader_rejects_other_families_and_bad_files(tmp_path):
         ModelSpec.from_hf_config(tmp_path)
     with pytest.raises(KvsimError, match="cannot read"):
         ModelSpec.from_hf_config(tmp_path / "absent.json")
-
-
-TINY_LLAMA = {
-    "model_type": "llama",
-    "num_hidden_layers": 4,
-    "hidden_size": 256,
-    "num_attention_heads": 8,
-    "num_key_value_heads": 2,
-    "intermediate_size": 688,
-    "vocab_size": 1000,
-    "max_position_embeddings": 2048,
-    "torch_dtype": "bfloat16",
-    "_name_or_path": "tiny-llama",
-}
 
 
 def test_a_model_name_may_be_a_hugging_face_config_path(tmp_path):
