@@ -41,7 +41,7 @@ Example (what-if: vAttention 64 KiB pages vs paged blocks of 16 on H100s):
     show_default=True,
     help="First N requests of the trace (each probe simulates all of them).",
 )
-@click.option("--model", default=None, help="Model preset (default: SimConfig's).")
+@click.option("--model", default=None, help="Model preset or Hugging Face config.json path (default: SimConfig's).")
 @click.option("--gpu", "gpus", multiple=True, help="GPU preset (repeatable); default: SimConfig's.")
 @click.option("--tp", "tps", type=int, multiple=True, help="Tensor-parallel degree (repeatable); default 1.")
 @click.option("--allocator", "allocators", multiple=True, help="Allocator spec (repeatable); default paged.")
