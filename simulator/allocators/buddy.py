@@ -61,10 +61,13 @@ class BuddyAllocator:
         is large enough."""
         assert num_slots > 0
         order = (num_slots - 1).bit_length()
-        source = next((o for o in range(order, self.max_order + 1) if self.free_lists[o]), None)
-        if source is None:
+        free_lists = self.free_lists
+        for source in range(order, self.max_order + 1):  # the smallest order with a free block
+            if free_lists[source]:
+                break
+        else:
             return None
-        offset, _ = self.free_lists[source].popitem()
+        offset, _ = free_lists[source].popitem()
         self.num_free_slots -= 1 << source
         while source > order:  # split, freeing the upper halves
             source -= 1
