@@ -305,14 +305,10 @@ class Replica:
                         cut = int(np.searchsorted(ends, next_arrival_s, side="left")) + 1
                     if cut < num_steps:
                         num_steps = cut
-                if short:  # a list of Python floats
-                    end_s = ends[num_steps - 1]
-                    sched.previous_step_s = guess_step_s = end_s - (ends[num_steps - 2] if num_steps > 1 else now)
-                else:
-                    end_s = float(ends[num_steps - 1])
-                    sched.previous_step_s = guess_step_s = end_s - (
-                        float(ends[num_steps - 2]) if num_steps > 1 else now
-                    )
+                end_s = float(ends[num_steps - 1])
+                sched.previous_step_s = guess_step_s = end_s - (
+                    float(ends[num_steps - 2]) if num_steps > 1 else now
+                )
             finished_early = 0
             if segments:  # its finishes before the last step precede the next arrival: the router sees them
                 finished_early = self._record_segments(segments, num_steps)

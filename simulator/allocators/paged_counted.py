@@ -134,9 +134,7 @@ class CountedPagedAllocator(PagedBase):
         self.num_free_blocks -= num_new
         self.seqs[seq_id] = _CountedSeq(num_tokens, final_num_tokens)
         self._num_tokens += num_tokens
-        # reserved_slots, inline (every admission): min(empty slots of the last block, tokens still to come)
-        empty, left = -num_tokens % self.block_size, final_num_tokens - num_tokens
-        self._num_reserved += empty if empty < left else (left if left > 0 else 0)
+        self._num_reserved += reserved_slots(num_tokens, final_num_tokens, self.block_size)
         return NO_CACHE_HIT
 
     def append_slots(self, seq_id: int, num_new_tokens: int) -> bool:
@@ -274,8 +272,7 @@ class CountedPagedAllocator(PagedBase):
         assert seq_id not in self.members and not seq.num_swapped_blocks
         bs, tokens, final = self.block_size, seq.num_tokens, seq.final_num_tokens
         self._num_tokens -= tokens
-        empty, left = -tokens % bs, final - tokens  # reserved_slots, inline (every join)
-        self._num_reserved -= empty if empty < left else (left if left > 0 else 0)
+        self._num_reserved -= reserved_slots(tokens, final, bs)
         base = tokens - self.tick
         member = self.members[seq_id] = _Member(base, final, BEFORE_FINAL_BLOCK)
         opens = -base % bs
@@ -284,12 +281,8 @@ class CountedPagedAllocator(PagedBase):
         self.num_cohort_blocks += -(-tokens // bs)
         self._not_final_opens_at[opens] += 1
         self._num_not_final += 1
-        self._not_final_empty += empty
-        last_block_start = (-(-final // bs) - 1) * bs  # _next_phase's commonest case, inline (every join)
-        if tokens <= last_block_start:
-            heapq.heappush(self._phase_at, (last_block_start + 1 - base, seq_id, IN_FINAL_BLOCK))
-        else:
-            self._next_phase(seq_id, member)
+        self._not_final_empty += -tokens % bs
+        self._next_phase(seq_id, member)
 
     def cohort_leave(self, seq_id: int) -> int:
         """Take ``seq_id`` out of the cohort; its token count now."""

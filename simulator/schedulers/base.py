@@ -134,7 +134,7 @@ class SchedulerBase(PreemptionMixin, FastForwardMixin, CohortMixin):
         admission = self.allocator.allocate(
             seq_id,
             req.num_prefill_tokens,
-            final_num_tokens=req.num_prompt_tokens + req.num_output_tokens,  # req.final_num_tokens
+            final_num_tokens=req.final_num_tokens,
             prefix_block_hashes=req.prefix_block_hashes,
             num_prompt_tokens=req.num_prompt_tokens,
         )

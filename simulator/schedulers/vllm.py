@@ -120,7 +120,7 @@ class VllmScheduler(SchedulerBase):
         need_bytes = self._slot_bytes(num_tokens)
         if self.allocator.capacity_bytes - need_bytes < self.watermark_bytes:
             return True  # could never pass (a long recompute re-prefill): admit it when memory allows
-        free_bytes = self._free_bytes() if self._allocator_free_bytes is None else self._allocator_free_bytes()
+        free_bytes = self._free_bytes()
         if free_bytes - need_bytes < self.watermark_bytes:
             return False  # already short before the pending decode slots are appended, so short after
         if self._has_pending:
