@@ -122,6 +122,11 @@ class EvictingPagedAllocator(PagedAllocator):
         if not dropped:
             return super().append_slots(seq_id, num_new_tokens)
         pool, bs, table = self.pool, self.block_size, seq.block_table
+        if dropped == bs and len(table) == self.budget_blocks > self.protected_blocks + 1:
+            victim = table[self.protected_blocks]
+            if pool.ref_cnt[victim] == 1:
+                self._rotate(seq_id, seq, victim, num_new_tokens)
+                return True
         num_evict, num_append, emptied = self._eviction(seq, stored, dropped)
         victims = table[self.protected_blocks : self.protected_blocks + num_evict]
         num_freed = sum(1 for block_id in victims if pool.ref_cnt[block_id] == 1)
@@ -135,7 +140,9 @@ class EvictingPagedAllocator(PagedAllocator):
         seq.num_tokens -= num_evict * bs
         seq.final_num_tokens -= dropped  # reserved = slots it will still fill: final - logical
         self._evicted[seq_id] += dropped
-        self.num_evicted_blocks += num_evict
+        # One block per wrap, as stepping evicts them: slots appended together (a decode window's) may wrap
+        # more often than the table has evictable blocks, and then drop some of their own before storing them.
+        self.num_evicted_blocks += dropped // bs
         if emptied:
             self._grow(seq_id, seq, num_append)
         elif num_append:
@@ -144,6 +151,31 @@ class EvictingPagedAllocator(PagedAllocator):
         elif pool.num_filled[table[-1]] < bs:
             self._refresh_partial(table[-1])  # its final length moved
         return True
+
+    def _rotate(self, seq_id: int, seq, victim: int, num_new_tokens: int) -> None:
+        """The decode crossing at the budget (hot): the slots fill the last block and open one, so the oldest
+        evictable block (held by this sequence alone) goes and takes the rest. The general path frees it and
+        takes a clean block, which is the same block (the clean free list is a stack); so are the counters."""
+        pool, bs, table = self.pool, self.block_size, seq.block_table
+        last = table[-1]
+        filled = pool.num_filled[last]
+        if filled < bs:  # the partial last block fills: it leaves the partial-block maps
+            self._num_reserved_slots -= self._partial_reserved.pop(last)
+            del self._partial_sharers[last]
+            pool.num_filled[last] = bs
+        rest = filled + num_new_tokens - bs
+        del table[self.protected_blocks]
+        table.append(victim)
+        pool.num_filled[victim] = rest
+        pool.num_used_tokens += num_new_tokens - bs  # the victim's bs tokens out, the new ones in
+        seq.num_tokens += num_new_tokens - bs
+        seq.final_num_tokens -= bs
+        self._evicted[seq_id] += bs
+        self.num_evicted_blocks += 1
+        if rest < bs:
+            self._partial_sharers[victim] = [seq_id]
+            self._partial_reserved[victim] = 0
+            self._set_partial_reserved(victim, seq, bs - rest)
 
     def growth_room(self, seq_id: int) -> int:
         """Paged's room in the last block; none when the budget leaves no evictable block but the last
@@ -154,6 +186,51 @@ class EvictingPagedAllocator(PagedAllocator):
         return self._room(self.seqs[seq_id])
 
     append_decode_slots = append_then_room  # base.py; paged's inlined version would skip the eviction
+
+    def window_evictions(self, stored: Sequence[int], limit: int) -> tuple[int, list[int], list[int]]:
+        """Plan a decode window over sequences that share no block (one per request; eviction rules out
+        prefix caching). ``stored``: each decoding sequence's stored tokens at the window's first step, that
+        step's slot included; every later step adds one slot to each. Returns (how many of the next
+        ``limit`` steps fit in the free blocks; for steps 1, 2, ... of those, the blocks evicted and the
+        blocks gained).
+
+        A slot that opens a block gains one while the sequence holds fewer than the budget, and otherwise
+        evicts one: its stored length wraps (module docstring), and the freed block holds the new slot.
+        So only the gains take free blocks. A sequence with ``(tokens - 1) % bs == r`` opens a block at
+        every step ``i`` with ``(r + i) % bs == 0``. Returns 0 steps when the budget leaves only the last
+        block evictable: then slots come one by one (``growth_room``)."""
+        bs, budget = self.block_size, self.budget_blocks
+        if budget < self.protected_blocks + 2 or limit <= 0:
+            return 0, [], []
+        at_budget = [0] * bs  # sequences whose next block opening evicts, by residue
+        reach_budget: dict[int, list[int]] = {}  # step -> residues of sequences evicting from that step on
+        gains = [0] * (limit + 1)
+        for tokens in stored:
+            residue = (tokens - 1) % bs
+            num_gains = budget - (tokens + bs - 1) // bs  # block openings left before the budget
+            if not num_gains:
+                at_budget[residue] += 1
+                continue
+            first = bs - residue  # the first step that opens a block
+            last = first + (num_gains - 1) * bs
+            for step in range(first, min(limit, last) + 1, bs):
+                gains[step] += 1
+            if last < limit:
+                reach_budget.setdefault(last + 1, []).append(residue)
+        num_free = self.pool.num_free_blocks
+        evicted: list[int] = []
+        gained: list[int] = []
+        need = 0
+        for step in range(1, limit + 1):
+            if step in reach_budget:
+                for residue in reach_budget[step]:
+                    at_budget[residue] += 1
+            need += gains[step]
+            if need > num_free:
+                return step - 1, evicted, gained
+            evicted.append(at_budget[-step % bs])
+            gained.append(gains[step])
+        return limit, evicted, gained
 
     def _eviction(self, seq, stored: int, dropped: int) -> tuple[int, int, bool]:
         """How ``append_slots`` brings ``seq`` to ``stored`` tokens when ``dropped`` tokens leave its blocks:

@@ -103,8 +103,11 @@ class SchedulerBase(PreemptionMixin, FastForwardMixin, CohortMixin):
         self._append_decode = getattr(allocator, "append_decode_slots", None) if self._defers else None
         self._init_cohort()
         # PagedEviction (allocators/paged_eviction.py): decode reads the stored tokens, not the context, and a
-        # slot may evict a block, so steps run one by one and the batch's KV sums come from the allocator.
+        # slot may evict a block, so the batch's KV sums come from the allocator, and a decode window is planned
+        # by it (``window_evictions``) or not at all.
         self._stored_tokens = getattr(allocator, "stored_tokens", None)
+        self._window_evictions = getattr(allocator, "window_evictions", None)
+        self._decode_stored: list[int] = []  # the step's stored tokens per decoding sequence (one each)
         self._evicted_tokens = getattr(allocator, "evicted_tokens", None)
 
     # ---- queue entry ------------------------------------------------------------------------------------
@@ -341,6 +344,8 @@ class SchedulerBase(PreemptionMixin, FastForwardMixin, CohortMixin):
                 self.window_segments = ()
             else:
                 self._complete_cohort(num_steps, end_s)
+        elif self.window_segments:  # an eviction window's (fast_forward.py): timing only
+            self.window_segments = ()
         any_finished = False
         if not self._decodes:
             if self._to_fork:
@@ -431,6 +436,12 @@ class SchedulerBase(PreemptionMixin, FastForwardMixin, CohortMixin):
         """The decode sums over what the decoding sequences store (PagedEviction), not their context: the
         allocator's count, plus the slots deferred inside the last block (a one-sequence request's)."""
         stored, bs = self._stored_tokens, self.block_size
+        if not self._num_multi_seq_decodes:  # one sequence each: kept for a window (_eviction_window)
+            tokens = self._decode_stored = [stored(req.seq_ids[0]) + req.num_pending_slots for req in self._decodes]
+            # Σ ceil(t / bs) = Σ ((t - 1) // bs + 1): a decoding sequence stores a token at least
+            self._decode_kv_tokens = sum(tokens)
+            self._decode_kv_blocks = sum([(t - 1) // bs for t in tokens]) + len(tokens)
+            return
         num_tokens = num_blocks = 0
         for req in self._decodes:
             pending = req.num_pending_slots

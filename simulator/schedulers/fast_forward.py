@@ -62,8 +62,12 @@ class FastForwardMixin:
         if not self._decodes:
             return 1, None
         num_steps = min(limit, self._min_remaining)
-        if self._growth_may_cost or self._stored_tokens is not None:
-            num_steps = 1  # allocator time or evictions would land on other steps than stepping puts them
+        if self._stored_tokens is not None and num_steps > 1:
+            if self._window_evictions is not None and self._defers and not self._num_multi_seq_decodes:
+                return self._eviction_window(num_steps)
+            num_steps = 1  # evictions would land on other steps than stepping puts them
+        if self._growth_may_cost:
+            num_steps = 1  # allocator time would land on other steps than stepping puts it
         if num_steps > 1:
             if self._defers and not self._num_multi_seq_decodes and self._overhead_free_growth is None:
                 # One sequence each, so no shared partial block: the rooms are the block residues, reversed
@@ -110,3 +114,34 @@ class FastForwardMixin:
         np.cumsum(gains, out=blocks[1:])
         blocks[1:] += self._decode_kv_blocks
         return num_steps, blocks
+
+    def _eviction_window(self, num_steps: int) -> tuple[int, None]:
+        """A PagedEviction window (``window_evictions``), one sequence per request: planned as segments
+        (``cohort_through.py``'s format, no finishes inside), a new one at each step whose slots evict, since
+        each eviction takes a block's tokens out of the step's KV sum. Its slots stay pending, to be appended
+        as a deferred crossing's are (an append of several slots evicts what stepping evicts)."""
+        tokens = self._decode_stored  # _count_stored_tokens' (the batch's sums)
+        growth, evicted, gained = self._window_evictions(tokens, num_steps)
+        num_steps = min(num_steps, 1 + growth)
+        self._prepaid = growth >= num_steps
+        if num_steps == 1:
+            return 1, None
+        num_seqs, bs = len(tokens), self.block_size
+        kv_tokens, kv_blocks = self._decode_kv_tokens, self._decode_kv_blocks
+        blocks = [kv_blocks] if self.window_block_counts else None
+        segments = []
+        steps, first_tokens = 1, kv_tokens
+        for i in range(num_steps - 1):  # step i + 1
+            kv_tokens += num_seqs
+            if evicted[i]:
+                segments.append((steps, num_seqs, first_tokens, blocks, 0))
+                kv_tokens -= bs * evicted[i]
+                steps, first_tokens = 0, kv_tokens
+                blocks = [] if blocks is not None else None
+            steps += 1
+            if blocks is not None:
+                kv_blocks += gained[i]
+                blocks.append(kv_blocks)
+        segments.append((steps, num_seqs, first_tokens, blocks, 0))
+        self.window_segments = segments
+        return num_steps, None

@@ -13,21 +13,30 @@ from kvsim.simulator.batch import Batch, StepTime
 
 
 class RecordingCost:
-    """A constant step cost that keeps every batch it times."""
+    """A constant step cost that keeps every batch it times, a window's step by step."""
 
     source = "test"
     description = "constant, recording (tests)"
 
     def __init__(self) -> None:
         self.batches: list[Batch] = []
+        self.window_steps: list[int] = []  # steps per decode_step_times call (a window segment's)
 
     def step_time(self, batch: Batch) -> StepTime:
         self.batches.append(batch)
         return StepTime(overhead_s=0.01, allocator_s=batch.allocator_overhead_s)
 
     def decode_step_times(self, batch: Batch, num_steps: int, decode_kv_blocks=None):
-        assert num_steps == 1, "evicting allocators are stepped one by one"
-        return np.array([self.step_time(batch).total_s])
+        self.window_steps.append(num_steps)
+        steps = [
+            dataclasses.replace(
+                batch,
+                decode_kv_tokens=batch.decode_kv_tokens + i * batch.num_decode_seqs,
+                decode_kv_blocks=batch.decode_kv_blocks if decode_kv_blocks is None else int(decode_kv_blocks[i]),
+            )
+            for i in range(num_steps)
+        ]
+        return np.array([self.step_time(step).total_s for step in steps])
 
 
 def test_a_lone_request_attends_to_at_most_its_budget_and_reports_what_it_evicted():
@@ -37,13 +46,24 @@ def test_a_lone_request_attends_to_at_most_its_budget_and_reports_what_it_evicte
     result = simulate(SimConfig(allocator="paged:eviction_budget_blocks=4"), trace, cost_model=cost)
     decode = [b for b in cost.batches if not b.prefill_q_lens]
     assert len(decode) == 59
-    assert max(b.decode_kv_tokens for b in decode) <= 64
-    assert max(b.decode_kv_blocks for b in decode) <= 4
-    # The last step's context: 100 + 59 slots; stored then: the formula's 48 + ((159 - 100 - 1) % 16) + 1 = 59.
-    assert decode[-1].decode_kv_tokens == 59
+    # Pruned to 64 at prefill, then 49, 50, ..., 64 per block: each 16th slot evicts the oldest block but one.
+    assert [b.decode_kv_tokens for b in decode] == [49 + i % 16 for i in range(59)]
+    assert [b.decode_kv_blocks for b in decode] == [4] * 59
+    assert max(cost.window_steps) > 1  # decode windows (segments between evictions), not steps one by one
     assert result.recorder.kv_evicted_fraction[0] == (159 - 59) / 159
     assert result.summary["kv_evicted_fraction"]["mean"] == (159 - 59) / 159
     assert result.summary["allocator_stats"]["num_evicted_blocks"] > 0
+
+
+def test_a_growing_request_s_windows_give_every_step_its_stored_tokens_and_blocks():
+    # 10-token prompt, 80 outputs, budget 4 blocks of 16: it grows to 64 tokens, then wraps 49..64.
+    cost = RecordingCost()
+    simulate(SimConfig(allocator="paged:eviction_budget_blocks=4"), make_trace([(0.0, 10, 80)]), cost_model=cost)
+    decode = [b for b in cost.batches if not b.prefill_q_lens]
+    stored = [min(n, 64) if n <= 64 else 48 + (n - 65) % 16 + 1 for n in range(11, 90)]  # contexts 11..89
+    assert [b.decode_kv_tokens for b in decode] == stored
+    assert [b.decode_kv_blocks for b in decode] == [-(-t // 16) for t in stored]
+    assert max(cost.window_steps) > 16  # a window segment runs across block openings
 
 
 def test_under_memory_pressure_eviction_admits_more_and_finishes_everything():

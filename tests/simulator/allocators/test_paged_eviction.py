@@ -119,6 +119,94 @@ def test_one_slot_each_answers_what_a_trial_on_a_copy_answers(
         alloc.check_invariants()
 
 
+def _counts(alloc, seq_ids):
+    """What a simulation reads of the allocator: per-sequence stored and evicted tokens and blocks, the
+    free blocks, the evicted-block counter and the memory breakdown."""
+    per_seq = [
+        (alloc.stored_tokens(s), alloc.evicted_tokens(s), len(alloc.seqs[s].block_table)) for s in seq_ids
+    ]
+    return per_seq, alloc.pool.num_free_blocks, alloc.num_evicted_blocks, alloc.breakdown()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    prompts=st.lists(st.integers(1, 40), min_size=1, max_size=8),
+    budget=st.integers(3, 6),
+    protected=st.integers(0, 1),
+    capacity_tokens=st.integers(100, 400),
+    num_slots=st.integers(1, 40),
+)
+def test_appending_slots_together_counts_what_appending_them_one_by_one_counts(
+    prompts, budget, protected, capacity_tokens, num_slots
+):
+    """A decode window's slots are appended together, possibly wrapping more often than the table has
+    evictable blocks; every count a simulation reads must come out as stepping gives it."""
+    import copy
+
+    alloc = evicting(budget, 4, capacity_tokens, protected)
+    seq_ids = [s for s, p in enumerate(prompts) if alloc.allocate(s, p, final_num_tokens=p + 100)]
+    stepped = copy.deepcopy(alloc)
+    for s in seq_ids:
+        fits = alloc.append_slots(s, num_slots)
+        # Stepping takes blocks only at openings below the budget (an eviction reuses its block), so it
+        # runs short exactly when the slots together do; it keeps what it appended before, so stop there.
+        assert fits == all(stepped.append_slots(s, 1) for _ in range(num_slots))
+        if not fits:
+            break
+        assert _counts(alloc, seq_ids) == _counts(stepped, seq_ids)
+    alloc.check_invariants()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    prompts=st.lists(st.tuples(st.integers(1, 40), st.integers(0, 12)), min_size=1, max_size=8),
+    budget=st.integers(3, 6),
+    protected=st.integers(0, 1),
+    capacity_tokens=st.integers(60, 400),
+    limit=st.integers(1, 40),
+)
+def test_a_window_plan_is_what_appending_one_slot_each_per_step_does(
+    prompts, budget, protected, capacity_tokens, limit
+):
+    """``window_evictions`` (the scheduler's decode window) against stepping on a copy: the steps that fit,
+    and each step's evicted and gained blocks."""
+    import copy
+
+    alloc = evicting(budget, 4, capacity_tokens, protected)
+    seq_ids = []
+    for s, (prompt, decoded) in enumerate(prompts):
+        if alloc.allocate(s, prompt, final_num_tokens=prompt + 100) and all(
+            alloc.append_slots(s, 1) for _ in range(decoded)
+        ):
+            seq_ids.append(s)
+    if not seq_ids:
+        return
+    # The window's first step: each sequence's slot appended, as the scheduler appends it before planning.
+    if not all(alloc.append_slots(s, 1) for s in seq_ids):
+        return
+    growth, evicted, gained = alloc.window_evictions([alloc.stored_tokens(s) for s in seq_ids], limit)
+    trial = copy.deepcopy(alloc)
+    steps_fit, step_evicted, step_gained = 0, [], []
+    for _ in range(limit):
+        blocks = sum(len(trial.seqs[s].block_table) for s in seq_ids)
+        num_evicted = trial.num_evicted_blocks
+        if not all(trial.append_slots(s, 1) for s in seq_ids):
+            break
+        steps_fit += 1
+        step_evicted.append(trial.num_evicted_blocks - num_evicted)
+        step_gained.append(sum(len(trial.seqs[s].block_table) for s in seq_ids) - blocks)
+    assert growth == steps_fit
+    assert (evicted, gained) == (step_evicted, step_gained)
+
+
+def test_a_window_is_not_planned_when_only_the_last_block_is_evictable():
+    # budget 3, 2 protected: slots come one by one (growth_room 0), so no window either.
+    alloc = evicting(budget_blocks=3, block_size=4, protected=2)
+    alloc.allocate(0, 12, final_num_tokens=40)
+    assert alloc.growth_room(0) == 0
+    assert alloc.window_evictions([12], 10) == (0, [], [])
+
+
 @pytest.mark.parametrize(
     "spec, match",
     [
