@@ -115,6 +115,20 @@ def simulate(config_file, allocators, **options):
     run_simulations(values)
 
 
+def _note_long_context(config) -> None:
+    """vLLM refuses a max_model_len above the model's context unless told to (rope scaling); kvsim runs it,
+    and says so."""
+    from kvsim.simulator.specs import ModelSpec
+
+    native = ModelSpec.from_name(config.model).max_model_len
+    if config.max_model_len is not None and config.max_model_len > native:
+        click.echo(
+            f"note: max_model_len {config.max_model_len} is above {config.model}'s context of {native} tokens; "
+            "kvsim extrapolates its costs (vLLM would refuse it without VLLM_ALLOW_LONG_MAX_MODEL_LEN=1)",
+            err=True,
+        )
+
+
 def run_simulations(values: dict) -> list[Path]:
     """Run every allocator of ``values`` (CLI/TOML keys) and print the comparison; returns run folders."""
     from kvsim.simulator import SimConfig
@@ -142,6 +156,8 @@ def run_simulations(values: dict) -> list[Path]:
     results = []
     for spec in allocators:
         config = SimConfig.from_dict({**values, "allocator": spec})
+        if not results:
+            _note_long_context(config)
         progress = len(trace) >= PROGRESS_MIN_REQUESTS and sys.stderr.isatty()
         result = run_one(config, trace, progress=progress, keep_timeline=timeline)
         result.resolved["trace"].update(workload)
