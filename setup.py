@@ -53,6 +53,7 @@ setup(
         "click>=8.1",
         "plotly>=5.20",
         "tqdm>=4.66",
+        "pyyaml>=6.0",  # YAML config and sweep files (kvsim/config_file.py)
         "tomli>=2.0; python_version < '3.11'",
     ],
     extras_require={

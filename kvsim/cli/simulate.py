@@ -1,7 +1,8 @@
 """``kvsim simulate``: one trace through one or more allocators, compared side by side (DESIGN §7).
 
 Every option is a ``SimConfig`` field or a workload field, spelled with dashes on the command line and with
-underscores in the ``--config`` TOML file (``max_num_seqs = 128``, ``allocator = ["paged", "reserved:max"]``).
+underscores in the ``--config`` file, TOML (``max_num_seqs = 128``, ``allocator = ["paged", "reserved:max"]``)
+or YAML (``max_num_seqs: 128``, ``allocator: [paged, "reserved:max"]``; ``kvsim.config_file``).
 Command-line options override the file; the file overrides the defaults.
 """
 
@@ -23,7 +24,7 @@ EPILOG = """\b
 Examples:
   kvsim simulate --trace azure-conv --model llama-2-7b --gpu a100-80gb \\
     --allocator paged --allocator reserved:max --allocator vattention --out runs/conv
-  kvsim simulate --config run.toml --rate 4 --report
+  kvsim simulate --config run.toml --rate 4 --report    # or run.yaml
   kvsim simulate --trace azure-code --scheduler tgi --max-new-tokens max_total_tokens
 Allocator specs: paged, paged:block_size=32, paged:enable_prefix_caching=true, reserved:max|pow2|oracle,
 paged:eviction_budget_blocks=64 (PagedEviction), vattention, vattention:page_size=64KiB,
@@ -39,7 +40,7 @@ def _options(func):
             "--config",
             "config_file",
             type=click.Path(dir_okay=False, exists=True, path_type=Path),
-            help="TOML file whose keys mirror these options.",
+            help="TOML or YAML (.yaml, .yml) file whose keys mirror these options.",
         ),
         click.option("--trace", help="Bundled trace name (kvsim traces list) or a file path."),
         click.option("--trace-format", help="The trace file's format when it cannot be detected."),
@@ -108,7 +109,7 @@ def _options(func):
 @_options
 def simulate(config_file, allocators, **options):
     """Simulate serving a trace and compare allocators side by side."""
-    values = _load_toml(config_file) if config_file else {}
+    values = _load_config(config_file) if config_file else {}
     if allocators:
         values["allocator"] = list(allocators)
     values.update({k: v for k, v in options.items() if v is not None})
@@ -212,17 +213,11 @@ def folder_name(label: str) -> str:
     return label.replace(":", "_").replace(",", "_").replace("=", "-").replace("/", "-")
 
 
-def _load_toml(path: Path) -> dict:
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover
-        import tomli as tomllib
+def _load_config(path: Path) -> dict:
+    from kvsim.config_file import read_config_file
     from kvsim.simulator.config import SimConfig
 
-    try:
-        values = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise KvsimError(f"{path}: not valid TOML ({exc})") from exc
+    values = read_config_file(path)
     known = {f.name for f in dataclasses.fields(SimConfig)} | set(WORKLOAD_KEYS) | set(OUTPUT_KEYS)
     unknown = sorted(set(values) - known)
     if unknown:

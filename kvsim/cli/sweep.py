@@ -58,18 +58,18 @@ def _parse_sets(options: tuple[str, ...]) -> dict:
 @click.option("--resume", is_flag=True, help="Skip points already done in OUT; rerun failed ones.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def sweep(spec_file, grid_options, set_options, seed, out_dir, jobs, ray_address, resume, progress):
-    """Run a grid of simulations (SPEC_FILE: a TOML with seed, [base] and [grid]; options add to it)."""
+    """Run a grid of simulations (SPEC_FILE: TOML or YAML with seed, base and grid; options add to it)."""
     from kvsim.simulator.sweep import Grid, SweepSpec, run_sweep
     from kvsim.simulator.sweep.engine import check_fields
     from kvsim.simulator.sweep.point import SEED_FIELDS, known_fields, simulate_point
 
     if spec_file is None and not grid_options:
-        raise KvsimError("nothing to sweep: give --grid FIELD=V1,V2 options or a TOML spec file")
+        raise KvsimError("nothing to sweep: give --grid FIELD=V1,V2 options or a TOML/YAML spec file")
     grid = Grid.from_options(grid_options)
     base = _parse_sets(set_options)
     file_seed = 0
     if spec_file is not None:
-        from_file = SweepSpec.from_toml(spec_file)
+        from_file = SweepSpec.from_file(spec_file)
         grid = from_file.grid.merged(grid)
         base = {**from_file.base, **base}
         file_seed = from_file.seed

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,11 +24,6 @@ from kvsim.errors import KvsimError
 from kvsim.simulator.sweep import table
 from kvsim.simulator.sweep.backends import PointRunner, PointTask, execute
 from kvsim.simulator.sweep.grid import Grid, Value, canonical_json, point_id, point_seed
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - setup.py installs tomli on 3.10
-    import tomli as tomllib
 
 
 @dataclass(frozen=True)
@@ -55,14 +49,15 @@ class SweepSpec:
             raise KvsimError(f"sweep seed must be an integer, got {self.seed!r}")
 
     @classmethod
-    def from_toml(cls, path: Path, *, seed_fields: tuple[str, ...] | None = None) -> SweepSpec:
-        """``seed = N`` at top level, ``[base]`` fixed fields, ``[grid]`` swept fields (lists or ranges)."""
-        try:
-            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError as exc:
-            raise KvsimError(f"sweep file {path}: not found") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise KvsimError(f"sweep file {path}: not valid TOML ({exc})") from exc
+    def from_file(cls, path: Path, *, seed_fields: tuple[str, ...] | None = None) -> SweepSpec:
+        """A TOML or YAML file (``kvsim.config_file``): ``seed = N`` at top level, ``[base]`` fixed fields,
+        ``[grid]`` swept fields (lists or ranges)."""
+        from kvsim.config_file import read_config_file
+
+        data = read_config_file(path, "sweep file")
+        for name in ("base", "grid"):
+            if name in data and not isinstance(data[name], dict):
+                raise KvsimError(f"sweep file {path}: {name} must be a table of fields, not {data[name]!r}")
         unknown = sorted(set(data) - {"seed", "base", "grid"})
         if unknown:
             raise KvsimError(f"sweep file {path}: unknown key(s) {unknown}; use seed, [base] and [grid]")

@@ -72,17 +72,23 @@ def test_two_allocators_side_by_side_write_run_folders(trace_file, tmp_path):
         assert [row["label"] for row in csv.DictReader(f)] == ["paged:block_size=16", "paged:block_size=32"]
 
 
-def test_toml_config_mirrors_the_options_and_the_command_line_wins(trace_file, tmp_path):
-    config = tmp_path / "run.toml"
-    config.write_text(
-        f'trace = "{trace_file}"\nmodel = "llama-2-7b"\nmax_num_seqs = 1\nallocator = ["paged"]\n'
-    )
+@pytest.mark.parametrize(
+    "name, text",
+    [
+        ("run.toml", 'trace = "{trace}"\nmodel = "llama-2-7b"\nmax_num_seqs = 1\nallocator = ["paged"]\n'),
+        ("run.yaml", "trace: {trace}\nmodel: llama-2-7b\nmax_num_seqs: 1\nallocator: [paged]\n"),
+    ],
+)
+def test_a_config_file_mirrors_the_options_and_the_command_line_wins(trace_file, tmp_path, name, text):
+    config = tmp_path / name
+    config.write_text(text.format(trace=trace_file))
     result = CliRunner().invoke(
         main, ["simulate", "--config", str(config), "--max-num-seqs", "2", "--out", str(tmp_path / "o")]
     )
     assert result.exit_code == 0, result.output
     resolved = json.loads((tmp_path / "o" / "paged_block_size-16" / "config.json").read_text())
     assert resolved["max_num_seqs"] == 2
+    assert resolved["model"] == "llama-2-7b" and resolved["allocator"] == "paged:block_size=16"
 
 
 @pytest.mark.parametrize(
@@ -109,7 +115,10 @@ def test_unknown_toml_key_is_named(trace_file, tmp_path):
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ('swap_space_gib = "4"', "config key swap_space_gib must be a number, got '4' (str); write it without quotes"),
+        (
+            'swap_space_gib = "4"',
+            "config key swap_space_gib must be a number, got '4' (str); write it without quotes",
+        ),
         ("max_num_seqs = 2.5", "config key max_num_seqs must be an integer, got 2.5 (float)"),
         ('enable_chunked_prefill = "yes"', "config key enable_chunked_prefill must be true or false"),
         ("max_model_len = 1.5", "max_model_len must be an integer (or leave it unset)"),
@@ -161,7 +170,15 @@ def test_a_timeline_key_that_is_not_a_boolean_is_a_clear_error(trace_file, tmp_p
 def test_a_max_model_len_above_the_model_s_context_is_run_with_a_note(trace_file, max_model_len, noted):
     result = CliRunner().invoke(
         main,
-        ["simulate", "--trace", str(trace_file), "--model", "llama-2-7b", "--max-model-len", str(max_model_len)],
+        [
+            "simulate",
+            "--trace",
+            str(trace_file),
+            "--model",
+            "llama-2-7b",
+            "--max-model-len",
+            str(max_model_len),
+        ],
     )
     assert result.exit_code == 0, result.output
     note = "note: max_model_len 100000 is above llama-2-7b's context of 4096 tokens"

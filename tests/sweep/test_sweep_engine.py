@@ -108,16 +108,31 @@ def test_a_field_both_fixed_and_swept_is_an_error():
         _spec("rate=1,2", base={"rate": 3})
 
 
-def test_toml_spec(tmp_path):
-    path = tmp_path / "sweep.toml"
-    path.write_text(
-        'seed = 3\n[base]\ntrace = "t"\n[grid]\nallocator = ["paged", "reserved:pow2"]\nrate = "1:2:1"\n'
-    )
-    spec = SweepSpec.from_toml(path)
+@pytest.mark.parametrize(
+    "name, text",
+    [
+        (
+            "sweep.toml",
+            'seed = 3\n[base]\ntrace = "t"\n[grid]\nallocator = ["paged", "reserved:pow2"]\nrate = "1:2:1"\n',
+        ),
+        (
+            "sweep.yaml",
+            "seed: 3\nbase:\n  trace: t\ngrid:\n  allocator: [paged, reserved:pow2]\n  rate: 1:2:1\n",
+        ),
+    ],
+)
+def test_a_spec_file_toml_or_yaml(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    spec = SweepSpec.from_file(path)
     assert spec.seed == 3 and spec.base == {"trace": "t"} and len(spec.grid) == 4
-    path.write_text("[grid\n")
-    with pytest.raises(KvsimError, match="not valid TOML"):
-        SweepSpec.from_toml(path)
+    assert [dict(p) for p in spec.grid.points()][-1] == {"allocator": "reserved:pow2", "rate": 2}
+    path.write_text("[grid\n" if name.endswith(".toml") else "grid: [\n")
+    with pytest.raises(KvsimError, match=r"not valid (TOML|YAML)"):
+        SweepSpec.from_file(path)
+    path.write_text("grid = 3\n" if name.endswith(".toml") else "grid: 3\n")
+    with pytest.raises(KvsimError, match="grid must be a table of fields"):
+        SweepSpec.from_file(path)
 
 
 def test_a_dead_worker_process_is_a_clear_error_and_finished_points_are_kept(tmp_path):
