@@ -39,6 +39,7 @@ assert VALUE_FIELDS[: len(_KEPT_FIELDS)] == _KEPT_FIELDS
 assert VALUE_FIELDS[len(_KEPT_FIELDS) :] == ("num_batched_seqs", "num_batched_tokens")
 ROW_DTYPE = np.dtype([("time_s", "<f8"), ("values", "<i8", (len(VALUE_FIELDS),))])
 assert ROW_DTYPE.itemsize == ROW.size
+FOLD_BYTES = 8192 * ROW.size  # rows that are not kept are integrated this many bytes at a time
 
 
 def parts_of(mem: MemoryBreakdown) -> tuple[int, ...]:
@@ -47,72 +48,31 @@ def parts_of(mem: MemoryBreakdown) -> tuple[int, ...]:
 
 
 class ReplicaTimeline:
-    """Rows of one replica plus the integrals of its step functions: integrated row by row when the rows are
-    not kept, or once at ``close`` from the kept rows (numpy's cumulative sums add in the same order, so the
-    floats are the same either way; a test checks it)."""
+    """Rows of one replica plus the integrals of its step functions. Rows are packed as they come; kept rows
+    are integrated once at ``close``, and rows that are not kept are integrated ``FOLD_ROWS`` at a time and
+    dropped (``_fold``: numpy's cumulative sums add row after row, so the floats are the same either way; a
+    test checks it)."""
 
     def __init__(self, replica: int, keep_rows: bool) -> None:
         self.replica = replica
         self.keep_rows = keep_rows
-        # Per kept row, one ROW: time_s, the PARTS, saturated (0/1: some request waited for memory), then the
-        # queue and batch sizes (VALUE_FIELDS); the replica is the same in every row and is added by rows().
+        # Per row, one ROW: time_s, the PARTS, saturated (0/1: some request waited for memory), then the queue
+        # and batch sizes (VALUE_FIELDS); the replica is the same in every row and is added by rows().
         self.packed_rows = bytearray()
         self._pack_row = ROW.pack
-        self.last_time_s: float | None = None
-        self.last_parts = (0,) * len(PARTS)
-        self.last_saturated = False
-        self.last_num_seqs = 0
+        self._zero_integrals()
+        # add_row(time_s, parts, saturated, num_running, num_waiting, num_swapped, num_batched_seqs,
+        # num_batched_tokens): one row, the allocator's breakdown as a tuple in PARTS order (parts_of) then the
+        # queue and batch sizes, by position (the engine calls it once per state change).
+        self.add_row = self._keep_row if keep_rows else self._buffer_row
+
+    def _zero_integrals(self) -> None:
         self.part_integrals = [0.0] * len(PARTS)  # byte-seconds
         self.saturated_integrals = [0.0] * len(PARTS)
         self.saturated_s = 0.0
         self.busy_s = 0.0  # time with a batch running
         self.seq_integral = 0.0  # Σ num_batched_seqs × dt over busy time
         self.peak_used_bytes = 0
-        # add_row(time_s, parts, saturated, num_running, num_waiting, num_swapped, num_batched_seqs,
-        # num_batched_tokens): one row, the allocator's breakdown as a tuple in PARTS order (parts_of) then the
-        # queue and batch sizes, by position (the engine calls it once per state change). Chosen once: kept
-        # rows are integrated at close, others as they come.
-        self.add_row = self._keep_row if keep_rows else self._integrate_row
-
-    def advance(self, time_s: float) -> None:
-        """Integrate the current step function up to ``time_s``."""
-        if self.last_time_s is None:
-            return
-        dt = time_s - self.last_time_s
-        if dt <= 0.0:
-            return
-        parts = self.last_parts
-        self.part_integrals = [total + value * dt for total, value in zip(self.part_integrals, parts)]
-        if self.last_saturated:
-            self.saturated_s += dt
-            self.saturated_integrals = [
-                total + value * dt for total, value in zip(self.saturated_integrals, parts)
-            ]
-        if self.last_num_seqs:
-            self.busy_s += dt
-            self.seq_integral += self.last_num_seqs * dt
-        self.last_time_s = time_s
-
-    def _integrate_row(
-        self,
-        time_s: float,
-        parts: tuple[int, ...],
-        saturated: bool,
-        num_running: int,
-        num_waiting: int,
-        num_swapped: int,
-        num_batched_seqs: int,
-        num_batched_tokens: int,
-    ) -> None:
-        """``add_row`` when rows are not kept: integrate up to this row, then hold its values."""
-        used = parts[0] + parts[1] + parts[2] + parts[3]  # capacity - free
-        if used > self.peak_used_bytes:
-            self.peak_used_bytes = used
-        self.advance(time_s)
-        self.last_time_s = time_s
-        self.last_parts = parts
-        self.last_saturated = saturated
-        self.last_num_seqs = num_batched_seqs
 
     def _keep_row(
         self,
@@ -145,16 +105,34 @@ class ReplicaTimeline:
             num_batched_tokens,
         )
 
+    def _buffer_row(self, *row) -> None:
+        """``add_row`` when rows are not kept: packed as kept ones are, then folded into the integrals a few
+        thousand at a time (the last row stays: it holds until the next one comes)."""
+        self._keep_row(*row)
+        if len(self.packed_rows) >= FOLD_BYTES:
+            rows = np.frombuffer(self.packed_rows, dtype=ROW_DTYPE)
+            last_s = float(rows["time_s"][-1])
+            self._fold(rows[:-1], last_s)
+            del rows  # (a view of the buffer would keep it from shrinking)
+            del self.packed_rows[: -ROW.size]
+
     def close(self, end_s: float) -> None:
-        """Integrate the step functions up to ``end_s``."""
+        """Integrate the step functions up to ``end_s``. Kept rows are integrated from the first (so closing
+        again gives the same); the last rows that are not kept go."""
+        if self.keep_rows:
+            self._zero_integrals()
+        if self.packed_rows:
+            self._fold(np.frombuffer(self.packed_rows, dtype=ROW_DTYPE), end_s)
         if not self.keep_rows:
-            self.advance(end_s)
+            self.packed_rows = bytearray()
+
+    def _fold(self, rows: np.ndarray, end_s: float) -> None:
+        """Add ``rows``' step functions to the integrals, each row holding until the next and the last until
+        ``end_s``: row after row, as floats add (an interval that is empty or runs backward adds nothing)."""
+        if not len(rows):
             return
-        if not self.packed_rows:
-            return
-        rows = np.frombuffer(self.packed_rows, dtype=ROW_DTYPE)
         dts = np.diff(rows["time_s"], append=end_s)
-        dts[dts <= 0.0] = 0.0  # advance() skips empty and backward intervals
+        dts[dts <= 0.0] = 0.0
         values = rows["values"]
         saturated = values[:, VALUE_FIELDS.index("saturated")].astype(bool)
         num_seqs = values[:, VALUE_FIELDS.index("num_batched_seqs")]
@@ -163,17 +141,18 @@ class ReplicaTimeline:
         used = parts[:, : PARTS.index("free")].sum(axis=1)  # capacity - free
         self.peak_used_bytes = max(self.peak_used_bytes, int(used.max()))
 
-        def integral(products: np.ndarray) -> float:  # sequential, as advance() adds them
-            return float(np.cumsum(products)[-1])
+        def integral(total: float, products: np.ndarray) -> float:  # total + p0 + p1 + ..., in order
+            return float(np.cumsum(np.concatenate(([total], products)))[-1])
 
         for i in range(len(PARTS)):
             products = parts[:, i] * dts
-            self.part_integrals[i] = integral(products)
-            self.saturated_integrals[i] = integral(np.where(saturated, products, 0.0))
-        self.saturated_s = integral(np.where(saturated, dts, 0.0))
-        self.busy_s = integral(np.where(busy, dts, 0.0))
-        self.seq_integral = integral(np.where(busy, num_seqs * dts, 0.0))
-        self.last_time_s = end_s
+            self.part_integrals[i] = integral(self.part_integrals[i], products)
+            self.saturated_integrals[i] = integral(
+                self.saturated_integrals[i], np.where(saturated, products, 0.0)
+            )
+        self.saturated_s = integral(self.saturated_s, np.where(saturated, dts, 0.0))
+        self.busy_s = integral(self.busy_s, np.where(busy, dts, 0.0))
+        self.seq_integral = integral(self.seq_integral, np.where(busy, num_seqs * dts, 0.0))
 
     def columns(self) -> list[np.ndarray]:
         """The TIMELINE_COLUMNS of the kept rows, in order, as arrays (copies: the rows may grow on)."""
