@@ -168,18 +168,8 @@ def test_a_timeline_key_that_is_not_a_boolean_is_a_clear_error(trace_file, tmp_p
 
 @pytest.mark.parametrize("max_model_len, noted", [(100_000, True), (4096, False), (2048, False)])
 def test_a_max_model_len_above_the_model_s_context_is_run_with_a_note(trace_file, max_model_len, noted):
-    result = CliRunner().invoke(
-        main,
-        [
-            "simulate",
-            "--trace",
-            str(trace_file),
-            "--model",
-            "llama-2-7b",
-            "--max-model-len",
-            str(max_model_len),
-        ],
-    )
+    args = ["simulate", "--trace", str(trace_file), "--max-model-len", str(max_model_len)]  # llama-2-7b
+    result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     note = "note: max_model_len 100000 is above llama-2-7b's context of 4096 tokens"
     assert (note in result.stderr) == noted
