@@ -142,14 +142,14 @@ class ReplicaTimeline:
         self.peak_used_bytes = max(self.peak_used_bytes, int(used.max()))
 
         def integral(total: float, products: np.ndarray) -> float:  # total + p0 + p1 + ..., in order
-            return float(np.cumsum(np.concatenate(([total], products)))[-1])
+            products[0] += total  # products: a fresh array of the caller (no copy with total in front)
+            return float(np.cumsum(products)[-1])
 
         for i in range(len(PARTS)):
             products = parts[:, i] * dts
+            saturated_products = np.where(saturated, products, 0.0)
             self.part_integrals[i] = integral(self.part_integrals[i], products)
-            self.saturated_integrals[i] = integral(
-                self.saturated_integrals[i], np.where(saturated, products, 0.0)
-            )
+            self.saturated_integrals[i] = integral(self.saturated_integrals[i], saturated_products)
         self.saturated_s = integral(self.saturated_s, np.where(saturated, dts, 0.0))
         self.busy_s = integral(self.busy_s, np.where(busy, dts, 0.0))
         self.seq_integral = integral(self.seq_integral, np.where(busy, num_seqs * dts, 0.0))
