@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from kvsim.cli.config_option import config_option
 from kvsim.errors import KvsimError
 
 EPILOG = """\b
@@ -29,10 +30,19 @@ Example (what-if: vAttention 64 KiB pages vs paged blocks of 16 on H100s):
   kvsim plan --trace azure-conv --num-requests 1000 --model llama-3.1-8b --gpu h100-sxm \\
     --allocator paged:block_size=16 --allocator vattention:page_size=64KiB \\
     --slo ttft_p99=2s --target-rate 3x
+  The same from a file: kvsim plan --config plan.yaml, with
+    trace: azure-conv
+    num_requests: 1000
+    model: llama-3.1-8b
+    gpu: h100-sxm
+    allocator: ["paged:block_size=16", "vattention:page_size=64KiB"]
+    slo: {ttft_p99: 2s}
+    target_rate: 3x
 """
 
 
 @click.command(epilog=EPILOG)
+@config_option
 @click.option("--trace", required=True, help="Bundled trace name or file path.")
 @click.option(
     "--num-requests",

@@ -1,0 +1,84 @@
+"""`kvsim plan --config FILE` (kvsim/cli/config_option.py): a TOML or YAML file mirrors the options one to one,
+the command line wins, and a bad key or value is named."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from kvsim.cli import main
+
+FLAGS = [
+    "--trace", "azure-code", "--num-requests", "60", "--model", "llama-2-7b", "--gpu", "a100-80gb",
+    "--allocator", "paged", "--allocator", "reserved:pow2", "--slo", "ttft_p99=2s", "--set", "watermark=0.02",
+    "--grid", "max_num_seqs=8,16", "--rel-tol", "0.2", "--no-progress",
+]  # fmt: skip
+YAML = """\
+trace: azure-code
+num_requests: 60
+model: llama-2-7b
+gpu: a100-80gb
+allocator: [paged, "reserved:pow2"]
+slo: {ttft_p99: 2s}
+set: {watermark: 0.02}
+grid: {max_num_seqs: [8, 16]}
+rel_tol: 0.2
+progress: false
+"""
+TOML = """\
+trace = "azure-code"
+num_requests = 60
+model = "llama-2-7b"
+gpu = ["a100-80gb"]
+allocator = ["paged", "reserved:pow2"]
+slo = ["ttft_p99=2s"]
+set = {watermark = 0.02}
+grid = ["max_num_seqs=8,16"]
+rel_tol = 0.2
+progress = false
+"""
+
+
+def _plan(args, out):
+    result = CliRunner().invoke(main, ["plan", *args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    plan = json.loads((out / "plan.json").read_text())
+    return plan, result.output
+
+
+@pytest.mark.parametrize("name, text", [("plan.yaml", YAML), ("plan.toml", TOML)])
+def test_a_config_file_plans_what_the_same_flags_plan(tmp_path, name, text):
+    config = tmp_path / name
+    config.write_text(text)
+    from_flags, printed = _plan(FLAGS, tmp_path / "flags")
+    from_file, printed_file = _plan(["--config", str(config)], tmp_path / "file")
+    assert from_file == from_flags
+    assert printed_file.replace(str(tmp_path / "file"), "OUT") == printed.replace(str(tmp_path / "flags"), "OUT")
+    assert len(from_flags["candidates"]) == 4  # 2 allocators x 2 max_num_seqs
+
+
+def test_the_command_line_wins_over_the_file(tmp_path):
+    config = tmp_path / "plan.yaml"
+    config.write_text(YAML)
+    plan, _ = _plan(["--config", str(config), "--rel-tol", "0.3", "--allocator", "paged"], tmp_path / "o")
+    assert plan["settings"]["rel_tol"] == 0.3
+    assert {c["allocator"] for c in plan["candidates"]} == {"paged"}
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("trace: azure-code\nslos: {ttft_p99: 2s}\n", "unknown key(s) slos; known: "),
+        ("trace: azure-code\nslo: {ttft_p99: 2s}\nmodel: [a, b]\n", "model takes one value"),
+        ("trace: azure-code\nslo: {ttft_p99: 2s}\nallocator: {paged: 1}\n", "allocator takes a list of values"),
+        ("trace: [azure-code\n", "not valid YAML"),
+    ],
+)
+def test_a_bad_key_or_value_is_named(tmp_path, text, message):
+    config = tmp_path / "plan.yaml"
+    config.write_text(text)
+    result = CliRunner().invoke(main, ["plan", "--config", str(config)])
+    assert result.exit_code == 2
+    assert message in result.output
