@@ -344,8 +344,12 @@ class SchedulerBase(PreemptionMixin, FastForwardMixin, CohortMixin):
                 self.window_segments = ()
             else:
                 self._complete_cohort(num_steps, end_s)
-        elif self.window_segments:  # an eviction window's (fast_forward.py): timing only
-            self.window_segments = ()
+        elif self.window_segments:
+            if self._window_finishers:  # a window through finishes on the per-request path
+                self._complete_requests_through(num_steps, step_ends)
+                self.window_segments = ()
+                return
+            self.window_segments = ()  # an eviction window's (fast_forward.py): timing only
         any_finished = False
         if not self._decodes:
             if self._to_fork:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import numpy as np
 
 from kvsim.simulator.request_state import RequestState
+from kvsim.simulator.schedulers.requests_through import RequestsThroughMixin
 
 SHORT_BLOCKS_STEPS = 64  # windows up to this long get their block counts as a list (the engine's float path)
 
 
-class FastForwardMixin:
+class FastForwardMixin(RequestsThroughMixin):
     """Needs ``SchedulerBase``'s state: ``allocator``, ``running``, the step's sums and ``_residue_counts``."""
 
     def _sync(self, req: RequestState) -> None:
@@ -68,6 +69,20 @@ class FastForwardMixin:
             num_steps = 1  # evictions would land on other steps than stepping puts them
         if self._growth_may_cost:
             num_steps = 1  # allocator time would land on other steps than stepping puts it
+        elif (
+            limit > num_steps == self._min_remaining  # a finish would end the window
+            and self.runs_through_finishes
+            and self._overhead_free_growth is not None  # windows inside the rooms (requests_through.py)
+            and self._defers
+            and not self.block_size
+            and not self._num_multi_seq_decodes
+            and not self.waiting
+            and not self.swapped
+            and len(self._decodes) == len(self.running)
+        ):
+            through = self._plan_requests_through(limit)
+            if through:
+                return through, None
         if num_steps > 1:
             if self._defers and not self._num_multi_seq_decodes and self._overhead_free_growth is None:
                 # One sequence each, so no shared partial block: the rooms are the block residues, reversed
