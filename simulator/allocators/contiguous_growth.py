@@ -109,6 +109,7 @@ class ContiguousGrowthAllocator(ReservedAllocator):
         self.config = replace(config, copy_bw_bytes_per_s=self.copy_bw_bytes_per_s)
         self.num_growth_copies = self.num_fork_copies = self.copy_bytes = 0
         self.copy_s = 0.0
+        self._fit_when_empty: dict[tuple[int, int], bool] = {}  # (previous, final region) -> both fit, empty
 
     def region_slots(self, num_tokens: int) -> int:
         """The smallest rung of the ladder that holds ``num_tokens`` (capped at ``max_model_len``)."""
@@ -137,21 +138,25 @@ class ContiguousGrowthAllocator(ReservedAllocator):
         previous = self.region_slots(num_prompt_tokens)
         while previous < final and self.region_slots(previous + 1) < final:
             previous = self.region_slots(previous + 1)
-        empty = BuddyAllocator(self.buddy.num_slots)  # the buddy's own placement on an empty heap
-        if previous == final:
-            if empty.alloc(final) is None:
-                return (
-                    f"{self.name} needs a contiguous region of {final} slots, but the largest buddy block of "
-                    f"this replica ({self.buddy.num_slots} slots) is {self.buddy.largest_root_block()} slots"
-                )
-        elif empty.alloc(previous) is None or empty.alloc(final) is None:
-            return (
-                f"{self.name} grows a request of {total} tokens from a region of {previous} slots to one of "
-                f"{final}, which must coexist for the copy, but this replica's buddy heap of "
-                f"{self.buddy.num_slots} slots cannot hold both even when empty; use paged or give the model "
-                f"more memory"
+        fits = self._fit_when_empty.get((previous, final))
+        if fits is None:  # the buddy's own placement on an empty heap (one per region pair: arrivals repeat them)
+            empty = BuddyAllocator(self.buddy.num_slots)
+            fits = self._fit_when_empty[previous, final] = empty.alloc(previous) is not None and (
+                previous == final or empty.alloc(final) is not None
             )
-        return None
+        if fits:
+            return None
+        if previous == final:
+            return (
+                f"{self.name} needs a contiguous region of {final} slots, but the largest buddy block of "
+                f"this replica ({self.buddy.num_slots} slots) is {self.buddy.largest_root_block()} slots"
+            )
+        return (
+            f"{self.name} grows a request of {total} tokens from a region of {previous} slots to one of "
+            f"{final}, which must coexist for the copy, but this replica's buddy heap of "
+            f"{self.buddy.num_slots} slots cannot hold both even when empty; use paged or give the model "
+            f"more memory"
+        )
 
     def _admitted_tokens(self, num_tokens: int, final_num_tokens: int, num_prompt_tokens: int | None) -> int:
         """A region for the whole prompt (or for prompt + generated tokens when a preempted sequence comes

@@ -130,6 +130,9 @@ def test_a_request_whose_last_growth_can_never_fit_is_rejected_at_arrival():
     assert "largest buddy block" in alloc.rejection_reason(100, 10)
     assert "max_model_len" in alloc.rejection_reason(200, 100)
     assert growth(num_slots=96).rejection_reason(20, 30) is None
+    # asked again (the placements on an empty heap are kept per pair of regions): the same answers
+    assert alloc.rejection_reason(40, 10) is None and "coexist" in alloc.rejection_reason(20, 30)
+    assert "largest buddy block" in alloc.rejection_reason(100, 10)
 
 
 def test_a_blocked_head_of_queue_allocation_shows_free_minus_the_largest_block_as_external_frag():
