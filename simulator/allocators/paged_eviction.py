@@ -124,7 +124,7 @@ class EvictingPagedAllocator(PagedAllocator):
         pool, bs, table = self.pool, self.block_size, seq.block_table
         if dropped == bs and len(table) == self.budget_blocks > self.protected_blocks + 1:
             victim = table[self.protected_blocks]
-            if pool.ref_cnt[victim] == 1:
+            if pool.ref_cnt[victim] == 1 and pool.ref_cnt[table[-1]] == 1:  # (no fork shares them: no copy)
                 self._rotate(seq_id, seq, victim, num_new_tokens)
                 return True
         num_evict, num_append, emptied = self._eviction(seq, stored, dropped)
