@@ -147,9 +147,11 @@ class ReplicaTimeline:
 
         for i in range(len(PARTS)):
             products = parts[:, i] * dts
-            saturated_products = np.where(saturated, products, 0.0)
+            # (the saturated share first: integral() then takes products itself, no third array kept alive)
+            self.saturated_integrals[i] = integral(
+                self.saturated_integrals[i], np.where(saturated, products, 0.0)
+            )
             self.part_integrals[i] = integral(self.part_integrals[i], products)
-            self.saturated_integrals[i] = integral(self.saturated_integrals[i], saturated_products)
         self.saturated_s = integral(self.saturated_s, np.where(saturated, dts, 0.0))
         self.busy_s = integral(self.busy_s, np.where(busy, dts, 0.0))
         self.seq_integral = integral(self.seq_integral, np.where(busy, num_seqs * dts, 0.0))
