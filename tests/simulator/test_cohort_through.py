@@ -39,31 +39,39 @@ CASES = {
 }
 
 
-@pytest.fixture
-def through_windows(monkeypatch):
-    """Counts the windows planned through at least one finish (so that a test cannot pass vacuously)."""
+def count_windows(monkeypatch, owner, planner: str) -> dict:
+    """Counts the windows ``owner.planner(self, limit)`` plans through at least one finish (it returns their
+    length, 0 for none), so that a test cannot pass vacuously."""
     counted = {"windows": 0}
-    plan = CohortThroughMixin._plan_through
+    plan = getattr(owner, planner)
 
     def counting(self, limit):
         num_steps = plan(self, limit)
         counted["windows"] += bool(num_steps)
         return num_steps
 
-    monkeypatch.setattr(CohortThroughMixin, "_plan_through", counting)
+    monkeypatch.setattr(owner, planner, counting)
     return counted
+
+
+def assert_windows_through_equal_stepping(config: SimConfig, counted: dict) -> None:
+    trace = random_trace(150, seed=11, rate_per_s=6.0, max_output=120)
+    stepped = simulate(dataclasses.replace(config, fast_forward=False), trace)
+    assert counted["windows"] == 0, "stepping plans no window"
+    fast = simulate(config, trace)
+    assert counted["windows"] > 10, "the case should run windows through finishes"
+    assert_same_run(fast, stepped)
+    assert fast.summary["num_finished"] == len(trace)
+
+
+@pytest.fixture
+def through_windows(monkeypatch):
+    return count_windows(monkeypatch, CohortThroughMixin, "_plan_through")
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_windows_through_finishes_equal_stepping(case, through_windows):
-    trace = random_trace(150, seed=11, rate_per_s=6.0, max_output=120)
-    config = CASES[case]
-    stepped = simulate(dataclasses.replace(config, fast_forward=False), trace)
-    assert through_windows["windows"] == 0, "stepping plans no window"
-    fast = simulate(config, trace)
-    assert through_windows["windows"] > 10, "the case should run windows through finishes"
-    assert_same_run(fast, stepped)
-    assert fast.summary["num_finished"] == len(trace)
+    assert_windows_through_equal_stepping(CASES[case], through_windows)
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,9 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from simtools import KV_BYTES_PER_TOKEN, make_trace, random_trace
+from simtools import KV_BYTES_PER_TOKEN, make_trace
 from test_cohort import assert_same_run
+from test_cohort_through import assert_windows_through_equal_stepping, count_windows
 
 from kvsim.simulator import SimConfig, simulate
 from kvsim.simulator.schedulers.requests_through import RequestsThroughMixin
@@ -37,29 +38,12 @@ CASES = {
 
 @pytest.fixture
 def through_windows(monkeypatch):
-    """Counts the windows planned through at least one finish (so that a test cannot pass vacuously)."""
-    counted = {"windows": 0}
-    plan = RequestsThroughMixin._plan_requests_through
-
-    def counting(self, limit):
-        num_steps = plan(self, limit)
-        counted["windows"] += bool(num_steps)
-        return num_steps
-
-    monkeypatch.setattr(RequestsThroughMixin, "_plan_requests_through", counting)
-    return counted
+    return count_windows(monkeypatch, RequestsThroughMixin, "_plan_requests_through")
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_windows_through_finishes_equal_stepping(case, through_windows):
-    trace = random_trace(150, seed=11, rate_per_s=6.0, max_output=120)
-    config = CASES[case]
-    stepped = simulate(dataclasses.replace(config, fast_forward=False), trace)
-    assert through_windows["windows"] == 0, "stepping plans no window"
-    fast = simulate(config, trace)
-    assert through_windows["windows"] > 10, "the case should run windows through finishes"
-    assert_same_run(fast, stepped)
-    assert fast.summary["num_finished"] == len(trace)
+    assert_windows_through_equal_stepping(CASES[case], through_windows)
 
 
 def test_requests_finishing_at_one_step_free_their_buffers_in_stepping_order(through_windows):
