@@ -49,9 +49,9 @@ def parts_of(mem: MemoryBreakdown) -> tuple[int, ...]:
 
 class ReplicaTimeline:
     """Rows of one replica plus the integrals of its step functions. Rows are packed as they come; kept rows
-    are integrated once at ``close``, and rows that are not kept are integrated ``FOLD_ROWS`` at a time and
-    dropped (``_fold``: numpy's cumulative sums add row after row, so the floats are the same either way; a
-    test checks it)."""
+    are integrated once at ``close``, and rows that are not kept are integrated ``FOLD_BYTES`` worth at a
+    time and dropped (``_fold``: numpy's cumulative sums add row after row, so the floats are the same
+    either way; a test checks it)."""
 
     def __init__(self, replica: int, keep_rows: bool) -> None:
         self.replica = replica
