@@ -438,22 +438,15 @@ class SchedulerBase(PreemptionMixin, FastForwardMixin, CohortMixin):
 
     def _count_stored_tokens(self) -> None:
         """The decode sums over what the decoding sequences store (PagedEviction), not their context: the
-        allocator's count, plus the slots deferred inside the last block (a one-sequence request's)."""
+        allocator's count, plus the slots deferred inside the last block (a one-sequence request's). The
+        per-sequence counts stay in ``_decode_stored`` for a window (``_eviction_window``, one sequence each)."""
         stored, bs = self._stored_tokens, self.block_size
-        if not self._num_multi_seq_decodes:  # one sequence each: kept for a window (_eviction_window)
-            tokens = self._decode_stored = [stored(req.seq_ids[0]) + req.num_pending_slots for req in self._decodes]
-            # Σ ceil(t / bs) = Σ ((t - 1) // bs + 1): a decoding sequence stores a token at least
-            self._decode_kv_tokens = sum(tokens)
-            self._decode_kv_blocks = sum([(t - 1) // bs for t in tokens]) + len(tokens)
-            return
-        num_tokens = num_blocks = 0
-        for req in self._decodes:
-            pending = req.num_pending_slots
-            for seq_id in req.seq_ids:
-                tokens = stored(seq_id) + pending
-                num_tokens += tokens
-                num_blocks += -(-tokens // bs)
-        self._decode_kv_tokens, self._decode_kv_blocks = num_tokens, num_blocks
+        tokens = self._decode_stored = [
+            stored(seq_id) + req.num_pending_slots for req in self._decodes for seq_id in req.seq_ids
+        ]
+        self._decode_kv_tokens = sum(tokens)
+        # Σ ceil(t / bs) = Σ ((t - 1) // bs + 1), for every t >= 0 (floor division: (0 - 1) // bs == -1)
+        self._decode_kv_blocks = sum([(t - 1) // bs for t in tokens]) + len(tokens)
 
     def _note_evicted(self, req: RequestState) -> None:
         """PagedEviction: the share of the finishing request's context its (first) sequence evicted."""
