@@ -155,7 +155,9 @@ class EvictingPagedAllocator(PagedAllocator):
     def _rotate(self, seq_id: int, seq, victim: int, num_new_tokens: int) -> None:
         """The decode crossing at the budget (hot): the slots fill the last block and open one, so the oldest
         evictable block (held by this sequence alone) goes and takes the rest. The general path frees it and
-        takes a clean block, which is the same block (the clean free list is a stack); so are the counters."""
+        takes a clean block, which is the same block (the clean free list is a stack); so are the counters.
+        ``_detach_last`` / ``_attach_last`` written out, as paged's ``append_decode_slots`` writes them: calling
+        them made the azure-conv hour at budget 64 about 10% slower (4.48-5.18 s against 4.04-4.70 s)."""
         pool, bs, table = self.pool, self.block_size, seq.block_table
         last = table[-1]
         filled = pool.num_filled[last]
