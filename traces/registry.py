@@ -100,17 +100,24 @@ BUNDLED_TRACES: dict[str, BundledTrace] = {
 DEFAULT_LENGTH_DATASET_RATE_PER_S = 1.0
 
 
-def read_source(name_or_path: str | Path, format: str | None = None) -> Trace | LengthTable:
-    """The file behind a bundled name or a path, loaded as it is (a length dataset stays a ``LengthTable``)."""
+def read_source(
+    name_or_path: str | Path, format: str | None = None, columns: str | None = None
+) -> Trace | LengthTable:
+    """The file behind a bundled name or a path, loaded as it is (a length dataset stays a ``LengthTable``).
+    ``columns`` maps a file's columns (``kvsim.traces.loaders.columns``); bundled traces need none."""
     bundled = BUNDLED_TRACES.get(str(name_or_path))
     if bundled is not None:
+        if columns is not None:
+            raise KvsimError(
+                f"trace_columns is for trace files; the bundled trace {str(name_or_path)!r} has known columns"
+            )
         return read_file(bundled.path, format or bundled.format, bundled.provenance(str(name_or_path)))
     path = Path(name_or_path)
     if not path.exists():
         raise KvsimError(
             f"no bundled trace or file named {str(name_or_path)!r}; bundled: {', '.join(BUNDLED_TRACES)}"
         )
-    return read_file(path, format)
+    return read_file(path, format, columns=columns)
 
 
 def load_length_table(name_or_path: str | Path, format: str | None = None) -> LengthTable:
@@ -130,6 +137,7 @@ def load_trace(
     arrival: str = "poisson",
     cv: float | None = None,
     arrivals_from: str | Path | None = None,
+    columns: str | None = None,
 ) -> Trace:
     """Load a bundled trace by name, or a file (format detected from content unless given).
 
@@ -138,8 +146,11 @@ def load_trace(
       times, row i with arrival i; the longer of the two is cut, and the provenance says so), or else from the
       ``arrival`` process (``poisson``, or ``gamma`` with ``cv``) at ``rate`` (default
       ``DEFAULT_LENGTH_DATASET_RATE_PER_S``) drawn from ``np.random.default_rng(seed)``.
+
+    ``columns`` (``arrival_s=ts:ms,num_prompt_tokens=in,num_output_tokens=out``) names the columns of a file in
+    other tools' names (``kvsim.traces.loaders.columns``).
     """
-    source = read_source(name_or_path, format)
+    source = read_source(name_or_path, format, columns)
     if isinstance(source, Trace):
         if arrivals_from is not None:
             raise KvsimError(

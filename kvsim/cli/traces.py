@@ -33,6 +33,13 @@ def _source_options(command):
             "--format", "format_", type=click.Choice(list(LOADERS)), help="File format (default: detect)."
         ),
         click.option(
+            "--columns",
+            "--trace-columns",
+            "columns",
+            help="A file's columns in other names: FIELD=COLUMN[:UNIT],... (fields arrival_s, num_prompt_tokens, "
+            "num_output_tokens; units s, ms, us, ns, datetime), e.g. arrival_s=ts:ms,num_prompt_tokens=in.",
+        ),
+        click.option(
             "--rate",
             type=float,
             help="Target mean rate, req/s: rescales a trace's times; the "
@@ -56,9 +63,16 @@ def _source_options(command):
     return command
 
 
-def _load(source, format_, rate, seed, arrival, cv, arrivals_from):
+def _load(source, format_, columns, rate, seed, arrival, cv, arrivals_from):
     return load_trace(
-        source, format_, rate=rate, seed=seed, arrival=arrival, cv=cv, arrivals_from=arrivals_from
+        source,
+        format_,
+        rate=rate,
+        seed=seed,
+        arrival=arrival,
+        cv=cv,
+        arrivals_from=arrivals_from,
+        columns=columns,
     )
 
 
@@ -101,13 +115,16 @@ def list_(as_json: bool) -> None:
 @click.argument("source")
 @_source_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def stats(source, format_, rate, seed, arrival, cv, arrivals_from, as_json: bool) -> None:
+def stats(source, format_, columns, rate, seed, arrival, cv, arrivals_from, as_json: bool) -> None:
     """Count, span, rate, inter-arrival CV and token-count summaries of SOURCE (a bundled name or a path)."""
-    summary = trace_stats(_load(source, format_, rate, seed, arrival, cv, arrivals_from))
+    summary = trace_stats(_load(source, format_, columns, rate, seed, arrival, cv, arrivals_from))
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
     click.echo(_format_stats(summary))
+
+
+LABEL_WIDTH = 18  # "inter-arrival CV" and a gap: the label column of every line
 
 
 def _format_stats(s: dict) -> str:
@@ -115,32 +132,45 @@ def _format_stats(s: dict) -> str:
         return "n/a" if x is None else f"{x:,.{digits}f}"
 
     lines = [
-        f"source            {s['source']}",
-        f"license           {s['license']}" + (f"; {s['citation']}" if s["citation"] else ""),
+        f"{'source':<{LABEL_WIDTH}}{s['source']}",
+        f"{'license':<{LABEL_WIDTH}}{s['license']}" + (f"; {s['citation']}" if s["citation"] else ""),
     ]
     if s["notes"]:
-        lines.append(f"notes             {s['notes']}")
+        lines.append(f"{'notes':<{LABEL_WIDTH}}{s['notes']}")
     lines += [
-        f"requests          {s['num_requests']:,}",
-        f"span              {num(s['span_s'], 1)} s",
-        f"rate              {num(s['rate_per_s'])} req/s",
-        f"inter-arrival CV  {num(s['interarrival_cv'])}",
-        f"{'tokens':<18}{'mean':>10}{'median':>10}{'p99':>10}{'max':>10}",
+        f"{'requests':<{LABEL_WIDTH}}{s['num_requests']:,}",
+        f"{'span':<{LABEL_WIDTH}}{num(s['span_s'], 1)} s",
+        f"{'rate':<{LABEL_WIDTH}}{num(s['rate_per_s'])} req/s",
+        f"{'inter-arrival CV':<{LABEL_WIDTH}}{num(s['interarrival_cv'])}",
     ]
+    rows = [["tokens", "mean", "median", "p99", "max"]]
     for label, key in (("prompt", "num_prompt_tokens"), ("output", "num_output_tokens")):
         t = s[key]
-        lines.append(f"{label:<18}{t['mean']:>10,.1f}{t['median']:>10,.0f}{t['p99']:>10,.0f}{t['max']:>10,}")
+        rows.append([label, f"{t['mean']:,.1f}", f"{t['median']:,.0f}", f"{t['p99']:,.0f}", f"{t['max']:,}"])
+    lines += fixed_width(rows, first_width=LABEL_WIDTH)
     if "prefix_blocks" in s:
         b = s["prefix_blocks"]
         lines.append(
-            f"prefix blocks     {b['num_blocks']:,} of {b['block_tokens']} tokens, {b['num_unique_blocks']:,} unique "
-            f"(an unbounded prefix cache hits at most {num(b['max_hit_fraction'])})"
+            f"{'prefix blocks':<{LABEL_WIDTH}}{b['num_blocks']:,} of {b['block_tokens']} tokens, "
+            f"{b['num_unique_blocks']:,} unique (an unbounded prefix cache hits at most "
+            f"{num(b['max_hit_fraction'])})"
         )
     if "mean_n" in s:
-        lines.append(f"mean n / beam     {s['mean_n']:g} / {s['mean_beam_width']:g}")
+        lines.append(f"{'mean n / beam':<{LABEL_WIDTH}}{s['mean_n']:g} / {s['mean_beam_width']:g}")
     if "num_failed_left_out" in s:
-        lines.append(f"failed, left out  {s['num_failed_left_out']:,}")
+        lines.append(f"{'failed, left out':<{LABEL_WIDTH}}{s['num_failed_left_out']:,}")
     return "\n".join(lines)
+
+
+def fixed_width(rows: list[list[str]], *, first_width: int = 0, gap: int = 2) -> list[str]:
+    """Rows of cells as lines: the first column left-aligned, the others right-aligned, each column as wide as
+    its widest cell plus ``gap`` spaces before it, so no two numbers ever touch however large they are."""
+    first = max(first_width, *(len(row[0]) + gap for row in rows))
+    widths = [max(len(row[i]) for row in rows) + gap for i in range(1, len(rows[0]))]
+    return [
+        f"{row[0]:<{first}}" + "".join(f"{cell:>{width}}" for cell, width in zip(row[1:], widths))
+        for row in rows
+    ]
 
 
 @traces.command()
@@ -215,11 +245,23 @@ def generate(
 @click.option("--max-requests", type=int, help="Keep the first N requests (after --window).")
 @click.option("--subsample", "fraction", type=float, help="Keep each request with this probability (--seed).")
 def convert(
-    source, out: Path, to, format_, rate, seed, arrival, cv, arrivals_from, window, max_requests, fraction
+    source,
+    out: Path,
+    to,
+    format_,
+    columns,
+    rate,
+    seed,
+    arrival,
+    cv,
+    arrivals_from,
+    window,
+    max_requests,
+    fraction,
 ) -> None:
     """Convert SOURCE (a bundled name or a path, any format) to kvsim JSONL or CSV. Transforms apply in the
     order rate, window, max-requests, subsample."""
-    trace = _load(source, format_, rate, seed, arrival, cv, arrivals_from)
+    trace = _load(source, format_, columns, rate, seed, arrival, cv, arrivals_from)
     if window:
         trace = cut_window(trace, *window)
     if max_requests is not None:

@@ -1,6 +1,7 @@
 """`kvsim traces`: golden output for stats, JSON for machines, generate and convert, and clean errors."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -17,9 +18,9 @@ requests          19,366
 span              3,501.7 s
 rate              5.530 req/s
 inter-arrival CV  1.094
-tokens                  mean    median       p99       max
-prompt               1,154.7     1,020     4,142    14,050
-output                 211.1       129       601     1,000
+tokens                 mean  median    p99     max
+prompt              1,154.7   1,020  4,142  14,050
+output                211.1     129    601   1,000
 """
 
 
@@ -31,6 +32,34 @@ def test_stats_golden_output():
     result = run("stats", "azure-conv")
     assert result.exit_code == 0, result.output
     assert result.output == AZURE_CONV_STATS
+
+
+def test_stats_columns_are_sized_to_their_numbers_so_large_ones_never_touch(tmp_path):
+    path = tmp_path / "big.csv"
+    path.write_text("arrival_s,num_prompt_tokens,num_output_tokens\n0,123456789012,98765432109\n1,5,3\n")
+    result = run("stats", path)
+    assert result.exit_code == 0, result.output
+    table = result.output.splitlines()[-3:]
+    assert table[1].split() == [
+        "prompt",
+        "61,728,394,508.5",
+        "61,728,394,508",
+        "122,222,221,122",
+        "123,456,789,012",
+    ]
+    assert table[2].split() == [
+        "output",
+        "49,382,716,056.0",
+        "49,382,716,056",
+        "97,777,777,788",
+        "98,765,432,109",
+    ]
+    # fixed width: every column ends where its header ends, with at least two spaces before each cell
+    header_ends = [m.end() for m in re.finditer(r"\S+", table[0])][1:]
+    for line in table[1:]:
+        cells = list(re.finditer(r"\S+", line))[1:]
+        assert [m.end() for m in cells] == header_ends
+        assert all(line[m.start() - 2 : m.start()] == "  " for m in cells)
 
 
 def test_stats_json_for_machines():

@@ -48,10 +48,8 @@ class CsvColumns:
         self.path = path
         self._text = text
         reader = csv.reader(io.StringIO(text, newline=""))
-        header = next(reader, None)
-        if header is None or not any(header):
-            raise KvsimError(f"{path} is empty; a trace file needs a header line and at least one request")
-        self.header = [name.strip() for name in header]
+        self.header = self.header_of(path, text)
+        next(reader)
         missing = [name for name in required if name not in self.header]
         if missing:
             raise KvsimError(
@@ -62,6 +60,14 @@ class CsvColumns:
         if not self.rows:
             raise KvsimError(f"{path} has a header but no requests; give a file with at least one request")
         self._check_widths()
+
+    @staticmethod
+    def header_of(path: Path, text: str) -> list[str]:
+        """The column names of the header row, stripped."""
+        header = next(csv.reader(io.StringIO(text, newline="")), None)
+        if header is None or not any(header):
+            raise KvsimError(f"{path} is empty; a trace file needs a header line and at least one request")
+        return [name.strip() for name in header]
 
     def __len__(self) -> int:
         return len(self.rows)
