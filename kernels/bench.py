@@ -8,6 +8,9 @@
   sweeps block_size and num_kv_splits.
 - prefill: causal FLOPs (see prefill.py) / latency, fraction of the FP16 tensor peak; whole prompts and one
   chunked-prefill case, paged and contiguous.
+- sliding window (`window` column; Mistral-7B-v0.1's 4,096 tokens): decode and prefill over 16K-token
+  contexts, so bytes and FLOPs count only the keys inside the window; the cost model charges
+  min(context, window) keys for such layers.
 Writes one CSV row per measurement and a `<out>_summary.txt`; `--budget-s` skips what is left after that
 long (the headline shapes run first). On a GPU, `latency_us` is the GPU's time alone (median of CUDA-event
 timings with the L2 flushed and the host's launch hidden, `kvsim.calibrate.timing`: what an engine replaying
@@ -36,16 +39,22 @@ COLUMNS = [
     "kind", "layout", "heads", "num_heads", "num_kv_heads", "head_dim", "dtype", "batch", "context", "q_len",
     "block_size", "num_kv_splits", "latency_us", "bytes", "achieved_gbps", "peak_gbps", "frac_hbm_peak",
     "flops", "achieved_tflops", "peak_tflops", "frac_flops_peak", "paged_over_contiguous", "host_launch_us",
-    "device",
+    "window", "device",
 ]  # fmt: skip
+WINDOW = 4096  # Mistral-7B-v0.1's sliding_window (its config.json), the windowed shapes' window
 
 
 def decode_grid(quick: bool) -> list[dict]:
     """Shapes of the decode sweep: dicts of heads, batch, context, block_size, num_kv_splits (None: auto)."""
     if quick:
-        return [dict(heads="tiny-gqa", batch=2, context=80, block_size=16, num_kv_splits=None)]
+        return [
+            dict(heads="tiny-gqa", batch=2, context=80, block_size=16, num_kv_splits=None),
+            dict(heads="tiny-gqa", batch=2, context=80, window=24, block_size=16, num_kv_splits=None),
+        ]
     # the headline shape first, so a run cut short by --budget-s still measures what the goals are about
     grid = [dict(HEADLINE, block_size=16, num_kv_splits=None)]
+    grid += [dict(heads="llama3-8b", batch=b, context=16384, window=WINDOW, block_size=16, num_kv_splits=None)
+             for b in (8, 32)]  # fmt: skip
     grid += [dict(HEADLINE, block_size=16, num_kv_splits=s) for s in (1, 2, 4, 8)]
     grid += [dict(HEADLINE, block_size=bs, num_kv_splits=None) for bs in (8, 32, 64, 128, 256)]
     grid += [
@@ -62,11 +71,28 @@ def decode_grid(quick: bool) -> list[dict]:
 def prefill_grid(quick: bool) -> list[dict]:
     """Shapes of the prefill sweep: batch sequences of `context` tokens, the last q_len of them new."""
     if quick:
-        return [dict(heads="tiny-gqa", batch=1, context=96, q_len=96, block_size=16)]
+        return [
+            dict(heads="tiny-gqa", batch=1, context=96, q_len=96, block_size=16),
+            dict(heads="tiny-gqa", batch=1, context=96, q_len=96, block_size=16, window=40),
+        ]
     return [
         dict(heads="llama3-8b", batch=batch, context=context, q_len=context, block_size=16)
         for batch, context in ((16, 512), (4, 2048), (1, 8192))
-    ] + [dict(heads="llama3-8b", batch=4, context=4096, q_len=512, block_size=16)]
+    ] + [
+        dict(heads="llama3-8b", batch=1, context=16384, q_len=16384, block_size=16, window=WINDOW),
+        dict(heads="llama3-8b", batch=4, context=4096, q_len=512, block_size=16),
+    ]
+
+
+def windowed_pairs(context: int, q_len: int, window: int | None) -> int:
+    """(query, key) pairs attended by the last q_len queries of a `context`-token sequence: query at position
+    p sees min(p + 1, window) keys (all p + 1 without a window)."""
+
+    def first(n: int) -> int:  # pairs of the queries at positions 0 .. n - 1
+        w = window or n
+        return w * (w + 1) // 2 + (n - w) * w if n > w else n * (n + 1) // 2
+
+    return first(context) - first(context - q_len)
 
 
 def _decode_inputs(torch, shape: dict, dtype, device: str, gen):
@@ -148,25 +174,30 @@ def run(args: argparse.Namespace) -> list[dict]:
         if out_of_budget("decode", shape):
             continue
         num_heads, num_kv_heads = HEAD_CONFIGS[shape["heads"]]
-        batch, context = shape["batch"], shape["context"]
+        batch, context, window = shape["batch"], shape["context"], shape.get("window")
+        attended = min(context, window or context)  # keys each new token reads
         q, k_cache, v_cache, block_table, seq_lens, k, v = _decode_inputs(
             torch, shape, dtype, args.device, gen
         )
-        splits, _ = plan_kv_splits(batch, num_kv_heads, context, 128, dtype, q.device, shape["num_kv_splits"])
-        kw = dict(num_kv_splits=splits, max_seq_len=context)  # vouched lengths: no host sync is timed
+        splits, _ = plan_kv_splits(
+            batch, num_kv_heads, attended, 128, dtype, q.device, shape["num_kv_splits"]
+        )
+        # vouched lengths: no host sync is timed
+        kw = dict(num_kv_splits=splits, max_seq_len=context, window=window)
         paged_us, paged_host = time_us(
             partial(paged_decode_attention, q, k_cache, v_cache, block_table, seq_lens, **kw)
         )
         contiguous_us, contiguous_host = time_us(
             partial(contiguous_decode_attention, q, k, v, seq_lens, **kw)
         )
-        num_bytes = (2 * batch * context * num_kv_heads + batch * num_heads) * 128 * q.element_size()
-        flops = 4 * batch * context * num_heads * 128
+        num_bytes = (2 * batch * attended * num_kv_heads + batch * num_heads) * 128 * q.element_size()
+        flops = 4 * batch * attended * num_heads * 128
         ratio = round(paged_us / contiguous_us, 3)
         rows.append(row("decode", "paged", shape, paged_us, num_bytes, flops, q_len=1, num_kv_splits=splits,
-                        paged_over_contiguous=ratio, host_launch_us=paged_host))  # fmt: skip
+                        paged_over_contiguous=ratio, host_launch_us=paged_host, window=window or ""))  # fmt: skip
         rows.append(row("decode", "contiguous", shape, contiguous_us, num_bytes, flops, q_len=1,
-                        num_kv_splits=splits, paged_over_contiguous="", host_launch_us=contiguous_host))  # fmt: skip
+                        num_kv_splits=splits, paged_over_contiguous="", host_launch_us=contiguous_host,
+                        window=window or ""))  # fmt: skip
         _print_row(rows[-2])
         del q, k_cache, v_cache, block_table, k, v
 
@@ -191,25 +222,31 @@ def run(args: argparse.Namespace) -> list[dict]:
         block_table = block_table.view(batch, blocks_per_seq).to(dev)
         cu_q = torch.arange(0, batch + 1, dtype=torch.int32, device=dev) * q_len
         seq_lens = torch.full((batch,), context, dtype=torch.int32, device=dev)
-        pairs = batch * (q_len * (context - q_len) + q_len * (q_len + 1) // 2)  # (query, key) pairs attended
+        window = shape.get("window")
+        pairs = batch * windowed_pairs(context, q_len, window)  # (query, key) pairs attended
         flops = 4 * pairs * num_heads * 128
-        num_bytes = (batch * q_len * num_heads + 2 * batch * context * num_kv_heads) * 128 * q.element_size()
+        keys_read = min(context, q_len + window - 1) if window else context
+        num_bytes = (
+            (batch * q_len * num_heads + 2 * batch * keys_read * num_kv_heads) * 128 * q.element_size()
+        )
         paged_us, paged_host = time_us(
             partial(
-                paged_prefill_attention, q, k_cache, v_cache, block_table, cu_q, seq_lens, max_q_len=q_len
+                paged_prefill_attention, q, k_cache, v_cache, block_table, cu_q, seq_lens, max_q_len=q_len,
+                window=window,
             )
-        )
+        )  # fmt: skip
         rows.append(row("prefill", "paged", shape, paged_us, num_bytes, flops, q_len=q_len, num_kv_splits="",
-                        host_launch_us=paged_host))  # fmt: skip
+                        host_launch_us=paged_host, window=window or ""))  # fmt: skip
         if q_len == context:  # contiguous varlen has no cached prefix: only whole prompts compare
             k = torch.randn((batch * q_len, num_kv_heads, 128), dtype=dtype, device=dev)
             v = torch.randn_like(k)
             contiguous_us, contiguous_host = time_us(
-                partial(contiguous_prefill_attention, q, k, v, cu_q, max_seqlen=q_len)
+                partial(contiguous_prefill_attention, q, k, v, cu_q, max_seqlen=q_len, window=window)
             )
             rows[-1]["paged_over_contiguous"] = round(paged_us / contiguous_us, 3)
             rows.append(row("prefill", "contiguous", shape, contiguous_us, num_bytes, flops, q_len=q_len,
-                            num_kv_splits="", paged_over_contiguous="", host_launch_us=contiguous_host))  # fmt: skip
+                            num_kv_splits="", paged_over_contiguous="", host_launch_us=contiguous_host,
+                            window=window or ""))  # fmt: skip
         _print_row(rows[-1])
     return rows
 
@@ -267,6 +304,13 @@ def summarize(rows: list[dict], on_gpu: bool) -> str:
             lines.append(
                 f"host launch of one {layout} decode call: median {hosts[len(hosts) // 2]} us "
                 f"(min {hosts[0]}, max {hosts[-1]}); latency_us excludes it"
+            )
+    for r in rows:
+        if r["kind"] == "decode" and r["layout"] == "paged" and r.get("window"):
+            lines.append(
+                f"windowed paged decode (window {r['window']}), batch {r['batch']} x {r['context']}: "
+                f"{r['achieved_gbps']} GB/s of the window's KV, fraction of HBM peak {r['frac_hbm_peak']}, "
+                f"paged/contiguous {r['paged_over_contiguous']}"
             )
     prefill = [r for r in rows if r["kind"] == "prefill" and r["achieved_tflops"]]
     if prefill:

@@ -14,6 +14,11 @@ writes the output directly and stage 2 is skipped.
 
 Paged and contiguous layouts share this kernel; they differ only in how a token's address is found
 (`_token_slots`): through the block table, or as an offset into the sequence's own region.
+
+Sliding-window attention (`window` W, as Mistral's and Gemma's local layers and vLLM's `sliding_window`): the
+new token sees the last W tokens, itself included, so the splits cover [max(0, seq_len - W), seq_len) and
+only min(seq_len, W) tokens of KV are read; a paged block table's entries before the window are never read
+(vLLM frees those blocks and points the entries at its null block).
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ def _decode_split_kernel(
     part_lse_ptr,  # [num_seqs, num_heads, num_splits] fp32 (log2 domain), written when SPLIT
     scale_log2,  # softmax scale x log2(e)
     tokens_per_split,
+    window,  # sliding window in tokens (the new token sees the last `window`); 0: the whole sequence
     stride_q_seq,
     stride_q_head,
     stride_k_seq,
@@ -94,7 +100,8 @@ def _decode_split_kernel(
     split_idx = tl.program_id(2)
 
     seq_len = tl.load(seq_lens_ptr + seq_idx)
-    split_start = split_idx * tokens_per_split
+    window_start = tl.where(window > 0, tl.maximum(seq_len - window, 0), 0)
+    split_start = window_start + split_idx * tokens_per_split
     split_end = tl.minimum(split_start + tokens_per_split, seq_len)  # empty split: loop below never runs
 
     offs_h = tl.arange(0, BLOCK_H)  # row r of the tile is query head kv_head * QUERY_GROUP_SIZE + r
@@ -206,6 +213,7 @@ def paged_decode_attention(
     scale: float | None = None,
     num_kv_splits: int | None = None,
     max_seq_len: int | None = None,
+    window: int | None = None,
 ) -> torch.Tensor:
     """Attention of one query token per sequence over its paged KV cache (vLLM layout).
 
@@ -214,6 +222,8 @@ def paged_decode_attention(
     seq_lens [num_seqs] int32 (tokens in the cache, the new one included). Returns [num_seqs, num_heads,
     head_dim] in q's dtype. `num_kv_splits` None picks it from the batch and SM count; `max_seq_len` given
     means the caller vouches for seq_lens and block_table (no device-to-host sync, no value checks).
+    `window` W (sliding-window attention): the new token attends to the last W tokens only, and block-table
+    entries before them are not read (they may hold any in-range id); None: the whole sequence.
     """
     check.check_float_tensor("q", q, 3, "[num_seqs, num_heads, head_dim]")
     cache_dims = "[num_blocks, block_size, num_kv_heads, head_dim]"
@@ -228,6 +238,7 @@ def paged_decode_attention(
     check.check_index_tensor("seq_lens", seq_lens, (num_seqs,), "[num_seqs]")
     check.check_same_dtype(q, k_cache=k_cache, v_cache=v_cache)
     check.check_same_device(q, k_cache=k_cache, v_cache=v_cache, block_table=block_table, seq_lens=seq_lens)
+    window = check.check_window(window)
     if max_seq_len is None and num_seqs > 0:
         max_seq_len = check.check_paged_values(seq_lens, block_table, block_size, num_blocks, min_seq_len=1)
     return run_planned(
@@ -242,6 +253,7 @@ def paged_decode_attention(
             scale=check.resolve_scale(scale, head_dim),
             num_kv_splits=num_kv_splits,
             max_seq_len=max_seq_len,
+            window=window,
         )
     )
 
@@ -254,6 +266,7 @@ def contiguous_decode_attention(
     scale: float | None = None,
     num_kv_splits: int | None = None,
     max_seq_len: int | None = None,
+    window: int | None = None,
 ) -> torch.Tensor:
     """Decode attention over one contiguous KV region per sequence (the layout vAttention keeps).
 
@@ -273,6 +286,7 @@ def contiguous_decode_attention(
     check.check_index_tensor("seq_lens", seq_lens, (num_seqs,), "[num_seqs]")
     check.check_same_dtype(q, k=k, v=v)
     check.check_same_device(q, k=k, v=v, seq_lens=seq_lens)
+    window = check.check_window(window)
     if max_seq_len is None and num_seqs > 0:
         lo, hi = torch.stack([seq_lens.min(), seq_lens.max()]).tolist()
         if lo < 1 or hi > k.shape[1]:
@@ -290,6 +304,7 @@ def contiguous_decode_attention(
             scale=check.resolve_scale(scale, head_dim),
             num_kv_splits=num_kv_splits,
             max_seq_len=max_seq_len,
+            window=window,
         )
     )
 
@@ -315,8 +330,10 @@ def plan_launches(
     scale: float,
     num_kv_splits: int | None,
     max_seq_len: int | None,
+    window: int | None = None,
 ) -> tuple[torch.Tensor, list[KernelLaunch]]:
-    """The output tensor and the kernel launches that fill it (split stage, then reduction if split)."""
+    """The output tensor and the kernel launches that fill it (split stage, then reduction if split).
+    With a `window`, the splits divide the at most `window` tokens a sequence attends to."""
     num_seqs, num_heads, head_dim = q.shape
     num_kv_heads = kv[0].shape[2]
     out = torch.empty((num_seqs, num_heads, head_dim), dtype=q.dtype, device=q.device)
@@ -324,8 +341,9 @@ def plan_launches(
         return out, []
     max_seq_len = check.check_positive_int("max_seq_len", max_seq_len)
     tiles = decode_tiles(head_dim, q.dtype)
+    max_attended = min(max_seq_len, window) if window else max_seq_len
     num_kv_splits, split_tokens = plan_kv_splits(
-        num_seqs, num_kv_heads, max_seq_len, head_dim, q.dtype, q.device, num_kv_splits
+        num_seqs, num_kv_heads, max_attended, head_dim, q.dtype, q.device, num_kv_splits
     )
     split = num_kv_splits > 1
     group = num_heads // num_kv_heads
@@ -339,7 +357,7 @@ def plan_launches(
     (ks, ko, kt, kh), (vs, vo, vt, vh) = kv_strides
     stage1 = KernelLaunch(_decode_split_kernel, (num_seqs, num_kv_heads, num_kv_splits), (
         q, kv[0], kv[1], block_table, seq_lens, out, part_out, part_lse,
-        scale * LOG2E, split_tokens,
+        scale * LOG2E, split_tokens, window or 0,
         q.stride(0), q.stride(1),
         ks, ko, kt, kh,
         vs, vo, vt, vh,

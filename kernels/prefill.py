@@ -14,6 +14,11 @@ last query's position are never loaded. Programs whose q tile lies beyond their 
 
 Query i of a sequence (0-based among its q_len queries) sits at position seq_len - q_len + i, so one kernel
 covers a whole prompt (q_len == seq_len), chunked prefill and prefix-cache hits (q_len < seq_len).
+
+Sliding-window attention (`window` W): the query at position p sees keys (p - W, p]. A tile then walks only
+[first query's window start, last query's position]: keys visible to all its queries (after the last query's
+window start, at or before the first query) unmasked, and the two edges masked, so the pairs, FLOPs and KV
+bytes are those of min(p + 1, W) keys per query. W = 0 in the kernel means no window.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ def _prefill_kernel(
     cu_seqlens_q_ptr,  # [num_seqs + 1] int32: sequence i's queries are rows cu[i] .. cu[i+1]-1
     seq_lens_ptr,  # [num_seqs] int32 (unused when not PAGED: there seq_len == q_len)
     scale_log2,  # softmax scale x log2(e)
+    window,  # sliding window in tokens (query at p sees keys (p - window, p]); 0: causal over everything
     stride_q_token,
     stride_q_head,
     stride_k_outer,
@@ -84,17 +90,51 @@ def _prefill_kernel(
         other=0.0,
     )  # [BLOCK_M, HEAD_DIM]
 
-    # Keys [0, kv_end) reach the tile's last query; keys [0, full_end) are visible to all of its queries.
+    # Keys [kv_start, kv_end) reach some query of the tile; keys [full_start, full_end) are visible to all of
+    # them (at or before the first query, inside the last query's window). Without a window kv_start and
+    # full_start are 0. Tile bounds are multiples of BLOCK_N, except kv_end.
     has_rows = tile_m * BLOCK_M < q_len
     first_pos = seq_len - q_len + tile_m * BLOCK_M
     kv_end = tl.where(has_rows, tl.minimum(first_pos + BLOCK_M, seq_len), 0)
     full_end = tl.minimum((first_pos + 1) // BLOCK_N * BLOCK_N, kv_end)
+    windowed = window > 0
+    kv_start = tl.where(windowed, tl.maximum(first_pos - window + 1, 0) // BLOCK_N * BLOCK_N, 0)
+    last_window_start = tl.maximum(kv_end - window, 0)  # the tile's last query sits at kv_end - 1
+    full_start = tl.where(windowed, tl.cdiv(last_window_start, BLOCK_N) * BLOCK_N, 0)
+    full_start = tl.minimum(tl.maximum(full_start, kv_start), full_end)
+    lowest_visible = q_pos - tl.where(windowed, window, seq_len + 1)  # keys <= this are out of the window
 
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)  # running max of scores (log2 units)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
     all_tokens = tl.full([BLOCK_N], 1, dtype=tl.int1)
-    for start_n in range(0, full_end, BLOCK_N):  # no mask: every key precedes every query of the tile
+    for start_n in range(kv_start, full_start, BLOCK_N):  # the window's lower edge: masked per (query, key)
+        offs_n = start_n + tl.arange(0, BLOCK_N)
+        # keys before the first query's window are seen by no query: not loaded (their blocks may be freed)
+        token_mask = offs_n > first_pos - window
+        outer, inner = _token_slots(offs_n, token_mask, bt_row_ptr, BLOCK_SIZE, PAGED)
+        k = tl.load(
+            k_base + outer[:, None] * stride_k_outer + inner[:, None] * stride_k_token + offs_d[None, :],
+            mask=token_mask[:, None],
+            other=0.0,
+        )
+        s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * scale_log2
+        visible = (offs_n[None, :] <= q_pos[:, None]) & (offs_n[None, :] > lowest_visible[:, None])
+        s = tl.where(visible, s, float("-inf"))
+        # a row may see no key of this tile yet (its window starts later): keep its max at -inf without NaN
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+        alpha = tl.exp2(m_i - m_safe)
+        p = tl.exp2(s - m_safe[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+        vt = tl.load(
+            v_base + outer[:, None] * stride_v_outer + inner[:, None] * stride_v_token + offs_d[None, :],
+            mask=token_mask[:, None],
+            other=0.0,
+        )
+        acc = acc * alpha[:, None] + tl.dot(p.to(vt.dtype), vt, input_precision=DOT_PRECISION)
+        m_i = m_new
+    for start_n in range(full_start, full_end, BLOCK_N):  # no mask: every key visible to every query
         offs_n = start_n + tl.arange(0, BLOCK_N)
         outer, inner = _token_slots(offs_n, all_tokens, bt_row_ptr, BLOCK_SIZE, PAGED)
         k = tl.load(
@@ -121,11 +161,14 @@ def _prefill_kernel(
         )
         s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * scale_log2
         visible = token_mask[None, :] & (offs_n[None, :] <= q_pos[:, None])
+        visible = visible & (offs_n[None, :] > lowest_visible[:, None])
         s = tl.where(visible, s, float("-inf"))
-        # finite: key 0 (or a key of the unmasked loop, already in m_i) is visible to every row
+        # a row's own key is in this loop or before it, so m_i ends finite for every live row; guard the
+        # rows that have seen no key yet (window edge) and the dead rows past q_len
         m_new = tl.maximum(m_i, tl.max(s, 1))
-        alpha = tl.exp2(m_i - m_new)
-        p = tl.exp2(s - m_new[:, None])
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+        alpha = tl.exp2(m_i - m_safe)
+        p = tl.exp2(s - m_safe[:, None])
         l_i = l_i * alpha + tl.sum(p, 1)
         vt = tl.load(
             v_base + outer[:, None] * stride_v_outer + inner[:, None] * stride_v_token + offs_d[None, :],
@@ -149,6 +192,7 @@ def paged_prefill_attention(
     seq_lens: torch.Tensor,
     scale: float | None = None,
     max_q_len: int | None = None,
+    window: int | None = None,
 ) -> torch.Tensor:
     """Causal varlen attention of new tokens whose K/V are already in the paged cache.
 
@@ -157,6 +201,7 @@ def paged_prefill_attention(
     i's queries are q rows cu_seqlens_q[i] .. cu_seqlens_q[i+1] - 1); seq_lens [num_seqs] int32 (all tokens
     in the cache, the new ones included, so seq_len >= q_len). Returns q's shape and dtype. `max_q_len`
     given means the caller vouches for all index values (no device-to-host sync, no value checks).
+    `window` W: sliding-window attention, the query at position p sees keys (p - W, p] only; None: all.
     """
     check.check_float_tensor("q", q, 3, "[total_q_tokens, num_heads, head_dim]")
     cache_dims = "[num_blocks, block_size, num_kv_heads, head_dim]"
@@ -181,6 +226,7 @@ def paged_prefill_attention(
         cu_seqlens_q=cu_seqlens_q,
         seq_lens=seq_lens,
     )
+    window = check.check_window(window)
     if max_q_len is None and num_seqs > 0:
         q_lens = check.check_cu_seqlens("cu_seqlens_q", cu_seqlens_q, q.shape[0])
         check.check_paged_values(seq_lens, block_table, block_size, num_blocks, min_seq_len=0)
@@ -203,6 +249,7 @@ def paged_prefill_attention(
             paged=True,
             scale=check.resolve_scale(scale, q.shape[2]),
             max_q_len=max_q_len,
+            window=window,
         )
     )
 
@@ -214,9 +261,10 @@ def contiguous_prefill_attention(
     cu_seqlens: torch.Tensor,
     scale: float | None = None,
     max_seqlen: int | None = None,
+    window: int | None = None,
 ) -> torch.Tensor:
     """Causal varlen attention, FlashAttention varlen style: q, k, v [total_tokens, heads, head_dim], sequence
-    i is rows cu_seqlens[i] .. cu_seqlens[i+1] - 1 of all three. `max_seqlen` as `max_q_len` above."""
+    i is rows cu_seqlens[i] .. cu_seqlens[i+1] - 1 of all three. `max_seqlen` and `window` as above."""
     dims = "[total_tokens, num_heads, head_dim]"
     check.check_float_tensor("q", q, 3, dims)
     check.check_float_tensor("k", k, 3, "[total_tokens, num_kv_heads, head_dim]")
@@ -231,6 +279,7 @@ def contiguous_prefill_attention(
         raise ValueError("cu_seqlens must have num_seqs + 1 >= 1 entries, got an empty tensor")
     check.check_same_dtype(q, k=k, v=v)
     check.check_same_device(q, k=k, v=v, cu_seqlens=cu_seqlens)
+    window = check.check_window(window)
     if max_seqlen is None and cu_seqlens.shape[0] > 1:
         max_seqlen = int(check.check_cu_seqlens("cu_seqlens", cu_seqlens, q.shape[0]).max())
     return run_planned(
@@ -245,6 +294,7 @@ def contiguous_prefill_attention(
             paged=False,
             scale=check.resolve_scale(scale, q.shape[2]),
             max_q_len=max_seqlen,
+            window=window,
         )
     )
 
@@ -260,6 +310,7 @@ def plan_launches(
     paged: bool,
     scale: float,
     max_q_len: int | None,
+    window: int | None = None,
 ) -> tuple[torch.Tensor, list[KernelLaunch]]:
     """The output tensor and the one kernel launch that fills it (none for an empty batch)."""
     total_q, num_heads, head_dim = q.shape
@@ -272,7 +323,7 @@ def plan_launches(
     grid = (triton.cdiv(max_q_len, tiles.block_m), num_seqs, num_heads)
     return out, [KernelLaunch(_prefill_kernel, grid, (
         q, kv[0], kv[1], out, block_table, cu_seqlens_q, seq_lens,
-        scale * LOG2E,
+        scale * LOG2E, window or 0,
         q.stride(0), q.stride(1),
         ko, kt, kh,
         vo, vt, vh,

@@ -100,6 +100,15 @@ def check_positive_int(name: str, value: object) -> int:
     return value
 
 
+def check_window(window: object) -> int | None:
+    """A sliding window in tokens (each query sees itself and the window - 1 tokens before it), or None."""
+    if window is None:
+        return None
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ValueError(f"window must be a positive int (tokens a query attends to) or None, got {window!r}")
+    return window
+
+
 def check_paged_values(
     seq_lens: torch.Tensor, block_table: torch.Tensor, block_size: int, num_blocks: int, min_seq_len: int
 ) -> int:
