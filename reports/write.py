@@ -5,6 +5,7 @@ share a label (a sweep folder: the same configuration at several rates) the repo
 summary table plus throughput/latency against rate, without a timeline per point.
 """
 
+import html
 from collections import Counter
 from pathlib import Path
 
@@ -20,7 +21,8 @@ from kvsim.reports.figures import (
 from kvsim.reports.figures.calibration import held_out_mape
 from kvsim.reports.figures.capacity import cost_per_million_requests_usd
 from kvsim.reports.figures.memory_breakdown import breakdown_rows
-from kvsim.reports.page import table_html, write_page
+from kvsim.reports.glossary import COUNTER_TO_MEANING, HEADER_TO_HELP, REJECTED, SATURATED
+from kvsim.reports.page import table_html, terms_html, write_page
 from kvsim.reports.profile import (
     calibration_rows,
     measurements_beside,
@@ -28,8 +30,10 @@ from kvsim.reports.profile import (
     quality_table,
     read_profile,
 )
+from kvsim.reports.rejections import HEADER as REJECTION_HEADER
+from kvsim.reports.rejections import rejection_rows
 from kvsim.reports.runs import RunResult, find_run_dirs, read_run
-from kvsim.reports.summary import HEADER, cost_model_in_words, summary_row
+from kvsim.reports.summary import cost_model_in_words, header_help, shared_in_words, summary_table
 from kvsim.reports.sweep import sweep_rows_from_runs
 
 # A report with more runs than this shows one timeline per run only up to here (each is up to ~2000 points).
@@ -57,10 +61,35 @@ def write_report(run_dirs: list[Path], out_html: Path, *, title: str | None = No
     without = [r.label for r in runs if r.timeline is None]
     if without:
         note += f" No memory timeline for {', '.join(without)}: run with --no-timeline (summary and breakdown only)."
-    table = table_html(HEADER, [summary_row(r) for r in runs])
+    header, rows, shared = summary_table(runs)
+    table = _shared_line(shared, len(runs)) + table_html(header, rows, header_help=header_help(header))
+    table += _explanations(runs, header)
     return write_page(
         out_html, title=title or "kvsim report: " + ", ".join(labels), note=note, table=table, figures=figures
     )
+
+
+def _shared_line(shared: dict[str, str], num_runs: int) -> str:
+    words = shared_in_words(shared, num_runs)
+    return f'<p class="shared" id="shared">{html.escape(words)}</p>' if words else ""
+
+
+def _explanations(runs: list[RunResult], header: list[str], *, saturated: bool = True) -> str:
+    """Under the summary table: rejected requests by reason (when any), then the legend of the terms the
+    table and figures use."""
+    parts = []
+    rows = rejection_rows(runs)
+    if rows:
+        parts.append("<h2>Rejected requests by reason</h2>")
+        parts.append(table_html(REJECTION_HEADER, rows, table_id="rejections"))
+    terms = {"Rejected": REJECTED}
+    if saturated:
+        terms["Saturated"] = SATURATED
+    if "Prefix-cache hits (% of tokens)" in header:
+        terms["Prefix-cache hits"] = HEADER_TO_HELP["Prefix-cache hits (% of tokens)"]
+    counters = dict.fromkeys(k for r in runs for k in (r.summary.get("allocator_stats") or {}))
+    terms.update({k: COUNTER_TO_MEANING[k] for k in counters if k in COUNTER_TO_MEANING})
+    return "".join(parts) + terms_html(terms)
 
 
 def write_sweep_report(
@@ -205,10 +234,10 @@ def _write_runs_as_sweep(runs: list[RunResult], out_html: Path, *, title: str | 
     rows = sweep_rows_from_runs(runs)
     if not rows:
         raise KvsimError("sweep report: no run has a request rate (config trace rate or >= 2 arrivals)")
-    table = table_html(
-        ["Request rate (requests/s)", *HEADER],
-        [[row["request_rate_per_s"], *summary_row(run)] for row, run in zip(rows, runs)],
-    )
+    rates = [row["request_rate_per_s"] for row in rows]
+    header, body, shared = summary_table(runs, lead=("Request rate (requests/s)", rates))
+    table = _shared_line(shared, len(runs)) + table_html(header, body, header_help=header_help(header))
+    table += _explanations(runs, header, saturated=False)
     note = f"{len(runs)} runs of {len({r.label for r in runs})} configurations. " + _sources_note(runs)
     return write_page(
         out_html,

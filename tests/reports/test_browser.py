@@ -130,3 +130,48 @@ def test_simulate_with_report_renders_in_chromium(tmp_path):
     assert shown["traces_per_figure"][:2] == [10, 8]  # 5 parts × 2 windows; 2 configs × 4 CDFs
     assert all(n >= 7 for n in shown["traces_per_figure"][2:])  # 5 parts + queue + batch (+ cached line)
     assert shown["summary_rows"] == 2
+
+
+def test_the_summary_table_scrolls_inside_its_box_and_the_page_fits_1400_px(make_run, tmp_path):
+    """Issue 19: the table was wider than the page (columns clipped at 1400 px). Now the page never scrolls
+    sideways; a table wider than its box scrolls inside it, its first column kept in view."""
+    import json
+
+    from playwright import sync_api
+
+    runs = []
+    for i, label in enumerate(
+        ["paged:block_size=16,enable_prefix_caching=true", "reserved:max", "vattention"]
+    ):
+        run = make_run(f"r{i}", label=label, seed=i)
+        summary = json.loads((run / "summary.json").read_text())
+        summary["allocator_stats"] = {"num_pages_mapped": 128512, "map_s": 5.14048, "map_charged_s": 0.0585}
+        summary["kv_evicted_fraction"] = {"mean": 0.31}
+        summary["prefix_cache"] = {"hit_rate_tokens": 0.25, "hit_rate_blocks": 0.2, "num_evicted_blocks": 7}
+        (run / "summary.json").write_text(json.dumps(summary))
+        runs.append(run)
+    html_path = write_report(runs, tmp_path / "report.html")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(html_path.resolve().as_uri(), wait_until="load")
+            shown = page.evaluate(
+                """() => {
+                    const box = document.querySelector('#summary').parentElement;
+                    box.scrollLeft = box.scrollWidth;  // scrolled to the last column
+                    const first = document.querySelector('#summary tbody td').getBoundingClientRect();
+                    return {
+                        page_width: document.documentElement.scrollWidth,
+                        box_overflow: getComputedStyle(box).overflowX,
+                        box_right: box.getBoundingClientRect().right,
+                        first_left: first.left,
+                        box_left: box.getBoundingClientRect().left,
+                    };
+                }"""
+            )
+        finally:
+            browser.close()
+    assert shown["page_width"] <= 1400
+    assert shown["box_overflow"] == "auto" and shown["box_right"] <= 1400
+    assert abs(shown["first_left"] - shown["box_left"]) < 2  # the configuration column stays in view
