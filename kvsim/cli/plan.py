@@ -138,7 +138,9 @@ def plan(
     candidates = Grid(tuple(dimensions)).merged(Grid.from_options(grid_options))
     if any(name in base for name in candidates.names):
         raise KvsimError("a field is both fixed (--set/--model) and a candidate dimension; keep one")
-    workload = Workload(**{k: v for k, v in base.items() if k in ("trace", "trace_format", "num_requests")})
+    workload = Workload(
+        **{k: v for k, v in base.items() if k in ("trace", "trace_format", "trace_columns", "num_requests")}
+    )
     native_rate = mean_rate_per_s(workload.load())
     target = _target_rate(target_rate, native_rate)
     settings = PlanSettings(

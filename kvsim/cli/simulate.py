@@ -16,7 +16,7 @@ import click
 
 from kvsim.errors import KvsimError
 
-WORKLOAD_KEYS = ("trace", "trace_format", "rate", "cut_s", "num_requests")
+WORKLOAD_KEYS = ("trace", "trace_format", "trace_columns", "rate", "cut_s", "num_requests")
 OUTPUT_KEYS = ("out", "report", "timeline")
 PROGRESS_MIN_REQUESTS = 20_000  # show a progress bar from this many requests (on a terminal)
 
@@ -44,6 +44,11 @@ def _options(func):
         ),
         click.option("--trace", help="Bundled trace name (kvsim traces list) or a file path."),
         click.option("--trace-format", help="The trace file's format when it cannot be detected."),
+        click.option(
+            "--trace-columns",
+            help="A trace file's columns in other names: FIELD=COLUMN[:UNIT],... (arrival_s, num_prompt_tokens, "
+            "num_output_tokens; units s, ms, us, ns, datetime), e.g. arrival_s=ts:ms,num_prompt_tokens=in.",
+        ),
         click.option("--rate", type=float, help="Rescale arrivals to this mean rate (req/s)."),
         click.option("--cut-s", type=float, help="Keep the requests arriving in the first S seconds."),
         click.option("--num-requests", type=int, help="Keep the first N requests."),
@@ -139,6 +144,7 @@ def run_simulations(values: dict) -> list[Path]:
     workload = {
         "name_or_path": str(values.get("trace")),
         "format": values.get("trace_format"),
+        "columns": values.get("trace_columns"),
         "rate": values.get("rate"),
         "cut_s": values.get("cut_s"),
         "num_requests_kept": values.get("num_requests"),
@@ -198,7 +204,11 @@ def load_workload(values: dict):
     if values.get("cut_s") is not None and values.get("num_requests") is not None:
         raise KvsimError("give --cut-s or --num-requests, not both")
     trace = load_trace(
-        name, values.get("trace_format"), rate=values.get("rate"), seed=values.get("seed") or 0
+        name,
+        values.get("trace_format"),
+        rate=values.get("rate"),
+        seed=values.get("seed") or 0,
+        columns=values.get("trace_columns"),
     )
     if values.get("cut_s") is not None:
         start = float(trace.arrival_s[0])

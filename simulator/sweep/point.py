@@ -7,6 +7,8 @@ can vary any config field without code here knowing about it.
 Workload fields:
 - ``trace``: a bundled trace name (``kvsim traces list``) or a file path (required)
 - ``trace_format``: the file's format when it cannot be detected
+- ``trace_columns``: a file's columns in other tools' names, ``arrival_s=ts:ms,num_prompt_tokens=in,...``
+  (``kvsim.traces.loaders.columns``)
 - ``num_requests``: keep the first N requests (cut before rescaling, so the cut part has the asked rate)
 - ``rate``: rescale arrival times to this mean rate, requests/s; or ``rate_scale``: × the trace's own rate
 - ``arrival``, ``cv``: the arrival process of a length dataset (``poisson``, or ``gamma`` with ``cv``)
@@ -22,10 +24,19 @@ from typing import Any
 from kvsim.errors import KvsimError
 from kvsim.simulator.config import SimConfig
 
-WORKLOAD_FIELDS = ("trace", "trace_format", "num_requests", "rate", "rate_scale", "arrival", "cv")
+WORKLOAD_FIELDS = (
+    "trace",
+    "trace_format",
+    "trace_columns",
+    "num_requests",
+    "rate",
+    "rate_scale",
+    "arrival",
+    "cv",
+)
 # the workload fields that pick which requests are drawn: a sweep point's seed derives from these alone, so
 # points that differ in rate or in the system under test replay the same request sample
-SEED_FIELDS = ("trace", "trace_format", "num_requests", "arrival", "cv")
+SEED_FIELDS = ("trace", "trace_format", "trace_columns", "num_requests", "arrival", "cv")
 
 
 def known_fields() -> tuple[str, ...]:
@@ -38,6 +49,7 @@ class Workload:
 
     trace: str
     trace_format: str | None = None
+    trace_columns: str | None = None  # FIELD=COLUMN[:UNIT],... (kvsim.traces.loaders.columns)
     num_requests: int | None = None
     rate: float | None = None  # requests/s
     rate_scale: float | None = None  # × the (cut) trace's own mean rate
@@ -50,6 +62,10 @@ class Workload:
             raise KvsimError(
                 "no trace: set the `trace` field (a bundled name such as sharegpt, or a file path)"
             )
+        if self.trace_columns is not None:  # checked now, not at the first point that loads the trace
+            from kvsim.traces.loaders.columns import ColumnMapping
+
+            ColumnMapping.parse(self.trace_columns)
         if self.rate is not None and self.rate_scale is not None:
             raise KvsimError("both `rate` and `rate_scale` set; give the rate (req/s) or the scale, not both")
         for name in ("rate", "rate_scale", "num_requests"):
@@ -65,6 +81,7 @@ class Workload:
         trace = load_trace(
             self.trace,
             self.trace_format,
+            columns=self.trace_columns,
             rate=lengths_only_rate,
             seed=self.seed,
             arrival=self.arrival,

@@ -179,3 +179,33 @@ def test_traces_stats_takes_the_mapping(tmp_path):
     assert "span              2.0 s" in result.output
     bad = CliRunner().invoke(main, ["traces", "stats", str(path)])
     assert bad.exit_code == 2 and "--trace-columns arrival_s=timestamp:s" in bad.output
+
+
+TIMESTAMP_CSV = "timestamp,prompt_tokens,output_tokens\n" + "".join(
+    f"{250 * i},{100 + i},{5 + i % 3}\n" for i in range(12)
+)
+
+
+def test_simulate_takes_the_mapping_as_an_option_and_as_a_config_key(tmp_path):
+    path = write(tmp_path, "t.csv", TIMESTAMP_CSV)
+    args = ["simulate", "--trace", str(path), "--num-requests", "8", "--out", str(tmp_path / "cli")]
+    refused = CliRunner().invoke(main, args)
+    assert refused.exit_code == 2 and "--trace-columns arrival_s=timestamp:s" in refused.output
+    result = CliRunner().invoke(main, [*args, "--trace-columns", "arrival_s=timestamp:ms"])
+    assert result.exit_code == 0, result.output
+    config = json.loads(next((tmp_path / "cli").glob("*/config.json")).read_text())
+    assert config["trace"]["columns"] == "arrival_s=timestamp:ms"  # enough to rerun
+    toml = write(tmp_path, "run.toml", f'trace = "{path}"\ntrace_columns = "arrival_s=timestamp:ms"\n')
+    from_file = CliRunner().invoke(main, ["simulate", "--config", str(toml), "--num-requests", "8"])
+    assert from_file.exit_code == 0, from_file.output
+
+
+def test_a_sweep_workload_takes_the_mapping_and_checks_it_at_once(tmp_path):
+    from kvsim.simulator.sweep.point import SEED_FIELDS, WORKLOAD_FIELDS, Workload
+
+    assert "trace_columns" in WORKLOAD_FIELDS and "trace_columns" in SEED_FIELDS
+    path = write(tmp_path, "t.csv", TIMESTAMP_CSV)
+    trace = Workload(trace=str(path), trace_columns="arrival_s=timestamp:ms", num_requests=4).load()
+    assert trace.arrival_s.tolist() == [0.0, 0.25, 0.5, 0.75]
+    with pytest.raises(KvsimError, match="trace_columns: unknown field 'arrival'"):
+        Workload(trace=str(path), trace_columns="arrival=timestamp:ms")
