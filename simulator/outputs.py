@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kvsim.simulator.metrics import request_metrics
+from kvsim.simulator.out_folder import atomic_folder
 from kvsim.simulator.recorder import TIMELINE_COLUMNS
 
 if TYPE_CHECKING:
@@ -76,16 +77,18 @@ def text_cells(values: list[str]) -> list[str]:
 
 
 def write_run_folder(result: RunResult, out_dir: Path) -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    config = {**result.resolved, "kvsim_version": kvsim_version()}
-    (out_dir / "config.json").write_text(dumps(config), encoding="utf-8")
-    (out_dir / "summary.json").write_text(dumps(result.summary), encoding="utf-8")
-    write_requests_csv(result, out_dir / "requests.csv")
-    timeline = out_dir / "timeline.csv"
-    if result.recorder.keeps_timeline:
-        write_timeline_csv(result, timeline)
-    else:  # run without its rows (`--no-timeline`): config.json says so; no file from an earlier run stays
-        timeline.unlink(missing_ok=True)
+    """Write the run folder ``out_dir`` whole or not at all: its files go into a hidden partial folder beside it,
+    renamed to ``out_dir`` when complete (replacing an earlier one whole: no file of an earlier run stays, e.g.
+    a timeline.csv after ``--no-timeline``). A failed or interrupted write leaves ``out_dir`` as it was; a full
+    disk or a folder that cannot be written is a ``KvsimError`` naming it (``out_folder.py``)."""
+    out_dir = Path(out_dir)
+    with atomic_folder(out_dir) as partial:
+        config = {**result.resolved, "kvsim_version": kvsim_version()}
+        (partial / "config.json").write_text(dumps(config), encoding="utf-8")
+        (partial / "summary.json").write_text(dumps(result.summary), encoding="utf-8")
+        write_requests_csv(result, partial / "requests.csv")
+        if result.recorder.keeps_timeline:  # without its rows (`--no-timeline`): config.json says so
+            write_timeline_csv(result, partial / "timeline.csv")
     return out_dir
 
 

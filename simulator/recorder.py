@@ -73,6 +73,7 @@ class ReplicaTimeline:
         self.busy_s = 0.0  # time with a batch running
         self.seq_integral = 0.0  # Σ num_batched_seqs × dt over busy time
         self.peak_used_bytes = 0
+        self.num_rows = 0  # rows integrated: at close, all of them (timeline.csv's rows, kept or not)
 
     def _keep_row(
         self,
@@ -131,6 +132,7 @@ class ReplicaTimeline:
         ``end_s``: row after row, as floats add (an interval that is empty or runs backward adds nothing)."""
         if not len(rows):
             return
+        self.num_rows += len(rows)
         dts = np.diff(rows["time_s"], append=end_s)
         dts[dts <= 0.0] = 0.0
         values = rows["values"]

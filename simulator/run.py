@@ -32,6 +32,7 @@ from kvsim.simulator.schedulers.tgi_config import TGI_OPTION_DEFAULTS, resolve_t
 from kvsim.simulator.schedulers.vllm import rejection_reason as vllm_rejection_reason
 from kvsim.simulator.specs import GpuSpec, ModelSpec, kv_capacity_bytes
 from kvsim.traces.request import Trace
+from kvsim.traces.transforms import mean_rate_per_s
 
 
 @dataclass
@@ -198,6 +199,10 @@ def simulate(
         slo_tpot_s=config.slo_tpot_s,
         evicts=hasattr(allocator, "evicted_tokens"),
     )
+    # what was offered (measured on the trace that ran, after any cut and rescale) and the rows of the run
+    # folder's CSVs, which a reader checks (an interrupted or truncated file is refused, not drawn)
+    summary["workload"] = workload_record(trace)
+    summary["num_timeline_rows"] = sum(timeline.num_rows for timeline in recorder.timelines)
     tgi = getattr(replicas[0].scheduler, "config", None) if config.scheduler == "tgi" else None
     resolved = {
         **config.as_dict(),
@@ -217,9 +222,21 @@ def simulate(
             "profile": config.profile,
         },
         "trace": {"source": trace.provenance.source, "num_requests": len(trace), **trace.meta},
+        "workload": summary["workload"],
         "timeline": keep_timeline,  # whether the run folder has timeline.csv (`--no-timeline`: not)
     }
     return RunResult(config=config, trace=trace, summary=summary, recorder=recorder, resolved=resolved)
+
+
+def workload_record(trace: Trace) -> dict:
+    """The workload as it ran: ``offered_rate_per_s`` (mean arrival rate, (N - 1) / span; None for a trace
+    that spans no time), ``num_requests``, ``span_s`` (first to last arrival) and ``first_arrival_s``."""
+    return {
+        "offered_rate_per_s": mean_rate_per_s(trace),
+        "num_requests": len(trace),
+        "span_s": float(trace.duration_s),
+        "first_arrival_s": float(trace.arrival_s[0]) if len(trace) else None,
+    }
 
 
 def allocator_config(allocator: KVAllocator) -> dict:

@@ -9,15 +9,28 @@ Command-line options override the file; the file overrides the defaults.
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 from pathlib import Path
 
 import click
 
 from kvsim.errors import KvsimError
+from kvsim.simulator.out_folder import (
+    COMMAND_RECORD,
+    canonical,
+    clear_outputs,
+    commands_in,
+    input_differences,
+    make_out_folder,
+    os_errors_named,
+    run_folders_in,
+    write_file_atomic,
+    write_text_atomic,
+)
 
 WORKLOAD_KEYS = ("trace", "trace_format", "trace_columns", "rate", "cut_s", "num_requests")
-OUTPUT_KEYS = ("out", "report", "timeline")
+OUTPUT_KEYS = ("out", "report", "timeline", "overwrite")
 PROGRESS_MIN_REQUESTS = 20_000  # show a progress bar from this many requests (on a terminal)
 
 EPILOG = """\b
@@ -30,7 +43,12 @@ Allocator specs: paged, paged:block_size=32, paged:enable_prefix_caching=true, r
 paged:eviction_budget_blocks=64 (PagedEviction), vattention, vattention:page_size=64KiB,
 vattention:mapping=synchronous (mapping on the step's critical path; default overlapped), contiguous-growth,
 contiguous-growth:min_region_tokens=64 (--scheduler tgi: paged only). Writes OUT/<label>/ (config.json, summary.json, requests.csv, timeline.csv)
-per allocator (no timeline.csv with --no-timeline) and OUT/comparison.csv.
+per allocator (no timeline.csv with --no-timeline), OUT/comparison.csv and OUT/simulate.json (what wrote OUT).
+
+Workload: --num-requests / --cut-s cut the trace first, then --rate rescales the requests kept, so the rate
+offered is the rate asked for (--cut-s counts seconds at --rate); summary.json's workload says what ran.
+OUT: empty, or holding what the same command wrote (same trace, workload and options; allocators may be
+added), whose folders a rerun replaces. Run folders of anything else: refused, or cleared with --overwrite.
 """
 
 
@@ -49,9 +67,11 @@ def _options(func):
             help="A trace file's columns in other names: FIELD=COLUMN[:UNIT],... (arrival_s, num_prompt_tokens, "
             "num_output_tokens; units s, ms, us, ns, datetime), e.g. arrival_s=ts:ms,num_prompt_tokens=in.",
         ),
-        click.option("--rate", type=float, help="Rescale arrivals to this mean rate (req/s)."),
-        click.option("--cut-s", type=float, help="Keep the requests arriving in the first S seconds."),
-        click.option("--num-requests", type=int, help="Keep the first N requests."),
+        click.option("--rate", type=float, help="Rescale arrivals to this mean rate (req/s), after any cut."),
+        click.option(
+            "--cut-s", type=float, help="Keep the requests arriving in the first S seconds (at --rate)."
+        ),
+        click.option("--num-requests", type=int, help="Keep the first N requests (then --rate applies)."),
         click.option(
             "--model",
             help="Model preset, e.g. llama-2-7b, opt-13b, codellama-34b; or a Hugging Face config.json path.",
@@ -97,6 +117,12 @@ def _options(func):
         click.option(
             "--out", type=click.Path(file_okay=False, path_type=Path), help="Folder for run folders."
         ),
+        click.option(
+            "--overwrite",
+            is_flag=True,
+            default=None,
+            help="Clear the run folders (and kvsim files) already in OUT first, whatever wrote them.",
+        ),
         click.option("--report/--no-report", default=None, help="Also write OUT/report.html."),
         click.option(
             "--timeline/--no-timeline",
@@ -141,6 +167,7 @@ def run_simulations(values: dict) -> list[Path]:
     from kvsim.simulator import simulate as run_one
 
     trace = load_workload(values)
+    record = command_record(values)
     workload = {
         "name_or_path": str(values.get("trace")),
         "format": values.get("trace_format"),
@@ -155,11 +182,18 @@ def run_simulations(values: dict) -> list[Path]:
     out = values.pop("out", None)
     report = values.pop("report", False)
     timeline = values.pop("timeline", True)
-    for key, flag in (("report", report), ("timeline", timeline)):
+    overwrite = values.pop("overwrite", False)
+    for key, flag in (("report", report), ("timeline", timeline), ("overwrite", overwrite)):
         if not isinstance(flag, bool):
             raise KvsimError(f"{key} must be true or false, not {flag!r}")
     for key in WORKLOAD_KEYS:
         values.pop(key, None)
+    if out is None and report:
+        raise KvsimError("--report needs --out DIR to write the run folders and report.html into")
+    if out is not None:  # before simulating: a refusal should not cost a run
+        out = Path(out)
+        make_out_folder(out)
+        claim_out(out, record, overwrite=overwrite)
     results = []
     for spec in allocators:
         config = SimConfig.from_dict({**values, "allocator": spec})
@@ -174,12 +208,22 @@ def run_simulations(values: dict) -> list[Path]:
         raise KvsimError(f"allocators {labels} repeat a label; give each --allocator once")
     click.echo(comparison_table(results))
     if out is None:
-        if report:
-            raise KvsimError("--report needs --out DIR to write the run folders and report.html into")
         return []
-    out = Path(out)
-    run_dirs = [r.write(out / folder_name(r.label)) for r in results]
-    write_comparison_csv(results, out / "comparison.csv")
+    folders = [folder_name(r.label) for r in results]
+    if overwrite:
+        clear_outputs(out)
+    else:  # what the same command wrote before and writes no more (a report it does not ask for now)
+        for stale in ("comparison.csv", "report.html"):
+            with os_errors_named(out / stale, "stale file"):
+                (out / stale).unlink(missing_ok=True)
+    # the record first: a rerun after an interruption finds the folders it names
+    write_text_atomic(
+        out / COMMAND_RECORD,
+        json.dumps({**record, "run_folders": folders}, indent=2, sort_keys=True) + "\n",
+        "command record",
+    )
+    run_dirs = [r.write(out / folder) for r, folder in zip(results, folders)]
+    write_file_atomic(out / "comparison.csv", lambda p: write_comparison_csv(results, p), "comparison table")
     click.echo(f"wrote {', '.join(str(d) for d in run_dirs)} and {out / 'comparison.csv'}")
     if report:
         try:
@@ -188,13 +232,77 @@ def run_simulations(values: dict) -> list[Path]:
             raise KvsimError(
                 f"--report needs kvsim.reports.write_report, which is not available ({exc})"
             ) from exc
-        html = write_report(run_dirs, out / "report.html")
+        html = out / "report.html"
+        write_file_atomic(html, lambda p: write_report(run_dirs, p), "report")
         click.echo(f"wrote {html}")
     return run_dirs
 
 
+def command_record(values: dict) -> dict:
+    """What identifies this command's results in ``simulate.json``: its inputs (trace, workload and every
+    option, from the command line and --config), less the allocators (kept apart: a rerun may add some) and
+    the output options (--out, --report, --timeline, --overwrite: how, not what, is written)."""
+    allocators = values.get("allocator") or ["paged"]
+    inputs = {k: v for k, v in values.items() if k != "allocator" and k not in OUTPUT_KEYS}
+    return {
+        "command": "kvsim simulate",
+        "inputs": canonical(inputs),
+        "allocators": canonical([allocators] if isinstance(allocators, str) else list(allocators)),
+    }
+
+
+def claim_out(out: Path, record: dict, *, overwrite: bool) -> None:
+    """Refuse an ``out`` holding results that this command did not write, unless ``overwrite``.
+
+    The rule (docs/outputs.md "Writing"): ``out`` may be missing or empty of results; or hold only what the same
+    command wrote before (its ``simulate.json`` records the same inputs, allocators this command runs too,
+    and every run folder there is one it names): a rerun replaces its folders whole. Anything else (other
+    options, other run folders, a sweep or a plan) would put two studies in one folder."""
+    if overwrite or not out.is_dir():
+        return
+    folders = [p.name for p in run_folders_in(out)]
+    others = [cmd for cmd in commands_in(out) if cmd != "simulate"]
+    if not folders and not others:
+        return
+    why = []
+    if others:
+        why.append(f"files of `kvsim {'`, `kvsim '.join(others)}`")
+    try:
+        before = json.loads((out / COMMAND_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        before = None
+    if not isinstance(before, dict) or before.get("command") != record["command"]:
+        if folders:
+            why.append(
+                f"run folders {_names(folders)} with no {COMMAND_RECORD} of `kvsim simulate` naming them"
+            )
+    else:
+        differences = input_differences(before.get("inputs") or {}, record["inputs"])
+        if differences:
+            why.append(f"written with other inputs ({'; '.join(differences)})")
+        dropped = [a for a in before.get("allocators") or [] if a not in record["allocators"]]
+        if dropped:
+            why.append(f"allocator(s) {', '.join(dropped)} that this command does not run")
+        unknown = [f for f in folders if f not in (before.get("run_folders") or [])]
+        if unknown:
+            why.append(f"run folders {_names(unknown)} that {COMMAND_RECORD} does not name")
+    if why:
+        raise KvsimError(
+            f"--out {out} holds results not written by this command: {'; '.join(why)}. A rerun of the same "
+            "command (same trace, workload and options; allocators may be added) replaces its own folders; "
+            "anything else would mix two studies in one folder. Pass --overwrite to clear them first, or "
+            "choose another --out"
+        )
+
+
+def _names(folders: list[str], most: int = 4) -> str:
+    shown = ", ".join(folders[:most])
+    return shown + (f" and {len(folders) - most} more" if len(folders) > most else "")
+
+
 def load_workload(values: dict):
-    from kvsim.traces import cut_window, load_trace, take_first
+    """The trace that runs: ``Workload.load`` (cut first, then rescale to --rate), as in sweep and plan."""
+    from kvsim.simulator.sweep.point import Workload
 
     name = values.get("trace")
     if not name:
@@ -203,19 +311,16 @@ def load_workload(values: dict):
         )
     if values.get("cut_s") is not None and values.get("num_requests") is not None:
         raise KvsimError("give --cut-s or --num-requests, not both")
-    trace = load_trace(
-        name,
-        values.get("trace_format"),
+    workload = Workload(
+        trace=name,
+        trace_format=values.get("trace_format"),
+        trace_columns=values.get("trace_columns"),
+        num_requests=values.get("num_requests"),
+        cut_s=values.get("cut_s"),
         rate=values.get("rate"),
         seed=values.get("seed") or 0,
-        columns=values.get("trace_columns"),
     )
-    if values.get("cut_s") is not None:
-        start = float(trace.arrival_s[0])
-        trace = cut_window(trace, start, start + float(values["cut_s"]))
-    if values.get("num_requests") is not None:
-        trace = take_first(trace, int(values["num_requests"]))
-    return trace
+    return workload.load()
 
 
 def folder_name(label: str) -> str:

@@ -28,6 +28,9 @@ Example:
 Writes OUT/results.csv (one row per point, grid order), OUT/points/<point_id>/
 (a run folder each) and OUT/sweep.json. A point's seed derives from the sweep seed
 and its trace fields, so every allocator and rate replays the same request sample.
+OUT must be empty, or hold this sweep (--resume: the same spec, or a grown grid);
+anything else is refused unless --overwrite clears it. num_requests / cut_s cut the
+trace first, then rate rescales the requests kept (the rate offered is the rate asked).
 """
 
 
@@ -55,9 +58,18 @@ def _parse_sets(options: tuple[str, ...]) -> dict:
 @click.option(
     "--ray-address", default=None, help="Run on a Ray cluster ('auto', 'ray://host:10001', or 'local')."
 )
-@click.option("--resume", is_flag=True, help="Skip points already done in OUT; rerun failed ones.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Skip points already done in OUT (same spec, or a grown grid); rerun failed ones.",
+)
+@click.option(
+    "--overwrite", is_flag=True, help="Clear what kvsim wrote in OUT (an earlier sweep, run folders) first."
+)
 @click.option("--progress/--no-progress", default=True, show_default=True)
-def sweep(spec_file, grid_options, set_options, seed, out_dir, jobs, ray_address, resume, progress):
+def sweep(
+    spec_file, grid_options, set_options, seed, out_dir, jobs, ray_address, resume, overwrite, progress
+):
     """Run a grid of simulations (SPEC_FILE: TOML or YAML with seed, base and grid; options add to it)."""
     from kvsim.simulator.sweep import Grid, SweepSpec, run_sweep
     from kvsim.simulator.sweep.engine import check_fields
@@ -81,7 +93,14 @@ def sweep(spec_file, grid_options, set_options, seed, out_dir, jobs, ray_address
         )
     click.echo(f"sweep: {len(spec.grid)} points over {', '.join(spec.grid.names)} -> {out_dir}", err=True)
     result = run_sweep(
-        spec, simulate_point, out_dir, jobs=jobs, ray_address=ray_address, resume=resume, progress=progress
+        spec,
+        simulate_point,
+        out_dir,
+        jobs=jobs,
+        ray_address=ray_address,
+        resume=resume,
+        overwrite=overwrite,
+        progress=progress,
     )
     _print_table(result.rows, spec.grid.names)
     click.echo(

@@ -8,19 +8,34 @@ Output folder::
 
 ``point_id`` hashes the point's full configuration, so ``resume`` finds finished points by what they are,
 not by where they sit in the grid: a grid that grew keeps its finished points. ``resume`` reruns points that
-failed (their failure may have been transient) and skips those with ``status: ok``.
+failed (their failure may have been transient) and skips those with ``status: ok``. A folder holding points
+that are not in the spec (another sweep's: other base fields, seed or values) is refused, as is one holding
+another command's results; ``overwrite`` clears them first. Each point folder is written whole under a
+temporary name and renamed (``out_folder.atomic_folder``), so an interrupted sweep leaves no partial point.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kvsim.errors import KvsimError
+from kvsim.simulator.out_folder import (
+    atomic_folder,
+    clean_temporaries,
+    clear_outputs,
+    commands_in,
+    input_differences,
+    is_temporary,
+    make_out_folder,
+    os_errors_named,
+    run_folders_in,
+    write_file_atomic,
+    write_text_atomic,
+)
 from kvsim.simulator.sweep import table
 from kvsim.simulator.sweep.backends import PointRunner, PointTask, execute
 from kvsim.simulator.sweep.grid import Grid, Value, canonical_json, point_id, point_seed
@@ -111,20 +126,28 @@ def run_sweep(
     jobs: int = 1,
     ray_address: str | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = False,
 ) -> SweepResult:
-    """Run the points of ``spec`` (those not already done when ``resume``) and write OUT/results.csv."""
+    """Run the points of ``spec`` (those not already done when ``resume``) and write OUT/results.csv.
+    ``overwrite`` first clears what kvsim wrote in ``out_dir`` (an earlier sweep, run folders, a plan)."""
     if jobs < 1:
         raise KvsimError(f"--jobs must be at least 1, got {jobs}")
+    if resume and overwrite:
+        raise KvsimError("--resume keeps the points done and --overwrite clears them: give one, not both")
     out_dir = Path(out_dir)
     tasks = spec.tasks()
     points_dir = out_dir / "points"
-    if not resume and points_dir.exists() and any(points_dir.iterdir()):
-        raise KvsimError(
-            f"{out_dir} already holds a sweep; pass --resume to finish it, or choose another --out"
-        )
-    points_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "sweep.json").write_text(json.dumps(spec.to_json(), indent=2, sort_keys=True) + "\n")
+    make_out_folder(out_dir)
+    if overwrite:
+        clear_outputs(out_dir)
+    else:
+        _claim(out_dir, spec, {t.point_id for t in tasks}, resume=resume)
+    with os_errors_named(points_dir, "sweep folder"):
+        points_dir.mkdir(parents=True, exist_ok=True)
+        clean_temporaries(points_dir)  # points an interrupted sweep was writing
+    text = json.dumps(spec.to_json(), indent=2, sort_keys=True) + "\n"
+    write_text_atomic(out_dir / "sweep.json", text, "sweep spec")
 
     index_to_record = {t.index: rec for t in tasks if resume and (rec := _load_done(points_dir / t.point_id))}
     pending = [t for t in tasks if t.index not in index_to_record]
@@ -147,18 +170,51 @@ def run_sweep(
             bar.update()
 
     rows = [_row(task, index_to_record[task.index], out_dir) for task in tasks]
-    table.write_csv(out_dir / "results.csv", rows, spec.grid.names)
+    write_file_atomic(
+        out_dir / "results.csv", lambda path: table.write_csv(path, rows, spec.grid.names), "sweep table"
+    )
     return SweepResult(out_dir=out_dir, rows=rows, num_run=len(pending))
 
 
+def _claim(out_dir: Path, spec: SweepSpec, point_ids: set[str], *, resume: bool) -> None:
+    """Refuse an ``out_dir`` whose results this sweep cannot own: another command's (run folders of
+    ``kvsim simulate``, a plan), a sweep without ``resume``, or with ``resume`` points not in ``spec``."""
+    others = [f"`kvsim {cmd}`" for cmd in commands_in(out_dir) if cmd != "sweep"]
+    folders = [p.name for p in run_folders_in(out_dir)]
+    if others or folders:
+        what = [f"files of {other}" for other in others]
+        if folders:
+            what.append(f"run folders {', '.join(folders[:4])}")
+        raise KvsimError(
+            f"--out {out_dir} holds results not written by this sweep ({', '.join(what)}); pass --overwrite to clear "
+            "them first, or choose another --out"
+        )
+    points_dir = out_dir / "points"
+    done = sorted(p.name for p in points_dir.iterdir() if not is_temporary(p)) if points_dir.is_dir() else []
+    if not done:
+        return
+    if not resume:
+        raise KvsimError(
+            f"{out_dir} already holds a sweep; pass --resume to finish it (the same spec, or a grown grid), "
+            "--overwrite to clear it and start again, or choose another --out"
+        )
+    stale = [name for name in done if name not in point_ids]
+    if stale:
+        try:
+            before = json.loads((out_dir / "sweep.json").read_text())
+        except (OSError, ValueError):
+            before = {}
+        changes = input_differences(before, spec.to_json()) if isinstance(before, dict) else []
+        raise KvsimError(
+            f"--resume: {out_dir} holds {len(stale)} point(s) that are not in this sweep (e.g. points/{stale[0]})"
+            + (f"; its spec differs: {'; '.join(changes)}" if changes else "")
+            + ". Resuming would mix two sweeps: pass --overwrite to clear it, or choose another --out "
+            "(a resumed sweep may grow its grid, not change its points)"
+        )
+
+
 def _save(point_dir: Path, task: PointTask, outcome: Mapping[str, Any]) -> dict[str, Any]:
-    if point_dir.exists():
-        shutil.rmtree(point_dir)  # a failed earlier try: start clean
-    point_dir.mkdir(parents=True)
-    for relative, data in outcome["files"].items():
-        path = point_dir / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+    """Write the point's folder whole (a failed earlier try of it is replaced), point.json last."""
     record = {
         "point_id": task.point_id,
         "point": task.point,
@@ -167,8 +223,12 @@ def _save(point_dir: Path, task: PointTask, outcome: Mapping[str, Any]) -> dict[
         "error": outcome["error"],
         "summary": outcome["summary"],
     }
-    # written last, so a point interrupted mid-write has no point.json and is rerun by --resume
-    (point_dir / "point.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    with atomic_folder(point_dir, "sweep point folder") as partial:
+        for relative, data in outcome["files"].items():
+            path = partial / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        (partial / "point.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     return record
 
 

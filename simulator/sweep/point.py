@@ -9,9 +9,12 @@ Workload fields:
 - ``trace_format``: the file's format when it cannot be detected
 - ``trace_columns``: a file's columns in other tools' names, ``arrival_s=ts:ms,num_prompt_tokens=in,...``
   (``kvsim.traces.loaders.columns``)
-- ``num_requests``: keep the first N requests (cut before rescaling, so the cut part has the asked rate)
+- ``num_requests``: keep the first N requests; or ``cut_s``: keep those arriving in the first S seconds
 - ``rate``: rescale arrival times to this mean rate, requests/s; or ``rate_scale``: × the trace's own rate
 - ``arrival``, ``cv``: the arrival process of a length dataset (``poisson``, or ``gamma`` with ``cv``)
+
+The order, the same in ``kvsim simulate``, ``sweep`` and ``plan`` (``Workload.load``): cut first, then rescale
+the requests kept, so the rate offered is the rate asked for (docs/outputs.md "Workload").
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ WORKLOAD_FIELDS = (
     "trace_format",
     "trace_columns",
     "num_requests",
+    "cut_s",
     "rate",
     "rate_scale",
     "arrival",
@@ -36,7 +40,7 @@ WORKLOAD_FIELDS = (
 )
 # the workload fields that pick which requests are drawn: a sweep point's seed derives from these alone, so
 # points that differ in rate or in the system under test replay the same request sample
-SEED_FIELDS = ("trace", "trace_format", "trace_columns", "num_requests", "arrival", "cv")
+SEED_FIELDS = ("trace", "trace_format", "trace_columns", "num_requests", "cut_s", "arrival", "cv")
 
 
 def known_fields() -> tuple[str, ...]:
@@ -51,6 +55,7 @@ class Workload:
     trace_format: str | None = None
     trace_columns: str | None = None  # FIELD=COLUMN[:UNIT],... (kvsim.traces.loaders.columns)
     num_requests: int | None = None
+    cut_s: float | None = None  # seconds of arrivals kept (at ``rate`` when given, else the trace's own time)
     rate: float | None = None  # requests/s
     rate_scale: float | None = None  # × the (cut) trace's own mean rate
     arrival: str = "poisson"
@@ -68,35 +73,60 @@ class Workload:
             ColumnMapping.parse(self.trace_columns)
         if self.rate is not None and self.rate_scale is not None:
             raise KvsimError("both `rate` and `rate_scale` set; give the rate (req/s) or the scale, not both")
-        for name in ("rate", "rate_scale", "num_requests"):
+        if self.num_requests is not None and self.cut_s is not None:
+            raise KvsimError(
+                "both `num_requests` and `cut_s` set; keep the first N requests or S seconds, not both"
+            )
+        for name in ("rate", "rate_scale", "num_requests", "cut_s"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, (bool, str)) or not value > 0):
                 raise KvsimError(f"`{name}` must be a positive number, got {value!r}")
 
     def load(self):
-        """The trace, cut and rescaled (kvsim.traces); imported here to keep ``import kvsim`` light."""
-        from kvsim.traces import load_trace, mean_rate_per_s, rescale_to_rate, take_first
+        """The trace that runs, in this order (one definition for simulate, sweep and plan):
 
-        lengths_only_rate = self.rate  # a length dataset needs a rate to draw its arrivals at
+        1. load: a trace with arrival times, rescaled as a whole to ``rate`` when given; a length dataset gets
+           arrivals drawn at ``rate`` (so ``cut_s`` counts seconds at the asked rate either way);
+        2. cut: the first ``num_requests`` requests, or those arriving in the first ``cut_s`` seconds;
+        3. rescale the requests kept so that their own mean rate, (N - 1) / span, is ``rate`` (or
+           ``rate_scale`` × their rate before this step): a part of a trace is rarely exactly as busy as the
+           whole, and the rate asked for is the rate offered.
+
+        Imported here to keep ``import kvsim`` light."""
+        from kvsim.traces import cut_window, load_trace, mean_rate_per_s, take_first
+
         trace = load_trace(
             self.trace,
             self.trace_format,
             columns=self.trace_columns,
-            rate=lengths_only_rate,
+            rate=self.rate,
             seed=self.seed,
             arrival=self.arrival,
             cv=self.cv,
         )
         if self.num_requests is not None:
             trace = take_first(trace, int(self.num_requests))
+        if self.cut_s is not None:
+            start_s = float(trace.arrival_s[0])
+            trace = cut_window(trace, start_s, start_s + float(self.cut_s))
         if self.rate is not None:
-            trace = rescale_to_rate(trace, float(self.rate))
+            trace = self._rescaled(trace, float(self.rate), "rate")
         elif self.rate_scale is not None:
             native = mean_rate_per_s(trace)
             if native is None:
                 raise KvsimError(f"trace {self.trace!r} spans no time, so `rate_scale` has no rate to scale")
-            trace = rescale_to_rate(trace, native * float(self.rate_scale))
+            trace = self._rescaled(trace, native * float(self.rate_scale), "rate_scale")
         return trace
+
+    def _rescaled(self, trace, rate_per_s: float, name: str):
+        from kvsim.traces import mean_rate_per_s, rescale_to_rate
+
+        if mean_rate_per_s(trace) is None:
+            raise KvsimError(
+                f"`{name}`: the {len(trace)} request(s) kept of {self.trace!r} arrive at one instant, so they "
+                "have no rate to rescale; keep more (num_requests, cut_s) or drop the rate"
+            )
+        return rescale_to_rate(trace, rate_per_s)
 
 
 def split_fields(fields: dict[str, Any]) -> tuple[SimConfig, Workload]:
@@ -116,16 +146,13 @@ def split_fields(fields: dict[str, Any]) -> tuple[SimConfig, Workload]:
 
 
 def simulate_point(fields: dict[str, Any], out_dir: Path) -> dict[str, Any]:
-    """Run one simulation and write its run folder into ``out_dir``; return its summary plus ``workload``
-    (the offered rate and request count, which summary.json does not hold)."""
+    """Run one simulation and write its run folder into ``out_dir``; return its summary, whose ``workload``
+    also names the offered rate ``request_rate_per_s`` (the sweep table's column)."""
     from kvsim.simulator.run import simulate
-    from kvsim.traces import mean_rate_per_s
 
     config, workload = split_fields(fields)
     trace = workload.load()
     result = simulate(config, trace)
     result.write(Path(out_dir))
-    return {
-        **result.summary,
-        "workload": {"request_rate_per_s": mean_rate_per_s(trace), "num_requests": len(trace)},
-    }
+    offered = result.summary["workload"]
+    return {**result.summary, "workload": {**offered, "request_rate_per_s": offered["offered_rate_per_s"]}}
