@@ -32,7 +32,7 @@ from kvsim.reports.profile import (
 )
 from kvsim.reports.rejections import HEADER as REJECTION_HEADER
 from kvsim.reports.rejections import rejection_rows
-from kvsim.reports.runs import RunResult, find_run_dirs, read_run
+from kvsim.reports.runs import RunResult, find_run_dirs, read_run, study_note
 from kvsim.reports.summary import cost_model_in_words, header_help, shared_in_words, summary_table
 from kvsim.reports.sweep import sweep_rows_from_runs
 
@@ -55,7 +55,7 @@ def write_report(run_dirs: list[Path], out_html: Path, *, title: str | None = No
     ]
     with_timeline = [r for r in runs if r.timeline is not None]
     figures += [memory_timeline_figure(r.timeline, label=r.label) for r in with_timeline[:MAX_TIMELINES]]
-    note = _sources_note(runs)
+    note = study_note(runs) + _sources_note(runs)  # runs of other models, GPUs or traces: said first
     if len(with_timeline) > MAX_TIMELINES:
         note += f" Timelines shown for the first {MAX_TIMELINES} of {len(with_timeline)} runs."
     without = [r.label for r in runs if r.timeline is None]
@@ -238,7 +238,8 @@ def _write_runs_as_sweep(runs: list[RunResult], out_html: Path, *, title: str | 
     header, body, shared = summary_table(runs, lead=("Request rate (requests/s)", rates))
     table = _shared_line(shared, len(runs)) + table_html(header, body, header_help=header_help(header))
     table += _explanations(runs, header, saturated=False)
-    note = f"{len(runs)} runs of {len({r.label for r in runs})} configurations. " + _sources_note(runs)
+    note = f"{len(runs)} runs of {len({r.label for r in runs})} configurations. "
+    note += study_note(runs, workload=False) + _sources_note(runs)
     return write_page(
         out_html,
         title=title or "kvsim sweep report",

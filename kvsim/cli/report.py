@@ -4,6 +4,7 @@ PATH is one of:
 - a run folder, or a folder holding run folders (``simulate --out`` with several allocators), or the
   ``comparison.csv`` written there (its folder is reported);
 - a sweep folder (``kvsim sweep --out``), read through its ``results.csv``;
+- a plan folder (``kvsim plan --out``), read through its ``plan.csv`` (the capacity rows);
 - a CSV table: sweep rows (``request_rate_per_s`` column), ``kvsim plan`` capacity rows
   (``max_sustainable_rate_per_s``) or calibration points (``op``, ``measured_s``, ``predicted_s``, ``held_out``);
 - a calibration profile JSON, with its measurements CSV beside it or given by ``--measurements``.
@@ -30,6 +31,7 @@ Examples:
   kvsim report runs/conv --out conv.html                   # every run folder under runs/conv
   kvsim report runs/conv/paged_block_size-16 --out one.html
   kvsim report runs/fig12 --out fig12.html                 # a kvsim sweep folder (its results.csv)
+  kvsim report plans/h100 --out plan.html                  # a kvsim plan folder (its plan.csv)
   kvsim report sweep.csv plan.csv --out plan.html          # sweep rows plus capacity rows
   kvsim report calibrate/profiles/profile-h100-sxm.json --out calibration.html
 """
@@ -68,6 +70,11 @@ def report(paths: tuple[Path, ...], out_html: Path, title: str | None, measureme
         if path.is_dir() and not (path / "summary.json").is_file() and (path / "results.csv").is_file():
             # a sweep folder is read through its table, not its many run folders
             tables.setdefault("sweep", []).extend(sweep_table_rows(path))
+            continue
+        if path.is_dir() and not (path / "summary.json").is_file() and (path / "plan.csv").is_file():
+            # a plan folder: its capacity table (plan.json beside it holds every probe)
+            kind, rows = _read_table(path / "plan.csv")
+            tables.setdefault(kind, []).extend(rows)
             continue
         if path.is_dir():
             folders.append(path)
