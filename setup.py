@@ -44,7 +44,17 @@ setup(
     package_dir={package: folder for folder, package in FOLDER_TO_PACKAGE.items()},
     package_data={
         "kvsim.traces": ["data/*.csv", "data/*.jsonl", "data/README.md", "data/SHA256SUMS"],
-        "kvsim.calibrate": ["profiles/*.json", "profiles/*.csv"],
+        "kvsim.calibrate": [
+            "profiles/*.json",
+            "profiles/*.csv",
+            "profiles/vidur/*.json",
+            "profiles/vidur/README.md",
+            "profiles/vidur/LICENSE",
+            "profiles/vidur/SHA256SUMS",
+            "profiles/vidur/compute/*/*/*/*.csv.gz",
+            "profiles/vidur/network/*/*.csv.gz",
+        ],
+        "kvsim.cli": ["data/*.json", "data/README.md"],
     },
     install_requires=[
         "simpy>=4.1",

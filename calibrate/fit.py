@@ -15,6 +15,7 @@ import numpy as np
 from scipy.optimize import least_squares, nnls
 
 from kvsim.simulator.cost.profile import (
+    FORM_PARAMS,
     GEMM_OPS,
     OPTIONAL_TERMS,
     RAMP_FEATURES,
@@ -69,6 +70,24 @@ def fit_max(flops: np.ndarray, nbytes: np.ndarray, seconds: np.ndarray) -> np.nd
     return np.array([c * y_scale, a * y_scale / f_scale, bb * y_scale / b_scale])
 
 
+# Knees a ``hinge`` fit may place: every √2 from 64 KiB to 64 MiB, those strictly inside the fitted range.
+HINGE_KNEES = tuple(round(2**16 * 2 ** (k / 2)) for k in range(21))
+
+
+def fit_hinge(nbytes: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+    """(const_s, s_per_byte, knee_bytes) ≥ 0 minimising the relative error of const + s · max(0, bytes − knee):
+    for each candidate knee a non-negative linear fit (``fit_linear``), the knee with the least error kept."""
+    best, best_cost = None, np.inf
+    for knee in (0, *(k for k in HINGE_KNEES if nbytes.min() < k < nbytes.max())):
+        columns = np.column_stack([np.ones(len(seconds)), np.maximum(0.0, nbytes - knee)])
+        beta = fit_linear(columns, seconds)
+        cost = float(np.sum((columns @ beta / seconds - 1.0) ** 2))
+        if cost < best_cost:
+            best, best_cost = np.array([beta[0], beta[1], float(knee)]), cost
+    assert best is not None
+    return best
+
+
 def _design(form: str, features: tuple[str, ...], rows: list[dict[str, Any]]) -> np.ndarray:
     columns = ("flops", "bytes") if form == "max" else features
     x = np.array([[float(row.get(name, 0.0)) for name in columns] for row in rows], dtype=float)
@@ -89,12 +108,16 @@ def _with_ramps(x: np.ndarray, knees: tuple[int, ...]) -> np.ndarray:
 def _fit(form: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     if form == "max":
         return fit_max(x[:, 0], x[:, 1], y)
+    if form == "hinge":
+        return fit_hinge(x[:, 0], y)
     return fit_linear(np.column_stack([np.ones(len(y)), x]), y)
 
 
 def _predict(form: str, params: np.ndarray, x: np.ndarray) -> np.ndarray:
     if form == "max":
         return params[0] + np.maximum(params[1] * x[:, 0], params[2] * x[:, 1])
+    if form == "hinge":
+        return params[0] + params[1] * np.maximum(0.0, x[:, 0] - params[2])
     return params[0] + x @ params[1:]
 
 
@@ -180,8 +203,8 @@ def fit_term(name: str, rows: list[dict[str, Any]], seed: int = 0) -> Term | Non
     knees = _knees(x[:, 0]) if ramp else ()
     params = _fit(form, _with_ramps(x, knees), y)
     names = (
-        ("const_s", "s_per_flop", "s_per_byte")
-        if form == "max"
+        FORM_PARAMS[form]
+        if form in FORM_PARAMS
         else ("const_s", *features, *(ramp_param(ramp, k) for k in knees))
     )
     clean = {k: (v if v == v else None) for k, v in quality.items()}  # NaN (constant y) -> None
@@ -212,8 +235,8 @@ def fit_profile(
                 fitted[name] = term
     terms = dict(fitted)
     for name, term in roofline.terms.items():
-        if name not in terms:
-            terms[name] = Term(term.form, dict(term.params), None, "roofline")
+        if name not in terms:  # (the roofline's all-reduce is measured where collectives ship for the GPU)
+            terms[name] = Term(term.form, dict(term.params), term.fit, term.source or "roofline")
     source = meta.get("source", "measured")
     device_fields = DeviceInfo.__dataclass_fields__
     device = DeviceInfo(**{k: v for k, v in meta["device"].items() if k in device_fields})

@@ -46,6 +46,18 @@ class StepTime:
     allreduce_s: float = 0.0  # tensor-parallel all-reduces
     overhead_s: float = 0.0  # per-step scheduling / launch overhead
     allocator_s: float = 0.0  # unhidden allocator work (vAttention mapping, block-table preparation)
+    # Elementwise kernels, all layers (0 where the profile has no such term): RMSNorms (two per layer and the
+    # final one), rotary, the MLP's activation, the residual adds, the token embedding
+    rmsnorm_s: float = 0.0
+    rotary_s: float = 0.0
+    activation_s: float = 0.0
+    residual_add_s: float = 0.0
+    embedding_s: float = 0.0
+
+    @property
+    def elementwise_s(self) -> float:
+        """The elementwise parts' sum (a cost model caches it per token count: total_s adds it as one)."""
+        return self.rmsnorm_s + self.rotary_s + self.activation_s + self.residual_add_s + self.embedding_s
 
     @property
     def total_s(self) -> float:
@@ -57,4 +69,5 @@ class StepTime:
             + self.allreduce_s
             + self.overhead_s
             + self.allocator_s
+            + self.elementwise_s
         )

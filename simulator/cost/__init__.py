@@ -12,7 +12,7 @@ from pathlib import Path
 from kvsim.simulator.cost.base import CostModel
 from kvsim.simulator.cost.profile import Profile, load_profile
 from kvsim.simulator.cost.profile_model import ProfileCostModel
-from kvsim.simulator.cost.roofline import roofline_profile
+from kvsim.simulator.cost.roofline import roofline_profile, with_measured_allreduce
 from kvsim.simulator.specs import GpuSpec, ModelSpec
 
 __all__ = [
@@ -52,6 +52,7 @@ def make_cost_model(
     if str(profile) == ROOFLINE:
         profile = None
     resolved = load_profile(profile) if profile is not None else roofline_profile(gpu)
+    resolved = with_measured_allreduce(resolved, gpu)
     cost = ProfileCostModel(resolved, model, tp)
     if resolved.representative and resolved.device.name.lower() != gpu.name.lower():
         cost.description += f" (a {resolved.device.name} profile used for {gpu.name})"

@@ -11,6 +11,8 @@ Forms (parameters in seconds, per unit of each feature):
   a concave, increasing, piecewise-linear function of the feature: the shape of a memory-bound kernel whose
   achieved bandwidth rises with its size until the GPU is saturated (decode attention: ``kv_bytes_min_<K>``).
 - ``max``: ``const_s + max(s_per_flop · flops, s_per_byte · bytes)``, the roofline of a GEMM
+- ``hinge``: ``const_s + s_per_byte · max(0, bytes − knee_bytes)``: flat (latency-bound) up to a knee, then
+  linear (bandwidth-bound); the shape of a measured NCCL all-reduce (``allreduce.tp<N>``)
 - ``table``: seconds per call by page size in bytes (keys are decimal strings), for ``vmm_map``/``vmm_unmap``
 """
 
@@ -49,8 +51,28 @@ OPTIONAL_TERMS: dict[str, tuple[str, tuple[str, ...]]] = {
     # decoder layers against the sum of their kernels timed alone (calibrate/validate_step.py). The cost model
     # takes it off each kernel term's constant.
     "launch_overlap": ("linear", ()),
+    # Per-layer (embedding: per-step) elementwise kernels, each linear in the bytes of its output tensor on one
+    # shard (LAYER_OPS says which tensor and how many launches a step makes). Added by the cost model when present.
+    **{
+        name: ("linear", ("bytes",))
+        for name in ("rmsnorm", "rotary", "activation", "residual_add", "embedding")
+    },
+    # All-reduce measured per TP group size (message bytes = the [tokens, hidden] activations); overrides
+    # ``allreduce`` for that group size.
+    **{f"allreduce.tp{n}": ("hinge", ("bytes",)) for n in (2, 4, 8)},
 }
-FORM_PARAMS = {"max": ("const_s", "s_per_flop", "s_per_byte")}
+# Elementwise terms: (term, launches per layer, launches per step); the cost model's whole-step sum.
+LAYER_OPS = (
+    ("rmsnorm", 2, 1),  # input and post-attention norms; the final norm once per step
+    ("rotary", 1, 0),  # rotary embedding of q and k
+    ("activation", 1, 0),  # SiLU(gate) · up (GELU for an ungated MLP)
+    ("residual_add", 2, 0),  # after attention and after the MLP
+    ("embedding", 0, 1),  # token embedding lookup
+)
+FORM_PARAMS = {
+    "max": ("const_s", "s_per_flop", "s_per_byte"),
+    "hinge": ("const_s", "s_per_byte", "knee_bytes"),
+}
 RAMP_SEPARATOR = "_min_"
 # The terms that may carry a ramp, and in which feature: the ones the cost model applies ramps to.
 RAMP_FEATURES = {"attn_decode_paged": "kv_bytes", "attn_decode_contiguous": "kv_bytes"}
@@ -108,6 +130,8 @@ class Term:
             return p["const_s"] + max(
                 p["s_per_flop"] * features["flops"], p["s_per_byte"] * features["bytes"]
             )
+        if self.form == "hinge":
+            return p["const_s"] + p["s_per_byte"] * max(0.0, features["bytes"] - p["knee_bytes"])
         if self.form == "linear":
             total = p["const_s"]
             for name, value in p.items():
@@ -145,6 +169,8 @@ class Profile:
     tp: int = 1
     schema_version: int = SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict)  # free-form provenance (sweep sizes, skipped parts)
+    # Who measured it, where it is published, when, when not kvsim itself (e.g. Vidur's A100 operator times)
+    provenance: str | None = None
 
     def __post_init__(self) -> None:
         _validate(_to_dict(self), "<profile>")
@@ -191,6 +217,7 @@ class Profile:
             data.get("tp", 1),
             data["schema_version"],
             data.get("extra", {}),
+            data.get("provenance"),
         )
 
 
@@ -208,6 +235,8 @@ def load_profile(path: str | Path) -> Profile:
 
 def _to_dict(profile: Profile) -> dict[str, Any]:
     data = asdict(profile)
+    if data["provenance"] is None:
+        del data["provenance"]
     for term in data["terms"].values():
         if term["source"] is None:
             del term["source"]
@@ -233,6 +262,8 @@ def _validate(data: Any, where: str) -> None:
     tp = data.get("tp", 1)
     if isinstance(tp, bool) or not isinstance(tp, int) or tp < 1:
         fail("tp", f"must be a positive integer, got {tp!r}")
+    if data.get("provenance") is not None and not isinstance(data["provenance"], str):
+        fail("provenance", f"must be a string or null, got {data['provenance']!r}")
     if data.get("model") is not None and not isinstance(data["model"], str):
         fail("model", f"must be a model name or null, got {data['model']!r}")
     device = data.get("device")

@@ -14,9 +14,10 @@ from itertools import repeat
 import numpy as np
 
 from kvsim.simulator.batch import Batch, StepTime
-from kvsim.simulator.cost.profile import GEMM_OPS, Profile, Term, ramp_knees
+from kvsim.simulator.cost.profile import GEMM_OPS, LAYER_OPS, Profile, Term, ramp_knees
 from kvsim.simulator.cost.work import (
     GemmShape,
+    elementwise_bytes_per_token,
     kv_bytes_per_token_layer,
     layer_gemm_shapes,
     lm_head_shape,
@@ -54,7 +55,7 @@ class ProfileCostModel:
         model.check_tp(tp)
         self.profile, self.model, self.tp = profile, model, tp
         self.source = profile.source
-        self.description = _describe(profile)
+        self.description = _describe(profile, tp)
         terms = profile.terms
         self._num_layers = model.num_layers
         # Per-op GEMM fits hold for the shapes they were measured on, the profiled model's; any other model
@@ -121,10 +122,37 @@ class ProfileCostModel:
         self._heads = model.num_heads // tp
         self._kv_heads = max(1, model.num_kv_heads // tp)
 
-        # Two all-reduces per layer (after attention's O and after the MLP), each of [t, hidden] activations.
-        p = terms["allreduce"].params
-        ring_bytes_per_token = 2 * (tp - 1) / tp * model.hidden_size * model.dtype_bytes
-        self._allreduce = (p["const_s"], p["ring_bytes"] * ring_bytes_per_token) if tp > 1 else None
+        # Two all-reduces per layer (after attention's O and after the MLP), each of [t, hidden] activations:
+        # the group size's measured fit (hinge in message bytes) where the profile has one, else the ring line.
+        # Either way (const_s, s_per_token, knee_tokens): const_s + s_per_token · max(0, t − knee_tokens).
+        message_bytes_per_token = model.hidden_size * model.dtype_bytes
+        self._allreduce = None
+        if tp > 1:
+            measured = terms.get(f"allreduce.tp{tp}")
+            if measured is not None:
+                p = measured.params
+                self._allreduce = (
+                    p["const_s"],
+                    p["s_per_byte"] * message_bytes_per_token,
+                    p["knee_bytes"] / message_bytes_per_token,
+                )
+            else:
+                p = terms["allreduce"].params
+                ring_bytes_per_token = 2 * (tp - 1) / tp * message_bytes_per_token
+                self._allreduce = (p["const_s"], p["ring_bytes"] * ring_bytes_per_token, 0.0)
+        # Elementwise kernels the profile has terms for: (launches per step, const_s, s_per_token) in LAYER_OPS
+        # order, absent ones (0, 0.0, 0.0); None when the profile has none (nothing to add, no work per step).
+        ops = []
+        for name, per_layer, per_step in LAYER_OPS:
+            term = terms.get(name)
+            if term is None:
+                ops.append((0, 0.0, 0.0))
+                continue
+            p = launched(term).params
+            s_tok = p["bytes"] * elementwise_bytes_per_token(model, tp, name)
+            ops.append((per_layer * model.num_layers + per_step, p["const_s"], s_tok))
+        self._elementwise = tuple(ops) if any(n for n, _, _ in ops) else None
+        self._elementwise_cache: dict[int, tuple[float, float, float, float, float, float]] = {}
         p = terms["step_overhead"].params
         self._overhead = (p["const_s"], p["num_seqs"])
         self._vmm = {kind: _table(terms.get(f"vmm_{kind}")) for kind in ("map", "unmap")}
@@ -133,7 +161,7 @@ class ProfileCostModel:
         terms = self._step_terms(batch)
         return StepTime(allocator_s=batch.allocator_overhead_s) if terms is None else StepTime(*terms)
 
-    def _step_terms(self, batch: Batch) -> tuple[float, float, float, float, float, float, float] | None:
+    def _step_terms(self, batch: Batch) -> tuple[float, ...] | None:
         """StepTime's fields in field order (None for an empty batch): step_time and step_total_s share them."""
         num_prefill_tokens = sum(batch.prefill_q_lens)
         num_decode_seqs = batch.num_decode_seqs
@@ -187,6 +215,7 @@ class ProfileCostModel:
             self._allreduce_s(num_tokens),
             self._overhead[0] + self._overhead[1] * num_seqs,
             batch.allocator_overhead_s,
+            *self._elementwise_parts(num_tokens)[:5],
         )
 
     def step_total_s(self, batch: Batch) -> float:
@@ -209,17 +238,24 @@ class ProfileCostModel:
             terms = self._step_terms(batch)
             if terms is None:
                 return self.step_time(batch).total_s
-            gemm_s, attn_prefill_s, attn_decode_s, lm_head_s, allreduce_s, overhead_s, allocator_s = terms
-            # StepTime.total_s's sum, in its order
+            gemm_s, attn_prefill_s, attn_decode_s, lm_head_s, allreduce_s, overhead_s, allocator_s = terms[:7]
+            # StepTime.total_s's sum, in its order (the elementwise parts' sum as StepTime.elementwise_s adds it)
             total_s = (
-                gemm_s + attn_prefill_s + attn_decode_s + lm_head_s + allreduce_s + overhead_s + allocator_s
+                gemm_s
+                + attn_prefill_s
+                + attn_decode_s
+                + lm_head_s
+                + allreduce_s
+                + overhead_s
+                + allocator_s
+                + (terms[7] + terms[8] + terms[9] + terms[10] + terms[11])
             )
             if key is not None:
                 if len(self._prefill_step_cache) >= 65536:
                     self._prefill_step_cache.clear()
                 self._prefill_step_cache[key] = total_s
             return total_s
-        gemm_s, lm_head_s, allreduce_s, overhead_s = self._decode_parts(seqs)
+        gemm_s, lm_head_s, allreduce_s, overhead_s, elementwise_s = self._decode_parts(seqs)
         attn_decode_s = self._num_layers * _attn_decode_layer_s(
             self._decode_paged if batch.attention_kernel == "paged" else self._decode_contiguous,
             batch.decode_kv_tokens,
@@ -227,10 +263,19 @@ class ProfileCostModel:
             batch.decode_kv_blocks,
         )
         # total_s adds attn_prefill_s (0.0 here) after gemm_s: gemm_s + 0.0 == gemm_s.
-        return gemm_s + attn_decode_s + lm_head_s + allreduce_s + overhead_s + batch.allocator_overhead_s
+        return (
+            gemm_s
+            + attn_decode_s
+            + lm_head_s
+            + allreduce_s
+            + overhead_s
+            + batch.allocator_overhead_s
+            + elementwise_s
+        )
 
-    def _decode_parts(self, num_seqs: int) -> tuple[float, float, float, float]:
-        """(gemm_s, lm_head_s, allreduce_s, overhead_s) of a pure decode step of ``num_seqs`` sequences."""
+    def _decode_parts(self, num_seqs: int) -> tuple[float, float, float, float, float]:
+        """(gemm_s, lm_head_s, allreduce_s, overhead_s, elementwise_s) of a pure decode step of ``num_seqs``
+        sequences."""
         parts = self._decode_parts_cache.get(num_seqs)
         if parts is None:
             gemm_s = self._gemm_s_cache.get(num_seqs)
@@ -241,6 +286,7 @@ class ProfileCostModel:
                 self._lm_head(num_seqs),
                 self._allreduce_s(num_seqs),
                 self._overhead[0] + self._overhead[1] * num_seqs,
+                self._elementwise_parts(num_seqs)[5],
             )
             if len(self._decode_parts_cache) >= 65536:
                 self._decode_parts_cache.clear()
@@ -279,6 +325,7 @@ class ProfileCostModel:
             + first.allreduce_s
             + first.overhead_s
             + first.allocator_s
+            + first.elementwise_s
         )
 
     def decode_step_times_list(
@@ -322,12 +369,14 @@ class ProfileCostModel:
         # this is most windows' timing): the same floats.
         layers, cached_parts = self._num_layers, self._decode_parts_cache
         for num_steps, seqs, tokens, _, _ in segments:
-            head, lm_head_s, allreduce_s, overhead_s = cached_parts.get(seqs) or self._decode_parts(seqs)
+            head, lm_head_s, allreduce_s, overhead_s, elementwise_s = cached_parts.get(
+                seqs
+            ) or self._decode_parts(seqs)
             if allreduce_s or head <= 0.0:
                 durations += self._decode_times(paged, seqs, tokens, num_steps, repeat(0), 0.0)
                 continue
             durations += [
-                head + layers * (const_s + s_tok * t) + lm_head_s + overhead_s
+                head + layers * (const_s + s_tok * t) + lm_head_s + overhead_s + elementwise_s
                 for t in range(tokens, tokens + num_steps * seqs, seqs)
             ]
         return durations
@@ -343,7 +392,7 @@ class ProfileCostModel:
         )
         layers = self._num_layers
         parts = self._decode_parts_cache.get(seqs) or self._decode_parts(seqs)
-        head, lm_head_s, allreduce_s, overhead_s = parts  # head: gemm_s + 0.0 prefill
+        head, lm_head_s, allreduce_s, overhead_s, elementwise_s = parts  # head: gemm_s + 0.0 prefill
         seq_s = s_seq * seqs
         token_range = range(tokens0, tokens0 + num_steps * seqs, seqs)
         if knees:  # a measured profile's ramp: each step on its segment, as _attn_decode_layer_s picks it
@@ -357,6 +406,7 @@ class ProfileCostModel:
                     + allreduce_s
                     + overhead_s
                     + allocator_s
+                    + elementwise_s
                 )
             return out
         if not (seq_s or s_blk or allreduce_s or allocator_s) and const_s > 0.0 and head > 0.0:
@@ -364,7 +414,8 @@ class ProfileCostModel:
             # addend leaves a sum unchanged unless the sum is -0.0, and sums with a positive term never are;
             # so leaving the zeros out gives the same floats, at half the operations per step.
             return [
-                head + layers * (const_s + s_tok * tokens) + lm_head_s + overhead_s for tokens in token_range
+                head + layers * (const_s + s_tok * tokens) + lm_head_s + overhead_s + elementwise_s
+                for tokens in token_range
             ]
         # float * int converts the int exactly as float() would: the same products as step_time's
         return [
@@ -374,6 +425,7 @@ class ProfileCostModel:
             + allreduce_s
             + overhead_s
             + allocator_s
+            + elementwise_s
             for tokens, blocks in zip(token_range, decode_kv_blocks)
         ]
 
@@ -399,7 +451,26 @@ class ProfileCostModel:
     def _allreduce_s(self, num_tokens: int) -> float:
         if self._allreduce is None:
             return 0.0
-        return 2 * self._num_layers * (self._allreduce[0] + self._allreduce[1] * num_tokens)
+        const_s, s_tok, knee_tokens = self._allreduce
+        return 2 * self._num_layers * (const_s + s_tok * max(0.0, num_tokens - knee_tokens))
+
+    def _elementwise_parts(self, num_tokens: int) -> tuple[float, float, float, float, float, float]:
+        """(rmsnorm_s, rotary_s, activation_s, residual_add_s, embedding_s, their sum as
+        StepTime.elementwise_s adds them) of a step of ``num_tokens`` tokens; memoized per token count."""
+        if self._elementwise is None:
+            return _NO_ELEMENTWISE
+        parts = self._elementwise_cache.get(num_tokens)
+        if parts is not None:
+            return parts
+        each = [launches * (const_s + s_tok * num_tokens) for launches, const_s, s_tok in self._elementwise]
+        parts = (*each, each[0] + each[1] + each[2] + each[3] + each[4])
+        if len(self._elementwise_cache) >= 65536:
+            self._elementwise_cache.clear()
+        self._elementwise_cache[num_tokens] = parts
+        return parts
+
+
+_NO_ELEMENTWISE = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
 
 def _attn_decode_layer_s(decode: tuple, tokens: int, seqs: int, blocks: int) -> float:
@@ -429,12 +500,20 @@ def _lookup(table: tuple[np.ndarray, np.ndarray] | None, page_size_bytes: int) -
     return float(np.interp(page_size_bytes, sizes, seconds))
 
 
-def _describe(profile: Profile) -> str:
+def _describe(profile: Profile, tp: int = 1) -> str:
     device = profile.device
+    measured_allreduce = tp > 1 and any(
+        name.startswith("allreduce") and term.source == "measured" for name, term in profile.terms.items()
+    )
+    allreduce_note = "; all-reduce measured (Vidur's NCCL timings)" if measured_allreduce else ""
     if profile.source == "roofline":
-        return f"{device.name} roofline from datasheet peaks and stated efficiency factors (not measured)"
-    parts = [f"{device.name} {profile.source}"]
-    parts += [f"{key} {getattr(device, key)}" for key in ("date", "driver") if getattr(device, key)]
+        text = f"{device.name} roofline from datasheet peaks and stated efficiency factors (not measured)"
+        return text + allreduce_note
+    if profile.provenance:  # measured elsewhere: the provenance names the GPU, who measured it and when
+        parts = [f"{profile.source} ({profile.provenance})"]
+    else:
+        parts = [f"{device.name} {profile.source}"]
+        parts += [f"{key} {getattr(device, key)}" for key in ("date", "driver") if getattr(device, key)]
     text = ", ".join(parts)
     overlap = profile.terms.get("launch_overlap")
     if overlap is not None:
@@ -442,6 +521,7 @@ def _describe(profile: Profile) -> str:
     borrowed = [name for name, term in profile.terms.items() if term.source == "roofline"]
     if borrowed:
         text += f"; from the roofline: {', '.join(borrowed)}"
+    text += allreduce_note
     if not profile.representative:
         text += " (NOT representative: smoke-test numbers)"
     return text

@@ -7,6 +7,9 @@ it say ``roofline``.
 
 from __future__ import annotations
 
+import dataclasses
+
+from kvsim.simulator.cost.collectives import measured_allreduce
 from kvsim.simulator.cost.profile import DeviceInfo, Profile, Term
 from kvsim.simulator.specs import GpuSpec
 
@@ -36,6 +39,16 @@ ALLREDUCE_BW_EFFICIENCY = 0.7
 # Per-step host overhead of the serving engine: scheduling, input preparation, sampling (assumption: ~1 ms,
 # the order of a Python serving loop's step outside the GPU; measured profiles keep this unless overridden).
 STEP_OVERHEAD_S = 1e-3
+# Elementwise kernels are memory bound: HBM bytes moved per byte of the output tensor (the terms' feature).
+# RMSNorm reads x and writes y; rotary reads and writes q and k; SiLU·mul reads gate and up and writes one;
+# a residual add reads two and writes one; the embedding reads one row per token and writes it.
+ELEMENTWISE_BYTES_MOVED_PER_OUTPUT_BYTE = {
+    "rmsnorm": 2.0,
+    "rotary": 2.0,
+    "activation": 3.0,
+    "residual_add": 3.0,
+    "embedding": 2.0,
+}
 
 
 def roofline_profile(gpu: GpuSpec) -> Profile:
@@ -71,11 +84,36 @@ def roofline_profile(gpu: GpuSpec) -> Profile:
             },
         ),
         "step_overhead": Term("linear", {"const_s": STEP_OVERHEAD_S, "num_seqs": 0.0}),
+        **{
+            name: Term("linear", {"const_s": KERNEL_LAUNCH_S, "bytes": moved * s_per_byte})
+            for name, moved in ELEMENTWISE_BYTES_MOVED_PER_OUTPUT_BYTE.items()
+        },
     }
+    notes = (
+        f"roofline from the {gpu.name} datasheet ({gpu.citation}) with the efficiency factors in "
+        "kvsim.simulator.cost.roofline"
+    )
+    measured = measured_allreduce(gpu.name)
+    if measured is not None:  # NCCL all-reduce measured on this GPU's system replaces the ring estimate
+        terms.update(measured[0])
+        notes += f"; {measured[1]}"
     return Profile(
         device=DeviceInfo(gpu.name, gpu.memory_bytes, gpu.num_sms),
         source="roofline",
         terms=terms,
-        notes=f"roofline from the {gpu.name} datasheet ({gpu.citation}) with the efficiency factors in "
-        "kvsim.simulator.cost.roofline",
+        notes=notes,
     )
+
+
+def with_measured_allreduce(profile: Profile, gpu: GpuSpec) -> Profile:
+    """``profile`` with its all-reduce taken from the measured collectives of ``gpu``'s system where the
+    profile's own came from the datasheet roofline (kvsim calibrates one GPU: it cannot measure all-reduce)."""
+    allreduce = profile.terms["allreduce"]
+    has_own = any(name.startswith("allreduce.tp") for name in profile.terms)
+    if allreduce.source != "roofline" or has_own:
+        return profile
+    measured = measured_allreduce(gpu.name)
+    if measured is None:
+        return profile
+    terms = {**profile.terms, **measured[0]}
+    return dataclasses.replace(profile, terms=terms, notes=f"{profile.notes}; {measured[1]}")

@@ -73,3 +73,19 @@ def prefill_attn_bytes(
 def ring_allreduce_bytes(message_bytes: int, tp: int) -> float:
     """Bytes each GPU sends in a ring all-reduce of ``message_bytes``: 2 (tp − 1) / tp of the message."""
     return 2 * (tp - 1) / tp * message_bytes
+
+
+def elementwise_bytes_per_token(model: ModelSpec, tp: int, op: str) -> int:
+    """Bytes of the output tensor of elementwise kernel ``op`` (profile.LAYER_OPS) per token on one shard:
+    the feature its profile term is linear in. Norms, residual adds and the embedding write the full hidden
+    state (replicated across the TP group); rotary rewrites this shard's q and k heads; the activation writes
+    this shard's slice of the intermediate size."""
+    if op in ("rmsnorm", "residual_add", "embedding"):
+        width = model.hidden_size
+    elif op == "rotary":
+        width = (model.num_heads // tp + max(1, model.num_kv_heads // tp)) * model.head_dim
+    elif op == "activation":
+        width = model.intermediate_size // tp
+    else:
+        raise AssertionError(f"unknown elementwise op {op!r}")
+    return width * model.dtype_bytes

@@ -46,7 +46,8 @@ def test_every_measured_point_of_a_fitted_term_is_compared_with_the_profiles_pre
 def test_profile_report_shows_quality_table_points_and_source(profile_path, tmp_path):
     text = write_profile_report(profile_path, tmp_path / "p.html").read_text()
     assert "<td>attn_decode_contiguous</td><td>linear</td><td>measured</td>" in text
-    assert "<td>allreduce</td><td>linear</td><td>roofline</td>" in text  # borrowed terms say so
+    assert "<td>step_overhead</td><td>linear</td><td>roofline</td>" in text  # borrowed terms say so
+    assert "<td>allreduce</td><td>linear</td><td>measured</td>" in text  # DGX A100's NCCL (Vidur's)
     assert "figure-1" in text and "NOT REPRESENTATIVE" not in text
 
 
