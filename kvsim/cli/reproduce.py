@@ -348,9 +348,11 @@ def vllm_fig15(seed, num_requests, rate):
 
 def _register_more() -> None:
     """Targets of other papers live in their own modules (files stay short); they join this group here."""
+    from kvsim.cli.reproduce_blog import vllm_blog
     from kvsim.cli.reproduce_tgi import tgi_vs_vllm
 
     reproduce.add_command(tgi_vs_vllm)
+    reproduce.add_command(vllm_blog)
 
 
 _register_more()
