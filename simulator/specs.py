@@ -1,9 +1,12 @@
-"""Model and GPU specifications: frozen dataclasses with presets by name (STYLE 3, gpt-fast's from_name)."""
+"""Model and GPU specifications: frozen dataclasses with presets by name (STYLE 3, gpt-fast's from_name).
+
+A model may also come from a Hugging Face ``config.json`` (``simulator/hf_config.py``: which of its fields are
+modelled, refused or ignored).
+"""
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kvsim.errors import KvsimError
@@ -11,7 +14,10 @@ from kvsim.errors import KvsimError
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Decoder-only transformer shapes. Per-GPU numbers divide heads and intermediate size by the TP degree."""
+    """Decoder-only transformer shapes. Per-GPU numbers divide heads and intermediate size by the TP degree.
+
+    Invariant: every layer is full attention over the whole context (a ``sliding_window`` below
+    ``max_model_len`` is refused: kvsim does not yet model windowed KV)."""
 
     name: str
     num_layers: int
@@ -24,6 +30,13 @@ class ModelSpec:
     max_model_len: int  # max context (prompt + output) tokens
     dtype_bytes: int = 2
     gated_mlp: bool = True  # SwiGLU (gate, up, down) as Llama; False for OPT's fc1/fc2
+    # one matrix serves the token embedding and the LM head: its bytes are counted once (its GEMM still runs)
+    tie_word_embeddings: bool = False
+    # the model's attention window in tokens; None: none. Allowed only where it covers max_model_len
+    sliding_window: int | None = None
+    # where the shapes came from and what was left out (config.json fields ignored, precision served): written
+    # to config.json with the spec; not part of the model's identity
+    notes: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         for name in (
@@ -39,6 +52,13 @@ class ModelSpec:
         ):
             if getattr(self, name) <= 0:
                 raise KvsimError(f"model {self.name!r}: {name} must be positive, got {getattr(self, name)}")
+        if self.sliding_window is not None and self.sliding_window < self.max_model_len:
+            raise KvsimError(
+                f"model {self.name!r}: sliding_window {self.sliding_window} is shorter than max_model_len "
+                f"{self.max_model_len}: kvsim does not yet model sliding-window attention (KV of at most "
+                f"{self.sliding_window} tokens per request); lower --max-model-len to {self.sliding_window} or less "
+                "to simulate full attention within the window"
+            )
         if self.num_heads % self.num_kv_heads:
             raise KvsimError(
                 f"model {self.name!r}: num_heads ({self.num_heads}) must be a multiple of "
@@ -85,11 +105,14 @@ class ModelSpec:
 
     @classmethod
     def from_hf_config(cls, path: str | Path, name: str | None = None) -> ModelSpec:
-        """Shapes from a Hugging Face ``config.json`` (Llama, Mistral, Qwen2 and OPT families).
+        """Shapes from a Hugging Face ``config.json`` (Llama, Mistral, Qwen2 and OPT families;
+        ``simulator/hf_config.py`` lists the fields read, refused and ignored).
 
         ``path`` is the file or the folder holding it; ``name`` defaults to the config's ``_name_or_path``,
         else the folder name."""
-        return _model_from_hf_config(Path(path), name)
+        from kvsim.simulator.hf_config import model_from_hf_config
+
+        return model_from_hf_config(Path(path), name)
 
 
 @dataclass(frozen=True)
@@ -126,15 +149,23 @@ class GpuSpec:
 
 
 def model_num_params(model: ModelSpec) -> int:
-    """Parameters of the decoder stack plus embedding and LM head (untied), ignoring norms and biases."""
+    """Parameters of the decoder stack plus the embedding and the LM head (one matrix when tied), ignoring
+    norms, biases and OPT's learned position embeddings (each under 0.2% of the weights)."""
     attn = model.hidden_size * (model.num_heads + 2 * model.num_kv_heads) * model.head_dim
     attn += model.num_heads * model.head_dim * model.hidden_size
     mlp = (3 if model.gated_mlp else 2) * model.hidden_size * model.intermediate_size
-    return model.num_layers * (attn + mlp) + 2 * model.vocab_size * model.hidden_size
+    num_embedding_matrices = 1 if model.tie_word_embeddings else 2
+    return model.num_layers * (attn + mlp) + num_embedding_matrices * model.vocab_size * model.hidden_size
 
 
 def weight_bytes_per_gpu(model: ModelSpec, tp: int = 1) -> int:
     return model_num_params(model) * model.dtype_bytes // tp
+
+
+def max_kv_capacity_bytes(model: ModelSpec, gpu: GpuSpec, tp: int = 1) -> int:
+    """The most KV memory one GPU can hold: all of its memory less the model's weights on it (a
+    ``kv_capacity_bytes`` override above this describes a GPU that does not exist)."""
+    return gpu.memory_bytes - weight_bytes_per_gpu(model, tp)
 
 
 def kv_capacity_bytes(
@@ -161,64 +192,10 @@ def kv_capacity_bytes(
     return capacity
 
 
-def _model_from_hf_config(path: Path, name: str | None) -> ModelSpec:
-    file = path / "config.json" if path.is_dir() else path
-    try:
-        config = json.loads(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise KvsimError(f"cannot read model config {file}: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise KvsimError(f"model config {file} is not valid JSON: {exc}") from None
-    if not isinstance(config, dict):
-        raise KvsimError(f"model config {file}: expected a JSON object")
-
-    def need(key: str) -> int:
-        if key not in config:
-            raise KvsimError(
-                f"model config {file}: missing key {key!r} (model_type "
-                f"{config.get('model_type', '?')!r}); is this a decoder-only model's config.json?"
-            )
-        value = config[key]
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise KvsimError(f"model config {file}: {key!r} must be an integer, got {value!r}")
-        return value
-
-    model_type = config.get("model_type")
-    if model_type not in _HF_MODEL_TYPES:
-        raise KvsimError(
-            f"model config {file}: model_type {model_type!r} is not supported; "
-            f"supported: {', '.join(_HF_MODEL_TYPES)}"
-        )
-    dtype = config.get("torch_dtype", "float16")
-    if dtype not in _HF_DTYPE_BYTES:
-        raise KvsimError(
-            f"model config {file}: torch_dtype {dtype!r} is not one of {', '.join(_HF_DTYPE_BYTES)}"
-        )
-    num_heads = need("num_attention_heads")
-    hidden_size = need("hidden_size")
-    is_opt = model_type == "opt"
-    return ModelSpec(
-        name=name or config.get("_name_or_path") or file.resolve().parent.name,
-        num_layers=need("num_hidden_layers"),
-        hidden_size=hidden_size,
-        num_heads=num_heads,
-        num_kv_heads=num_heads
-        if is_opt or "num_key_value_heads" not in config
-        else need("num_key_value_heads"),
-        head_dim=need("head_dim") if config.get("head_dim") else hidden_size // num_heads,
-        intermediate_size=need("ffn_dim") if is_opt else need("intermediate_size"),
-        vocab_size=need("vocab_size"),
-        max_model_len=need("max_position_embeddings"),
-        dtype_bytes=_HF_DTYPE_BYTES[dtype],
-        gated_mlp=not is_opt,
-    )
-
-
-_HF_MODEL_TYPES = ("llama", "mistral", "qwen2", "opt")
-_HF_DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
-
 # Presets: shapes from each model's published config.json on the Hugging Face Hub (repo named beside it);
 # OPT-175B, whose weights are not on the Hub, from the OPT paper (Zhang et al. 2022, arXiv:2205.01068, Table 1).
+# OPT ties its LM head to the token embedding (its config.json leaves tie_word_embeddings at PretrainedConfig's
+# true; vLLM's OPTForCausalLM shares the matrix); the others keep two matrices (tie_word_embeddings false).
 # name: (layers, hidden, heads, kv heads, intermediate, vocab, max context, gated MLP)
 _MODEL_SHAPES = {
     "opt-13b": (40, 5120, 40, 40, 20480, 50272, 2048, False),  # facebook/opt-13b
@@ -231,7 +208,9 @@ _MODEL_SHAPES = {
     "llama-3-8b": (32, 4096, 32, 8, 14336, 128256, 8192, True),  # meta-llama/Meta-Llama-3-8B
     "llama-3-70b": (80, 8192, 64, 8, 28672, 128256, 8192, True),  # meta-llama/Meta-Llama-3-70B
     "llama-3.1-8b": (32, 4096, 32, 8, 14336, 128256, 131072, True),  # meta-llama/Llama-3.1-8B
-    "mistral-7b": (32, 4096, 32, 8, 14336, 32000, 32768, True),  # mistralai/Mistral-7B-v0.1
+    # mistralai/Mistral-7B-Instruct-v0.2: v0.1's shapes without its 4,096-token sliding window (v0.1 itself is
+    # refused: kvsim does not yet model sliding-window attention)
+    "mistral-7b": (32, 4096, 32, 8, 14336, 32000, 32768, True),
     "qwen2.5-7b": (28, 3584, 28, 4, 18944, 152064, 131072, True),  # Qwen/Qwen2.5-7B
     "qwen2.5-72b": (80, 8192, 64, 8, 29568, 152064, 131072, True),  # Qwen/Qwen2.5-72B
 }
@@ -250,6 +229,7 @@ _DISPLAY_NAMES = {
     "qwen2.5-7b": "Qwen2.5-7B",
     "qwen2.5-72b": "Qwen2.5-72B",
 }
+_TIED_PRESETS = ("opt-13b", "opt-66b", "opt-175b")
 MODELS: dict[str, ModelSpec] = {
     key: ModelSpec(
         name=_DISPLAY_NAMES[key],
@@ -262,6 +242,7 @@ MODELS: dict[str, ModelSpec] = {
         vocab_size=vocab,
         max_model_len=max_len,
         gated_mlp=gated,
+        tie_word_embeddings=key in _TIED_PRESETS,
     )
     for key, (layers, hidden, heads, kv_heads, inter, vocab, max_len, gated) in _MODEL_SHAPES.items()
 }
