@@ -3,18 +3,24 @@
 Examples: ``paged``, ``paged:block_size=32,enable_prefix_caching=true``, ``reserved:pow2``,
 ``vattention:page_size=64KiB,mapping=overlapped``. Sizes accept ``KiB``/``MiB``/``GiB`` suffixes (powers of
 1024) or plain bytes. The canonical form (the run label) lists the policy, the keys named in ``always``, and
-every other key that differs from its default, in field order.
+every other key that differs from its default, in field order, among the keys the spec could set: a value that
+kvsim resolved itself (vAttention's ``map_latency_s`` from a measured profile) is not part of the label, which
+stays what the user asked for; config.json records every resolved value.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 from kvsim.errors import KvsimError
 
 _SIZE_SUFFIXES = {"gib": 2**30, "mib": 2**20, "kib": 2**10, "b": 1}
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+# set on a config built by config_from_options: its fields that came from ``extra`` (resolved by kvsim, not
+# written in the spec), which spec_string leaves out of the label
+_RESOLVED_FIELDS = "_kvsim_resolved_fields"
 
 
 def split_spec(spec: str, valid_names: list[str]) -> tuple[str, str | None, dict[str, str]]:
@@ -53,6 +59,8 @@ def parse_size(text: str, what: str) -> int:
         raise KvsimError(
             f"{what}: {text!r} is not a size; write bytes or a number with KiB/MiB/GiB"
         ) from None
+    if not math.isfinite(value):
+        raise KvsimError(f"{what}: {text!r} is not a finite size; write bytes or a number with KiB/MiB/GiB")
     if value != int(value):
         raise KvsimError(f"{what}: {text!r} is not a whole number of bytes")
     return int(value)
@@ -95,19 +103,31 @@ def config_from_options(config_cls: type, name: str, options: dict[str, str], **
                 raise KvsimError(
                     f"{what}: {text!r} is not a{'n integer' if kind == 'int' else ' number'}"
                 ) from None
+            if not math.isfinite(kwargs[key]):
+                raise KvsimError(f"{what}: {text!r} is not a finite number")
         else:
             kwargs[key] = text
-    return config_cls(**kwargs)
+    config = config_cls(**kwargs)
+    resolved = frozenset(extra) - set(options)
+    if resolved:
+        object.__setattr__(
+            config, _RESOLVED_FIELDS, resolved
+        )  # a frozen dataclass: not a field, not compared
+    return config
 
 
 def spec_string(name: str, config: Any, always: tuple[str, ...] = ()) -> str:
-    """The canonical spec of a config: policy, the ``always`` keys, and the keys that differ from default."""
+    """The canonical spec of a config: policy, the ``always`` keys, and the keys that differ from default, but
+    not the values kvsim resolved rather than the spec set (module docstring)."""
     size_fields = getattr(config, "SIZE_FIELDS", ())
+    resolved = getattr(config, _RESOLVED_FIELDS, frozenset())
     policy, items = None, []
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
         if f.name == "policy":
             policy = value
+        elif f.name in resolved:
+            continue
         elif f.name in always or value != f.default:
             if f.name in size_fields:
                 text = format_size(value)

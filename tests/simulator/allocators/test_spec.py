@@ -59,6 +59,29 @@ def test_a_calibrated_map_latency_reaches_vattention_unless_the_spec_sets_one():
     assert build("paged", map_latency_s=1e-5).name == "paged:block_size=16"
 
 
+def test_the_label_is_what_the_spec_asked_for_not_the_values_kvsim_resolved():
+    """A measured profile's map latency is a resolved value (config.json has it), not part of the label and run
+    folder name: `vattention:page_size=64KiB` stays that on a GPU with a profile (issue 19)."""
+    calibrated = build("vattention:page_size=64KiB", model=BIG, map_latency_s=3.55195e-05)
+    assert calibrated.config.map_latency_s == 3.55195e-05
+    assert calibrated.name == "vattention:page_size=64KiB"
+    typed = build("vattention:page_size=64KiB,map_latency_s=2e-5", model=BIG, map_latency_s=3.55195e-05)
+    assert typed.name == "vattention:page_size=64KiB,map_latency_s=2e-05"
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("vattention:page_size=1e400", "'1e400' is not a finite size"),
+        ("vattention:map_latency_s=nan", "'nan' is not a finite number"),
+        ("vattention:map_latency_s=inf", "'inf' is not a finite number"),
+    ],
+)
+def test_sizes_and_numbers_that_are_not_finite_are_refused(spec, message):
+    with pytest.raises(KvsimError, match=message):
+        build(spec, model=BIG)
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
