@@ -70,8 +70,13 @@ def _parse_yaml(text: str, path: Path, what: str) -> Any:
     stream.name = str(path)  # named in the parser's messages
     try:
         return yaml.load(stream, Loader=_loader())  # a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:  # PyYAML's message spans lines: one line, with where it went wrong
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = " ".join(part for part in (exc.context, exc.problem) if part)
+        raise KvsimError(f"{what} {path}: not valid YAML at {where}{problem}") from exc
     except yaml.YAMLError as exc:
-        raise KvsimError(f"{what} {path}: not valid YAML ({exc})") from exc
+        raise KvsimError(f"{what} {path}: not valid YAML ({' '.join(str(exc).split())})") from exc
 
 
 @functools.cache
