@@ -1,12 +1,22 @@
 """``SimConfig``: everything a simulation needs besides the trace (STYLE 3).
 
 Field names are vLLM's where vLLM has the concept, and the CLI options and TOML keys map one to one onto them
-(``--max-num-seqs`` <-> ``max_num_seqs``). Defaults follow vLLM v0.6.3 (``vllm/config.py`` ``SchedulerConfig``
-and ``CacheConfig``, ``vllm/engine/arg_utils.py`` ``EngineArgs``): ``max_num_seqs=256``, ``block_size=16``,
-``gpu_memory_utilization=0.9``, ``swap_space=4`` GiB, ``preemption_mode`` recompute, and
-``max_num_batched_tokens = max(max_model_len, 2048)`` without chunked prefill, 512 with it, and the block
-manager's ``watermark=0.01`` (``vllm/core/block_manager.py``: a request is admitted or swapped in only if 1% of
-the KV blocks stay free after it).
+(``--max-num-seqs`` <-> ``max_num_seqs``). A scheduler option left unset (None) takes the default of the vLLM
+version the scheduler follows:
+
+- ``vllm`` (v1, 0.34.0): ``enable_chunked_prefill`` on and ``watermark`` 0 (``vllm/config/scheduler.py``
+  ``SchedulerConfig``), prefix caching on (``vllm/config/cache.py``); ``max_num_seqs`` and
+  ``max_num_batched_tokens`` by GPU memory for the OpenAI server (``vllm/engine/arg_utils.py``
+  ``EngineArgs.get_batch_defaults``, ``UsageContext.OPENAI_API_SERVER``): 1024 and 16384 from 160 GiB; 1024
+  and 8192 from 70 GiB except A100s; 256 and 2048 otherwise; without chunked prefill
+  ``max_num_batched_tokens = max(max_model_len, that)`` (``_set_default_max_num_seqs_and_batched_tokens_args``).
+- ``vllm-v0`` (v0.6.3, ``vllm/config.py``, ``vllm/engine/arg_utils.py``): ``max_num_seqs=256``,
+  ``max_num_batched_tokens = max(max_model_len, 2048)`` without chunked prefill, 512 with it (off by default),
+  and the block manager's ``watermark=0.01`` (``vllm/core/block_manager.py``: a request is admitted or swapped
+  in only if 1% of the KV blocks stay free after it).
+- the others: ``max_num_seqs=256`` and v0.6.3's token budget.
+
+Both: ``block_size=16``, ``gpu_memory_utilization=0.9``, ``swap_space=4`` GiB, ``preemption_mode`` recompute.
 """
 
 from __future__ import annotations
@@ -18,14 +28,23 @@ from dataclasses import dataclass
 from kvsim.errors import KvsimError
 
 ROUTER_NAMES = ("round_robin", "least_outstanding")
-SCHEDULER_NAMES = ("vllm", "orca", "static", "tgi")
+SCHEDULER_NAMES = ("vllm", "vllm-v0", "orca", "static", "tgi")
 PREEMPTION_MODES = ("recompute", "swap")
+# Which vLLM each vLLM scheduler follows (README, --help).
+SCHEDULER_VERSIONS = {"vllm": "vLLM v1 as in 0.34.0", "vllm-v0": "vLLM v0.6.3"}
 
 # vLLM v0.6.3 EngineArgs: max_num_batched_tokens when chunked prefill is on.
 CHUNKED_PREFILL_MAX_NUM_BATCHED_TOKENS = 512
 # vLLM v0.6.3 SchedulerConfig: the floor of max_num_batched_tokens without chunked prefill.
 MIN_MAX_NUM_BATCHED_TOKENS = 2048
 GIB = 2**30
+# vLLM 0.34.0 EngineArgs.get_batch_defaults, UsageContext.OPENAI_API_SERVER: (max_num_batched_tokens, max_num_seqs)
+# by the GPU's memory; A100s (name checked) stay on the small tier (vLLM PR #17885).
+V1_LARGE_GPU_BYTES, V1_LARGE_DEFAULTS = 160 * GIB, (16384, 1024)
+V1_MEDIUM_GPU_BYTES, V1_MEDIUM_DEFAULTS = 70 * GIB, (8192, 1024)
+V1_SMALL_DEFAULTS = (2048, 256)
+V0_MAX_NUM_SEQS = 256  # vLLM v0.6.3 EngineArgs
+V0_WATERMARK = 0.01  # vLLM v0.6.3 BlockSpaceManager
 # What each field's annotation asks for, as a TOML user reads it.
 _KIND_NAMES = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
 
@@ -72,12 +91,17 @@ class SimConfig:
     router: str = "round_robin"
     scheduler: str = "vllm"
     allocator: str = "paged"
-    max_num_seqs: int = 256
-    max_num_batched_tokens: int | None = None  # None: vLLM's default for the chunked-prefill setting
+    max_num_seqs: int | None = None  # None: the scheduler's vLLM default (vllm: by GPU; others 256)
+    max_num_batched_tokens: int | None = None  # None: the scheduler's vLLM default (module docstring)
     max_model_len: int | None = None  # None: the model's max context
-    enable_chunked_prefill: bool = False
-    preemption_mode: str = "recompute"
-    watermark: float = 0.01  # vllm: admit only if this share of KV memory stays free after (vLLM v0 default)
+    enable_chunked_prefill: bool | None = None  # None: on for vllm (v1), off for vllm-v0
+    preemption_mode: str = "recompute"  # swap: vllm-v0 only (v1 preempts by recompute)
+    # admit only if this share of KV blocks stays free after; None: vllm 0 (v1), vllm-v0 0.01
+    watermark: float | None = None
+    # vllm (v1): a prompt chunk's cap while others are queued or running, chunked prefill only; 0: none
+    long_prefill_token_threshold: int = 0
+    # vllm (v1, 0.34): admit only if the whole (re)prefill's blocks are free, not just its first chunk's
+    scheduler_reserve_full_isl: bool = True
     gpu_memory_utilization: float = 0.9
     swap_space_gib: float = 4.0  # CPU swap space per GPU (vLLM's ``swap_space``), GiB
     activation_reserve_bytes: int = 0  # per GPU, taken off KV capacity besides the weights
@@ -101,10 +125,12 @@ class SimConfig:
     max_new_tokens: str = "oracle"  # what clients ask for: oracle | max_total_tokens | an integer
 
     def __post_init__(self) -> None:
-        if isinstance(self.max_new_tokens, int) and not isinstance(self.max_new_tokens, bool):  # a TOML integer
+        if isinstance(self.max_new_tokens, int) and not isinstance(
+            self.max_new_tokens, bool
+        ):  # a TOML integer
             object.__setattr__(self, "max_new_tokens", str(self.max_new_tokens))
         _check_types(self)
-        for name in ("tp", "num_replicas", "max_num_seqs"):
+        for name in ("tp", "num_replicas"):
             if getattr(self, name) < 1:
                 raise KvsimError(f"{name} must be >= 1, got {getattr(self, name)}; pass a positive integer")
         for name in ("max_concurrent_requests", "max_waiting_tokens"):
@@ -117,7 +143,12 @@ class SimConfig:
             )
         if self.waiting_served_ratio < 0:
             raise KvsimError(f"waiting_served_ratio must be >= 0, got {self.waiting_served_ratio}")
+        if self.long_prefill_token_threshold < 0:
+            raise KvsimError(
+                f"long_prefill_token_threshold must be >= 0 (0: no cap), got {self.long_prefill_token_threshold}"
+            )
         for name in (
+            "max_num_seqs",
             "max_num_batched_tokens",
             "max_model_len",
             "kv_capacity_bytes",
@@ -138,9 +169,28 @@ class SimConfig:
             )
         if self.preemption_mode not in PREEMPTION_MODES:
             raise KvsimError(f"unknown preemption_mode {self.preemption_mode!r}; choose recompute or swap")
+        if self.scheduler == "vllm" and self.preemption_mode == "swap":
+            raise KvsimError(
+                "preemption_mode swap: vLLM v1 (--scheduler vllm) preempts by recompute only; "
+                "use --scheduler vllm-v0 (vLLM v0.6.3) for swap"
+            )
+        if self.scheduler != "vllm":
+            v1_only = [
+                name
+                for name, default in (
+                    ("long_prefill_token_threshold", 0),
+                    ("scheduler_reserve_full_isl", True),
+                )
+                if getattr(self, name) != default
+            ]
+            if v1_only:
+                raise KvsimError(
+                    f"{', '.join(v1_only)}: vLLM v1 option(s) of --scheduler vllm, not {self.scheduler!r}'s; "
+                    "drop them or use --scheduler vllm"
+                )
         if not 0.0 < self.gpu_memory_utilization <= 1.0:
             raise KvsimError(f"gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization}")
-        if not 0.0 <= self.watermark < 1.0:
+        if self.watermark is not None and not 0.0 <= self.watermark < 1.0:
             raise KvsimError(f"watermark must be in [0, 1), got {self.watermark}")
         if self.swap_space_gib < 0:
             raise KvsimError(f"swap_space_gib must be >= 0, got {self.swap_space_gib}")
@@ -157,11 +207,57 @@ class SimConfig:
     def swap_space_bytes(self) -> int:
         return int(self.swap_space_gib * GIB)
 
-    def resolved_max_num_batched_tokens(self, max_model_len: int) -> int:
-        """vLLM's default when unset: 512 with chunked prefill, else max(max_model_len, 2048)."""
+    @property
+    def resolved_enable_chunked_prefill(self) -> bool:
+        """Unset: on for ``vllm`` (v1's ``SchedulerConfig``), off for the others."""
+        if self.enable_chunked_prefill is not None:
+            return self.enable_chunked_prefill
+        return self.scheduler == "vllm"
+
+    @property
+    def resolved_watermark(self) -> float:
+        """Unset: 0 for ``vllm`` (0.34's ``SchedulerConfig.watermark``), 0.01 for ``vllm-v0``."""
+        if self.watermark is not None:
+            return self.watermark
+        return 0.0 if self.scheduler == "vllm" else V0_WATERMARK
+
+    def _v1_batch_defaults(self, gpu_name: str, gpu_memory_bytes: int) -> tuple[int, int]:
+        if gpu_memory_bytes >= V1_LARGE_GPU_BYTES:
+            return V1_LARGE_DEFAULTS
+        if gpu_memory_bytes >= V1_MEDIUM_GPU_BYTES and "a100" not in gpu_name.lower():
+            return V1_MEDIUM_DEFAULTS
+        return V1_SMALL_DEFAULTS
+
+    def resolved_max_num_seqs(self, gpu_name: str = "", gpu_memory_bytes: int = 0) -> int:
+        """Unset: ``vllm``'s by GPU (module docstring), 256 for the others."""
+        if self.max_num_seqs is not None:
+            return self.max_num_seqs
+        if self.scheduler == "vllm":
+            return self._v1_batch_defaults(gpu_name, gpu_memory_bytes)[1]
+        return V0_MAX_NUM_SEQS
+
+    def resolved_max_num_batched_tokens(
+        self, max_model_len: int, gpu_name: str = "", gpu_memory_bytes: int = 0
+    ) -> int:
+        """Unset: ``vllm``'s by GPU, at least max_model_len without chunked prefill; the others v0.6.3's, 512
+        with chunked prefill, else max(max_model_len, 2048). ``vllm`` without chunked prefill refuses a budget
+        below max_model_len, as v1's ``SchedulerConfig`` does."""
+        chunked = self.resolved_enable_chunked_prefill
+        if self.scheduler == "vllm":
+            if self.max_num_batched_tokens is not None:
+                budget = self.max_num_batched_tokens
+                if not chunked and budget < max_model_len:
+                    raise KvsimError(
+                        f"max_num_batched_tokens {budget} is below max_model_len {max_model_len} with chunked "
+                        "prefill off: vLLM v1 refuses it (a prompt could never be scheduled); raise it, lower "
+                        "max_model_len or turn chunked prefill on"
+                    )
+                return budget
+            budget = self._v1_batch_defaults(gpu_name, gpu_memory_bytes)[0]
+            return budget if chunked else max(max_model_len, budget)
         if self.max_num_batched_tokens is not None:
             return self.max_num_batched_tokens
-        if self.enable_chunked_prefill:
+        if chunked:
             return CHUNKED_PREFILL_MAX_NUM_BATCHED_TOKENS
         return max(max_model_len, MIN_MAX_NUM_BATCHED_TOKENS)
 

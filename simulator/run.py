@@ -29,7 +29,7 @@ from kvsim.simulator.metrics import summarize
 from kvsim.simulator.recorder import Recorder, parts_of
 from kvsim.simulator.schedulers import SCHEDULERS
 from kvsim.simulator.schedulers.tgi_config import TGI_OPTION_DEFAULTS, resolve_tgi_config
-from kvsim.simulator.schedulers.vllm import rejection_reason as vllm_rejection_reason
+from kvsim.simulator.schedulers.vllm_v0 import rejection_reason as vllm_rejection_reason
 from kvsim.simulator.specs import GpuSpec, ModelSpec, kv_capacity_bytes
 from kvsim.traces.request import Trace
 from kvsim.traces.transforms import mean_rate_per_s
@@ -114,23 +114,30 @@ def simulate(
             for column in (trace.n, trace.beam_width)
         )
         allocator_factory = _allocator_factory(config, model, capacity, cost_model, single_sequence)
-    max_num_batched_tokens = config.resolved_max_num_batched_tokens(model.max_model_len)
+    max_num_batched_tokens = config.resolved_max_num_batched_tokens(
+        model.max_model_len, gpu.name, gpu.memory_bytes
+    )
+    max_num_seqs = config.resolved_max_num_seqs(gpu.name, gpu.memory_bytes)
 
     env = simpy.Environment()
     recorder = Recorder(len(trace), config.num_replicas, keep_timeline=keep_timeline)
     replicas = []
     for index in range(config.num_replicas):
-        scheduler = _make_scheduler(config, allocator_factory(), max_num_batched_tokens, model.max_model_len)
+        scheduler = _make_scheduler(
+            config, allocator_factory(), max_num_batched_tokens, max_num_seqs, model.max_model_len
+        )
         replicas.append(
             Replica(env, index, scheduler, cost_model, recorder, fast_forward=config.fast_forward)
         )
     allocator = replicas[0].scheduler.allocator
     # Called once per arrival: the choices that depend only on the config are made here.
     allocator_reason = allocator.rejection_reason
-    is_vllm, is_tgi = config.scheduler == "vllm", config.scheduler == "tgi"
+    # vllm-v0's prompt checks (v1 needs none: its budget takes every prompt, and it admits a prompt alone
+    # whatever the watermark)
+    is_vllm, is_tgi = config.scheduler == "vllm-v0", config.scheduler == "tgi"
     scheduler_reason = replicas[0].scheduler.rejection_reason if is_tgi else None
     watermark_reason = replicas[0].scheduler.watermark_rejection if is_vllm else None
-    max_num_seqs, chunked = config.max_num_seqs, config.enable_chunked_prefill
+    chunked = config.resolved_enable_chunked_prefill
 
     # vLLM's two prompt checks each reject exactly the prompts longer than some length: found once here, so
     # that a prompt no longer than both (nearly every one) skips them.
@@ -212,6 +219,10 @@ def simulate(
         # the defaults of the version that wrote it (vattention's mapping became overlapped by default)
         "allocator_config": allocator_config(allocator),
         "max_num_batched_tokens": max_num_batched_tokens,
+        "max_num_seqs": max_num_seqs,
+        "enable_chunked_prefill": config.resolved_enable_chunked_prefill,
+        "watermark": config.resolved_watermark,
+        "enable_prefix_caching": bool(getattr(getattr(allocator, "config", None), "enable_prefix_caching", False)),
         "max_model_len": model.max_model_len,
         "kv_capacity_bytes": capacity,
         "model_spec": dataclasses.asdict(model),
@@ -257,7 +268,11 @@ def allocator_stats(allocators: list[KVAllocator]) -> dict[str, int | float]:
 
 
 def _make_scheduler(
-    config: SimConfig, allocator: KVAllocator, max_num_batched_tokens: int, max_model_len: int
+    config: SimConfig,
+    allocator: KVAllocator,
+    max_num_batched_tokens: int,
+    max_num_seqs: int,
+    max_model_len: int,
 ):
     cls = SCHEDULERS[config.scheduler]
     if config.scheduler == "tgi":
@@ -271,18 +286,28 @@ def _make_scheduler(
             f"{', '.join(changed)} {'is a tgi option' if len(changed) == 1 else 'are tgi options'}, "
             f"not {config.scheduler!r}'s; drop it or use --scheduler tgi"
         )
-    kwargs = {
-        "max_num_seqs": config.max_num_seqs,
-        "max_num_batched_tokens": max_num_batched_tokens,
-        "preemption_mode": config.preemption_mode,
-    }
-    if config.scheduler == "vllm":
-        kwargs["enable_chunked_prefill"] = config.enable_chunked_prefill
-        kwargs["watermark"] = config.watermark
+    kwargs = {"max_num_seqs": max_num_seqs, "max_num_batched_tokens": max_num_batched_tokens}
+    if config.scheduler == "vllm":  # v1, 0.34.0: recompute only (SimConfig refuses swap)
+        return cls(
+            allocator,
+            **kwargs,
+            enable_chunked_prefill=config.resolved_enable_chunked_prefill,
+            long_prefill_token_threshold=config.long_prefill_token_threshold,
+            scheduler_reserve_full_isl=config.scheduler_reserve_full_isl,
+            watermark=config.resolved_watermark,
+        )
+    kwargs["preemption_mode"] = config.preemption_mode
+    if config.scheduler == "vllm-v0":
+        kwargs["enable_chunked_prefill"] = config.resolved_enable_chunked_prefill
+        kwargs["watermark"] = config.resolved_watermark
     elif config.enable_chunked_prefill:
         raise KvsimError(
             f"enable_chunked_prefill is a vllm scheduler option, not {config.scheduler!r}; "
             f"drop it or use --scheduler vllm"
+        )
+    elif config.watermark is not None:
+        raise KvsimError(
+            f"watermark is a vllm scheduler option, not {config.scheduler!r}; drop it or use --scheduler vllm"
         )
     return cls(allocator, **kwargs)
 
@@ -310,20 +335,37 @@ def _allocator_factory(
         )
 
     probe = build()
+    resolve = getattr(probe, "resolve_for_scheduler", None)  # paged: prefix caching by the scheduler's vLLM
+    if resolve is not None:
+        resolve(config.scheduler)
     if type(probe) is PagedAllocator and single_sequence and not probe.config.enable_prefix_caching:
-        return lambda: CountedPagedAllocator(
+        counted = lambda: CountedPagedAllocator(  # noqa: E731
             probe.config,
             model=model,
             tp=config.tp,
             capacity_bytes=capacity,
             swap_space_bytes=config.swap_space_bytes,
         )
+        return lambda: _named(counted(), probe.name)  # the label: the spec as written
     map_latency_s = None
     page_size_bytes = getattr(getattr(probe, "config", None), "page_size", None)  # vAttention's page, bytes
     measured = getattr(cost_model, "map_latency_s", None)
     if page_size_bytes is not None and callable(measured):
         map_latency_s = measured(page_size_bytes)  # a measured vAttention map cost, when the profile has one
-    return lambda: build(map_latency_s)
+    if resolve is None:
+        return lambda: build(map_latency_s)
+
+    def build_resolved() -> KVAllocator:
+        alloc = build(map_latency_s)
+        alloc.resolve_for_scheduler(config.scheduler)
+        return alloc
+
+    return build_resolved
+
+
+def _named(alloc: KVAllocator, name: str) -> KVAllocator:
+    alloc.name = name
+    return alloc
 
 
 def _progress_bar(total: int):

@@ -6,7 +6,8 @@ parallel samples). ``docs/validation.md`` holds their output and the gaps explai
 
 Set-up (DESIGN §9, paper §6.1): OPT-13B on one A100-40GB with 12 GiB of KV cache (15.7K token slots at
 800 KiB per token), Poisson arrivals. Systems: Orca (Max / Pow2 / Oracle) = the ``orca`` scheduler over
-``reserved:max|pow2|oracle``; vLLM = the ``vllm`` scheduler over ``paged:block_size=16``.
+``reserved:max|pow2|oracle``; vLLM = the ``vllm-v0`` scheduler (vLLM v0.6.3, the paper's system: prefill-only
+steps, no prefix caching) over ``paged:block_size=16``.
 
 Lengths: the paper states only the datasets' means (ShareGPT: 161.31 input / 337.99 output tokens; Alpaca:
 19.31 / 58.45). kvsim draws each length from a geometric distribution with that mean (the maximum-entropy
@@ -28,7 +29,7 @@ SYSTEMS = (  # (paper's name, scheduler, allocator)
     ("Orca (Max)", "orca", "reserved:max"),
     ("Orca (Pow2)", "orca", "reserved:pow2"),
     ("Orca (Oracle)", "orca", "reserved:oracle"),
-    ("vLLM", "vllm", "paged:block_size=16"),
+    ("vLLM", "vllm-v0", "paged:block_size=16"),  # the paper's vLLM: v0 (v0.6.3), not today's v1
 )
 # Paper Fig. 2: share of KV memory holding token states.
 FIG2_PAPER = {"Orca (Max)": 0.204, "Orca (Pow2)": 0.268, "Orca (Oracle)": 0.382, "vLLM": 0.963}
@@ -329,7 +330,7 @@ def vllm_fig15(seed, num_requests, rate):
         trace = dataclasses.replace(base, n=np.full(len(base), n, dtype=np.int64))
         allocator = make_allocator("paged:block_size=16", model=model, tp=1, capacity_bytes=KV_CAPACITY_BYTES)
         probe = SharingProbe(make_cost_model(MODEL, GPU), allocator)
-        config = paper_config(seed, allocator="paged:block_size=16", fast_forward=False)
+        config = paper_config(seed, scheduler="vllm-v0", allocator="paged:block_size=16", fast_forward=False)
         summary = simulate(config, trace, cost_model=probe, allocator_factory=lambda a=allocator: a).summary
         rows.append(
             (

@@ -21,7 +21,10 @@ import click
 import numpy as np
 
 SYSTEMS = (  # (label, scheduler, extra SimConfig fields)
-    ("vLLM", "vllm", {}),
+    # vLLM v0.6.3's policy (``vllm-v0``), pinned so that docs/validation.md's figures stay reproducible; the paper
+    # (Nov 2025) states no version and most likely ran a v1-era vLLM (v1 is the default since 0.8): rerunning
+    # this comparison on ``vllm`` (v1, 0.34.0) is a follow-up
+    ("vLLM", "vllm-v0", {}),
     ("TGI", "tgi", {}),
     ("TGI, no max_new_tokens", "tgi", {"max_new_tokens": "max_total_tokens"}),
 )

@@ -80,14 +80,28 @@ def _options(func):
         click.option("--tp", type=int, help="Tensor-parallel degree per replica."),
         click.option("--num-replicas", type=int),
         click.option("--router", type=click.Choice(["round_robin", "least_outstanding"])),
-        click.option("--scheduler", type=click.Choice(["vllm", "orca", "static", "tgi"])),
+        click.option(
+            "--scheduler",
+            type=click.Choice(["vllm", "vllm-v0", "orca", "static", "tgi"]),
+            help="vllm: vLLM v1 as in 0.34.0 (default); vllm-v0: vLLM v0.6.3 (the vLLM paper's; swap preemption).",
+        ),
         click.option("--allocator", "allocators", multiple=True, help="Allocator spec (repeatable)."),
         click.option("--max-num-seqs", type=int),
         click.option("--max-num-batched-tokens", type=int),
         click.option("--max-model-len", type=int),
         click.option("--enable-chunked-prefill/--no-enable-chunked-prefill", default=None),
         click.option("--preemption-mode", type=click.Choice(["recompute", "swap"])),
-        click.option("--watermark", type=float, help="vllm: share of KV kept free at admission (0.01)."),
+        click.option(
+            "--watermark", type=float, help="vllm, vllm-v0: share of KV blocks kept free at admission (0; v0 0.01)."
+        ),
+        click.option(
+            "--long-prefill-token-threshold", type=int, help="vllm: cap of a prompt chunk beside others (0: none)."
+        ),
+        click.option(
+            "--scheduler-reserve-full-isl/--no-scheduler-reserve-full-isl",
+            default=None,
+            help="vllm: admit only if the whole prompt's blocks are free (default on, as vLLM 0.34).",
+        ),
         click.option(
             "--max-concurrent-requests", type=int, help="tgi: in-flight cap, HTTP 429 over it (128)."
         ),

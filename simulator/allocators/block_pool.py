@@ -1,9 +1,16 @@
 """The physical blocks of the paged allocator: ref counts, the free-block queue and the prefix cache.
 
-Modelled on vLLM's block pool (v1 ``vllm/v1/core/block_pool.py``) with one difference, taken from vLLM v0's
-evictor: a free block that holds no cached prefix goes back on a plain free list that is used *first*, and
-only when that list is empty is the least recently used cached block evicted. (v1 keeps one LRU queue for
-both, so a freshly freed uncached block can outlive an older cached one; v0's order keeps more hits.)
+Modelled on vLLM v1's block pool (0.34.0 ``vllm/v1/core/block_pool.py``). Its one ``FreeKVCacheBlockQueue``
+holds every free block; ``free_blocks`` puts a freed block that holds no cached prefix at the *front* of the
+queue (``prepend_n``: reused first, LIFO) and a cached one at the back (``append_n``: LRU), and
+``get_new_blocks`` pops from the front, evicting a cached block it pops. So uncached free blocks are always
+used before any cached one, and cached ones go least recently freed first: the order this pool keeps with a
+stack of clean blocks and an insertion-ordered dict of cached ones (v0.6.3's evictor gives the same order).
+A request frees its blocks last block first, so that its leading (most shareable) blocks are evicted last.
+
+Duplicates (``allow_duplicates``, v1): a block that fills with content another block already caches is cached
+too (v1 never de-duplicates, so that block tables stay append-only); a lookup finds the earliest registered,
+and when that one is evicted the next takes its place (``BlockHashToBlockMap``). v0 registers only the first.
 
 Every operation is O(1): free lists are a stack and an insertion-ordered dict (LRU order), ``hash_to_block``
 is a dict.
@@ -13,6 +20,11 @@ Block ``i`` covers tokens ``[i*block_size, (i+1)*block_size)``; its hash chains 
 and the trace hashes of the chunks the block lies in: ``h_i = hash((h_{i-1}, i, *chunk_hashes))``. Two prompts
 share block ``i`` exactly when they share every chunk up to the one holding its last token. Only full blocks
 of prompt tokens get a hash. Python's hash of a tuple of ints does not depend on PYTHONHASHSEED: runs repeat.
+
+vLLM v1 hashes every full block, generated tokens included (``request_block_hashes``): a block that holds any
+token the trace's hashes do not describe (a generated token, or a prompt token of a trace without prefix hashes)
+is the request's own, ``OWN_BLOCK_BASE + request_index * MAX_BLOCKS_PER_REQUEST + i``: an int above every Python
+hash (those are machine words), so it never collides with a trace-derived hash, and two requests never share it.
 """
 
 from __future__ import annotations
@@ -35,13 +47,39 @@ def prompt_block_hashes(chunk_hashes: Sequence[int], num_prompt_tokens: int, blo
     return block_hashes
 
 
+# Per-request block identities: above 2**64, so no Python hash (a machine word) equals one.
+OWN_BLOCK_BASE = 1 << 64
+MAX_BLOCKS_PER_REQUEST = 1 << 32
+
+
+def request_block_hashes(
+    chunk_hashes: Sequence[int] | None,
+    num_prompt_tokens: int,
+    num_tokens: int,
+    block_size: int,
+    request_index: int,
+) -> Sequence[int]:
+    """Identities of the full blocks of a request's first ``num_tokens`` tokens (prompt, then generated), as
+    vLLM v1's ``Request.block_hashes`` tells them apart: trace-hashed prompt blocks as ``prompt_block_hashes``,
+    every later block the request's own. A ``range`` when the request has no trace hashes (O(1) memory)."""
+    own = OWN_BLOCK_BASE + request_index * MAX_BLOCKS_PER_REQUEST
+    num_blocks = num_tokens // block_size
+    if not chunk_hashes:
+        return range(own, own + num_blocks)
+    shared = prompt_block_hashes(chunk_hashes, num_prompt_tokens, block_size)
+    return shared + list(range(own + len(shared), own + num_blocks))
+
+
 class BlockPool:
     """Invariant: every block is in exactly one of three states — in use (``ref_cnt > 0``), free and clean (on
     ``free_block_ids``), or free and cached (in ``cached_free_blocks``, with a hash in ``hash_to_block``).
     ``num_used_tokens`` is the sum of ``num_filled`` over the blocks in use."""
 
-    def __init__(self, num_blocks: int, block_size: int) -> None:
+    def __init__(self, num_blocks: int, block_size: int, *, allow_duplicates: bool = False) -> None:
         self.num_blocks = num_blocks
+        self.allow_duplicates = allow_duplicates
+        # hash -> the later blocks caching the same content, in registration order (allow_duplicates only)
+        self.duplicates: dict[int, list[int]] = {}
         self.block_size = block_size
         self.ref_cnt = [0] * num_blocks  # block id -> number of block tables holding it
         self.num_filled = [0] * num_blocks  # block id -> tokens stored in it (0..block_size)
@@ -76,8 +114,7 @@ class BlockPool:
         else:
             block_id = next(iter(self.cached_free_blocks))  # least recently used
             del self.cached_free_blocks[block_id]
-            del self.hash_to_block[self.block_hash[block_id]]
-            self.block_hash[block_id] = None
+            self._uncache(block_id)
             self.num_evictions += 1
         self.ref_cnt[block_id] = 1
         self.num_filled[block_id] = 0
@@ -96,6 +133,21 @@ class BlockPool:
             ref_cnt[block_id] = 1
             num_filled[block_id] = 0
         return block_ids
+
+    def _uncache(self, block_id: int) -> None:
+        """Strike an evicted block from the cache; a duplicate of its content takes its place."""
+        block_hash = self.block_hash[block_id]
+        self.block_hash[block_id] = None
+        others = self.duplicates.get(block_hash) if self.duplicates else None
+        if others is None:
+            del self.hash_to_block[block_hash]
+            return
+        if self.hash_to_block[block_hash] == block_id:
+            self.hash_to_block[block_hash] = others.pop(0)
+        else:
+            others.remove(block_id)
+        if not others:
+            del self.duplicates[block_hash]
 
     def fill_new_blocks(self, block_ids: list[int], num_tokens: int) -> None:
         """Store ``num_tokens`` tokens in empty, fresh blocks: all full but the last."""
@@ -177,10 +229,16 @@ class BlockPool:
         return self.hash_to_block.get(block_hash)
 
     def cache_block(self, block_id: int, block_hash: int) -> None:
-        """Register a full prompt block under its hash, unless another block already holds that content."""
+        """Register a full block under its hash. If another block already holds that content: v1 caches this
+        one too, after it (``allow_duplicates``); v0 does not."""
         assert self.num_filled[block_id] == self.block_size
-        if block_hash not in self.hash_to_block and self.block_hash[block_id] is None:
+        if self.block_hash[block_id] is not None:
+            return
+        if block_hash not in self.hash_to_block:
             self.hash_to_block[block_hash] = block_id
+            self.block_hash[block_id] = block_hash
+        elif self.allow_duplicates:
+            self.duplicates.setdefault(block_hash, []).append(block_id)
             self.block_hash[block_id] = block_hash
 
     def check_invariants(self, expected_ref_cnt: list[int]) -> None:
@@ -198,7 +256,11 @@ class BlockPool:
         for block_hash, block_id in self.hash_to_block.items():
             assert self.block_hash[block_id] == block_hash
             assert self.num_filled[block_id] == self.block_size, "a cached block is not full"
+        for block_hash, block_ids in self.duplicates.items():
+            assert block_ids and block_hash in self.hash_to_block, "a duplicate without its first block"
+            assert all(self.block_hash[b] == block_hash for b in block_ids)
         assert all(self.block_hash[b] is not None for b in self.cached_free_blocks)
-        assert sum(1 for h in self.block_hash if h is not None) == len(self.hash_to_block)
+        num_duplicates = sum(len(block_ids) for block_ids in self.duplicates.values())
+        assert sum(1 for h in self.block_hash if h is not None) == len(self.hash_to_block) + num_duplicates
         used_tokens = sum(self.num_filled[b] for b in range(self.num_blocks) if self.ref_cnt[b] > 0)
         assert used_tokens == self.num_used_tokens, "num_used_tokens counter drifted"

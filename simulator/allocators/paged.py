@@ -38,7 +38,8 @@ EVICTION_POLICIES = ("oldest",)
 @dataclass(frozen=True)
 class PagedConfig:
     block_size: int = 16  # tokens per block (vLLM default)
-    enable_prefix_caching: bool = False
+    # None: the scheduler's default (``vllm``, v1: on; ``vllm-v0`` and the others: off); see resolve_prefix_caching
+    enable_prefix_caching: bool | None = None
     pcie_bw_bytes_per_s: float = PCIE_BW_BYTES_PER_S
     # PagedEviction (paged_eviction.py): each sequence keeps at most this many blocks; 0 = no eviction.
     eviction_budget_blocks: int = 0
@@ -106,6 +107,7 @@ class PagedAllocator(PagedBase, PagedGrowthMixin):
             config, model=model, tp=tp, capacity_bytes=capacity_bytes, swap_space_bytes=swap_space_bytes
         )
         self.pool = BlockPool(self.num_blocks, self.block_size)
+        self._lookup = (None, 0, ())  # the last lookup_prefix: (block_hashes, num_tokens, hit block ids)
         self.seqs: dict[int, _Seq] = {}
         # Partly filled last blocks: block id -> seq_ids whose last block it is (several after a fork), and
         # the slots of it counted as reserved. Only these blocks have empty slots.
@@ -116,8 +118,16 @@ class PagedAllocator(PagedBase, PagedGrowthMixin):
         # growth_room: such a slot only turns a reserved slot into a token state, so breakdown() adds them
         # here instead of the scheduler making one call per sequence per step (DESIGN §7b).
         self.num_deferred_tokens = 0
+        # Prefix-cache counters over admissions (vLLM v1's PrefixCacheStats counts tokens, v0's hit rate
+        # blocks): tokens admitted and those found cached; full blocks of them and those found cached.
+        self.num_prefix_query_tokens = self.num_prefix_hit_tokens = 0
+        self.num_prefix_query_blocks = self.num_prefix_hit_blocks = 0
 
     # -- the KVAllocator Protocol ------------------------------------------------------------------------
+
+    @property
+    def caches_prefixes(self) -> bool:
+        return bool(self.config.enable_prefix_caching)
 
     def allocate(
         self,
@@ -127,35 +137,71 @@ class PagedAllocator(PagedBase, PagedGrowthMixin):
         final_num_tokens: int,
         prefix_block_hashes: Sequence[int] | None = None,
         num_prompt_tokens: int | None = None,
+        block_hashes: Sequence[int] | None = None,
+        num_full_tokens: int | None = None,
+        num_watermark_blocks: int = 0,
     ) -> Admission | None:
+        """The Protocol's ``allocate``, plus v1's admission (extensions, ``vllm`` scheduler): ``block_hashes``,
+        the identities of every full block of the request (prompt and generated tokens; replaces
+        ``prefix_block_hashes``); ``num_full_tokens``, its whole (re)prefill, which caps the prefix hit and must
+        fit in whole (``scheduler_reserve_full_isl``), though only ``num_tokens`` slots (hit + first chunk) are
+        allocated; ``num_watermark_blocks`` more blocks must stay free (vLLM ``allocate_slots``)."""
         assert seq_id not in self.seqs, f"seq {seq_id} allocated twice"
         assert num_tokens > 0
-        block_hashes = []
-        if self.config.enable_prefix_caching and prefix_block_hashes:
-            block_hashes = prompt_block_hashes(
-                prefix_block_hashes, num_prompt_tokens or num_tokens, self.block_size
-            )
-        hits = []
-        for block_hash in block_hashes[: (num_tokens - 1) // self.block_size]:
-            block_id = self.pool.lookup(block_hash)
-            if block_id is None:
-                break
-            hits.append(block_id)
-        num_revived = sum(1 for b in hits if self.pool.ref_cnt[b] == 0)
-        num_new = -(-num_tokens // self.block_size) - len(hits)
-        if num_new > self.pool.num_free_blocks - num_revived:
+        pool, bs = self.pool, self.block_size
+        if block_hashes is None:
+            block_hashes = []
+            if self.config.enable_prefix_caching and prefix_block_hashes:
+                block_hashes = prompt_block_hashes(prefix_block_hashes, num_prompt_tokens or num_tokens, bs)
+        elif not self.config.enable_prefix_caching:
+            block_hashes = []
+        hits = self._find_hits(block_hashes, num_full_tokens or num_tokens) if block_hashes else []
+        self._lookup = (None, 0, ())
+        num_revived = sum(1 for b in hits if pool.ref_cnt[b] == 0) if hits else 0
+        num_free = pool.num_free_blocks - num_watermark_blocks
+        if num_full_tokens is not None and -(-num_full_tokens // bs) - len(hits) + num_revived > num_free:
+            return None
+        num_new = -(-num_tokens // bs) - len(hits)
+        if num_new + num_revived > num_free:
             return None
         for block_id in hits:
-            self.pool.touch(block_id)
+            pool.touch(block_id)
+        if self.config.enable_prefix_caching:  # counted at admission, the whole (re)prefill as vLLM counts it
+            num_query_tokens = num_full_tokens or num_tokens
+            self.num_prefix_query_tokens += num_query_tokens
+            self.num_prefix_hit_tokens += len(hits) * bs
+            self.num_prefix_query_blocks += num_query_tokens // bs
+            self.num_prefix_hit_blocks += len(hits)
         seq = _Seq(
             block_table=list(hits),
-            num_tokens=len(hits) * self.block_size,
+            num_tokens=len(hits) * bs,
             final_num_tokens=final_num_tokens,
             block_hashes=block_hashes,
         )
         self.seqs[seq_id] = seq
         self._grow(seq_id, seq, num_tokens - seq.num_tokens)
-        return Admission(num_cached_tokens=len(hits) * self.block_size)
+        return Admission(num_cached_tokens=len(hits) * bs)
+
+    def lookup_prefix(self, block_hashes: Sequence[int], num_tokens: int) -> int:
+        """Tokens of a request's first ``num_tokens`` found in the prefix cache, in full blocks, never the last
+        token (vLLM ``get_computed_blocks``: a fully cached prompt recomputes its last block). Changes nothing."""
+        if not self.config.enable_prefix_caching:
+            return 0
+        return len(self._find_hits(block_hashes, num_tokens)) * self.block_size
+
+    def _find_hits(self, block_hashes: Sequence[int], num_tokens: int) -> list[int]:
+        last_hashes, last_num_tokens, last_hits = self._lookup
+        if block_hashes is last_hashes and num_tokens == last_num_tokens:
+            # lookup_prefix just ran for this admission, and nothing has changed the pool since
+            return last_hits
+        hits, lookup = [], self.pool.hash_to_block.get
+        for block_hash in block_hashes[: (num_tokens - 1) // self.block_size]:
+            block_id = lookup(block_hash)
+            if block_id is None:
+                break
+            hits.append(block_id)
+        self._lookup = (block_hashes, num_tokens, hits)
+        return hits
 
     def append_slots(self, seq_id: int, num_new_tokens: int) -> bool:
         seq = self.seqs[seq_id]
@@ -279,6 +325,20 @@ class PagedAllocator(PagedBase, PagedGrowthMixin):
             external_frag=0,
             free=self.capacity_bytes - token_states - reserved - internal_frag,
             cached_bytes=self.pool.num_cached_free_blocks * self.block_bytes,
+        )
+
+    def prefix_cache_counts(self) -> tuple[int, int, int, int, int] | None:
+        """The prefix cache's counters so far, in ``recorder.PREFIX_CACHE_COUNTS`` order (tokens queried and
+        hit, full blocks queried and hit, cached blocks evicted to serve allocations); None without prefix
+        caching. Queried: the (re)prefill's tokens at each admission, as vLLM counts them."""
+        if not self.config.enable_prefix_caching:
+            return None
+        return (
+            self.num_prefix_query_tokens,
+            self.num_prefix_hit_tokens,
+            self.num_prefix_query_blocks,
+            self.num_prefix_hit_blocks,
+            self.pool.num_evictions,
         )
 
     def free_bytes(self) -> int:

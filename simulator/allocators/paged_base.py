@@ -3,6 +3,7 @@ the replica's geometry in blocks, the rejection of requests that can never fit, 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 from kvsim.errors import KvsimError
@@ -19,6 +20,7 @@ class PagedBase:
     ``num_cpu_blocks`` (swap space), the spec ``name``, and the pending swap transfer time."""
 
     attention_kernel = "paged"
+    admits_like_v1 = True  # ``allocate`` takes v1's admission arguments (the ``vllm`` scheduler's)
 
     def __init__(
         self,
@@ -46,6 +48,19 @@ class PagedBase:
         self.name = spec_string("paged", config, always=("block_size",))
         self._pending_overhead_s = 0.0
         self.num_cow_copies = 0
+
+    def resolve_for_scheduler(self, scheduler: str) -> None:
+        """Settle what the spec left to the scheduler: prefix caching, unless the spec says, is on under
+        ``vllm`` (v1's default, ``CacheConfig.enable_prefix_caching``) and off under the others (v0.6.3's
+        default) or with an eviction budget; under ``vllm`` the prefix cache also keeps blocks whose content
+        another block already caches (v1 does not de-duplicate). The label keeps the spec as written."""
+        v1 = scheduler == "vllm"
+        if self.config.enable_prefix_caching is None:
+            on = v1 and not self.config.evicts
+            self.config = dataclasses.replace(self.config, enable_prefix_caching=on)
+        pool = getattr(self, "pool", None)
+        if pool is not None:
+            pool.allow_duplicates = v1
 
     def rejection_reason(self, num_prompt_tokens: int, num_output_tokens: int) -> str | None:
         """Over the context, or a final length needing more blocks than the replica has."""

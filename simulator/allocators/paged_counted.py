@@ -125,11 +125,17 @@ class CountedPagedAllocator(PagedBase):
         final_num_tokens: int,
         prefix_block_hashes: Sequence[int] | None = None,
         num_prompt_tokens: int | None = None,
+        block_hashes: Sequence[int] | None = None,
+        num_full_tokens: int | None = None,
+        num_watermark_blocks: int = 0,
     ) -> Admission | None:
+        """``PagedAllocator.allocate``, v1's admission included (without prefix caching ``block_hashes`` find
+        nothing)."""
         assert seq_id not in self.seqs, f"seq {seq_id} allocated twice"
         assert num_tokens > 0
         num_new = -(-num_tokens // self.block_size)
-        if num_new > self.num_free_blocks:
+        num_free = self.num_free_blocks - num_watermark_blocks
+        if num_new > num_free or (num_full_tokens is not None and -(-num_full_tokens // self.block_size) > num_free):
             return None
         self.num_free_blocks -= num_new
         self.seqs[seq_id] = _CountedSeq(num_tokens, final_num_tokens)

@@ -38,6 +38,7 @@ class EvictingPagedAllocator(PagedAllocator):
     holds at most ``eviction_budget_blocks`` blocks; an evicted block's reference is dropped at once (a block
     no other table holds goes back to the free queue)."""
 
+    admits_like_v1 = False  # its ``allocate`` prunes the prompt; the ``vllm`` scheduler gives it the first chunk
     # A decode slot evicts only when it opens a block (the stored length wraps exactly at a block boundary), so
     # the slots inside the last block may be deferred as paged's are (growth_room); the decode sums count them
     # (SchedulerBase._count_stored_tokens). The crossing then appends them together with the step's own slot,

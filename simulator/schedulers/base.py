@@ -109,6 +109,9 @@ class SchedulerBase(PreemptionMixin, FastForwardMixin, CohortMixin):
         self._window_evictions = getattr(allocator, "window_evictions", None)
         self._decode_stored: list[int] = []  # the step's stored tokens per decoding sequence (one each)
         self._evicted_tokens = getattr(allocator, "evicted_tokens", None)
+        # With a prefix cache, which cached block a new block evicts depends on what was freed before it: the
+        # pending slots of a window are appended before any finish frees blocks, as stepping appended them.
+        self._sync_before_free = bool(getattr(allocator, "caches_prefixes", False))
 
     # ---- queue entry ------------------------------------------------------------------------------------
     def add_request(self, req: RequestState) -> None:
@@ -455,6 +458,8 @@ class SchedulerBase(PreemptionMixin, FastForwardMixin, CohortMixin):
             req.kv_evicted_fraction = evicted / (evicted + self._stored_tokens(req.seq_ids[0]))
 
     def _finish(self, req: RequestState, end_s: float) -> None:
+        if self._sync_before_free and self._has_pending:
+            self._sync_all()
         req.finish_s = end_s
         if self._evicted_tokens is not None:
             self._note_evicted(req)

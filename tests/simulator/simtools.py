@@ -44,6 +44,9 @@ def random_trace(
 
 def run(trace: Trace, *, step_s: float = 0.25, per_token_s: float = 0.0, **config):
     """simulate() with a ConstantCostModel; config fields default to a small llama-2-7b deployment."""
+    config.setdefault(
+        "scheduler", "vllm-v0"
+    )  # the tests written for vLLM v0.6.3's policy; v1 tests say "vllm"
     return simulate(SimConfig(**config), trace, cost_model=ConstantCostModel(step_s, per_token_s))
 
 

@@ -27,7 +27,7 @@ def test_importing_kvsim_simulator_does_not_import_simpy():
         ("preemption_mode", "drop", "preemption_mode"),
         ("tp", True, "config key tp must be an integer, got True"),
         ("seed", "7", "config key seed must be an integer, got '7' .str.; write it without quotes"),
-        ("watermark", None, "config key watermark must be a number, got None"),
+        ("watermark", "0.01", "config key watermark must be a number \\(or leave it unset\\), got '0.01'"),
         ("allocator", 3, "config key allocator must be a string"),
     ],
 )
@@ -39,9 +39,13 @@ def test_bad_config_field_is_named(field, value, message):
 def test_config_takes_numpy_scalars_and_integers_for_numbers():
     import numpy as np
 
-    config = SimConfig(kv_capacity_bytes=np.int64(1 << 30), swap_space_gib=4, watermark=np.float64(0.02))
+    config = SimConfig(
+        scheduler="vllm-v0", kv_capacity_bytes=np.int64(1 << 30), swap_space_gib=4, watermark=np.float64(0.02)
+    )
     assert config.kv_capacity_bytes == 1 << 30 and config.swap_space_gib == 4 and config.watermark == 0.02
-    assert SimConfig(max_new_tokens=64).max_new_tokens == "64"  # a TOML integer for TGI's option
+    assert (
+        SimConfig(scheduler="vllm-v0", max_new_tokens=64).max_new_tokens == "64"
+    )  # a TOML integer for TGI's option
 
 
 def test_unknown_config_key_lists_the_known_ones():
@@ -50,9 +54,12 @@ def test_unknown_config_key_lists_the_known_ones():
 
 
 def test_vllm_defaults_resolve_the_token_budget():
-    assert SimConfig().resolved_max_num_batched_tokens(4096) == 4096
-    assert SimConfig().resolved_max_num_batched_tokens(1024) == 2048
-    assert SimConfig(enable_chunked_prefill=True).resolved_max_num_batched_tokens(4096) == 512
+    assert SimConfig(scheduler="vllm-v0").resolved_max_num_batched_tokens(4096) == 4096
+    assert SimConfig(scheduler="vllm-v0").resolved_max_num_batched_tokens(1024) == 2048
+    assert (
+        SimConfig(scheduler="vllm-v0", enable_chunked_prefill=True).resolved_max_num_batched_tokens(4096)
+        == 512
+    )
 
 
 def test_prefix_cache_hit_skips_the_shared_prompt_compute():
@@ -62,7 +69,6 @@ def test_prefix_cache_hit_skips_the_shared_prompt_compute():
     result = run(trace, allocator="paged:enable_prefix_caching=true")
     assert result.recorder.num_cached_tokens.tolist() == [0, 512]
     assert run(trace).recorder.num_cached_tokens.tolist() == [0, 0]
-
 
 
 def test_simulate_collects_young_objects_less_often_and_restores_the_setting(monkeypatch):

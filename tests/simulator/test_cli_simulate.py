@@ -119,7 +119,10 @@ def test_unknown_toml_key_is_named(trace_file, tmp_path):
             'swap_space_gib = "4"',
             "config key swap_space_gib must be a number, got '4' (str); write it without quotes",
         ),
-        ("max_num_seqs = 2.5", "config key max_num_seqs must be an integer, got 2.5 (float)"),
+        (
+            "max_num_seqs = 2.5",
+            "config key max_num_seqs must be an integer (or leave it unset), got 2.5 (float)",
+        ),
         ('enable_chunked_prefill = "yes"', "config key enable_chunked_prefill must be true or false"),
         ("max_model_len = 1.5", "max_model_len must be an integer (or leave it unset)"),
     ],

@@ -84,16 +84,26 @@ def assert_same_run(a, b) -> None:
 
 
 CASES = {
-    "recompute": SimConfig(kv_capacity_bytes=SMALL_KV),
-    "swap": SimConfig(kv_capacity_bytes=SMALL_KV, preemption_mode="swap", swap_space_gib=1.0),
-    "chunked": SimConfig(kv_capacity_bytes=SMALL_KV, enable_chunked_prefill=True),
-    "2-replicas": SimConfig(kv_capacity_bytes=SMALL_KV, num_replicas=2, router="least_outstanding"),
-    "block-32": SimConfig(kv_capacity_bytes=SMALL_KV, allocator="paged:block_size=32"),
-    "stepping": SimConfig(kv_capacity_bytes=SMALL_KV, fast_forward=False),
-    "roomy": SimConfig(kv_capacity_bytes=40 * SMALL_KV, max_num_seqs=64),
-    "reserved-pow2": SimConfig(kv_capacity_bytes=4 * SMALL_KV, allocator="reserved:pow2"),
+    "recompute": SimConfig(scheduler="vllm-v0", kv_capacity_bytes=SMALL_KV),
+    "swap": SimConfig(
+        scheduler="vllm-v0", kv_capacity_bytes=SMALL_KV, preemption_mode="swap", swap_space_gib=1.0
+    ),
+    "chunked": SimConfig(scheduler="vllm-v0", kv_capacity_bytes=SMALL_KV, enable_chunked_prefill=True),
+    "2-replicas": SimConfig(
+        scheduler="vllm-v0", kv_capacity_bytes=SMALL_KV, num_replicas=2, router="least_outstanding"
+    ),
+    "block-32": SimConfig(scheduler="vllm-v0", kv_capacity_bytes=SMALL_KV, allocator="paged:block_size=32"),
+    "stepping": SimConfig(scheduler="vllm-v0", kv_capacity_bytes=SMALL_KV, fast_forward=False),
+    "roomy": SimConfig(scheduler="vllm-v0", kv_capacity_bytes=40 * SMALL_KV, max_num_seqs=64),
+    "reserved-pow2": SimConfig(
+        scheduler="vllm-v0", kv_capacity_bytes=4 * SMALL_KV, allocator="reserved:pow2"
+    ),
     "reserved-max-swap": SimConfig(
-        kv_capacity_bytes=4 * SMALL_KV, allocator="reserved:max", preemption_mode="swap", swap_space_gib=1.0
+        scheduler="vllm-v0",
+        kv_capacity_bytes=4 * SMALL_KV,
+        allocator="reserved:max",
+        preemption_mode="swap",
+        swap_space_gib=1.0,
     ),
     "orca-oracle": SimConfig(kv_capacity_bytes=SMALL_KV, scheduler="orca", allocator="reserved:oracle"),
     "orca-paged": SimConfig(kv_capacity_bytes=SMALL_KV, scheduler="orca"),
@@ -115,15 +125,35 @@ def test_run_picks_the_counted_allocator_only_where_it_is_exact():
     from kvsim.simulator.run import _allocator_factory
 
     model = ModelSpec.from_name("llama-2-7b")
-    build = _allocator_factory(SimConfig(), model, SMALL_KV, None, True)
+    build = _allocator_factory(SimConfig(scheduler="vllm-v0"), model, SMALL_KV, None, True)
     assert isinstance(build(), CountedPagedAllocator)
-    assert isinstance(_allocator_factory(SimConfig(), model, SMALL_KV, None, False)(), PagedAllocator)
-    caching = SimConfig(allocator="paged:enable_prefix_caching=true")
+    assert isinstance(
+        _allocator_factory(SimConfig(scheduler="vllm-v0"), model, SMALL_KV, None, False)(), PagedAllocator
+    )
+    caching = SimConfig(scheduler="vllm-v0", allocator="paged:enable_prefix_caching=true")
     assert isinstance(_allocator_factory(caching, model, SMALL_KV, None, True)(), PagedAllocator)
 
 
 CONFIGS = st.sampled_from(
     [
+        # vLLM v1 (0.34.0) without prefix caching: the counted twin's cohort against block ids
+        {"scheduler": "vllm", "allocator": "paged:enable_prefix_caching=false"},
+        {
+            "scheduler": "vllm",
+            "enable_chunked_prefill": False,
+            "allocator": "paged:enable_prefix_caching=false",
+        },
+        {
+            "scheduler": "vllm",
+            "max_num_batched_tokens": 64,
+            "long_prefill_token_threshold": 24,
+            "allocator": "paged:enable_prefix_caching=false",
+        },
+        {
+            "scheduler": "vllm",
+            "max_num_batched_tokens": 48,
+            "allocator": "paged:block_size=8,enable_prefix_caching=false",
+        },
         {},
         {"preemption_mode": "swap", "swap_space_gib": 0.5},
         {"preemption_mode": "swap", "swap_space_gib": 0.001},
@@ -149,7 +179,9 @@ CONFIGS = st.sampled_from(
 )
 def test_cohort_equals_per_request_path_property(seed, num, gap_s, options, capacity_tokens):
     trace = random_trace(num, seed=seed, rate_per_s=1.0 / gap_s, max_prompt=300, max_output=200)
-    config = SimConfig(kv_capacity_bytes=capacity_tokens * KV_BYTES_PER_TOKEN, **options)
+    config = SimConfig(
+        kv_capacity_bytes=capacity_tokens * KV_BYTES_PER_TOKEN, **{"scheduler": "vllm-v0", **options}
+    )
     fast, slow = run_both(config, trace, BlockCostModel())
     assert_same_run(fast, slow)
     assert fast.summary["num_finished"] + fast.summary["num_rejected"] == num

@@ -22,20 +22,30 @@ from kvsim.traces.request import Provenance, Trace
 ROOMY_KV = 20_000 * KV_BYTES_PER_TOKEN  # light load: the queue is mostly empty, so windows run through
 
 CASES = {
-    "vllm-paged": SimConfig(kv_capacity_bytes=ROOMY_KV),
-    "vllm-block-8": SimConfig(kv_capacity_bytes=ROOMY_KV, allocator="paged:block_size=8"),
-    "vllm-reserved-max": SimConfig(kv_capacity_bytes=4 * ROOMY_KV, allocator="reserved:max"),
-    "vllm-reserved-pow2": SimConfig(kv_capacity_bytes=4 * ROOMY_KV, allocator="reserved:pow2"),
-    "vllm-reserved-oracle": SimConfig(kv_capacity_bytes=ROOMY_KV, allocator="reserved:oracle"),
+    "vllm-paged": SimConfig(scheduler="vllm-v0", kv_capacity_bytes=ROOMY_KV),
+    "vllm-block-8": SimConfig(
+        scheduler="vllm-v0", kv_capacity_bytes=ROOMY_KV, allocator="paged:block_size=8"
+    ),
+    "vllm-reserved-max": SimConfig(
+        scheduler="vllm-v0", kv_capacity_bytes=4 * ROOMY_KV, allocator="reserved:max"
+    ),
+    "vllm-reserved-pow2": SimConfig(
+        scheduler="vllm-v0", kv_capacity_bytes=4 * ROOMY_KV, allocator="reserved:pow2"
+    ),
+    "vllm-reserved-oracle": SimConfig(
+        scheduler="vllm-v0", kv_capacity_bytes=ROOMY_KV, allocator="reserved:oracle"
+    ),
     "orca-paged": SimConfig(kv_capacity_bytes=ROOMY_KV, scheduler="orca"),
     "orca-reserved-max": SimConfig(
         kv_capacity_bytes=4 * ROOMY_KV, scheduler="orca", allocator="reserved:max"
     ),
     "2-replicas-least-outstanding": SimConfig(
-        kv_capacity_bytes=ROOMY_KV, num_replicas=2, router="least_outstanding"
+        scheduler="vllm-v0", kv_capacity_bytes=ROOMY_KV, num_replicas=2, router="least_outstanding"
     ),
-    "3-replicas-round-robin": SimConfig(kv_capacity_bytes=ROOMY_KV, num_replicas=3),
-    "tight": SimConfig(kv_capacity_bytes=2500 * KV_BYTES_PER_TOKEN),  # memory bounds cut the windows
+    "3-replicas-round-robin": SimConfig(scheduler="vllm-v0", kv_capacity_bytes=ROOMY_KV, num_replicas=3),
+    "tight": SimConfig(
+        scheduler="vllm-v0", kv_capacity_bytes=2500 * KV_BYTES_PER_TOKEN
+    ),  # memory bounds cut the windows
 }
 
 
@@ -96,7 +106,7 @@ def test_ties_between_step_ends_and_arrivals_resolve_as_in_stepping(through_wind
         provenance=Provenance(source="step-grid arrivals"),
     )
     for options in ({}, {"num_replicas": 2, "router": "least_outstanding"}):
-        config = SimConfig(kv_capacity_bytes=ROOMY_KV, **options)
+        config = SimConfig(scheduler="vllm-v0", kv_capacity_bytes=ROOMY_KV, **options)
         fast = simulate(config, trace, cost_model=ConstantCostModel(0.25))
         stepped = simulate(
             dataclasses.replace(config, fast_forward=False), trace, cost_model=ConstantCostModel(0.25)
@@ -113,6 +123,8 @@ def test_ties_between_step_ends_and_arrivals_resolve_as_in_stepping(through_wind
     options=st.sampled_from(
         [
             {},
+            {"scheduler": "vllm"},
+            {"scheduler": "vllm", "allocator": "paged:enable_prefix_caching=false"},
             {"allocator": "paged:block_size=4"},
             {"allocator": "reserved:pow2"},
             {"scheduler": "orca"},
@@ -123,7 +135,9 @@ def test_ties_between_step_ends_and_arrivals_resolve_as_in_stepping(through_wind
 )
 def test_windows_through_finishes_equal_stepping_property(seed, num, gap_s, options, capacity_tokens):
     trace = random_trace(num, seed=seed, rate_per_s=1.0 / gap_s, max_prompt=300, max_output=150)
-    config = SimConfig(kv_capacity_bytes=capacity_tokens * KV_BYTES_PER_TOKEN, **options)
+    config = SimConfig(
+        kv_capacity_bytes=capacity_tokens * KV_BYTES_PER_TOKEN, **{"scheduler": "vllm-v0", **options}
+    )
     fast = simulate(config, trace, cost_model=BlockCostModel())
     stepped = simulate(dataclasses.replace(config, fast_forward=False), trace, cost_model=BlockCostModel())
     assert_same_run(fast, stepped)

@@ -23,12 +23,12 @@ from kvsim.traces.request import Trace
 SMALL_KV = 1500 * KV_BYTES_PER_TOKEN  # tight: forces preemption under the random trace below
 
 CASES = {
-    "recompute": SimConfig(kv_capacity_bytes=SMALL_KV),
-    "swap": SimConfig(kv_capacity_bytes=SMALL_KV, preemption_mode="swap", swap_space_gib=1.0),
-    "chunked": SimConfig(kv_capacity_bytes=SMALL_KV, enable_chunked_prefill=True),
-    "block-32": SimConfig(kv_capacity_bytes=SMALL_KV, allocator="paged:block_size=32"),
-    "watermark": SimConfig(kv_capacity_bytes=SMALL_KV, watermark=0.05),
-    "stepping": SimConfig(kv_capacity_bytes=SMALL_KV, fast_forward=False),
+    "recompute": SimConfig(scheduler="vllm-v0", kv_capacity_bytes=SMALL_KV),
+    "swap": SimConfig(scheduler="vllm-v0", kv_capacity_bytes=SMALL_KV, preemption_mode="swap", swap_space_gib=1.0),
+    "chunked": SimConfig(scheduler="vllm-v0", kv_capacity_bytes=SMALL_KV, enable_chunked_prefill=True),
+    "block-32": SimConfig(scheduler="vllm-v0", kv_capacity_bytes=SMALL_KV, allocator="paged:block_size=32"),
+    "watermark": SimConfig(scheduler="vllm-v0", kv_capacity_bytes=SMALL_KV, watermark=0.05),
+    "stepping": SimConfig(scheduler="vllm-v0", kv_capacity_bytes=SMALL_KV, fast_forward=False),
 }
 
 
@@ -58,7 +58,7 @@ def test_deferring_slots_changes_nothing_with_parallel_samples(monkeypatch):
     trace = Trace(
         base.request_id, base.arrival_s, base.num_prompt_tokens, base.num_output_tokens, base.provenance, n=n
     )
-    config = SimConfig(kv_capacity_bytes=SMALL_KV)
+    config = SimConfig(scheduler="vllm-v0", kv_capacity_bytes=SMALL_KV)
     assert_same_run(simulate(config, trace), run_without_deferral(monkeypatch, config, trace))
 
 
@@ -71,7 +71,7 @@ def test_no_deferred_slot_outlives_its_request(monkeypatch):
         allocators.append(self)
 
     monkeypatch.setattr(PagedAllocator, "__init__", keep)
-    simulate(SimConfig(kv_capacity_bytes=SMALL_KV), random_trace(40, seed=2, rate_per_s=8.0))
+    simulate(SimConfig(scheduler="vllm-v0", kv_capacity_bytes=SMALL_KV), random_trace(40, seed=2, rate_per_s=8.0))
     assert allocators and all(a.num_deferred_tokens == 0 for a in allocators)
     for alloc in allocators:
         alloc.check_invariants()
@@ -85,35 +85,35 @@ def test_no_deferred_slot_outlives_its_request(monkeypatch):
 def _variants(name: str, spec: str) -> dict[str, SimConfig]:
     """``spec`` under recompute, swap and chunked prefill, tight enough to preempt."""
     return {
-        name: SimConfig(kv_capacity_bytes=SMALL_KV, allocator=spec),
-        f"{name}-swap": SimConfig(
+        name: SimConfig(scheduler="vllm-v0", kv_capacity_bytes=SMALL_KV, allocator=spec),
+        f"{name}-swap": SimConfig(scheduler="vllm-v0",
             kv_capacity_bytes=SMALL_KV, allocator=spec, preemption_mode="swap", swap_space_gib=1.0
         ),
-        f"{name}-chunked": SimConfig(kv_capacity_bytes=SMALL_KV, allocator=spec, enable_chunked_prefill=True),
+        f"{name}-chunked": SimConfig(scheduler="vllm-v0", kv_capacity_bytes=SMALL_KV, allocator=spec, enable_chunked_prefill=True),
     }
 
 
 OTHER_DEFERRING = {
     **_variants("vattention", "vattention:page_size=64KiB"),
-    "vattention-2MiB": SimConfig(kv_capacity_bytes=4 * SMALL_KV, allocator="vattention"),
-    "vattention-synchronous": SimConfig(
+    "vattention-2MiB": SimConfig(scheduler="vllm-v0", kv_capacity_bytes=4 * SMALL_KV, allocator="vattention"),
+    "vattention-synchronous": SimConfig(scheduler="vllm-v0",
         kv_capacity_bytes=SMALL_KV, allocator="vattention:page_size=64KiB,mapping=synchronous"
     ),
-    "vattention-no-reuse": SimConfig(
+    "vattention-no-reuse": SimConfig(scheduler="vllm-v0",
         kv_capacity_bytes=SMALL_KV, allocator="vattention:page_size=128KiB,reuse_pages=false"
     ),
-    "vattention-stepping": SimConfig(
+    "vattention-stepping": SimConfig(scheduler="vllm-v0",
         kv_capacity_bytes=SMALL_KV, allocator="vattention:page_size=64KiB", fast_forward=False
     ),
     **_variants("growth", "contiguous-growth"),
-    "growth-64": SimConfig(kv_capacity_bytes=SMALL_KV, allocator="contiguous-growth:min_region_tokens=64"),
+    "growth-64": SimConfig(scheduler="vllm-v0", kv_capacity_bytes=SMALL_KV, allocator="contiguous-growth:min_region_tokens=64"),
     "growth-orca": SimConfig(kv_capacity_bytes=SMALL_KV, allocator="contiguous-growth", scheduler="orca"),
     **_variants("eviction", "paged:eviction_budget_blocks=4"),
-    "eviction-protected": SimConfig(
+    "eviction-protected": SimConfig(scheduler="vllm-v0",
         kv_capacity_bytes=SMALL_KV, allocator="paged:eviction_budget_blocks=4,eviction_protected_blocks=2"
     ),
     # only the last block is evictable: no deferral (a crossing would find it partial and evict otherwise)
-    "eviction-last-only": SimConfig(
+    "eviction-last-only": SimConfig(scheduler="vllm-v0",
         kv_capacity_bytes=SMALL_KV, allocator="paged:eviction_budget_blocks=3,eviction_protected_blocks=2"
     ),
 }

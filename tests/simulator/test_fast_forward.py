@@ -18,22 +18,22 @@ from kvsim.traces.request import Trace
 SMALL_KV = 1500 * KV_BYTES_PER_TOKEN  # tight: forces preemption under the random trace below
 
 CASES = {
-    "vllm": SimConfig(kv_capacity_bytes=SMALL_KV),
-    "vllm-swap": SimConfig(kv_capacity_bytes=SMALL_KV, preemption_mode="swap", swap_space_gib=1.0),
-    "vllm-chunked": SimConfig(kv_capacity_bytes=SMALL_KV, enable_chunked_prefill=True),
-    "vllm-2-replicas-least-outstanding": SimConfig(
+    "vllm": SimConfig(scheduler="vllm-v0", kv_capacity_bytes=SMALL_KV),
+    "vllm-swap": SimConfig(scheduler="vllm-v0", kv_capacity_bytes=SMALL_KV, preemption_mode="swap", swap_space_gib=1.0),
+    "vllm-chunked": SimConfig(scheduler="vllm-v0", kv_capacity_bytes=SMALL_KV, enable_chunked_prefill=True),
+    "vllm-2-replicas-least-outstanding": SimConfig(scheduler="vllm-v0",
         kv_capacity_bytes=SMALL_KV, num_replicas=2, router="least_outstanding"
     ),
-    "vllm-block-32": SimConfig(kv_capacity_bytes=SMALL_KV, allocator="paged:block_size=32"),
+    "vllm-block-32": SimConfig(scheduler="vllm-v0", kv_capacity_bytes=SMALL_KV, allocator="paged:block_size=32"),
     "orca": SimConfig(kv_capacity_bytes=SMALL_KV, scheduler="orca"),
     "static": SimConfig(kv_capacity_bytes=SMALL_KV, scheduler="static", max_num_seqs=8),
     "orca-reserved-pow2": SimConfig(kv_capacity_bytes=SMALL_KV, scheduler="orca", allocator="reserved:pow2"),
     "static-reserved-max": SimConfig(
         kv_capacity_bytes=4 * SMALL_KV, scheduler="static", allocator="reserved:max"
     ),
-    "vllm-paged-eviction": SimConfig(kv_capacity_bytes=SMALL_KV, allocator="paged:eviction_budget_blocks=5"),
-    "vllm-vattention": SimConfig(kv_capacity_bytes=SMALL_KV, allocator="vattention:page_size=64KiB"),
-    "vllm-vattention-overlapped": SimConfig(
+    "vllm-paged-eviction": SimConfig(scheduler="vllm-v0", kv_capacity_bytes=SMALL_KV, allocator="paged:eviction_budget_blocks=5"),
+    "vllm-vattention": SimConfig(scheduler="vllm-v0", kv_capacity_bytes=SMALL_KV, allocator="vattention:page_size=64KiB"),
+    "vllm-vattention-overlapped": SimConfig(scheduler="vllm-v0",
         kv_capacity_bytes=SMALL_KV, allocator="vattention:page_size=64KiB,mapping=overlapped"
     ),
 }
@@ -64,7 +64,7 @@ def test_fast_forward_equals_stepping_with_parallel_samples():
     trace = Trace(
         base.request_id, base.arrival_s, base.num_prompt_tokens, base.num_output_tokens, base.provenance, n=n
     )
-    config = SimConfig(kv_capacity_bytes=SMALL_KV)
+    config = SimConfig(scheduler="vllm-v0", kv_capacity_bytes=SMALL_KV)
     fast = simulate(config, trace)
     slow = simulate(dataclasses.replace(config, fast_forward=False), trace)
     assert fast.summary["num_finished"] == len(trace)

@@ -15,16 +15,31 @@ from kvsim.traces.request import Provenance, Trace
 
 CONFIGS = st.sampled_from(
     [
+        # vLLM v1 (0.34.0): prefix caching on (PagedAllocator) or off (counted twin and cohort), chunked or not
         {"scheduler": "vllm"},
-        {"scheduler": "vllm", "preemption_mode": "swap", "swap_space_gib": 0.5},
-        {"scheduler": "vllm", "enable_chunked_prefill": True, "max_num_batched_tokens": 64},
-        {"scheduler": "vllm", "allocator": "paged:block_size=8", "max_num_seqs": 4},
+        {"scheduler": "vllm", "allocator": "paged:enable_prefix_caching=false"},
+        {
+            "scheduler": "vllm",
+            "enable_chunked_prefill": False,
+            "allocator": "paged:enable_prefix_caching=false",
+        },
+        {"scheduler": "vllm", "max_num_batched_tokens": 64, "long_prefill_token_threshold": 24},
+        {
+            "scheduler": "vllm",
+            "max_num_batched_tokens": 48,
+            "max_num_seqs": 4,
+            "allocator": "paged:block_size=8",
+        },
+        {"scheduler": "vllm-v0"},
+        {"scheduler": "vllm-v0", "preemption_mode": "swap", "swap_space_gib": 0.5},
+        {"scheduler": "vllm-v0", "enable_chunked_prefill": True, "max_num_batched_tokens": 64},
+        {"scheduler": "vllm-v0", "allocator": "paged:block_size=8", "max_num_seqs": 4},
         {"scheduler": "orca"},
         {"scheduler": "orca", "allocator": "reserved:oracle"},
         {"scheduler": "static", "max_num_seqs": 3},
-        {"scheduler": "vllm", "num_replicas": 2, "router": "least_outstanding"},
-        {"scheduler": "vllm", "allocator": "vattention:page_size=64KiB"},
-        {"scheduler": "vllm", "allocator": "paged:eviction_budget_blocks=3", "preemption_mode": "swap"},
+        {"scheduler": "vllm-v0", "num_replicas": 2, "router": "least_outstanding"},
+        {"scheduler": "vllm-v0", "allocator": "vattention:page_size=64KiB"},
+        {"scheduler": "vllm-v0", "allocator": "paged:eviction_budget_blocks=3", "preemption_mode": "swap"},
         {"scheduler": "static", "allocator": "paged:eviction_budget_blocks=4", "max_num_seqs": 3},
         {"scheduler": "orca", "allocator": "reserved:pow2", "preemption_mode": "swap", "swap_space_gib": 0.5},
     ]

@@ -55,7 +55,7 @@ def test_write_csv_writes_what_csv_writer_writes(tmp_path):
 
 def test_requests_csv_reads_back_to_the_recorded_values(tmp_path):
     trace = random_trace(60, seed=2, rate_per_s=20.0)
-    config = SimConfig(kv_capacity_bytes=1500 * KV_BYTES_PER_TOKEN, max_model_len=400)  # some rejected
+    config = SimConfig(scheduler="vllm-v0", kv_capacity_bytes=1500 * KV_BYTES_PER_TOKEN, max_model_len=400)  # some rejected
     result = simulate(config, trace)
     assert result.summary["num_rejected"] > 0
     result.write(tmp_path)
@@ -93,7 +93,7 @@ def test_config_json_fills_in_contiguous_growths_derived_copy_bandwidth(tmp_path
     from kvsim.simulator.cost.roofline import HBM_BW_EFFICIENCY
     from kvsim.simulator.specs import GpuSpec
 
-    config = SimConfig(model="llama-2-7b", gpu="a100-80gb", allocator="contiguous-growth")
+    config = SimConfig(scheduler="vllm-v0", model="llama-2-7b", gpu="a100-80gb", allocator="contiguous-growth")
     result = simulate(config, make_trace([(0.0, 10, 3)]))
     result.write(tmp_path / "run")
     written = json.loads((tmp_path / "run" / "config.json").read_text())

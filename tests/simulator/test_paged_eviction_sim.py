@@ -43,7 +43,7 @@ def test_a_lone_request_attends_to_at_most_its_budget_and_reports_what_it_evicte
     # 100-token prompt, 60 outputs, budget 4 blocks of 16 = 64 tokens, block 0 protected.
     trace = make_trace([(0.0, 100, 60)])
     cost = RecordingCost()
-    result = simulate(SimConfig(allocator="paged:eviction_budget_blocks=4"), trace, cost_model=cost)
+    result = simulate(SimConfig(scheduler="vllm-v0", allocator="paged:eviction_budget_blocks=4"), trace, cost_model=cost)
     decode = [b for b in cost.batches if not b.prefill_q_lens]
     assert len(decode) == 59
     # Pruned to 64 at prefill, then 49, 50, ..., 64 per block: each 16th slot evicts the oldest block but one.
@@ -58,7 +58,7 @@ def test_a_lone_request_attends_to_at_most_its_budget_and_reports_what_it_evicte
 def test_a_growing_request_s_windows_give_every_step_its_stored_tokens_and_blocks():
     # 10-token prompt, 80 outputs, budget 4 blocks of 16: it grows to 64 tokens, then wraps 49..64.
     cost = RecordingCost()
-    simulate(SimConfig(allocator="paged:eviction_budget_blocks=4"), make_trace([(0.0, 10, 80)]), cost_model=cost)
+    simulate(SimConfig(scheduler="vllm-v0", allocator="paged:eviction_budget_blocks=4"), make_trace([(0.0, 10, 80)]), cost_model=cost)
     decode = [b for b in cost.batches if not b.prefill_q_lens]
     stored = [min(n, 64) if n <= 64 else 48 + (n - 65) % 16 + 1 for n in range(11, 90)]  # contexts 11..89
     assert [b.decode_kv_tokens for b in decode] == stored
@@ -68,7 +68,7 @@ def test_a_growing_request_s_windows_give_every_step_its_stored_tokens_and_block
 
 def test_under_memory_pressure_eviction_admits_more_and_finishes_everything():
     trace = random_trace(150, seed=2, rate_per_s=30.0, max_prompt=600, max_output=400)
-    base = SimConfig(kv_capacity_bytes=3000 * KV_BYTES_PER_TOKEN)
+    base = SimConfig(scheduler="vllm-v0", kv_capacity_bytes=3000 * KV_BYTES_PER_TOKEN)
     plain = simulate(base, trace)
     evicting = simulate(dataclasses.replace(base, allocator="paged:eviction_budget_blocks=8"), trace)
     assert evicting.summary["num_finished"] == plain.summary["num_finished"] == len(trace)
@@ -82,7 +82,7 @@ def test_under_memory_pressure_eviction_admits_more_and_finishes_everything():
 
 def test_eviction_fast_forward_equals_stepping_and_repeats():
     trace = random_trace(60, seed=4, rate_per_s=20.0)
-    config = SimConfig(
+    config = SimConfig(scheduler="vllm-v0",
         kv_capacity_bytes=1500 * KV_BYTES_PER_TOKEN, allocator="paged:eviction_budget_blocks=6"
     )
     a, b = simulate(config, trace), simulate(dataclasses.replace(config, fast_forward=False), trace)

@@ -70,7 +70,7 @@ def test_prompt_over_the_token_budget_is_rejected_without_chunked_prefill():
 
 def test_same_seed_gives_byte_identical_summary_json(tmp_path):
     trace = random_trace(80, seed=2, rate_per_s=10.0)
-    config = SimConfig(kv_capacity_bytes=1500 * KV_BYTES_PER_TOKEN, seed=7)
+    config = SimConfig(scheduler="vllm-v0", kv_capacity_bytes=1500 * KV_BYTES_PER_TOKEN, seed=7)
     a = simulate(config, trace).write(tmp_path / "a")
     b = simulate(config, trace).write(tmp_path / "b")
     for name in ("summary.json", "requests.csv", "timeline.csv", "config.json"):

@@ -21,18 +21,18 @@ SMALL_KV = 1500 * KV_BYTES_PER_TOKEN  # preemption under the random trace below
 ROOMY_KV = 20_000 * KV_BYTES_PER_TOKEN  # a mostly empty queue: windows through finishes, cut at arrivals
 
 CASES = {
-    "vllm": SimConfig(kv_capacity_bytes=SMALL_KV),
-    "vllm-roomy": SimConfig(kv_capacity_bytes=ROOMY_KV),
-    "vllm-swap": SimConfig(kv_capacity_bytes=SMALL_KV, preemption_mode="swap", swap_space_gib=1.0),
-    "vllm-chunked": SimConfig(kv_capacity_bytes=SMALL_KV, enable_chunked_prefill=True),
-    "vllm-watermark": SimConfig(kv_capacity_bytes=SMALL_KV, watermark=0.05),
+    "vllm": SimConfig(scheduler="vllm-v0", kv_capacity_bytes=SMALL_KV),
+    "vllm-roomy": SimConfig(scheduler="vllm-v0", kv_capacity_bytes=ROOMY_KV),
+    "vllm-swap": SimConfig(scheduler="vllm-v0", kv_capacity_bytes=SMALL_KV, preemption_mode="swap", swap_space_gib=1.0),
+    "vllm-chunked": SimConfig(scheduler="vllm-v0", kv_capacity_bytes=SMALL_KV, enable_chunked_prefill=True),
+    "vllm-watermark": SimConfig(scheduler="vllm-v0", kv_capacity_bytes=SMALL_KV, watermark=0.05),
     "orca-reserved-pow2": SimConfig(kv_capacity_bytes=SMALL_KV, scheduler="orca", allocator="reserved:pow2"),
     "static": SimConfig(kv_capacity_bytes=SMALL_KV, scheduler="static", max_num_seqs=8),
     "tgi": SimConfig(kv_capacity_bytes=SMALL_KV, scheduler="tgi"),
-    "vllm-vattention-overlapped": SimConfig(
+    "vllm-vattention-overlapped": SimConfig(scheduler="vllm-v0",
         kv_capacity_bytes=SMALL_KV, allocator="vattention:page_size=64KiB,mapping=overlapped"
     ),
-    "vllm-rejections": SimConfig(kv_capacity_bytes=SMALL_KV, max_model_len=300),  # some never fit
+    "vllm-rejections": SimConfig(scheduler="vllm-v0", kv_capacity_bytes=SMALL_KV, max_model_len=300),  # some never fit
 }
 
 
@@ -82,7 +82,7 @@ def test_arrivals_on_step_ends_are_released_before_the_step_completes(sources):
         num_output_tokens=rng.integers(2, 40, num),
         provenance=Provenance(source="step-grid arrivals"),
     )
-    for config in (SimConfig(kv_capacity_bytes=ROOMY_KV), SimConfig(kv_capacity_bytes=SMALL_KV // 8)):
+    for config in (SimConfig(scheduler="vllm-v0", kv_capacity_bytes=ROOMY_KV), SimConfig(scheduler="vllm-v0", kv_capacity_bytes=SMALL_KV // 8)):
         for fast_forward in (True, False):
             config = dataclasses.replace(config, fast_forward=fast_forward)
             pulled = run(config, trace, pull=None, cost_model=ConstantCostModel(0.25))
@@ -94,7 +94,7 @@ def test_arrivals_on_step_ends_are_released_before_the_step_completes(sources):
 
 def test_only_a_lone_replica_pulls():
     trace = random_trace(5)
-    several = simulate(SimConfig(num_replicas=2), trace)
+    several = simulate(SimConfig(scheduler="vllm-v0", num_replicas=2), trace)
     assert several.summary["num_finished"] == 5
     with pytest.raises(AssertionError, match="lone replica"):
         ArrivalSource(None, trace, [None, None], None, router="round_robin", rejection_reason=None, pull=True)

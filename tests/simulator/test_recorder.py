@@ -12,14 +12,14 @@ from simtools import KV_BYTES_PER_TOKEN, random_trace
 from kvsim.simulator import SimConfig, simulate
 
 CONFIGS = {
-    "saturated": SimConfig(kv_capacity_bytes=1500 * KV_BYTES_PER_TOKEN),
-    "swap-2-replicas": SimConfig(
+    "saturated": SimConfig(scheduler="vllm-v0", kv_capacity_bytes=1500 * KV_BYTES_PER_TOKEN),
+    "swap-2-replicas": SimConfig(scheduler="vllm-v0",
         kv_capacity_bytes=1500 * KV_BYTES_PER_TOKEN,
         preemption_mode="swap",
         swap_space_gib=0.5,
         num_replicas=2,
     ),
-    "roomy-vattention": SimConfig(allocator="vattention:page_size=64KiB"),
+    "roomy-vattention": SimConfig(scheduler="vllm-v0", allocator="vattention:page_size=64KiB"),
 }
 
 

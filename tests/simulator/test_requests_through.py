@@ -17,22 +17,22 @@ from kvsim.simulator.schedulers.requests_through import RequestsThroughMixin
 ROOMY_KV = 20_000 * KV_BYTES_PER_TOKEN  # light load: the queue is mostly empty, so windows run through
 
 CASES = {
-    "vattention": SimConfig(kv_capacity_bytes=ROOMY_KV, allocator="vattention"),
-    "vattention-64KiB": SimConfig(kv_capacity_bytes=ROOMY_KV, allocator="vattention:page_size=64KiB"),
-    "vattention-64KiB-synchronous": SimConfig(
+    "vattention": SimConfig(scheduler="vllm-v0", kv_capacity_bytes=ROOMY_KV, allocator="vattention"),
+    "vattention-64KiB": SimConfig(scheduler="vllm-v0", kv_capacity_bytes=ROOMY_KV, allocator="vattention:page_size=64KiB"),
+    "vattention-64KiB-synchronous": SimConfig(scheduler="vllm-v0",
         kv_capacity_bytes=ROOMY_KV, allocator="vattention:page_size=64KiB,mapping=synchronous"
     ),
-    "vattention-no-reuse": SimConfig(
+    "vattention-no-reuse": SimConfig(scheduler="vllm-v0",
         kv_capacity_bytes=ROOMY_KV, allocator="vattention:page_size=128KiB,reuse_pages=false"
     ),
-    "contiguous-growth": SimConfig(kv_capacity_bytes=ROOMY_KV, allocator="contiguous-growth"),
+    "contiguous-growth": SimConfig(scheduler="vllm-v0", kv_capacity_bytes=ROOMY_KV, allocator="contiguous-growth"),
     "orca-vattention": SimConfig(
         kv_capacity_bytes=ROOMY_KV, scheduler="orca", allocator="vattention:page_size=64KiB"
     ),
-    "2-replicas-least-outstanding": SimConfig(
+    "2-replicas-least-outstanding": SimConfig(scheduler="vllm-v0",
         kv_capacity_bytes=ROOMY_KV, num_replicas=2, router="least_outstanding", allocator="vattention"
     ),
-    "tight": SimConfig(kv_capacity_bytes=3000 * KV_BYTES_PER_TOKEN, allocator="vattention:page_size=64KiB"),
+    "tight": SimConfig(scheduler="vllm-v0", kv_capacity_bytes=3000 * KV_BYTES_PER_TOKEN, allocator="vattention:page_size=64KiB"),
 }
 
 
@@ -51,7 +51,7 @@ def test_requests_finishing_at_one_step_free_their_buffers_in_stepping_order(thr
     request (D), whose mapping (synchronous: on its step) depends on which buffer it gets: B's holds the 4
     groups of 256 tokens D's prompt needs, A's only 1."""
     trace = make_trace([(0.0, 100, 50), (0.0, 900, 50), (0.0, 50, 1000), (2.0, 1000, 20)])  # D: while C runs
-    config = SimConfig(allocator="vattention:mapping=synchronous")
+    config = SimConfig(scheduler="vllm-v0", allocator="vattention:mapping=synchronous")
     stepped = simulate(dataclasses.replace(config, fast_forward=False), trace)
     fast = simulate(config, trace)
     assert through_windows["windows"] >= 1

@@ -236,11 +236,13 @@ TIGHT = 2500 * LLAMA_SLOT  # llama-2-7b KV for 2500 tokens: growths fail and req
 @pytest.mark.parametrize(
     ("options", "parallel_samples"),
     [
-        ({}, False),
-        ({"enable_chunked_prefill": True}, False),
-        ({"preemption_mode": "swap", "swap_space_gib": 1.0}, False),
+        ({"scheduler": "vllm-v0"}, False),
+        ({"scheduler": "vllm-v0", "enable_chunked_prefill": True}, False),
+        ({"scheduler": "vllm-v0", "preemption_mode": "swap", "swap_space_gib": 1.0}, False),
+        ({"scheduler": "vllm"}, False),  # v1: chunk-by-chunk allocation through the copying allocator
         ({"scheduler": "orca"}, False),
-        ({}, True),
+        ({"scheduler": "vllm-v0"}, True),
+        ({"scheduler": "vllm"}, True),
     ],
 )
 def test_a_tight_run_finishes_every_request_deterministically_and_fast_forward_equals_stepping(
