@@ -3,9 +3,13 @@ sustainable rate of one replica, and for a target rate the fewest replicas that 
 
 Per candidate:
 1. bisect the rate of one replica (max_rate.py) -> r1;
-2. with a target rate R: start from n = ceil(R / r1) replicas (linear scaling, an estimate), then *simulate*
-   n replicas behind the router at R and move n down while n − 1 still passes, or up (at most
-   ``MAX_EXTRA_REPLICAS`` times) until one passes. The reported count is the one a simulation confirmed.
+2. with a target rate R: from the estimate n = ceil(R / r1) (linear scaling), *simulate* n replicas behind
+   the router at R; if n passes, try n − 1, n − 2, n − 4, ... until one fails; if n fails, try n + 1,
+   n + 2, n + 4, ... (up to ``MAX_REPLICAS``) until one passes; then bisect between the two. The reported
+   count passed its simulation and one fewer failed its own (or it is 1): no count is extrapolated.
+A probe passes when every SLO holds, the replicas keep up with the offered rate, the queue does not grow,
+and (unless ``allow_rejections``) no request is rejected (evaluate.py); each probe runs long enough to show
+an overload (probe_trace.py).
 GPUs = replicas × TP; cost = GPUs × price per GPU-hour. Candidates run in parallel through the sweep's
 backends (process pool or Ray); each candidate's search is sequential.
 """
@@ -14,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -22,16 +26,17 @@ from typing import Any
 from kvsim.errors import KvsimError
 from kvsim.simulator.config import SimConfig
 from kvsim.simulator.cost.base import CostModel
-from kvsim.simulator.plan.evaluate import evaluate_at_rate
+from kvsim.simulator.plan.evaluate import evaluate_at_rate, load_source
 from kvsim.simulator.plan.max_rate import DEFAULT_REL_TOL, Probe, find_max_rate
 from kvsim.simulator.plan.prices import price_per_gpu_hour
+from kvsim.simulator.plan.probe_trace import DEFAULT_MIN_DURATION_S, DEFAULT_MIN_REQUESTS_PER_REPLICA
 from kvsim.simulator.plan.slo import parse_slos
 from kvsim.simulator.plan.stability import DEFAULT_GROWTH_PER_S, DEFAULT_MIN_GROWTH_S
+from kvsim.simulator.plan.throughput import DEFAULT_THROUGHPUT_TOL
 from kvsim.simulator.sweep.backends import PointTask, execute
 from kvsim.simulator.sweep.grid import Grid, point_id
 
-MAX_EXTRA_REPLICAS = 3  # verification steps above the linear estimate before calling a candidate infeasible
-MAX_REPLICAS = 256
+MAX_REPLICAS = 256  # the replica search gives up (infeasible) when this many still fail
 
 
 @dataclass(frozen=True)
@@ -44,11 +49,25 @@ class PlanSettings:
     rel_tol: float = DEFAULT_REL_TOL
     growth_per_s: float = DEFAULT_GROWTH_PER_S
     min_growth_s: float = DEFAULT_MIN_GROWTH_S
+    throughput_tol: float = DEFAULT_THROUGHPUT_TOL
+    min_duration_s: float = DEFAULT_MIN_DURATION_S
+    min_requests_per_replica: int = DEFAULT_MIN_REQUESTS_PER_REPLICA
+    allow_rejections: bool = False
 
     def __post_init__(self) -> None:
         parse_slos(self.slos)  # fail at the boundary, before any worker starts
         if self.target_rate_per_s is not None and not self.target_rate_per_s > 0:
             raise KvsimError(f"--target-rate must be > 0 req/s, got {self.target_rate_per_s}")
+        if not 0 < self.throughput_tol < 1:
+            raise KvsimError(f"throughput_tol must be in (0, 1), got {self.throughput_tol}; 0.05 means 5 %")
+        if isinstance(self.min_duration_s, bool) or not self.min_duration_s >= 0:
+            raise KvsimError(f"--min-duration-s must be >= 0 seconds, got {self.min_duration_s!r}")
+        if isinstance(self.min_requests_per_replica, bool) or not (
+            isinstance(self.min_requests_per_replica, int) and self.min_requests_per_replica >= 0
+        ):
+            raise KvsimError(
+                f"--min-requests-per-replica must be an integer >= 0, got {self.min_requests_per_replica!r}"
+            )
 
 
 def plan_candidate(
@@ -57,6 +76,7 @@ def plan_candidate(
     """Search one candidate; returns its row (without cost, which the caller adds) and its probe log.
     ``cost_model`` replaces the one the fields name (tests use ConstantCostModel)."""
     slos = parse_slos(settings.slos)
+    source = load_source(fields)
     probes: list[dict[str, Any]] = []
 
     def evaluate(num_replicas: int, rate: float) -> Probe:
@@ -65,8 +85,13 @@ def plan_candidate(
             rate,
             slos,
             cost_model=cost_model,
+            source=source,
+            min_duration_s=settings.min_duration_s,
+            min_requests_per_replica=settings.min_requests_per_replica,
+            throughput_tol=settings.throughput_tol,
             growth_per_s=settings.growth_per_s,
             min_growth_s=settings.min_growth_s,
+            allow_rejections=settings.allow_rejections,
         )
         probes.append({"num_replicas": num_replicas, **asdict(probe)})
         return probe
@@ -83,42 +108,72 @@ def plan_candidate(
     if search.max_rate_per_s is None:
         # Why, at the lowest rate tried (an SLO below one request's own latency fails at every rate)
         lowest = min(search.probes, key=lambda p: p.rate_per_s, default=None)
-        why = f" (at {lowest.rate_per_s:.4g} req/s: {'; '.join(lowest.reasons)})" if lowest and lowest.reasons else ""
+        why = (
+            f" (at {lowest.rate_per_s:.4g} req/s: {'; '.join(lowest.reasons)})"
+            if lowest and lowest.reasons
+            else ""
+        )
         row.update(num_replicas=None, feasible=False, note=f"one replica fails at every rate tried{why}")
         return {"row": row, "probes": probes}
-    num = max(1, math.ceil(target / search.max_rate_per_s - 1e-9))
-    if num > MAX_REPLICAS:
-        row.update(num_replicas=None, feasible=False, note=f"needs more than {MAX_REPLICAS} replicas")
-        return {"row": row, "probes": probes}
-    tried: dict[int, Probe] = {num: evaluate(num, target)}
-    if tried[num].ok:
-        while num > 1:
-            tried[num - 1] = evaluate(num - 1, target)
-            if not tried[num - 1].ok:
-                break
-            num -= 1
-    else:
-        for _ in range(MAX_EXTRA_REPLICAS):
-            num += 1
-            tried[num] = evaluate(num, target)
-            if tried[num].ok:
-                break
-    chosen = tried[num]
     estimate = max(1, math.ceil(target / search.max_rate_per_s - 1e-9))
-    if not chosen.ok:
+    tried = fewest_replicas(lambda n: evaluate(n, target), min(estimate, MAX_REPLICAS))
+    runs = ", ".join(f"{n} {'pass' if p.ok else 'fail'}" for n, p in sorted(tried.items()))
+    how = f"linear estimate {estimate}; simulated at {target:.4g} req/s: {runs}"
+    passing = [n for n, p in sorted(tried.items()) if p.ok]
+    if not passing:
+        most = max(tried)
         row.update(
             num_replicas=None,
             feasible=False,
-            note=f"{num} replicas still fail at the target: {'; '.join(chosen.reasons)}",
+            note=f"{how}; {most} replicas still fail (the search stops at {MAX_REPLICAS}): "
+            f"{'; '.join(tried[most].reasons)}",
         )
         return {"row": row, "probes": probes}
-    row.update({f"target_{k}": v for k, v in chosen.metrics.items()})
-    row.update(
-        num_replicas=num,
-        feasible=True,
-        note=f"linear estimate {estimate} replica{'s' * (estimate > 1)}, simulated {sorted(tried)} at {target:.4g} req/s",
-    )
+    num = passing[0]
+    row.update({f"target_{k}": v for k, v in tried[num].metrics.items()})
+    below = f"; {num - 1} fail: {'; '.join(tried[num - 1].reasons)}" if num > 1 else ""
+    row.update(num_replicas=num, feasible=True, note=how + below)
     return {"row": row, "probes": probes}
+
+
+def fewest_replicas(evaluate: Callable[[int], Probe], estimate: int) -> dict[int, Probe]:
+    """Every count simulated, by count. Assumes that a count that passes has every larger count pass: from
+    ``estimate``, step away (1, 2, 4, ... replicas) until the answer is bracketed, then bisect. When any
+    count passes, the smallest passing one ``n`` is in the result, and so is ``n - 1`` (failing) unless
+    ``n == 1``."""
+    tried: dict[int, Probe] = {}
+
+    def passes(n: int) -> bool:
+        if n not in tried:
+            tried[n] = evaluate(n)
+        return tried[n].ok
+
+    step = 1
+    if passes(estimate):
+        fail, ok = 0, estimate  # 0 replicas: fails by definition
+        while ok > 1:
+            n = max(1, ok - step)
+            if not passes(n):
+                fail = n
+                break
+            ok, step = n, step * 2
+    else:
+        fail, ok = estimate, None
+        while fail < MAX_REPLICAS:
+            n = min(MAX_REPLICAS, fail + step)
+            if passes(n):
+                ok = n
+                break
+            fail, step = n, step * 2
+        if ok is None:
+            return tried
+    while ok - fail > 1:
+        mid = (ok + fail) // 2
+        if passes(mid):
+            ok = mid
+        else:
+            fail = mid
+    return tried
 
 
 def plan_point(config: dict[str, Any], out_dir: Path) -> dict[str, Any]:
@@ -167,7 +222,7 @@ def run_plan(
         fields = {**base, **task.point}
         row = {
             "index": task.index,
-            "label": _label(task.point, varied),
+            "label": _label(task.point, varied, fields),
             **task.point,
             "status": outcome["status"],
             "error": outcome["error"],
@@ -176,6 +231,7 @@ def run_plan(
         probes_json = outcome["files"].get("probes.json")
         row["probes"] = json.loads(probes_json) if probes_json else []
         gpu, tp = str(fields.get("gpu", SimConfig.gpu)), int(fields.get("tp", SimConfig.tp))
+        row.setdefault("model", str(fields.get("model", SimConfig.model)))
         row.setdefault("gpu", gpu)
         row.setdefault("tp", tp)
         usd = price_per_gpu_hour(gpu, prices)
@@ -188,9 +244,12 @@ def run_plan(
     return rows
 
 
-def _label(point: Mapping[str, Any], varied: Sequence[str]) -> str:
-    """The candidate's values of the dimensions that vary (all of them when none does)."""
+def _label(point: Mapping[str, Any], varied: Sequence[str], fields: Mapping[str, Any]) -> str:
+    """The candidate's values of the dimensions that vary (all of them when none does; its allocator when it
+    has no dimension, a lone candidate of the base settings)."""
     keys = [k for k in point if k in varied] or list(point)
+    if not keys:
+        return str(fields.get("allocator", SimConfig.allocator))
     return " ".join(str(point[k]) if k == "allocator" else f"{k}={point[k]}" for k in keys)
 
 

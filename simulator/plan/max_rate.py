@@ -48,7 +48,11 @@ class MaxRate:
             return f"fails even at {lowest:.4g} req/s: {'; '.join(self.probes[-1].reasons)}"
         if self.fail_rate_per_s is None:
             return f"passes at every rate tried, up to {self.max_rate_per_s:.4g} req/s (a lower bound)"
-        return f"in [{self.max_rate_per_s:.4g}, {self.fail_rate_per_s:.4g}) req/s, {len(self.probes)} runs"
+        failed = next(p for p in self.probes if p.rate_per_s == self.fail_rate_per_s)
+        return (
+            f"in [{self.max_rate_per_s:.4g}, {self.fail_rate_per_s:.4g}) req/s, {len(self.probes)} runs; "
+            f"at {self.fail_rate_per_s:.4g}: {'; '.join(failed.reasons)}"
+        )
 
 
 def find_max_rate(

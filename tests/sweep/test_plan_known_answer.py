@@ -66,6 +66,9 @@ def test_with_a_loose_slo_the_queue_growth_criterion_stops_at_five_percent_overl
     result = _search(fields, ["tpot_p99=1s"])
     assert result.max_rate_per_s == pytest.approx(SERVICE_RATE_PER_S * 1.05, rel=0.01)
     assert any("queue grows" in reason for probe in result.probes for reason in probe.reasons)
+    # the note names the test that failed at the rate just above
+    assert f"at {result.fail_rate_per_s:.4g}: " in result.note
+    assert "queue grows" in result.note or "throughput" in result.note
 
 
 def test_fewest_replicas_for_a_target_rate(fields):
