@@ -10,20 +10,30 @@ import click
 
 from kvsim.cli.config_option import config_option
 from kvsim.errors import KvsimError
+from kvsim.simulator.plan.probe_trace import DEFAULT_MIN_DURATION_S, DEFAULT_MIN_REQUESTS_PER_REPLICA
 
 EPILOG = """\b
 Candidates: every combination of --gpu x --tp x --allocator (x any --grid FIELD=VALUES).
 Without --target-rate: the max sustainable rate of one replica of each candidate.
-With --target-rate (req/s, or Nx for N times the trace's own rate): the fewest replicas
-that serve it (simulated, not extrapolated), GPUs, cost, a ranked table and the Pareto
-front of cost against latency at the target.
+With --target-rate (req/s, or Nx for N times the rate of the first --num-requests): the
+fewest replicas that serve it, GPUs, cost, a ranked table and the Pareto front of cost
+against latency at the target. The count is simulated, never extrapolated: it passes at
+the target and one replica fewer fails there (the note says why).
 
 \b
-Max rate: bisection on the arrival rate of the trace rescaled to each rate, until the
-bracket [pass, fail) is narrower than --rel-tol x the passing rate. A rate passes when
-every --slo holds and the queue does not grow: mean queueing delay of the last third of
-arrivals exceeds the first third's by more than 0.1 s and by more than 0.05 s per second
-of arrivals between them (an arrival rate over ~1.05x the service rate) -> fails.
+A probe (one simulation at one rate) passes when:
+  - every --slo holds;
+  - it keeps up: accepted requests finished >= 0.95 x those arrived, both counted over the
+    last 2/3 of the arrivals (a backlog held in a growing batch shows here);
+  - its queue does not grow: mean queueing delay of the last third of arrivals exceeds the
+    first third's by more than 0.1 s and by more than 0.05 s per second of arrivals
+    between them (an arrival rate over ~1.05x the service rate) -> fails;
+  - it rejects no request (prompt + output over the context, ...), unless --allow-rejections.
+Each probe spans at least --min-duration-s of arrivals (300 s) and --min-requests-per-replica
+(1000): when the first --num-requests arrive sooner at the probed rate, the probe takes the
+requests that follow them in the trace, and cycles the whole trace when it runs out (the
+plan's notes and probes say which). Max rate: bisection on the rate until the bracket
+[pass, fail) is narrower than --rel-tol x the passing rate.
 
 \b
 Example (what-if: vAttention 64 KiB pages vs paged blocks of 16 on H100s):
@@ -49,9 +59,12 @@ Example (what-if: vAttention 64 KiB pages vs paged blocks of 16 on H100s):
     type=int,
     default=1000,
     show_default=True,
-    help="First N requests of the trace (each probe simulates all of them).",
+    help="First N requests of the trace: the rate that Nx multiplies, and the least a probe simulates "
+    "(more of the trace when they span less than --min-duration-s at the probed rate).",
 )
-@click.option("--model", default=None, help="Model preset or Hugging Face config.json path (default: SimConfig's).")
+@click.option(
+    "--model", default=None, help="Model preset or Hugging Face config.json path (default: SimConfig's)."
+)
 @click.option("--gpu", "gpus", multiple=True, help="GPU preset (repeatable); default: SimConfig's.")
 @click.option("--tp", "tps", type=int, multiple=True, help="Tensor-parallel degree (repeatable); default 1.")
 @click.option("--allocator", "allocators", multiple=True, help="Allocator spec (repeatable); default paged.")
@@ -73,6 +86,26 @@ Example (what-if: vAttention 64 KiB pages vs paged blocks of 16 on H100s):
     "--rel-tol", type=float, default=0.02, show_default=True, help="Relative tolerance of the max rate."
 )
 @click.option("--start-rate", type=float, default=None, help="First rate probed (default: the trace's rate).")
+@click.option(
+    "--min-duration-s",
+    type=float,
+    default=DEFAULT_MIN_DURATION_S,
+    show_default=True,
+    help="Least span of arrivals a probe simulates, seconds at the probed rate.",
+)
+@click.option(
+    "--min-requests-per-replica",
+    type=int,
+    default=DEFAULT_MIN_REQUESTS_PER_REPLICA,
+    show_default=True,
+    help="Least requests a probe simulates per replica.",
+)
+@click.option(
+    "--allow-rejections/--no-allow-rejections",
+    default=False,
+    show_default=True,
+    help="Plan for the accepted requests of a configuration that rejects some (default: infeasible).",
+)
 @click.option(
     "--latency",
     "latency_metric",
@@ -105,6 +138,9 @@ def plan(
     price_options,
     rel_tol,
     start_rate,
+    min_duration_s,
+    min_requests_per_replica,
+    allow_rejections,
     latency_metric,
     jobs,
     ray_address,
@@ -141,21 +177,33 @@ def plan(
     workload = Workload(
         **{k: v for k, v in base.items() if k in ("trace", "trace_format", "trace_columns", "num_requests")}
     )
-    native_rate = mean_rate_per_s(workload.load())
+    first = workload.load()
+    native_rate = mean_rate_per_s(first)
     target = _target_rate(target_rate, native_rate)
     settings = PlanSettings(
         slos=tuple(slo_options),
         target_rate_per_s=target,
         start_rate_per_s=start_rate or native_rate or 1.0,
         rel_tol=rel_tol,
+        min_duration_s=min_duration_s,
+        min_requests_per_replica=min_requests_per_replica,
+        allow_rejections=allow_rejections,
     )
     prices = parse_prices(price_options)
     for point in candidates.points():  # a missing price fails now, not after every simulation has run
         price_per_gpu_hour(str(point.get("gpu", base.get("gpu", SimConfig.gpu))), prices)
+    models = {str(base.get("model", SimConfig.model))}
+    gpu_names = sorted({str(p.get("gpu", base.get("gpu", SimConfig.gpu))) for p in candidates.points()})
     click.echo(
-        f"plan: {len(candidates)} candidate(s), SLOs {', '.join(slo_options)}, trace {trace} "
-        f"({num_requests} requests, own rate {native_rate:.4g} req/s)"
-        + (f", target {target:.4g} req/s" if target else ""),
+        f"plan: {len(candidates)} candidate(s) of {', '.join(sorted(models))} on {', '.join(gpu_names)}, "
+        f"SLOs {', '.join(slo_options)}, trace {trace} (first {len(first)} requests, own rate "
+        f"{_fmt(native_rate)} req/s)" + (f", target {target:.4g} req/s" if target else ""),
+        err=True,
+    )
+    click.echo(
+        f"probes: at least {min_duration_s:g} s of arrivals and {min_requests_per_replica} requests per replica "
+        f"at each rate (more of the trace after the first {len(first)}, cycled when it runs out)"
+        + ("; rejections allowed" if allow_rejections else "; a rejected request makes a probe fail"),
         err=True,
     )
     rows = run_plan(candidates, base, settings, prices, jobs=jobs, ray_address=ray_address, progress=progress)
@@ -173,6 +221,7 @@ def plan(
                 "total_cost_per_hour_usd",
                 latency_key,
                 "target_tpot_p99_s",
+                "target_num_rejected",
                 "note",
             ],
         )
@@ -192,6 +241,7 @@ def plan(
                 "cost_per_hour_usd",
                 "ttft_p99_s",
                 "tpot_p99_s",
+                "num_rejected",
                 "search",
             ],
         )

@@ -13,7 +13,8 @@ from kvsim.cli import main
 FLAGS = [
     "--trace", "azure-code", "--num-requests", "60", "--model", "llama-2-7b", "--gpu", "a100-80gb",
     "--allocator", "paged", "--allocator", "reserved:pow2", "--slo", "ttft_p99=2s", "--set", "watermark=0.02",
-    "--grid", "max_num_seqs=8,16", "--rel-tol", "0.2", "--no-progress",
+    "--grid", "max_num_seqs=8,16", "--rel-tol", "0.2", "--min-duration-s", "20", "--min-requests-per-replica",
+    "50", "--allow-rejections", "--no-progress",
 ]  # fmt: skip
 YAML = """\
 trace: azure-code
@@ -25,6 +26,9 @@ slo: {ttft_p99: 2s}
 set: {watermark: 0.02}
 grid: {max_num_seqs: [8, 16]}
 rel_tol: 0.2
+min_duration_s: 20
+min_requests_per_replica: 50
+allow_rejections: true
 progress: false
 """
 TOML = """\
@@ -37,6 +41,9 @@ slo = ["ttft_p99=2s"]
 set = {watermark = 0.02}
 grid = ["max_num_seqs=8,16"]
 rel_tol = 0.2
+min_duration_s = 20
+min_requests_per_replica = 50
+allow_rejections = true
 progress = false
 """
 
@@ -55,8 +62,20 @@ def test_a_config_file_plans_what_the_same_flags_plan(tmp_path, name, text):
     from_flags, printed = _plan(FLAGS, tmp_path / "flags")
     from_file, printed_file = _plan(["--config", str(config)], tmp_path / "file")
     assert from_file == from_flags
-    assert printed_file.replace(str(tmp_path / "file"), "OUT") == printed.replace(str(tmp_path / "flags"), "OUT")
+    assert printed_file.replace(str(tmp_path / "file"), "OUT") == printed.replace(
+        str(tmp_path / "flags"), "OUT"
+    )
     assert len(from_flags["candidates"]) == 4  # 2 allocators x 2 max_num_seqs
+    settings = from_flags["settings"]
+    assert (
+        settings["min_duration_s"],
+        settings["min_requests_per_replica"],
+        settings["allow_rejections"],
+    ) == (
+        20,
+        50,
+        True,
+    )
 
 
 def test_the_command_line_wins_over_the_file(tmp_path):
@@ -72,7 +91,10 @@ def test_the_command_line_wins_over_the_file(tmp_path):
     [
         ("trace: azure-code\nslos: {ttft_p99: 2s}\n", "unknown key(s) slos; known: "),
         ("trace: azure-code\nslo: {ttft_p99: 2s}\nmodel: [a, b]\n", "model takes one value"),
-        ("trace: azure-code\nslo: {ttft_p99: 2s}\nallocator: {paged: 1}\n", "allocator takes a list of values"),
+        (
+            "trace: azure-code\nslo: {ttft_p99: 2s}\nallocator: {paged: 1}\n",
+            "allocator takes a list of values",
+        ),
         ("trace: [azure-code\n", "not valid YAML"),
     ],
 )
