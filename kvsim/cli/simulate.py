@@ -343,6 +343,11 @@ def folder_name(label: str) -> str:
 
 
 def _load_config(path: Path) -> dict:
+    """The file's keys. The workload and output keys, and the SimConfig keys read before a SimConfig is built
+    (allocator, seed), are type-checked here as their command-line options read them (``checked_value``: no
+    ``num_requests = true`` run as 1 request, no ``rate = "fast"`` reaching the trace); ``SimConfig`` checks
+    the rest as strictly."""
+    from kvsim.cli.config_option import checked_value, options_by_key
     from kvsim.config_file import read_config_file
     from kvsim.simulator.config import SimConfig
 
@@ -351,7 +356,12 @@ def _load_config(path: Path) -> dict:
     unknown = sorted(set(values) - known)
     if unknown:
         raise KvsimError(f"{path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return values
+    options = options_by_key(simulate)
+    checked_here = (set(WORKLOAD_KEYS) | set(OUTPUT_KEYS) | {"allocator", "seed"}) & set(options)
+    return {
+        key: checked_value(options[key], key, value, path) if key in checked_here else value
+        for key, value in values.items()
+    }
 
 
 def _pct(part: float | None, capacity: int) -> str:

@@ -166,7 +166,7 @@ def test_a_timeline_key_that_is_not_a_boolean_is_a_clear_error(trace_file, tmp_p
     config.write_text('timeline = "no"\n')
     result = CliRunner().invoke(main, ["simulate", "--trace", str(trace_file), "--config", str(config)])
     assert result.exit_code == 2
-    assert "Error: timeline must be true or false, not 'no'" in result.output
+    assert f"Error: {config}: config key timeline must be true or false, got 'no' (str)" in result.output
 
 
 @pytest.mark.parametrize("max_model_len, noted", [(100_000, True), (4096, False), (2048, False)])
