@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -31,6 +32,8 @@ and its trace fields, so every allocator and rate replays the same request sampl
 OUT must be empty, or hold this sweep (--resume: the same spec, or a grown grid);
 anything else is refused unless --overwrite clears it. num_requests / cut_s cut the
 trace first, then rate rescales the requests kept (the rate offered is the rate asked).
+Exit status: 0 when every point ran; 1 when some failed (listed on stderr, and in
+results.csv's error column); 2 for bad input or when every point failed.
 """
 
 
@@ -102,13 +105,22 @@ def sweep(
         overwrite=overwrite,
         progress=progress,
     )
-    _print_table(result.rows, spec.grid.names)
+    _print_table(result.rows, spec.grid.names, fixed_identity(spec))
     click.echo(
         f"{len(result.rows)} points ({result.num_run} run now, {len(result.rows) - result.num_run} resumed), "
         f"{result.num_failed} failed; table: {out_dir / 'results.csv'}"
     )
+    if result.num_failed:
+        _print_failed(result.rows, spec.grid.names)
     if result.num_failed == len(result.rows):
         raise KvsimError(f"every point failed; see the error column of {out_dir / 'results.csv'}")
+    if result.num_failed:
+        sys.exit(EXIT_SOME_POINTS_FAILED)
+
+
+# Exit status of a sweep that ran but in which some points failed (listed on stderr; results.csv has every
+# point); 2, as for every KvsimError, when every point failed or the input is wrong; 0 when all succeeded.
+EXIT_SOME_POINTS_FAILED = 1
 
 
 _SHOWN = (
@@ -116,10 +128,20 @@ _SHOWN = (
     ("tpot_p99_s", "tpot p99 s"),
     ("normalized_latency_s_per_token", "norm lat s/tok"),
     ("throughput_requests_per_s", "req/s"),
+    ("num_rejected", "rejected"),
 )
 
 
-def _print_table(rows, names) -> None:
+def fixed_identity(spec) -> dict:
+    """The model, GPU and trace of every point, those the grid does not vary (defaults filled in)."""
+    from kvsim.simulator.sweep.table import identity
+
+    return {name: value for name, value in identity(spec.base).items() if name not in spec.grid.names}
+
+
+def _print_table(rows, names, fixed: dict) -> None:
+    if fixed:  # what the columns do not say
+        click.echo(", ".join(f"{name} {value}" for name, value in fixed.items()))
     header = [*names, *(title for _, title in _SHOWN)]
     lines = [header]
     for row in rows:
@@ -131,3 +153,13 @@ def _print_table(rows, names) -> None:
     widths = [max(len(line[i]) for line in lines if i < len(line)) for i in range(len(header))]
     for line in lines:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+
+
+def _print_failed(rows, names) -> None:
+    """The failed points on stderr, each with its swept values and its error's first line."""
+    failed = [row for row in rows if row["status"] != "ok"]
+    click.echo(f"{len(failed)} of {len(rows)} points failed:", err=True)
+    for row in failed:
+        values = ", ".join(f"{name}={row[name]}" for name in names)
+        error = (row["error"] or "").splitlines()[0] if row["error"] else "no error recorded"
+        click.echo(f"  point {row['index']} ({values}; {row['run_dir']}): {error}", err=True)

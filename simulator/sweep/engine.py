@@ -241,7 +241,7 @@ def _load_done(point_dir: Path) -> dict[str, Any] | None:
 
 
 def _row(task: PointTask, record: Mapping[str, Any], out_dir: Path) -> dict[str, Any]:
-    row: dict[str, Any] = {"index": task.index, "point_id": task.point_id}
+    row: dict[str, Any] = {"index": task.index, "point_id": task.point_id, **table.identity(task.config)}
     row.update({name: _scalar(value) for name, value in task.point.items()})
     row["seed"] = task.config["seed"]
     row["status"] = record["status"]

@@ -1,7 +1,7 @@
 """The sweep's results table: one row per point, in grid order, with the swept fields and headline metrics.
 
 Columns (CSV header order): ``index, point_id, <swept fields in grid order>, seed, status,
-<HEADLINE_COLUMNS>, error, run_dir``. A failed point has ``status=error``, its message in ``error`` and empty
+<IDENTITY_COLUMNS not swept>, <HEADLINE_COLUMNS>, error, run_dir``. A failed point has ``status=error``, its message in ``error`` and empty
 metric cells. Every metric comes from the point's ``summary.json`` (docs/outputs.md); the column name says
 where and carries the unit. Rows are plain dicts so ``kvsim.reports`` can take them as they are.
 """
@@ -9,6 +9,7 @@ where and carries the unit. Rows are plain dicts so ``kvsim.reports`` can take t
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -52,6 +53,19 @@ HEADLINE_COLUMNS["max_num_seqs"] = ("batch", "max_num_seqs")
 HEADLINE_COLUMNS["cost_model_source"] = ("cost_model", "source")
 
 
+# What every point ran on, named in every row even where the sweep does not vary it (SimConfig's defaults filled
+# in: a sweep that sets no model runs llama-2-7b).
+IDENTITY_COLUMNS = ("model", "gpu", "trace")
+
+
+def identity(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The IDENTITY_COLUMNS of a point's flat config (its fields; the defaults where it has none)."""
+    from kvsim.simulator.config import SimConfig
+
+    defaults = {f.name: f.default for f in dataclasses.fields(SimConfig)}
+    return {name: config.get(name, defaults.get(name)) for name in IDENTITY_COLUMNS}
+
+
 def _lookup(summary: Mapping[str, Any], path: tuple[str, ...]) -> Any:
     node: Any = summary
     for key in path:
@@ -73,7 +87,8 @@ def headline(summary: Mapping[str, Any] | None) -> dict[str, Any]:
 
 def columns(grid_names: Sequence[str]) -> list[str]:
     metric_columns = list(headline(None))
-    return ["index", "point_id", *grid_names, "seed", "status", *metric_columns, "error", "run_dir"]
+    fixed = [name for name in IDENTITY_COLUMNS if name not in grid_names]
+    return ["index", "point_id", *grid_names, "seed", "status", *fixed, *metric_columns, "error", "run_dir"]
 
 
 def _cell(value: Any) -> str:

@@ -49,15 +49,62 @@ def test_sweep_writes_one_row_per_point_and_a_run_folder_each(tmp_path, small_tr
     assert "4 points (0 run now, 4 resumed)" in again.output
 
 
-def test_sweep_records_a_bad_point_and_goes_on(tmp_path, small_trace):
+def test_sweep_records_a_bad_point_goes_on_lists_it_and_exits_1(tmp_path, small_trace):
     out = tmp_path / "sweep"
     args = ["sweep", "--set", f"trace={small_trace}", "--grid", "tp=1,3", "--out", str(out), "--no-progress"]
     result = CliRunner().invoke(main, args)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output
     with open(out / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["status"] for r in rows] == ["ok", "error"]
     assert rows[1]["error"].startswith("KvsimError")
+    listed = result.output[result.output.index("1 of 2 points failed:") :].splitlines()
+    assert listed[1].startswith(f"  point 1 (tp=3; points/{rows[1]['point_id']}): KvsimError")
+
+
+def test_every_point_failing_is_an_error_with_exit_status_2(tmp_path, small_trace):
+    args = [
+        "sweep",
+        "--set",
+        f"trace={small_trace}",
+        "--grid",
+        "tp=3,5",
+        "--out",
+        str(tmp_path / "o"),
+        "--no-progress",
+    ]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert "2 of 2 points failed:" in result.output and "Error: every point failed" in result.output
+
+
+def test_sweep_names_the_model_gpu_and_trace_and_shows_rejections(tmp_path, small_trace):
+    out = tmp_path / "sweep"
+    # a 300-token context: requests whose prompt + output exceed it are rejected
+    args = ["sweep", "--set", f"trace={small_trace}", "--set", "max_model_len=300", "--grid", "rate=2,4",
+            "--out", str(out), "--no-progress"]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()  # (stderr: the progress line)
+    assert lines[0] == f"model llama-2-7b, gpu a100-80gb, trace {small_trace}"  # the defaults, said
+    assert lines[1].split() == ["rate", "ttft", "p99", "s", "tpot", "p99", "s", "norm", "lat", "s/tok", "req/s",
+                                "rejected"]  # fmt: skip
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    rejected = [r["num_rejected"] for r in rows]
+    assert int(rejected[0]) > 0 and [line.split()[-1] for line in lines[2:4]] == rejected
+    assert {(r["model"], r["gpu"], r["trace"]) for r in rows} == {("llama-2-7b", "a100-80gb", small_trace)}
+
+
+def test_a_swept_model_is_a_column_not_a_header(tmp_path, small_trace):
+    args = ["sweep", "--set", f"trace={small_trace}", "--grid", "model=llama-2-7b,opt-13b",
+            "--out", str(tmp_path / "o"), "--no-progress"]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == f"gpu a100-80gb, trace {small_trace}"
+    with open(tmp_path / "o" / "results.csv") as f:
+        header = next(csv.reader(f))
+    assert header.count("model") == 1 and header.index("model") == 2  # the swept column, in grid order
 
 
 @pytest.mark.parametrize(
