@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from kvsim.simulator.recorder import PARTS, Recorder
+from kvsim.simulator.recorder import PARTS, PREFIX_CACHE_COUNTS, Recorder
 from kvsim.traces.request import Trace
 
 PERCENTILES = (50, 90, 99)
@@ -29,9 +30,68 @@ def request_metrics(trace: Trace, rec: Recorder) -> dict[str, np.ndarray]:
     }
 
 
-def reason_kind(reason: str) -> str:
-    """A rejection reason with its numbers replaced by N, so that the summary counts kinds of reasons."""
-    return re.sub(r"\d+", "N", reason)
+# A number in a rejection reason: standalone, not part of a name (``reserved:pow2``, ``block_size=16``,
+# ``page_size=64KiB``, ``llama-2-7b``); a sentence's full stop after it is not a decimal point.
+_NUMBER = re.compile(r"(?<![\w.=:+\-])\d+(?:\.\d+)?(?:[eE][+-]?\d+)?(?!\w|\.\d)")
+_PLACEHOLDER = re.compile(r"\{(\d+)\}")
+
+
+def reason_template(reason: str) -> tuple[str, list[int | float]]:
+    """A rejection reason as its template, with its numbers written ``{0}``, ``{1}``, ... in order, and those
+    numbers: ``"prompt 4085 + output 62 tokens exceed max_model_len 4096"`` -> ``("prompt {0} + output {1}
+    tokens exceed max_model_len {2}", [4085, 62, 4096])``."""
+    values: list[int | float] = []
+
+    def placeholder(match: re.Match) -> str:
+        text = match.group()
+        values.append(float(text) if any(c in text for c in ".eE") else int(text))
+        return f"{{{len(values) - 1}}}"
+
+    return _NUMBER.sub(placeholder, reason), values
+
+
+def rejections_by_reason(reasons: Iterable[str]) -> dict[str, dict]:
+    """``summary.json``'s ``rejected_by_reason``: template -> {``count``: requests, ``values``: per placeholder
+    {``min``, ``max``} over them}, templates sorted. Reasons of one template have as many numbers each."""
+    by_template: dict[str, dict] = {}
+    for reason, count in Counter(reasons).items():  # each distinct reason parsed once
+        template, values = reason_template(reason)
+        entry = by_template.get(template)
+        if entry is None:
+            by_template[template] = {
+                "count": count,
+                "values": [{"min": v, "max": v} for v in values],
+            }
+            continue
+        entry["count"] += count
+        for bounds, v in zip(entry["values"], values):
+            bounds["min"] = min(bounds["min"], v)
+            bounds["max"] = max(bounds["max"], v)
+    return dict(sorted(by_template.items()))
+
+
+def render_reason(template: str, values: list[dict]) -> str:
+    """A template with each placeholder written as its value, or its ``min..max`` when the values differ."""
+
+    def value(match: re.Match) -> str:
+        bounds = values[int(match.group(1))]
+        low, high = bounds["min"], bounds["max"]
+        return f"{low}" if low == high else f"{low}..{high}"
+
+    return _PLACEHOLDER.sub(value, template)
+
+
+def prefix_cache_summary(counts: Sequence[int] | None) -> dict | None:
+    """``summary.json``'s ``prefix_cache``: the PREFIX_CACHE_COUNTS summed over replicas, and the hit rates
+    (hits / queries, in tokens as vLLM v1's ``prefix_cache_hit_rate``, and in blocks as v0's; None when nothing
+    was queried). None for a run without prefix caching."""
+    if counts is None:
+        return None
+    summary = dict(zip(PREFIX_CACHE_COUNTS, map(int, counts), strict=True))
+    for unit in ("tokens", "blocks"):
+        queries = summary[f"num_query_{unit}"]
+        summary[f"hit_rate_{unit}"] = summary[f"num_hit_{unit}"] / queries if queries else None
+    return summary
 
 
 def _stats(values: np.ndarray) -> dict[str, float | None]:
@@ -60,6 +120,7 @@ def summarize(
     slo_tpot_s: float | None,
     evicts: bool = False,
     allocator_stats: dict[str, int | float] | None = None,
+    prefix_cache_counts: Sequence[int] | None = None,
 ) -> dict:
     """The ``summary.json`` mapping (docs/outputs.md). Deterministic: no wall-clock values."""
     metrics = request_metrics(trace, rec)
@@ -94,11 +155,10 @@ def summarize(
         "num_requests": len(trace),
         "num_finished": num_finished,
         "num_rejected": len(rec.rejected_reason),
-        "rejected_by_reason": dict(
-            sorted(Counter(reason_kind(r) for r in rec.rejected_reason.values()).items())
-        ),
+        "rejected_by_reason": rejections_by_reason(rec.rejected_reason.values()),
         "num_preemptions": int(rec.num_preemptions.sum()),
         "allocator_stats": dict(allocator_stats or {}),
+        "prefix_cache": prefix_cache_summary(prefix_cache_counts),
         "duration_s": duration_s,
         "throughput": {
             "requests_per_s": per_s(num_finished),

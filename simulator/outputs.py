@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 
 from kvsim.simulator.metrics import request_metrics
 from kvsim.simulator.out_folder import atomic_folder
-from kvsim.simulator.recorder import TIMELINE_COLUMNS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -123,7 +122,8 @@ def _replica_cells(values: np.ndarray) -> list[str]:
 
 def write_timeline_csv(result: RunResult, path: Path) -> None:
     time_s, *others = result.recorder.timeline_columns()
-    write_csv(path, TIMELINE_COLUMNS, [(time_s, float_cells), *((column, int_cells) for column in others)])
+    header = result.recorder.timeline_column_names  # + PREFIX_CACHE_COLUMNS with prefix caching
+    write_csv(path, header, [(time_s, float_cells), *((column, int_cells) for column in others)])
 
 
 CSV_CHUNK_ROWS = 16384  # rows formatted and written at a time: a few MB of strings, whatever the run's size

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 import struct
+from array import array
+from collections.abc import Callable
 from operator import attrgetter
 
 import numpy as np
@@ -40,6 +42,22 @@ assert VALUE_FIELDS[len(_KEPT_FIELDS) :] == ("num_batched_seqs", "num_batched_to
 ROW_DTYPE = np.dtype([("time_s", "<f8"), ("values", "<i8", (len(VALUE_FIELDS),))])
 assert ROW_DTYPE.itemsize == ROW.size
 FOLD_BYTES = 8192 * ROW.size  # rows that are not kept are integrated this many bytes at a time
+# A prefix-caching allocator's counters (``prefix_cache_counts()``), cumulative per replica, in this order; kept
+# rows carry them as the timeline's last columns (``ReplicaTimeline.watch_prefix_cache``).
+PREFIX_CACHE_COUNTS = (
+    "num_query_tokens",
+    "num_hit_tokens",
+    "num_query_blocks",
+    "num_hit_blocks",
+    "num_evicted_blocks",
+)
+PREFIX_CACHE_COLUMNS = (
+    "prefix_cache_query_tokens",
+    "prefix_cache_hit_tokens",
+    "prefix_cache_query_blocks",
+    "prefix_cache_hit_blocks",
+    "prefix_cache_evicted_blocks",
+)
 
 
 def parts_of(mem: MemoryBreakdown) -> tuple[int, ...]:
@@ -60,11 +78,29 @@ class ReplicaTimeline:
         # and batch sizes (VALUE_FIELDS); the replica is the same in every row and is added by rows().
         self.packed_rows = bytearray()
         self._pack_row = ROW.pack
+        # The prefix cache's PREFIX_CACHE_COUNTS as of each kept row, row after row (None: not watched).
+        self.prefix_cache_counts: array | None = None
         self._zero_integrals()
         # add_row(time_s, parts, saturated, num_running, num_waiting, num_swapped, num_batched_seqs,
         # num_batched_tokens): one row, the allocator's breakdown as a tuple in PARTS order (parts_of) then the
         # queue and batch sizes, by position (the engine calls it once per state change).
         self.add_row = self._keep_row if keep_rows else self._buffer_row
+
+    def watch_prefix_cache(self, counts: Callable[[], tuple[int, ...]]) -> None:
+        """Keep ``counts()`` (an allocator's ``prefix_cache_counts``) beside every kept row from now on: the
+        counters as of that row. Call it before the first row; rows that are not kept keep no counters.
+        Only runs with prefix caching pay for it (one more call per row)."""
+        if not self.keep_rows:
+            return
+        assert not self.packed_rows, "watch the prefix cache before the first row"
+        kept = self.prefix_cache_counts = array("q")
+        extend, add_row = kept.extend, self.add_row
+
+        def add_row_and_counts(*row) -> None:
+            add_row(*row)
+            extend(counts())
+
+        self.add_row = add_row_and_counts
 
     def _zero_integrals(self) -> None:
         self.part_integrals = [0.0] * len(PARTS)  # byte-seconds
@@ -164,7 +200,15 @@ class ReplicaTimeline:
         times, values = rows["time_s"].copy(), rows["values"].copy()
         del rows  # (a view of the rows would keep them from growing)
         replica = np.full(len(times), self.replica, dtype=np.int64)
-        return [times, replica, *(values[:, i] for i, name in enumerate(VALUE_FIELDS) if name != "saturated")]
+        columns = [
+            times,
+            replica,
+            *(values[:, i] for i, name in enumerate(VALUE_FIELDS) if name != "saturated"),
+        ]
+        if self.prefix_cache_counts is not None:
+            counts = np.array(self.prefix_cache_counts, dtype=np.int64).reshape(-1, len(PREFIX_CACHE_COUNTS))
+            columns += [counts[:, i] for i in range(len(PREFIX_CACHE_COUNTS))]
+        return columns
 
 
 COLLECT_EVERY = 4096  # finished requests buffered before their results are written to the columns
@@ -195,6 +239,9 @@ class Recorder:
         self.kv_evicted_fraction = nan.copy()
         self.rejected_reason: dict[int, str] = {}  # trace row -> reason
         self._finished: list[tuple] = []  # finished since the last collect(): (index, *COLLECTED) each
+        self.collect_every = COLLECT_EVERY
+        self.num_collected = 0  # finished requests written into the columns
+        self.on_progress: Callable[[int], None] | None = None
         self.keeps_timeline = keep_timeline  # the rows, not only their time-weighted integrals
         self.timelines = [ReplicaTimeline(r, keep_timeline) for r in range(num_replicas)]
         self.num_steps = 0
@@ -211,14 +258,23 @@ class Recorder:
         memory, they cost seven cache misses per request (3 µs of the 73 µs per request of a 200,000-request
         run: docs/performance.md); and the requests can be freed as they finish."""
         self._finished += map(_RESULTS, reqs)
-        if len(self._finished) >= COLLECT_EVERY:
+        if len(self._finished) >= self.collect_every:
             self.collect()
+
+    def report_progress(self, on_progress: Callable[[int], None], *, every: int) -> None:
+        """Call ``on_progress(requests done)`` (finished, or rejected) whenever about ``every`` more requests
+        have finished (at ``collect``, so at most every COLLECT_EVERY, and never per step)."""
+        self.on_progress = on_progress
+        self.collect_every = max(1, min(COLLECT_EVERY, every))
 
     def collect(self) -> None:
         """Write the finished requests' results into the columns (the engine calls it when the run ends)."""
         results, self._finished = self._finished, []
         if not results:
             return
+        self.num_collected += len(results)
+        if self.on_progress is not None:
+            self.on_progress(self.num_collected + len(self.rejected_reason))
         # As float64: None becomes nan (an unfinished phase's time), and the integer fields (index, replica,
         # counts) are exact below 2**53.
         values = np.array(results, dtype=np.float64)
@@ -240,12 +296,19 @@ class Recorder:
         for timeline in self.timelines:
             timeline.close(end_s)
 
+    @property
+    def timeline_column_names(self) -> tuple[str, ...]:
+        """TIMELINE_COLUMNS, then PREFIX_CACHE_COLUMNS when the allocators' prefix caches are watched."""
+        if self.timelines[0].prefix_cache_counts is None:
+            return TIMELINE_COLUMNS
+        return (*TIMELINE_COLUMNS, *PREFIX_CACHE_COLUMNS)
+
     def timeline_rows(self) -> list[tuple]:
         """All rows, ordered by time then replica (a stable merge of the replicas' rows)."""
         return list(zip(*(column.tolist() for column in self.timeline_columns())))
 
     def timeline_columns(self) -> list[np.ndarray]:
-        """``timeline_rows`` as TIMELINE_COLUMNS arrays (the CSV writer's input: no tuple per row)."""
+        """``timeline_rows`` as ``timeline_column_names`` arrays (the CSV writer's input: no tuple per row)."""
         per_replica = [tl.columns() for tl in self.timelines]
         if len(per_replica) == 1:  # a replica's rows are already in time order
             return per_replica[0]

@@ -163,6 +163,8 @@ def simulate(
         return reason
 
     bar = _progress_bar(len(trace)) if progress else None
+    if bar is not None:  # updated as requests finish, about every 1% of them (not per step)
+        recorder.report_progress(bar.update_to, every=len(trace) // 100)
     source = ArrivalSource(
         env,
         trace,
@@ -170,10 +172,14 @@ def simulate(
         recorder,
         router=config.router,
         rejection_reason=rejection_reason,
-        on_arrival=bar,
     )
+    # A prefix-caching allocator's counters beside every timeline row, and summed in summary.json.
+    prefix_cache_counts = [getattr(r.scheduler.allocator, "prefix_cache_counts", None) for r in replicas]
+    caches_prefixes = all(counts is not None and counts() is not None for counts in prefix_cache_counts)
     first_arrival_s = float(trace.arrival_s[0])
-    for replica in replicas:
+    for replica, counts in zip(replicas, prefix_cache_counts):
+        if caches_prefixes:
+            replica.timeline.watch_prefix_cache(counts)
         replica.source = source
         replica.clock_s = first_arrival_s
         # The initial row: empty memory, nothing running, waiting, swapped or batched.
@@ -183,6 +189,7 @@ def simulate(
     with young_collections_every(GC_YOUNG_THRESHOLD):
         env.run()
     if bar is not None:
+        bar.update_to(len(trace))
         bar.close()
     unfinished = [
         r.index for r in replicas if r.scheduler.waiting or r.scheduler.running or r.scheduler.swapped
@@ -192,10 +199,14 @@ def simulate(
     recorder.collect()
     finished = recorder.finish_s[~np.isnan(recorder.finish_s)]
     recorder.close(float(finished.max()) if len(finished) else first_arrival_s)
+    prefix_cache_totals = None  # summed over replicas
+    if caches_prefixes:
+        prefix_cache_totals = [sum(c) for c in zip(*(counts() for counts in prefix_cache_counts))]
     summary = summarize(
         trace,
         recorder,
         allocator_stats=allocator_stats([r.scheduler.allocator for r in replicas]),
+        prefix_cache_counts=prefix_cache_totals,
         label=allocator.name,
         allocator=allocator.name,
         scheduler=config.scheduler,
@@ -368,16 +379,24 @@ def _named(alloc: KVAllocator, name: str) -> KVAllocator:
     return alloc
 
 
-def _progress_bar(total: int):
-    from tqdm import tqdm
+# A progress bar shows once a run has lasted this long (wall time), so that short runs print nothing.
+PROGRESS_DELAY_S = 1.0
 
-    bar = tqdm(total=total, unit="req", desc="simulating", mininterval=0.5)
-    last = [0]
 
-    def update(num_arrived: int) -> None:
-        if num_arrived - last[0] >= 1000 or num_arrived == total:
-            bar.update(num_arrived - last[0])
-            last[0] = num_arrived
+class _ProgressBar:
+    """Requests done (finished or rejected) out of the trace's, on stderr (tqdm)."""
 
-    update.close = bar.close
-    return update
+    def __init__(self, total: int) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=total, unit="req", desc="simulating", mininterval=0.5, delay=PROGRESS_DELAY_S)
+
+    def update_to(self, num_done: int) -> None:
+        self._bar.update(num_done - self._bar.n)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def _progress_bar(total: int) -> _ProgressBar:
+    return _ProgressBar(total)

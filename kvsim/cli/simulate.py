@@ -31,7 +31,14 @@ from kvsim.simulator.out_folder import (
 
 WORKLOAD_KEYS = ("trace", "trace_format", "trace_columns", "rate", "cut_s", "num_requests")
 OUTPUT_KEYS = ("out", "report", "timeline", "overwrite")
-PROGRESS_MIN_REQUESTS = 20_000  # show a progress bar from this many requests (on a terminal)
+# A progress bar on stderr (a terminal) for a run of at least this much expected work (``expected_work``); it
+# shows once the run has lasted ``kvsim.simulator.run.PROGRESS_DELAY_S``, so a quick one prints nothing.
+PROGRESS_MIN_WORK = 20_000
+# Output tokens that weigh as much as one request in ``expected_work``. A run's cost grows with its requests
+# (arrivals, admissions, finishes) and with its steps, up to one per output token where decode steps cannot be
+# fast-forwarded (azure-code, paged, --no-fast-forward: 0.54 s for 8,819 requests, 42,899 steps and 245,896
+# output tokens, on a 2-core EPYC).
+PROGRESS_OUTPUT_TOKENS_PER_REQUEST = 100
 
 EPILOG = """\b
 Examples:
@@ -213,7 +220,7 @@ def run_simulations(values: dict) -> list[Path]:
         config = SimConfig.from_dict({**values, "allocator": spec})
         if not results:
             _note_long_context(config)
-        progress = len(trace) >= PROGRESS_MIN_REQUESTS and sys.stderr.isatty()
+        progress = expected_work(trace) >= PROGRESS_MIN_WORK and sys.stderr.isatty()
         result = run_one(config, trace, progress=progress, keep_timeline=timeline)
         result.resolved["trace"].update(workload)
         results.append(result)
@@ -314,6 +321,12 @@ def _names(folders: list[str], most: int = 4) -> str:
     return shown + (f" and {len(folders) - most} more" if len(folders) > most else "")
 
 
+def expected_work(trace) -> float:
+    """A run's expected simulation work, in requests: its requests, plus its output tokens weighed by
+    PROGRESS_OUTPUT_TOKENS_PER_REQUEST (a few requests with long outputs make a long run too)."""
+    return len(trace) + int(trace.num_output_tokens.sum()) / PROGRESS_OUTPUT_TOKENS_PER_REQUEST
+
+
 def load_workload(values: dict):
     """The trace that runs: ``Workload.load`` (cut first, then rescale to --rate), as in sweep and plan."""
     from kvsim.simulator.sweep.point import Workload
@@ -404,10 +417,19 @@ def comparison_rows(results) -> list[tuple[str, list[str]]]:
         row("KV evicted mean", lambda s: _pct_of_one((s.get("kv_evicted_fraction") or {}).get("mean")))
         row("KV evicted p99", lambda s: _pct_of_one((s.get("kv_evicted_fraction") or {}).get("p99")))
     row("rejections", lambda s: str(s["num_rejected"]))
+    if any(r.summary.get("prefix_cache") for r in results):
+        row("prefix hit rate tok", lambda s: _pct_of_one(_prefix_cache(s, "hit_rate_tokens")))
+        row("prefix hit rate blk", lambda s: _pct_of_one(_prefix_cache(s, "hit_rate_blocks")))
+        row("prefix evicted blk", lambda s: _num(_prefix_cache(s, "num_evicted_blocks"), "d"))
     row("cost model", lambda s: s["cost_model"]["source"])
     for key in stat_keys(results):  # allocator-specific counters, "-" where an allocator has none
         row(key, lambda s, k=key: _stat(s.get("allocator_stats", {}).get(k)))
     return rows
+
+
+def _prefix_cache(summary: dict, key: str) -> int | float | None:
+    """A figure of summary.json's ``prefix_cache`` (None for a configuration without prefix caching)."""
+    return (summary.get("prefix_cache") or {}).get(key)
 
 
 def stat_keys(results) -> list[str]:
@@ -435,7 +457,40 @@ def comparison_table(results) -> str:
         lines.append("  ".join([name.ljust(widths[0]), *(c.rjust(w) for c, w in zip(cells, widths[1:]))]))
     description = results[0].summary["cost_model"]["description"]
     lines.append(f"cost model: {description}")
+    lines += rejection_lines(results)
     return "\n".join(lines)
+
+
+def rejection_lines(results) -> list[str]:
+    """Why requests were rejected, under the table: per reason its count and its numbers (``min..max`` over
+    the requests), once for all configurations when they rejected alike, else per configuration."""
+    from kvsim.simulator.metrics import render_reason
+
+    summaries = [r.summary for r in results if r.summary["num_rejected"]]
+    if not summaries:
+        return []
+
+    def reasons(summary: dict) -> list[str]:
+        by_reason = summary["rejected_by_reason"]
+        width = max(len(str(entry["count"])) for entry in by_reason.values())
+        return [
+            f"  {entry['count']:>{width}}  {render_reason(template, entry['values'])}"
+            for template, entry in by_reason.items()
+        ]
+
+    first = summaries[0]
+    if len(summaries) == len(results) and all(
+        s["rejected_by_reason"] == first["rejected_by_reason"] for s in summaries
+    ):
+        heading = (
+            f"rejected {first['num_rejected']} of {first['num_requests']} requests, in every configuration:"
+        )
+        return [heading, *reasons(first)]
+    lines = []
+    for s in summaries:
+        lines.append(f"rejected by {s['label']}: {s['num_rejected']} of {s['num_requests']} requests:")
+        lines += reasons(s)
+    return lines
 
 
 def comparison_record(summary: dict) -> dict:
@@ -458,15 +513,25 @@ def comparison_record(summary: dict) -> dict:
     record["num_preemptions"] = summary["num_preemptions"]
     record["num_rejected"] = summary["num_rejected"]
     record["cost_model"] = summary["cost_model"]["source"]
+    prefix_cache = summary.get("prefix_cache")
+    if prefix_cache:
+        record.update({f"prefix_cache_{key}": prefix_cache[key] for key in PREFIX_CACHE_RECORD})
     record.update(summary.get("allocator_stats", {}))
     return record
+
+
+# summary.json's prefix_cache figures in comparison.csv (as prefix_cache_<key>), when a configuration caches
+PREFIX_CACHE_RECORD = ("hit_rate_tokens", "hit_rate_blocks", "num_evicted_blocks")
 
 
 def write_comparison_csv(results, path: Path) -> None:
     import csv
 
     records = [comparison_record(r.summary) for r in results]
-    columns = list(comparison_record({**results[0].summary, "allocator_stats": {}})) + stat_keys(results)
+    columns = list(comparison_record({**results[0].summary, "allocator_stats": {}, "prefix_cache": None}))
+    if any(r.summary.get("prefix_cache") for r in results):
+        columns += [f"prefix_cache_{key}" for key in PREFIX_CACHE_RECORD]
+    columns += stat_keys(results)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f, lineterminator="\n")

@@ -26,6 +26,11 @@ TIMELINE_HEADER = (
     "num_waiting,num_swapped,num_batched_seqs,num_batched_tokens"
 )
 
+PREFIX_CACHE_HEADER = (
+    ",prefix_cache_query_tokens,prefix_cache_hit_tokens,prefix_cache_query_blocks,prefix_cache_hit_blocks,"
+    "prefix_cache_evicted_blocks"
+)
+
 
 @pytest.fixture
 def trace_file(tmp_path):
@@ -63,7 +68,8 @@ def test_two_allocators_side_by_side_write_run_folders(trace_file, tmp_path):
     for folder in ("paged_block_size-16", "paged_block_size-32"):
         run_dir = out / folder
         assert (run_dir / "requests.csv").read_text().splitlines()[0] == REQUESTS_HEADER
-        assert (run_dir / "timeline.csv").read_text().splitlines()[0] == TIMELINE_HEADER
+        # vllm (v1) caches prefixes by default: the timeline carries the prefix cache's counters too
+        assert (run_dir / "timeline.csv").read_text().splitlines()[0] == TIMELINE_HEADER + PREFIX_CACHE_HEADER
         summary = json.loads((run_dir / "summary.json").read_text())
         assert summary["num_finished"] == 4
         config = json.loads((run_dir / "config.json").read_text())

@@ -51,7 +51,12 @@ def test_request_that_can_never_fit_is_rejected_and_does_not_block_the_queue():
     summary = result.summary
     assert summary["num_rejected"] == 1
     assert summary["num_finished"] == 1
-    assert list(summary["rejected_by_reason"].values()) == [1]
+    assert summary["rejected_by_reason"] == {  # 1,024 slots are 64 blocks of 16 tokens
+        "needs {0} blocks of {1} tokens but the replica holds only {2}": {
+            "count": 1,
+            "values": [{"min": 125, "max": 125}, {"min": 16, "max": 16}, {"min": 64, "max": 64}],
+        }
+    }
     assert 0 in result.recorder.rejected_reason
     assert np.isnan(result.recorder.first_token_s[0]) and result.recorder.finish_s[1] == 0.5
 
