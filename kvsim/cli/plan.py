@@ -123,6 +123,11 @@ Example (what-if: vAttention 64 KiB pages vs paged blocks of 16 on H100s):
     default=None,
     help="Write plan.csv and plan.json (with every probe) here.",
 )
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Clear what kvsim wrote in --out (run folders, a sweep, an earlier plan) before planning.",
+)
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def plan(
     trace,
@@ -145,6 +150,7 @@ def plan(
     jobs,
     ray_address,
     out_dir,
+    overwrite,
     progress,
 ):
     """Max sustainable rate under SLOs; fewest GPUs and cheapest configuration for a target rate."""
@@ -156,6 +162,8 @@ def plan(
     from kvsim.simulator.sweep.point import Workload, known_fields
     from kvsim.traces import mean_rate_per_s
 
+    if out_dir is not None:  # refused before any simulation, not after an hour of them
+        _claim_out(out_dir, overwrite)
     base = {"trace": trace, "num_requests": num_requests, **_parse_sets(set_options)}
     if model:
         base["model"] = model
@@ -326,20 +334,49 @@ def _print_what_if(rows, names) -> None:
         click.echo(f"  {first} needs {count} {second}, ${k2[1] - k1[1]:.2f}/h less")
 
 
+def _claim_out(out_dir: Path, overwrite: bool) -> None:
+    """One command's results per --out (docs/outputs.md "Writing"): an empty folder, or an earlier plan's, whose
+    plan.csv and plan.json are replaced whole; run folders or another command's files are refused unless
+    --overwrite clears them."""
+    from kvsim.simulator.out_folder import clear_outputs, commands_in, make_out_folder, run_folders_in
+
+    make_out_folder(out_dir)
+    if overwrite:
+        clear_outputs(out_dir)
+        return
+    others = [cmd for cmd in commands_in(out_dir) if cmd != "plan"]
+    folders = run_folders_in(out_dir)
+    if others or folders:
+        what = ", ".join(
+            [*(f"results of kvsim {cmd}" for cmd in others), *(f"run folder {p.name}" for p in folders)]
+        )
+        raise KvsimError(
+            f"--out {out_dir} holds {what}; a plan would sit beside them as if one study. Choose an empty "
+            f"--out, or add --overwrite to clear kvsim's outputs there first"
+        )
+
+
 def _write(out_dir: Path, rows, settings, base, latency_key, target) -> None:
     import csv
     from dataclasses import asdict
 
+    from kvsim.simulator.out_folder import write_file_atomic, write_text_atomic
     from kvsim.simulator.plan.capacity import pareto_front
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     keys = list(dict.fromkeys(k for r in rows for k in r if k != "probes"))
-    with (out_dir / "plan.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys, lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in keys})
+
+    def write_csv(path: Path) -> None:
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=keys, lineterminator="\n")
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in keys})
+
     front = [r["index"] for r in pareto_front(rows, latency_key)] if target else []
     doc = {"settings": asdict(settings), "base": base, "pareto_front_indices": front, "candidates": rows}
-    (out_dir / "plan.json").write_text(json.dumps(doc, indent=1, sort_keys=True, default=str) + "\n")
+    # plan.json first: a reader takes plan.csv, so an interrupted write leaves no new csv without its json
+    write_text_atomic(
+        out_dir / "plan.json", json.dumps(doc, indent=1, sort_keys=True, default=str) + "\n", "plan"
+    )
+    write_file_atomic(out_dir / "plan.csv", write_csv, "plan table")
     click.echo(f"\nwrote {out_dir / 'plan.csv'} and {out_dir / 'plan.json'}")
