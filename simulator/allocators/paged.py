@@ -300,6 +300,15 @@ class PagedAllocator(PagedBase, PagedGrowthMixin):
         self.num_cpu_blocks_used += num_blocks
         return self._charge_transfer(num_blocks * self.block_bytes)
 
+    def can_swap_in(self, seq_ids: Sequence[int], num_lookahead_slots: int) -> bool:
+        """Whether ``seq_ids`` (swapped out) can all come back and then each gain ``num_lookahead_slots`` slots
+        with the blocks free now (vLLM v0 ``can_swap_in``; an extension of the Protocol): the scheduler's
+        probe then changes nothing when it would fail. A failed swap-in would have taken blocks from the
+        prefix cache, evicting cached blocks that swapping out again does not bring back."""
+        bs = self.block_size
+        need = sum(-(-(self.seqs[s].num_tokens + num_lookahead_slots) // bs) for s in seq_ids)
+        return need <= self.pool.num_free_blocks
+
     def swap_in(self, seq_id: int) -> int | None:
         seq = self.seqs[seq_id]
         num_blocks = seq.num_swapped_blocks

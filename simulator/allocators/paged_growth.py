@@ -60,6 +60,15 @@ class PagedGrowthMixin:
             self._set_partial_reserved(last, seq, bs - num_filled)
         return True
 
+    def clean_free_blocks(self) -> int | None:
+        """The free blocks that growth takes alike whether or not other blocks are freed first (an extension
+        of the Protocol, for fast-forward windows that end with a finish): the clean ones; None while no
+        cached block is free (then every free block is). Growth takes a clean block while one is left, else
+        evicts the least recently used cached block: growth that comes after a free (a window's slots are
+        appended after its last step) may take a freed block where stepping, before the free, evicts one."""
+        pool = self.pool
+        return len(pool.free_block_ids) if pool.cached_free_blocks else None
+
     def growth_room(self, seq_id: int) -> int:
         """Slots ``seq_id`` can still gain with no effect but reserved -> token_states: they fit in its last
         block, which is unshared and holds no prompt block to cache, and stay within the final length."""
@@ -117,11 +126,12 @@ class PagedGrowthMixin:
             return -1
         return self._room(seq)
 
-    def max_uniform_growth(self, seq_ids: Sequence[int], limit: int) -> int:
+    def max_uniform_growth(self, seq_ids: Sequence[int], limit: int, num_free: int | None = None) -> int:
         """Sequences are grouped by the empty slots ``r`` of their last block (0 <= r < block_size): growing by
         k takes ceil((k - r) / block_size) new blocks each when k > r. A binary search on k then costs
         O(block_size) per probe after one O(len(seq_ids)) pass. Copy-on-write is counted exactly: of ``m``
-        listed sharers of a partial block held by ``c`` tables, min(m, c - 1) must copy it."""
+        listed sharers of a partial block held by ``c`` tables, min(m, c - 1) must copy it. ``num_free``:
+        grow into that many blocks instead of every free one (``clean_free_blocks``)."""
         bs, pool = self.block_size, self.pool
         num_with_room = [0] * bs  # empty slots in the last block -> sequences
         listed_sharers: dict[int, int] = {}
@@ -134,14 +144,17 @@ class PagedGrowthMixin:
             if room and pool.ref_cnt[table[-1]] > 1:
                 listed_sharers[table[-1]] = listed_sharers.get(table[-1], 0) + 1
         num_copies = sum(min(m, pool.ref_cnt[b] - 1) for b, m in listed_sharers.items())
-        return self.max_growth_by_room(num_with_room, num_copies, limit)
+        return self.max_growth_by_room(num_with_room, num_copies, limit, num_free)
 
-    def max_growth_by_room(self, num_with_room: Sequence[int], num_copies: int, limit: int) -> int:
+    def max_growth_by_room(
+        self, num_with_room: Sequence[int], num_copies: int, limit: int, num_free: int | None = None
+    ) -> int:
         """``max_uniform_growth`` from its summary: ``num_with_room[r]`` sequences have ``r`` empty slots in
         their last block, and ``num_copies`` shared partial blocks must be copied on the first append."""
         bs = self.block_size
         rooms = [(room, count) for room, count in enumerate(num_with_room) if count]
-        num_free = self.pool.num_free_blocks
+        if num_free is None:
+            num_free = self.pool.num_free_blocks
 
         def fits(k: int) -> bool:
             need = sum(count * -(-(k - room) // bs) for room, count in rooms if k > room)

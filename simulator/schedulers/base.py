@@ -86,6 +86,10 @@ class SchedulerBase(PreemptionMixin, FastForwardMixin, CohortMixin):
         # grow for free with the optional ``max_overhead_free_growth(seq_ids, limit) -> int`` (an extension of
         # the KVAllocator Protocol); one that may charge growth and cannot say so is stepped one by one.
         self._overhead_free_growth = getattr(allocator, "max_overhead_free_growth", None)
+        # Free memory that growth takes alike before and after a free (optional ``clean_free_blocks``, an
+        # extension: the paged allocator's clean blocks while its prefix cache holds free blocks), for windows
+        # that end with a finish (fast_forward.py).
+        self._clean_free_blocks = getattr(allocator, "clean_free_blocks", None)
         allocator_config = getattr(allocator, "config", None)
         self._growth_may_cost = self._overhead_free_growth is None and bool(
             getattr(allocator_config, "map_latency_s", 0.0)

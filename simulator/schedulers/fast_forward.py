@@ -87,7 +87,14 @@ class FastForwardMixin(RequestsThroughMixin):
             if self._defers and not self._num_multi_seq_decodes and self._overhead_free_growth is None:
                 # One sequence each, so no shared partial block: the rooms are the block residues, reversed
                 # (a sequence with (slots - 1) % bs == r has bs - 1 - r empty slots in its last block).
-                growth = self.allocator.max_growth_by_room(self._residue_counts[::-1], 0, num_steps)
+                residues = self._residue_counts[::-1]
+                growth = self.allocator.max_growth_by_room(residues, 0, num_steps)
+                if self._stops_short_of_finish(
+                    num_steps,
+                    growth,
+                    lambda n: self.allocator.max_growth_by_room(residues, 0, num_steps - 1, n),
+                ):
+                    num_steps -= 1
             elif self._defers and not self._num_multi_seq_decodes:
                 # Growth may cost allocator time (vAttention maps pages, contiguous-growth copies regions), but
                 # not within the deferred rooms: slots inside what each sequence holds and short of its final
@@ -108,6 +115,10 @@ class FastForwardMixin(RequestsThroughMixin):
                     num_steps = min(num_steps, 1 + self._overhead_free_growth(seq_ids, num_steps - 1))
                 # Ask for one step more than the window: the next step's slot, appended with the window's.
                 growth = self.allocator.max_uniform_growth(seq_ids, num_steps)
+                if self._stops_short_of_finish(
+                    num_steps, growth, lambda n: self.allocator.max_uniform_growth(seq_ids, num_steps - 1, n)
+                ):
+                    num_steps -= 1
             num_steps = min(num_steps, 1 + growth)
             self._prepaid = growth >= num_steps
         if not self.block_size or num_steps == 1 or not self.window_block_counts:
@@ -129,6 +140,17 @@ class FastForwardMixin(RequestsThroughMixin):
         np.cumsum(gains, out=blocks[1:])
         blocks[1:] += self._decode_kv_blocks
         return num_steps, blocks
+
+    def _stops_short_of_finish(self, num_steps: int, growth: int, clean_growth) -> bool:
+        """Whether a window of ``num_steps`` steps whose last step has a finish must stop one step short of it.
+        The slots of its steps after the first are appended after that finish frees memory; stepping appends
+        them before. The allocator takes the same blocks either way unless some are in its prefix cache
+        (``clean_free_blocks``): then only if its clean free blocks alone can serve them
+        (``clean_growth(num_clean)``: the growth those allow). A window that stops short frees nothing."""
+        if self._clean_free_blocks is None or num_steps != self._min_remaining or growth < num_steps - 1:
+            return False
+        num_clean = self._clean_free_blocks()
+        return num_clean is not None and clean_growth(num_clean) < num_steps - 1
 
     def _eviction_window(self, num_steps: int) -> tuple[int, None]:
         """A PagedEviction window (``window_evictions``), one sequence per request: planned as segments

@@ -71,10 +71,14 @@ class PreemptionMixin:
                 return
             pending_s = self.allocator.take_overhead_s()
             done = []
-            for seq_id in req.seq_ids:
-                if self.allocator.swap_in(seq_id) is None:
-                    break
-                done.append(seq_id)
+            # An allocator may say beforehand whether the probe would succeed (optional ``can_swap_in``, an
+            # extension): a failed probe of the paged allocator would evict prefix-cache blocks.
+            can_swap_in = getattr(self.allocator, "can_swap_in", None)
+            if can_swap_in is None or can_swap_in(req.seq_ids, 1):
+                for seq_id in req.seq_ids:
+                    if self.allocator.swap_in(seq_id) is None:
+                        break
+                    done.append(seq_id)
             if len(done) < len(req.seq_ids) or not self._grow_one(req):
                 for seq_id in done:
                     self.allocator.swap_out(seq_id)

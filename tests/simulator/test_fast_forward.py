@@ -13,6 +13,7 @@ import pytest
 from simtools import KV_BYTES_PER_TOKEN, random_trace
 
 from kvsim.simulator import SimConfig, simulate
+from kvsim.simulator.recorder import PREFIX_CACHE_COLUMNS
 from kvsim.traces.request import Trace
 
 SMALL_KV = 1500 * KV_BYTES_PER_TOKEN  # tight: forces preemption under the random trace below
@@ -69,3 +70,36 @@ def test_fast_forward_equals_stepping_with_parallel_samples():
     slow = simulate(dataclasses.replace(config, fast_forward=False), trace)
     assert fast.summary["num_finished"] == len(trace)
     assert_same_run(fast, slow)
+
+
+def prefix_sharing_trace(num_requests: int, *, seed: int) -> Trace:
+    """A random trace whose prompts (up to 1,400 tokens) start with one of three shared 512-token prefixes."""
+    base = random_trace(num_requests, seed=seed, rate_per_s=8.0, max_prompt=1400)
+    rng = np.random.default_rng(seed)
+    hashes = [
+        tuple(int(rng.integers(0, 3)) * 10 + b for b in range(-(-int(p) // 512)))
+        for p in base.num_prompt_tokens
+    ]
+    return dataclasses.replace(base, prefix_block_hashes=hashes)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"enable_chunked_prefill": True},
+        {"scheduler": "orca", "preemption_mode": "swap", "swap_space_gib": 1.0},
+    ],
+    ids=["recompute", "chunked", "swap"],
+)
+def test_fast_forward_equals_stepping_with_prefix_caching_and_its_counters(options):
+    # Tight memory: cached blocks are evicted to serve allocations, and requests are preempted.
+    trace = prefix_sharing_trace(80, seed=4)
+    config = SimConfig(kv_capacity_bytes=SMALL_KV, allocator="paged:enable_prefix_caching=true", **options)
+    fast = simulate(config, trace)
+    slow = simulate(dataclasses.replace(config, fast_forward=False), trace)
+    assert_same_run(fast, slow)  # summaries (prefix_cache included) and timelines (with its counters)
+    counts = fast.summary["prefix_cache"]
+    assert counts["num_hit_tokens"] > 0 and counts["num_evicted_blocks"] > 0
+    assert fast.recorder.timeline_column_names[-5:] == PREFIX_CACHE_COLUMNS
+    assert fast.recorder.num_steps == slow.recorder.num_steps

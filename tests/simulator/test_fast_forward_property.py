@@ -42,6 +42,20 @@ CONFIGS = st.sampled_from(
         {"scheduler": "vllm-v0", "allocator": "paged:eviction_budget_blocks=3", "preemption_mode": "swap"},
         {"scheduler": "static", "allocator": "paged:eviction_budget_blocks=4", "max_num_seqs": 3},
         {"scheduler": "orca", "allocator": "reserved:pow2", "preemption_mode": "swap", "swap_space_gib": 0.5},
+        # prefix caching: its counters (summary.json's prefix_cache, the timeline's columns) must agree too
+        {"scheduler": "vllm", "allocator": "paged:enable_prefix_caching=true"},
+        {
+            "scheduler": "vllm",
+            "allocator": "paged:enable_prefix_caching=true",
+            "enable_chunked_prefill": True,
+        },
+        {"scheduler": "orca", "allocator": "paged:enable_prefix_caching=true,block_size=8"},
+        {
+            "scheduler": "orca",
+            "allocator": "paged:enable_prefix_caching=true",
+            "preemption_mode": "swap",
+            "swap_space_gib": 0.5,
+        },
     ]
 )
 
