@@ -113,7 +113,11 @@ def simulate(
             column is None or not len(column) or int(column.max()) <= 1
             for column in (trace.n, trace.beam_width)
         )
-        allocator_factory = _allocator_factory(config, model, capacity, cost_model, single_sequence)
+        # no request names prefix hashes: every block is its request's own (block_pool.request_block_hashes)
+        own_blocks_only = trace.prefix_block_hashes is None or not any(trace.prefix_block_hashes)
+        allocator_factory = _allocator_factory(
+            config, model, capacity, cost_model, single_sequence, own_blocks_only=own_blocks_only
+        )
     max_num_batched_tokens = config.resolved_max_num_batched_tokens(
         model.max_model_len, gpu.name, gpu.memory_bytes
     )
@@ -324,11 +328,18 @@ def _make_scheduler(
 
 
 def _allocator_factory(
-    config: SimConfig, model: ModelSpec, capacity: int, cost_model: CostModel, single_sequence: bool
+    config: SimConfig,
+    model: ModelSpec,
+    capacity: int,
+    cost_model: CostModel,
+    single_sequence: bool,
+    *,
+    own_blocks_only: bool = False,
 ) -> Callable[[], KVAllocator]:
     """Builds one replica's allocator. ``paged`` without prefix caching, on a trace where every request has
     one sequence, shares no block: it is counted rather than tracked by block id (the same results, faster;
-    ``allocators/paged_counted.py``)."""
+    ``allocators/paged_counted.py``). So is ``vllm``'s (v1) prefix cache when no request names prefix hashes
+    (``own_blocks_only``: a request can only hit its own blocks; ``allocators/paged_counted_cache.py``)."""
     from kvsim.simulator.allocators import PagedAllocator, make_allocator
     from kvsim.simulator.allocators.paged_counted import CountedPagedAllocator
 
@@ -358,6 +369,20 @@ def _allocator_factory(
             swap_space_bytes=config.swap_space_bytes,
         )
         return lambda: _named(counted(), probe.name)  # the label: the spec as written
+    if type(probe) is PagedAllocator and single_sequence and own_blocks_only and config.scheduler == "vllm":
+        # v1's prefix cache over blocks no two requests share: counted too (allocators/paged_counted_cache.py)
+        from kvsim.simulator.allocators.paged_counted_cache import CountedOwnBlocksCache
+
+        return lambda: _named(
+            CountedOwnBlocksCache(
+                probe.config,
+                model=model,
+                tp=config.tp,
+                capacity_bytes=capacity,
+                swap_space_bytes=config.swap_space_bytes,
+            ),
+            probe.name,
+        )
     map_latency_s = None
     page_size_bytes = getattr(getattr(probe, "config", None), "page_size", None)  # vAttention's page, bytes
     measured = getattr(cost_model, "map_latency_s", None)

@@ -69,7 +69,10 @@ class VllmScheduler(SchedulerBase):
         # The paged allocators take v1's admission (``allocate``'s num_full_tokens, num_watermark_blocks,
         # block_hashes); any other allocator is given the first chunk only.
         self._v1_admission = getattr(allocator, "admits_like_v1", False)
-        self.runs_through_finishes = True
+        # Windows through finishes write their rows after the window, when a prefix cache's counters (read
+        # with each row) are the window's end's: not with a prefix cache.
+        self._through_finishes_ok = not getattr(allocator, "caches_prefixes", False)
+        self.runs_through_finishes = self._through_finishes_ok
 
     # ---- the step ----------------------------------------------------------------------------------------
     def schedule(self, now_s: float) -> Batch | None:
@@ -95,7 +98,9 @@ class VllmScheduler(SchedulerBase):
             preempted, budget = self._schedule_running(budget, threshold)
         # Windows through finishes are exact only when the step after a finish decodes every running request.
         self.runs_through_finishes = (
-            not self._num_prefilling and self.num_running_seqs <= self.max_num_batched_tokens
+            self._through_finishes_ok
+            and not self._num_prefilling
+            and self.num_running_seqs <= self.max_num_batched_tokens
         )
         if not preempted and budget > 0:
             self._schedule_waiting(now_s, budget, threshold)
@@ -104,13 +109,10 @@ class VllmScheduler(SchedulerBase):
 
     def _schedule_running(self, budget: int, threshold: int) -> tuple[list[RequestState], int]:
         """The running loop when some request is mid-prefill or the budget cannot take every decode. The decode
-        cohort (``cohort.py``) steps every running request or none: it is dissolved here, and the decoding
-        requests visited one by one (they join it again at the next step that decodes them all)."""
+        cohort (``cohort.py``) steps every decoding request or none: a run of decoding requests goes through it
+        only when it holds them all; otherwise the cohort is dissolved and they are visited one by one (they
+        join it again at a step that decodes them all)."""
         cohort = self._cohort
-        if cohort:
-            if self._num_members:
-                self._dissolve_cohort()
-            self._cohort = False
         try:
             return self._visit_running(budget, threshold)
         finally:
@@ -149,6 +151,10 @@ class VllmScheduler(SchedulerBase):
             if j == i:
                 break
             segment = running[i:j]
+            if self._cohort and len(segment) != len(running) - self._num_prefilling:
+                if self._num_members:
+                    self._dissolve_cohort()
+                self._cohort = False
             before = self._num_decode_seqs
             taken = self._schedule_decodes(segment)
             budget -= self._num_decode_seqs - before

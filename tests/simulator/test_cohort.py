@@ -70,6 +70,11 @@ def run_both(config: SimConfig, trace: Trace, cost_model=None):
             swap_space_bytes=config.swap_space_bytes,
         )
         alloc.keeps_cohort = False
+        resolve = getattr(
+            alloc, "resolve_for_scheduler", None
+        )  # paged: prefix caching as the scheduler has it
+        if resolve is not None:
+            resolve(config.scheduler)
         return alloc
 
     slow = simulate(config, trace, allocator_factory=with_block_ids, cost_model=cost_model)
@@ -136,7 +141,11 @@ def test_run_picks_the_counted_allocator_only_where_it_is_exact():
 
 CONFIGS = st.sampled_from(
     [
-        # vLLM v1 (0.34.0) without prefix caching: the counted twin's cohort against block ids
+        # vLLM v1 (0.34.0): the counted twins (prefix cache over own blocks, or none) against block ids
+        {"scheduler": "vllm"},
+        {"scheduler": "vllm", "max_num_batched_tokens": 64, "long_prefill_token_threshold": 24},
+        {"scheduler": "vllm", "enable_chunked_prefill": False, "max_num_batched_tokens": 4096},
+        {"scheduler": "vllm", "scheduler_reserve_full_isl": False, "max_num_batched_tokens": 48},
         {"scheduler": "vllm", "allocator": "paged:enable_prefix_caching=false"},
         {
             "scheduler": "vllm",

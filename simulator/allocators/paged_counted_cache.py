@@ -1,0 +1,154 @@
+"""The counted twin of ``PagedAllocator`` with vLLM v1's prefix cache, when no two requests share a block
+(DESIGN §7b): every block holds the request's own tokens (a trace without prefix hashes, one sequence per
+request), so the cache can only serve a request its own blocks back after a preemption.
+
+Why counts suffice. v1 hashes every full block, and a request frees its blocks last block first, the uncached
+partial last block to the front of the free queue and its full (cached) blocks to the back (``block_pool.py``).
+Uncached free blocks are always taken before any cached one, and cached ones go from the front, so a freed
+request's cached blocks are a *run* in the queue that is evicted from its last block backwards: what survives of
+it is always its first ``count`` blocks. A preempted request comes back with a hit of exactly those (its hit cap,
+``(num_tokens - 1) // block_size`` blocks, is never below its full blocks at preemption), which takes the whole
+run out of the queue. So the queue is an ordered map owner -> surviving count, evicted from its head; clean free
+blocks are ``num_free_blocks`` minus the cached ones, and the evictions that allocations made since the last look
+are settled lazily (they only ever take blocks from the head). ``run.py`` picks this allocator where it applies;
+the tests run it beside ``PagedAllocator``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from kvsim.simulator.allocators.base import Admission, MemoryBreakdown
+from kvsim.simulator.allocators.paged import PagedConfig
+from kvsim.simulator.allocators.paged_counted import NO_CACHE_HIT, CountedPagedAllocator
+from kvsim.simulator.specs import ModelSpec
+
+
+class CountedOwnBlocksCache(CountedPagedAllocator):
+    """Invariant: ``_num_cached`` = Σ ``_runs`` <= ``num_free_blocks`` after ``_settle``; an owner (a request's
+    first own block identity) has at most one run, and no run while it holds blocks."""
+
+    def __init__(
+        self,
+        config: PagedConfig,
+        *,
+        model: ModelSpec,
+        tp: int,
+        capacity_bytes: int,
+        swap_space_bytes: int = 0,
+    ) -> None:
+        super().__init__(
+            dataclasses.replace(config, enable_prefix_caching=False),
+            model=model,
+            tp=tp,
+            capacity_bytes=capacity_bytes,
+            swap_space_bytes=swap_space_bytes,
+        )
+        self.config = config
+        self._runs: OrderedDict[int, int] = OrderedDict()  # owner -> its surviving cached blocks, LRU first
+        self._num_cached = 0
+        self._owner: dict[int, int] = {}  # seq_id -> owner
+        self.num_evictions = 0
+        self.num_prefix_query_tokens = self.num_prefix_hit_tokens = 0
+        self.num_prefix_query_blocks = self.num_prefix_hit_blocks = 0
+
+    caches_prefixes = True
+
+    def _settle(self) -> None:
+        """Evict, from the head of the queue, what allocations since the last call took beyond the clean blocks."""
+        excess = self._num_cached - self.num_free_blocks
+        if excess <= 0:
+            return
+        runs = self._runs
+        self._num_cached -= excess
+        self.num_evictions += excess
+        while excess:
+            owner, count = next(iter(runs.items()))
+            if count <= excess:
+                del runs[owner]
+                excess -= count
+            else:
+                runs[owner] = count - excess
+                excess = 0
+
+    def lookup_prefix(self, block_hashes: Sequence[int], num_tokens: int) -> int:
+        self._settle()
+        assert isinstance(block_hashes, range), "own block identities only"
+        count = self._runs.get(block_hashes.start, 0)
+        return min(count, (num_tokens - 1) // self.block_size) * self.block_size
+
+    def allocate(
+        self,
+        seq_id: int,
+        num_tokens: int,
+        *,
+        final_num_tokens: int,
+        prefix_block_hashes: Sequence[int] | None = None,
+        num_prompt_tokens: int | None = None,
+        block_hashes: Sequence[int] | None = None,
+        num_full_tokens: int | None = None,
+        num_watermark_blocks: int = 0,
+    ) -> Admission | None:
+        assert isinstance(block_hashes, range), "own block identities only"
+        self._settle()
+        bs, owner = self.block_size, block_hashes.start
+        num_query_tokens = num_full_tokens or num_tokens
+        hits = self._runs.get(owner, 0)
+        assert hits <= (num_query_tokens - 1) // bs, "a run longer than its owner's hit cap"
+        num_free = self.num_free_blocks - num_watermark_blocks
+        # the revived blocks are free now and in use after: counted in the need as PagedAllocator does
+        if num_full_tokens is not None and -(-num_full_tokens // bs) > num_free:
+            return None
+        if -(-num_tokens // bs) > num_free:
+            return None
+        if hits:
+            del self._runs[owner]
+            self._num_cached -= hits
+        admission = super().allocate(seq_id, num_tokens, final_num_tokens=final_num_tokens)
+        assert admission is not None
+        self._owner[seq_id] = owner
+        self.num_prefix_query_tokens += num_query_tokens
+        self.num_prefix_hit_tokens += hits * bs
+        self.num_prefix_query_blocks += num_query_tokens // bs
+        self.num_prefix_hit_blocks += hits
+        return Admission(num_cached_tokens=hits * bs) if hits else NO_CACHE_HIT
+
+    def free(self, seq_id: int) -> None:
+        self._settle()
+        num_full = self._tokens(seq_id) // self.block_size
+        super().free(seq_id)
+        owner = self._owner.pop(seq_id)
+        if num_full:
+            assert owner not in self._runs
+            self._runs[owner] = num_full
+            self._num_cached += num_full
+
+    def swap_out(self, seq_id: int) -> int | None:
+        raise AssertionError("vLLM v1 preempts by recompute only")
+
+    def breakdown(self) -> MemoryBreakdown:
+        return MemoryBreakdown(*self.breakdown_parts())
+
+    def breakdown_parts(self) -> tuple[int, int, int, int, int, int]:
+        self._settle()
+        parts = super().breakdown_parts()
+        return (*parts[:5], self._num_cached * self.block_bytes)
+
+    def prefix_cache_counts(self) -> tuple[int, int, int, int, int]:
+        """As ``PagedAllocator.prefix_cache_counts``."""
+        self._settle()
+        return (
+            self.num_prefix_query_tokens,
+            self.num_prefix_hit_tokens,
+            self.num_prefix_query_blocks,
+            self.num_prefix_hit_blocks,
+            self.num_evictions,
+        )
+
+    def check_invariants(self) -> None:
+        super().check_invariants()
+        self._settle()
+        assert self._num_cached == sum(self._runs.values()) <= self.num_free_blocks
+        assert not set(self._runs) & set(self._owner.values()), "a run for an owner holding blocks"
