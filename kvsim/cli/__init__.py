@@ -21,6 +21,7 @@ COMMANDS = {
     "plan": "kvsim.cli.plan:plan",
     "calibrate": "kvsim.cli.calibrate:calibrate",
     "report": "kvsim.cli.report:report",
+    "conformance": "kvsim.cli.conformance:conformance",
 }
 
 

@@ -1,0 +1,159 @@
+"""The conformance cases (issue 20): workloads run through both schedulers, each with and without memory pressure.
+
+A case is plain JSON (it crosses into the vLLM venv): ``name``, ``config`` (vLLM's option names; ``num_blocks``
+is kvsim's count of KV blocks, vLLM gets one more for its null block) and ``requests`` (``index``,
+``arrival_step``, ``num_prompt_tokens``, ``num_output_tokens``, optional ``chunk_hashes``: Mooncake-style hash
+ids, one per 512 prompt tokens). Every case is built from a fixed seed: the same case every time.
+
+Memory: ``roomy`` gives every case enough blocks for all its requests at once (no preemption possible);
+``pressure`` gives few enough that requests are preempted.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kvsim.errors import KvsimError
+
+CHUNK_TOKENS = 512
+BLOCK_SIZE = 16
+
+# Defaults of every case's config (vLLM 0.34's where it has one).
+BASE_CONFIG = {
+    "block_size": BLOCK_SIZE,
+    "max_num_seqs": 64,
+    "max_num_batched_tokens": 512,
+    "max_model_len": 65536,
+    "enable_chunked_prefill": True,
+    "enable_prefix_caching": True,
+    "long_prefill_token_threshold": 0,
+    "watermark": 0.0,
+    "scheduler_reserve_full_isl": True,
+}
+
+
+def _blocks_for_all(requests: list[dict]) -> int:
+    return sum(-(-(r["num_prompt_tokens"] + r["num_output_tokens"]) // BLOCK_SIZE) for r in requests) + 1
+
+
+def _arrivals(rng: np.random.Generator, num: int, mean_gap_steps: float) -> list[int]:
+    """Poisson arrivals in whole steps, the first at step 0."""
+    if mean_gap_steps <= 0:
+        return [0] * num
+    gaps = rng.exponential(mean_gap_steps, num)
+    gaps[0] = 0.0
+    return [int(s) for s in np.floor(np.cumsum(gaps))]
+
+
+def _requests(arrivals, prompts, outputs, hashes=None) -> list[dict]:
+    out = []
+    for i, (a, p, o) in enumerate(zip(arrivals, prompts, outputs)):
+        spec = {"index": i, "arrival_step": int(a), "num_prompt_tokens": int(p), "num_output_tokens": int(o)}
+        if hashes is not None and hashes[i]:
+            spec["chunk_hashes"] = [int(h) for h in hashes[i]]
+        out.append(spec)
+    return out
+
+
+def decode_heavy(rng):
+    n = 200
+    reqs = _requests(_arrivals(rng, n, 2.0), rng.integers(16, 129, n), rng.integers(64, 513, n))
+    return {"max_num_seqs": 64, "max_num_batched_tokens": 512}, reqs, 0.25
+
+
+def long_prompts(rng):
+    n = 60
+    reqs = _requests(_arrivals(rng, n, 6.0), rng.integers(1000, 4001, n), rng.integers(8, 65, n))
+    return {"max_num_seqs": 16, "max_num_batched_tokens": 256}, reqs, 0.2
+
+
+def shared_prefixes(rng):
+    """8 system prompts of 1 to 4 chunks; each request adds its own 16 to 600 tokens (own: not shared)."""
+    n = 200
+    groups = [list(range(100 * g, 100 * g + int(rng.integers(1, 5)))) for g in range(8)]
+    hashes, prompts = [], []
+    for _ in range(n):
+        g = groups[int(rng.integers(0, len(groups)))]
+        hashes.append(g)
+        prompts.append(len(g) * CHUNK_TOKENS + int(rng.integers(16, 601)))
+    reqs = _requests(_arrivals(rng, n, 3.0), prompts, rng.integers(16, 257, n), hashes)
+    return {"max_num_seqs": 32, "max_num_batched_tokens": 1024}, reqs, 0.1
+
+
+def preemption_storm(rng):
+    """Everything arrives at once, outputs long: with few blocks, the newest are preempted again and again."""
+    n = 100
+    reqs = _requests([0] * n, rng.integers(32, 257, n), rng.integers(200, 801, n))
+    return {"max_num_seqs": 64, "max_num_batched_tokens": 2048}, reqs, 0.08
+
+
+def long_prefill_threshold(rng):
+    n = 80
+    prompts = np.where(rng.random(n) < 0.5, rng.integers(16, 64, n), rng.integers(1500, 3000, n))
+    reqs = _requests(_arrivals(rng, n, 4.0), prompts, rng.integers(16, 129, n))
+    return {"max_num_seqs": 32, "max_num_batched_tokens": 512, "long_prefill_token_threshold": 128}, reqs, 0.2
+
+
+def mooncake_slice(rng):
+    """The first 60 requests of the bundled mooncake-synthetic trace (with its hash ids), 10 ms per step."""
+    from kvsim.traces import load_trace
+
+    trace = load_trace("mooncake-synthetic")
+    n = 60
+    arrivals = [int(np.ceil(t / 0.01 - 1e-9)) for t in trace.arrival_s[:n] - trace.arrival_s[0]]
+    reqs = _requests(
+        arrivals,
+        trace.num_prompt_tokens[:n],
+        trace.num_output_tokens[:n],
+        [list(h) if h else None for h in trace.prefix_block_hashes[:n]],
+    )
+    return {"max_num_seqs": 64, "max_num_batched_tokens": 2048}, reqs, 0.1
+
+
+# name -> builder(rng) -> (config overrides, requests, share of _blocks_for_all under pressure)
+WORKLOADS = {
+    "decode-heavy": decode_heavy,
+    "long-prompts": long_prompts,
+    "shared-prefixes": shared_prefixes,
+    "preemption-storm": preemption_storm,
+    "long-prefill-threshold": long_prefill_threshold,
+    "mooncake-slice": mooncake_slice,
+}
+MEMORY = ("roomy", "pressure")
+# Not a case, with the reason (printed by `kvsim conformance vllm --list`).
+NOT_CASES = {
+    "parallel-sampling": (
+        "vLLM v1's scheduler has no n > 1: its frontend (ParentRequest) fans a request out into n separate "
+        "requests that share the prompt through the prefix cache, while kvsim forks one request's sequences "
+        "after its prefill (copy-on-write); the per-step prompt tokens differ by construction"
+    ),
+}
+
+
+def case_names() -> list[str]:
+    return [f"{w}/{m}" for w in WORKLOADS for m in MEMORY]
+
+
+def make_case(name: str) -> dict:
+    """The case called ``name`` (``WORKLOAD/roomy`` or ``WORKLOAD/pressure``)."""
+    workload, _, memory = name.partition("/")
+    if workload not in WORKLOADS or memory not in MEMORY:
+        reason = NOT_CASES.get(workload)
+        if reason:
+            raise KvsimError(f"conformance case {name!r} is not run: {reason}")
+        raise KvsimError(f"unknown conformance case {name!r}; choose one of {', '.join(case_names())}")
+    seed = sum(map(ord, workload))
+    overrides, requests, pressure_share = WORKLOADS[workload](np.random.default_rng(seed))
+    config = {**BASE_CONFIG, **overrides}
+    longest = max(r["num_prompt_tokens"] + r["num_output_tokens"] for r in requests)
+    config["max_model_len"] = max(config["max_model_len"], longest)
+    if not config["enable_chunked_prefill"]:
+        config["max_num_batched_tokens"] = max(config["max_num_batched_tokens"], config["max_model_len"])
+    all_blocks = _blocks_for_all(requests)
+    if memory == "roomy":
+        num_blocks = all_blocks
+    else:
+        # at least the longest request alone, so that every request can run
+        num_blocks = max(int(all_blocks * pressure_share), -(-longest // BLOCK_SIZE) + 2)
+    config["num_blocks"] = num_blocks
+    return {"name": name, "config": config, "requests": requests}

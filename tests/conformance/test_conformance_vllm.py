@@ -1,0 +1,32 @@
+"""kvsim's ``vllm`` scheduler agrees with vLLM 0.34.0's real v1 scheduler step for step, on every case.
+
+Needs the vLLM venv (``scripts/conformance/build_vllm_venv.sh``): ``$KVSIM_VLLM_VENV``, else ``.venv-vllm`` at
+the repository root. Without either the tests are skipped with that reason; with ``KVSIM_VLLM_VENV`` set to a
+broken venv they fail (CI sets it after building the venv, so that they never skip there).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from kvsim.conformance.cases import case_names, make_case
+from kvsim.conformance.compare import compare, divergence_detail
+from kvsim.conformance.kvsim_side import run_kvsim
+from kvsim.conformance.vllm_side import missing_venv_message, run_vllm, venv_python
+
+
+@pytest.fixture(scope="module")
+def vllm_results() -> dict[str, dict]:
+    python = venv_python()  # a named but broken venv raises here: an error, not a skip
+    if python is None:
+        pytest.skip(missing_venv_message())
+    names = case_names()
+    results = run_vllm([make_case(name) for name in names], python)
+    return dict(zip(names, results))
+
+
+@pytest.mark.parametrize("name", case_names())
+def test_every_step_agrees_with_vllm(name: str, vllm_results: dict[str, dict]) -> None:
+    report = compare(name, vllm_results[name], run_kvsim(make_case(name)))
+    assert report.steps_vllm > 0 and report.num_requests == len(make_case(name)["requests"])
+    assert report.ok, divergence_detail(report)

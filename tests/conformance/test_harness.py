@@ -1,0 +1,124 @@
+"""The conformance harness itself, without vLLM: kvsim's step records, the comparison, the cases and the
+driver's token ids (the driver's module imports vLLM only inside its functions)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from kvsim.conformance.cases import case_names, make_case
+from kvsim.conformance.compare import compare, divergence_detail, table
+from kvsim.conformance.kvsim_side import run_kvsim
+from kvsim.conformance.vllm_side import DRIVER, VENV_ENV, venv_python
+from kvsim.errors import KvsimError
+
+TWO_REQUESTS = {
+    "name": "two",
+    "config": {
+        "block_size": 16,
+        "num_blocks": 8,
+        "max_num_seqs": 4,
+        "max_num_batched_tokens": 32,
+        "max_model_len": 256,
+        "enable_chunked_prefill": True,
+        "enable_prefix_caching": True,
+        "long_prefill_token_threshold": 0,
+    },
+    "requests": [
+        {"index": 0, "arrival_step": 0, "num_prompt_tokens": 40, "num_output_tokens": 3},
+        {"index": 1, "arrival_step": 0, "num_prompt_tokens": 20, "num_output_tokens": 2},
+    ],
+}
+
+
+def _driver():
+    spec = importlib.util.spec_from_file_location("vllm_driver", DRIVER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_kvsim_steps_are_recorded_as_scheduled():
+    # budget 32: step 0 takes 32 of request 0's 40 prompt tokens; step 1 its last 8 and request 1's 20 (both
+    # first tokens); then both decode; request 1 (2 tokens) ends at step 2, request 0 (3 tokens) at step 3.
+    result = run_kvsim(TWO_REQUESTS)
+    steps = [(s["start"], s["prefill"], s["decode"], s["admitted"]) for s in result["steps"]]
+    assert steps == [
+        (0, {"0": 32}, [], {"0": 0}),
+        (1, {"0": 8, "1": 20}, [], {"1": 0}),
+        (2, {}, ["0", "1"], {}),
+        (3, {}, ["0"], {}),
+    ]
+    assert result["requests"]["0"]["first_token_step"] == 1 and result["requests"]["0"]["finish_step"] == 3
+    assert result["requests"]["1"]["first_token_step"] == 1 and result["requests"]["1"]["finish_step"] == 2
+    assert result["fast_forward_mismatches"] == []
+
+
+def test_kvsim_idle_time_jumps_to_the_next_arrival():
+    case = {**TWO_REQUESTS, "requests": [dict(TWO_REQUESTS["requests"][0])]}
+    case["requests"].append({"index": 1, "arrival_step": 10, "num_prompt_tokens": 20, "num_output_tokens": 2})
+    starts = [s["start"] for s in run_kvsim(case)["steps"]]
+    assert starts == [0, 1, 2, 3, 10, 11]
+
+
+def test_identical_records_agree_and_one_changed_step_is_found():
+    kvsim = run_kvsim(TWO_REQUESTS)
+    same = compare("two", kvsim, kvsim)
+    assert same.ok and same.num_divergent_steps == 0 and same.first_divergent_step is None
+    changed = {**kvsim, "steps": [dict(s) for s in kvsim["steps"]]}
+    changed["steps"][2]["decode"] = ["0"]
+    changed["steps"][2]["num_decode_seqs"] = 1
+    report = compare("two", changed, kvsim)
+    assert not report.ok
+    assert (report.first_divergent_step, report.num_divergent_steps) == (2, 1)
+    assert report.first_divergence["fields"] == ["decode", "num_decode_seqs"]
+    assert "first divergent step 2" in divergence_detail(report)
+    assert "| two | 2 | 4 / 4 | 2 | 1 |" in table([report])
+
+
+def test_a_longer_run_and_a_request_result_are_divergences():
+    kvsim = run_kvsim(TWO_REQUESTS)
+    longer = {**kvsim, "steps": kvsim["steps"] + [kvsim["steps"][-1]]}
+    report = compare("two", longer, kvsim)
+    assert (report.steps_vllm, report.steps_kvsim, report.num_divergent_steps) == (5, 4, 1)
+    later = {**kvsim, "requests": {**kvsim["requests"], "1": {**kvsim["requests"]["1"], "finish_step": 3}}}
+    report = compare("two", later, kvsim)
+    assert report.num_divergent_steps == 0 and not report.ok
+    assert report.request_mismatches == {"1": {"finish_step": (3, 2)}}
+
+
+def test_cases_are_the_same_every_time_and_pressure_has_fewer_blocks():
+    assert len(case_names()) == 12
+    for name in case_names():
+        assert make_case(name) == make_case(name)
+    for workload in {name.split("/")[0] for name in case_names()}:
+        roomy, pressure = make_case(f"{workload}/roomy"), make_case(f"{workload}/pressure")
+        assert roomy["requests"] == pressure["requests"]
+        assert pressure["config"]["num_blocks"] < roomy["config"]["num_blocks"]
+
+
+def test_unknown_and_unsupported_cases_are_refused_with_the_reason():
+    with pytest.raises(KvsimError, match="unknown conformance case 'nope/roomy'"):
+        make_case("nope/roomy")
+    with pytest.raises(KvsimError, match="fans a request out into n separate requests"):
+        make_case("parallel-sampling/roomy")
+
+
+def test_driver_tokens_equal_exactly_where_hash_ids_do():
+    driver = _driver()
+    a = driver.prompt_token_ids(0, 1100, [7, 8, 9])
+    b = driver.prompt_token_ids(1, 1100, [7, 8, 5])
+    assert a[:1024] == b[:1024] and a[1024:] != b[1024:]
+    own = driver.prompt_token_ids(2, 600, [7])  # past its one hash id: its own tokens
+    assert own[:512] == a[:512] and set(own[512:]) == {driver.OWN_TOKEN_BASE + 2}
+    assert driver.prompt_token_ids(3, 40, None) == [driver.OWN_TOKEN_BASE + 3] * 40
+    with pytest.raises(ValueError, match="hash id -1"):
+        driver.prompt_token_ids(0, 10, [-1])
+
+
+def test_a_named_venv_without_python_is_an_error_not_a_skip(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv(VENV_ENV, str(tmp_path / "missing"))
+    with pytest.raises(KvsimError, match="has no bin/python; build it with"):
+        venv_python()
