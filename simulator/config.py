@@ -22,6 +22,7 @@ Both: ``block_size=16``, ``gpu_memory_utilization=0.9``, ``swap_space=4`` GiB, `
 from __future__ import annotations
 
 import dataclasses
+import math
 import numbers
 from dataclasses import dataclass
 
@@ -74,6 +75,41 @@ def _check_types(config: SimConfig) -> None:
                 f"config key {f.name} must be {_KIND_NAMES[kind]}{unset}, got {value!r} "
                 f"({type(value).__name__}){hint}"
             )
+
+
+def _check_kv_capacity(config: SimConfig) -> None:
+    """A ``kv_capacity_bytes`` override must fit on the GPU beside the model's weights: above that it describes
+    a GPU that does not exist (and a block pool sized for it: 10**15 bytes ran 32 s at 7.5 GB RSS)."""
+    from kvsim.simulator.specs import GpuSpec, ModelSpec, max_kv_capacity_bytes, weight_bytes_per_gpu
+
+    model, gpu = ModelSpec.from_name(config.model), GpuSpec.from_name(config.gpu)
+    limit = max_kv_capacity_bytes(model, gpu, config.tp)
+    if config.kv_capacity_bytes > limit:
+        raise KvsimError(
+            f"kv_capacity_bytes {config.kv_capacity_bytes} is more than one {gpu.name} can hold: its "
+            f"{gpu.memory_bytes / GIB:.1f} GiB less {weight_bytes_per_gpu(model, config.tp) / GIB:.1f} GiB of "
+            f"{model.name} weights (tp={config.tp}) leaves at most {max(limit, 0)} bytes "
+            f"({max(limit, 0) / GIB:.1f} GiB) of KV; lower it, or pick a GPU with more memory (--gpu)"
+        )
+
+
+def _check_v0_token_budget(config: SimConfig) -> None:
+    """vLLM v0.6.3 refuses to start when, without chunked prefill, max_num_batched_tokens < max_model_len
+    (``vllm/config.py`` ``SchedulerConfig._verify_args``: "This effectively limits the maximum sequence length
+    to max_num_batched_tokens and makes vLLM reject longer sequences"); kvsim rejected every longer request and
+    exited 0. (``vllm``, v1, checks the same in ``resolved_max_num_batched_tokens``.)"""
+    if config.resolved_enable_chunked_prefill:
+        return
+    from kvsim.simulator.specs import ModelSpec
+
+    max_model_len = config.max_model_len or ModelSpec.from_name(config.model).max_model_len
+    if config.max_num_batched_tokens < max_model_len:
+        raise KvsimError(
+            f"max_num_batched_tokens {config.max_num_batched_tokens} is below max_model_len {max_model_len} "
+            "with chunked prefill off: vLLM v0.6.3 refuses to start (SchedulerConfig._verify_args: no longer "
+            "prompt could ever be scheduled); raise it to at least max_model_len, lower --max-model-len, or "
+            "pass --enable-chunked-prefill"
+        )
 
 
 @dataclass(frozen=True)
@@ -130,6 +166,17 @@ class SimConfig:
         ):  # a TOML integer
             object.__setattr__(self, "max_new_tokens", str(self.max_new_tokens))
         _check_types(self)
+        for name in (
+            "gpu_memory_utilization",
+            "watermark",
+            "swap_space_gib",
+            "slo_ttft_s",
+            "slo_tpot_s",
+            "waiting_served_ratio",
+        ):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise KvsimError(f"{name} must be a finite number, got {value}")
         for name in ("tp", "num_replicas"):
             if getattr(self, name) < 1:
                 raise KvsimError(f"{name} must be >= 1, got {getattr(self, name)}; pass a positive integer")
@@ -169,6 +216,13 @@ class SimConfig:
             )
         if self.preemption_mode not in PREEMPTION_MODES:
             raise KvsimError(f"unknown preemption_mode {self.preemption_mode!r}; choose recompute or swap")
+        if self.preemption_mode == "swap" and self.swap_space_gib == 0:
+            # vLLM v0 aborts the engine when a swap-out finds no CPU blocks ("Aborted due to the lack of CPU swap
+            # space", vllm/core/scheduler.py _swap_out); kvsim would recompute instead, which is not what was asked
+            raise KvsimError(
+                "preemption_mode swap with swap_space_gib 0: there is no CPU swap space to preempt into; give "
+                "--swap-space-gib > 0 (vLLM's default is 4) or use --preemption-mode recompute"
+            )
         if self.scheduler == "vllm" and self.preemption_mode == "swap":
             raise KvsimError(
                 "preemption_mode swap: vLLM v1 (--scheduler vllm) preempts by recompute only; "
@@ -202,6 +256,10 @@ class SimConfig:
                 raise KvsimError(f"{name} must be > 0 seconds (or unset), got {value}")
         if not self.allocator or not isinstance(self.allocator, str):
             raise KvsimError("allocator must be a spec string such as 'paged' or 'reserved:pow2'")
+        if self.kv_capacity_bytes is not None:
+            _check_kv_capacity(self)
+        if self.scheduler == "vllm-v0" and self.max_num_batched_tokens is not None:
+            _check_v0_token_budget(self)
 
     @property
     def swap_space_bytes(self) -> int:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from simtools import KV_BYTES_PER_TOKEN, make_trace, random_trace, run
 
+from kvsim.errors import KvsimError
 from kvsim.simulator import SimConfig, simulate
 
 
@@ -35,15 +36,6 @@ def test_recompute_victim_is_the_newest_request():
     assert result.recorder.finish_s[0] < result.recorder.finish_s[1]
 
 
-def test_swap_without_swap_space_falls_back_to_recompute():
-    trace = make_trace([(0.0, 400, 300), (0.1, 400, 300)])
-    result = run(
-        trace, kv_capacity_bytes=1024 * KV_BYTES_PER_TOKEN, preemption_mode="swap", swap_space_gib=0.0
-    )
-    assert result.summary["num_finished"] == 2
-    assert result.recorder.num_preemptions.tolist() == [0, 1]
-
-
 def test_request_that_can_never_fit_is_rejected_and_does_not_block_the_queue():
     # 2000 tokens cannot fit in 1024 slots; the request behind it is served.
     trace = make_trace([(0.0, 1500, 500), (0.0, 10, 2)])
@@ -67,10 +59,13 @@ def test_prompt_over_max_model_len_is_rejected_with_its_reason():
     assert "max_model_len" in reason
 
 
-def test_prompt_over_the_token_budget_is_rejected_without_chunked_prefill():
+def test_a_prompt_over_the_token_budget_runs_only_with_chunked_prefill():
+    """Without chunked prefill a budget below max_model_len is refused at start, as vLLM refuses it
+    (test_config_refusals.py): no configuration runs that rejects such a prompt for the budget."""
     trace = make_trace([(0.0, 600, 2)])
-    assert run(trace, max_num_batched_tokens=512).summary["num_rejected"] == 1
     assert run(trace, max_num_batched_tokens=512, enable_chunked_prefill=True).summary["num_finished"] == 1
+    with pytest.raises(KvsimError, match="max_num_batched_tokens 512 is below max_model_len 4096"):
+        run(trace, max_num_batched_tokens=512)
 
 
 def test_same_seed_gives_byte_identical_summary_json(tmp_path):
@@ -104,11 +99,9 @@ def test_prompt_that_breaks_the_watermark_on_an_empty_replica_is_rejected():
 
 
 def test_vllm_prompt_checks_reject_exactly_from_one_token_past_their_limit():
-    """run.simulate skips vLLM's two prompt checks below the longest prompt both pass: the boundary is exact."""
-    # Token budget 512 (no chunking): 512 passes, 513 is rejected.
-    budget = run(make_trace([(0.0, 512, 2), (0.0, 513, 2)]), max_num_batched_tokens=512)
-    assert list(budget.recorder.rejected_reason) == [1]
-    assert "max_num_batched_tokens" in budget.recorder.rejected_reason[1]
+    """run.simulate skips vLLM's two prompt checks below the longest prompt both pass: the boundary is exact.
+    (The token budget's check cannot reject a prompt that max_model_len lets through: a budget below
+    max_model_len without chunked prefill is refused at start, test_config_refusals.py.)"""
     # Watermark 1% of 1024 slots (10.24): prompts of up to 1008 slots (63 blocks) leave 16 free and pass;
     # 1009 takes a 64th block and leaves 0.
     capacity = 1024 * KV_BYTES_PER_TOKEN
