@@ -89,7 +89,7 @@ class FastForwardMixin(RequestsThroughMixin):
                 # (a sequence with (slots - 1) % bs == r has bs - 1 - r empty slots in its last block).
                 residues = self._residue_counts[::-1]
                 growth = self.allocator.max_growth_by_room(residues, 0, num_steps)
-                if self._stops_short_of_finish(
+                if self._clean_free_blocks is not None and self._stops_short_of_finish(
                     num_steps,
                     growth,
                     lambda n: self.allocator.max_growth_by_room(residues, 0, num_steps - 1, n),
@@ -115,7 +115,7 @@ class FastForwardMixin(RequestsThroughMixin):
                     num_steps = min(num_steps, 1 + self._overhead_free_growth(seq_ids, num_steps - 1))
                 # Ask for one step more than the window: the next step's slot, appended with the window's.
                 growth = self.allocator.max_uniform_growth(seq_ids, num_steps)
-                if self._stops_short_of_finish(
+                if self._clean_free_blocks is not None and self._stops_short_of_finish(
                     num_steps, growth, lambda n: self.allocator.max_uniform_growth(seq_ids, num_steps - 1, n)
                 ):
                     num_steps -= 1
@@ -147,7 +147,7 @@ class FastForwardMixin(RequestsThroughMixin):
         them before. The allocator takes the same blocks either way unless some are in its prefix cache
         (``clean_free_blocks``): then only if its clean free blocks alone can serve them
         (``clean_growth(num_clean)``: the growth those allow). A window that stops short frees nothing."""
-        if self._clean_free_blocks is None or num_steps != self._min_remaining or growth < num_steps - 1:
+        if num_steps != self._min_remaining or growth < num_steps - 1:  # (callers check _clean_free_blocks)
             return False
         num_clean = self._clean_free_blocks()
         return num_clean is not None and clean_growth(num_clean) < num_steps - 1
