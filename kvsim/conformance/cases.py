@@ -6,7 +6,8 @@ is kvsim's count of KV blocks, vLLM gets one more for its null block) and ``requ
 ids, one per 512 prompt tokens). Every case is built from a fixed seed: the same case every time.
 
 Memory: ``roomy`` gives every case enough blocks for all its requests at once (no preemption possible);
-``pressure`` gives few enough that requests are preempted.
+``pressure`` a share of that, chosen per workload so that requests are preempted or cached prefixes evicted,
+and never fewer blocks than the longest request needs alone (plus 2).
 """
 
 from __future__ import annotations
@@ -63,8 +64,8 @@ def decode_heavy(rng):
 
 def long_prompts(rng):
     n = 60
-    reqs = _requests(_arrivals(rng, n, 6.0), rng.integers(1000, 4001, n), rng.integers(8, 65, n))
-    return {"max_num_seqs": 16, "max_num_batched_tokens": 256}, reqs, 0.2
+    reqs = _requests(_arrivals(rng, n, 6.0), rng.integers(1000, 4001, n), rng.integers(32, 513, n))
+    return {"max_num_seqs": 16, "max_num_batched_tokens": 256}, reqs, 0.1
 
 
 def shared_prefixes(rng):
@@ -77,7 +78,7 @@ def shared_prefixes(rng):
         hashes.append(g)
         prompts.append(len(g) * CHUNK_TOKENS + int(rng.integers(16, 601)))
     reqs = _requests(_arrivals(rng, n, 3.0), prompts, rng.integers(16, 257, n), hashes)
-    return {"max_num_seqs": 32, "max_num_batched_tokens": 1024}, reqs, 0.1
+    return {"max_num_seqs": 32, "max_num_batched_tokens": 1024}, reqs, 0.03
 
 
 def preemption_storm(rng):
@@ -91,23 +92,33 @@ def long_prefill_threshold(rng):
     n = 80
     prompts = np.where(rng.random(n) < 0.5, rng.integers(16, 64, n), rng.integers(1500, 3000, n))
     reqs = _requests(_arrivals(rng, n, 4.0), prompts, rng.integers(16, 129, n))
-    return {"max_num_seqs": 32, "max_num_batched_tokens": 512, "long_prefill_token_threshold": 128}, reqs, 0.2
+    return {"max_num_seqs": 32, "max_num_batched_tokens": 512, "long_prefill_token_threshold": 128}, reqs, 0.1
+
+
+def no_chunking(rng):
+    """Chunked prefill off: whole prompts, mixed with decodes (v1), the budget at max_model_len."""
+    n = 120
+    reqs = _requests(_arrivals(rng, n, 3.0), rng.integers(16, 2001, n), rng.integers(16, 257, n))
+    return {"max_num_seqs": 32, "enable_chunked_prefill": False}, reqs, 0.1
 
 
 def mooncake_slice(rng):
-    """The first 60 requests of the bundled mooncake-synthetic trace (with its hash ids), 10 ms per step."""
+    """The first 100 requests of the bundled mooncake-synthetic trace (with its hash ids), 100 ms of the trace
+    per step (prompts of 13,000 tokens on average: at 10 ms per step the slice would be mostly idle). Under
+    pressure it has the fewest blocks that serve its longest request (about 56,000 tokens): its big prompts
+    evict the shared prefixes."""
     from kvsim.traces import load_trace
 
     trace = load_trace("mooncake-synthetic")
-    n = 60
-    arrivals = [int(np.ceil(t / 0.01 - 1e-9)) for t in trace.arrival_s[:n] - trace.arrival_s[0]]
+    n = 100
+    arrivals = [int(np.ceil(t / 0.1 - 1e-9)) for t in trace.arrival_s[:n] - trace.arrival_s[0]]
     reqs = _requests(
         arrivals,
         trace.num_prompt_tokens[:n],
         trace.num_output_tokens[:n],
         [list(h) if h else None for h in trace.prefix_block_hashes[:n]],
     )
-    return {"max_num_seqs": 64, "max_num_batched_tokens": 2048}, reqs, 0.1
+    return {"max_num_seqs": 64, "max_num_batched_tokens": 2048}, reqs, 0.0
 
 
 # name -> builder(rng) -> (config overrides, requests, share of _blocks_for_all under pressure)
@@ -117,6 +128,7 @@ WORKLOADS = {
     "shared-prefixes": shared_prefixes,
     "preemption-storm": preemption_storm,
     "long-prefill-threshold": long_prefill_threshold,
+    "no-chunking": no_chunking,
     "mooncake-slice": mooncake_slice,
 }
 MEMORY = ("roomy", "pressure")

@@ -24,7 +24,7 @@ PY="$VENV/bin/python"
   "packaging" "pydantic>=2.12.0" "regex" "numpy" "psutil" "pyzmq>=25.0.0" "requests>=2.33.0" "aiohttp>=3.14.4" \
   "transformers<5.23.0,>=5.16.1" "huggingface_hub>=2.0.0" "pillow>=13.0.0" "pybase64" "cachetools" "cbor2" \
   "msgspec" "cloudpickle" "uvloop" "py-cpuinfo" "prometheus_client>=0.18.0" "llguidance<1.8.0,>=1.7.0" \
-  "einops" "pyyaml"
+  "einops" "pyyaml" "xgrammar==0.2.8"
 
 # The check: vLLM's scheduler and config import and build on the CPU torch.
 CUDA_VISIBLE_DEVICES="" VLLM_TARGET_DEVICE=cpu HF_HUB_OFFLINE=1 "$PY" scripts/conformance/vllm_driver.py --check

@@ -30,3 +30,13 @@ def test_every_step_agrees_with_vllm(name: str, vllm_results: dict[str, dict]) -
     report = compare(name, vllm_results[name], run_kvsim(make_case(name)))
     assert report.steps_vllm > 0 and report.num_requests == len(make_case(name)["requests"])
     assert report.ok, divergence_detail(report)
+
+
+def test_the_comparison_sees_a_kvsim_that_keeps_a_watermark(vllm_results: dict[str, dict]) -> None:
+    # The harness is not blind: kvsim with v0.6.3's watermark (1% of the blocks kept free at admission) against
+    # vLLM 0.34's 0 parts from vLLM under memory pressure.
+    name = "preemption-storm/pressure"
+    case = make_case(name)
+    case["config"]["watermark"] = 0.01
+    report = compare(name, vllm_results[name], run_kvsim(case))
+    assert not report.ok and report.num_divergent_steps > 0 and report.first_divergent_step is not None
