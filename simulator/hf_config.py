@@ -1,8 +1,13 @@
 """A ``ModelSpec`` from a Hugging Face ``config.json``: every field is modelled, refused by name, or listed as
 ignored in the spec's notes (written to the run's config.json, ``model_spec.notes``).
 
-Families (``model_type``): ``llama``, ``mistral``, ``qwen2`` (SwiGLU MLP, grouped-query attention) and ``opt``
-(fc1/fc2 MLP, multi-head attention). Any other ``model_type`` is refused by name.
+Families (``model_type``, ``HF_FAMILIES``): one reader for the Llama-like decoders (SwiGLU MLP, grouped-query
+attention): ``llama``, ``mistral``, ``granite``, ``olmo2``, ``phi3``, ``qwen2``, ``qwen3``, ``gemma2``,
+``gemma3_text`` and ``gemma3`` (its ``text_config``, plus the vision tower's weights); each type's differences
+are its ``_Family`` (tied embeddings by default for Gemma, which layers take the window); the MoE types
+``mixtral``, ``qwen2_moe``, ``qwen3_moe``, ``deepseek_v2``, ``deepseek_v3`` (with MLA) and ``gpt_oss``
+(``hf_config_arch.py`` reads experts, latent attention and ``quantization_config``); and ``opt`` (fc1/fc2 MLP,
+multi-head attention). Any other ``model_type`` is refused by name.
 
 Fields read (modelled):
 - ``num_hidden_layers``, ``hidden_size``, ``num_attention_heads``, ``vocab_size``;
@@ -11,7 +16,8 @@ Fields read (modelled):
   ``intermediate_size`` (OPT: ``ffn_dim``).
 - ``max_position_embeddings``, scaled by ``rope_scaling`` (or transformers 5's ``rope_parameters``) as vLLM
   derives the max context (``vllm/config.py`` ``_get_and_verify_max_len``): types ``su``, ``longrope`` and
-  ``llama3`` keep it; ``yarn`` gives ``original_max_position_embeddings × factor``; the others
+  ``llama3``, ``yarn``, ``deepseek_yarn`` keep it (vLLM 0.34: "YaRN variants leave max_position_embeddings
+  already scaled"), and so does any scaling of Gemma 3 (its 128K is already scaled); the others
   ``max_position_embeddings × factor``. RoPE scaling changes no memory or cost per token.
 - ``dtype`` (transformers ≥ 4.56) or ``torch_dtype`` (older): ``float16``, ``bfloat16`` or ``float32``. kvsim
   simulates vLLM's default ``--dtype auto``, which serves a float32 checkpoint (or one naming no dtype) in
@@ -22,35 +28,28 @@ Fields read (modelled):
   the LM head GEMM still costs its FLOPs and reads the same bytes. Absent: the family's default (``llama``,
   ``mistral``, ``qwen2``: false, their config classes' default; ``opt``: true, PretrainedConfig's default,
   which OPTConfig keeps).
-- ``sliding_window`` with Qwen2's ``use_sliding_window`` (and ``max_window_layers``, which only matters when it
-  is on): accepted when off (null, or ``use_sliding_window: false``) or when the window covers the whole
-  context; kept in ``ModelSpec.sliding_window`` so that a longer ``--max-model-len`` is refused.
-- ``layer_types``: accepted when every layer is ``full_attention``.
+- ``sliding_window`` and ``layer_types`` (``full_attention`` or ``sliding_attention`` per layer; any other type
+  refused). Without ``layer_types`` the family says which layers take the window: every layer (Mistral v0.1,
+  Phi-3), the even ones (Gemma 2), all but every ``sliding_window_pattern``-th (Gemma 3, default 6). Qwen2/3's
+  ``use_sliding_window`` false (or a null window) is full attention; true with a window below the context is
+  refused (which layers take it, ``max_window_layers``, is read differently by transformers and vLLM).
 - ``word_embed_proj_dim`` (OPT): accepted when equal to ``hidden_size``.
-- ``quantization_config``: accepted when null.
+- ``quantization_config``, experts and latent attention: ``hf_config_arch.py``.
 - ``_name_or_path``: the default name; ``model_type``: the family.
 
-Refused (they change memory or cost, and kvsim does not model them yet):
-- an active ``sliding_window`` shorter than the context (KV of at most the window per request);
-- ``quantization_config`` of any method: fp8 stores decoder weights in 1 byte but vLLM runs its GEMMs on fp8
-  tensor cores (or dequantizes, on GPUs without them), and kvsim's cost model and measured profiles time 16-bit
-  GEMMs only; int4 (AWQ, GPTQ, MXFP4, bitsandbytes) adds group scales and dequantizing kernels likewise;
-- mixture of experts (``num_experts``, ``num_local_experts``, ``n_routed_experts``, ``moe_intermediate_size``,
-  ``num_experts_per_tok``), multi-head latent attention (``kv_lora_rank``, ``q_lora_rank``), ``layer_types``
-  other than full attention, OPT's ``word_embed_proj_dim`` below ``hidden_size`` (project_in/out);
-- any other field whose name says it is one of these (``_REFUSED_NAME_PARTS``: expert, moe, lora, window,
-  quant, sparse, ...).
+Refused (they change memory or cost, and kvsim does not model them yet): what ``hf_config_arch.py`` refuses;
+OPT's ``word_embed_proj_dim`` below ``hidden_size`` (project_in/out); and any field not read by the family
+whose name says it is an architecture feature (``_REFUSED_NAME_PARTS``: expert, moe, lora, window, quant,
+sparse, ...): a llama config.json with ``num_local_experts`` is refused, not read as dense.
 
 Ignored (named in the notes): ``_IGNORED``, which change neither memory nor cost (token ids, norm epsilons,
 ``rope_theta``, dropouts, the activation function, biases: under 0.1% of the weights); and any other field
 kvsim does not recognise, named as such.
-
-Support for mixture of experts, MLA and windowed attention (another issue) replaces a check of ``_REFUSALS`` by
-reading the fields into the spec; nothing else here changes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -60,7 +59,8 @@ from pathlib import Path
 from typing import Any
 
 from kvsim.errors import KvsimError
-from kvsim.simulator.specs import ModelSpec
+from kvsim.simulator.hf_config_arch import read_experts, read_latent_attention, read_quantization
+from kvsim.simulator.specs import FULL_ATTENTION, LAYER_TYPES, SLIDING_ATTENTION, ModelSpec
 
 
 @dataclass(frozen=True)
@@ -71,19 +71,40 @@ class _Family:
     gated_mlp: bool
     grouped_query: bool  # reads num_key_value_heads (else multi-head: one KV head per attention head)
     tie_word_embeddings: bool  # the config class's default when config.json omits the key
+    # which layers take sliding_window when config.json has no layer_types: "all" (Mistral v0.1, Phi-3), "even"
+    # (Gemma 2: layers 0, 2, ...), "pattern" (Gemma 3: every sliding_window_pattern-th layer is global),
+    # "qwen" (only with use_sliding_window, refused below the context: see _sliding_window)
+    window_layers: str = "all"
+    moe: str | None = None  # how the experts' fields are named: "mixtral", "qwen_moe", "deepseek", "gpt_oss"
+    mla: bool = False  # DeepSeek's multi-head latent attention
 
 
 _LLAMA_STYLE = _Family("intermediate_size", gated_mlp=True, grouped_query=True, tie_word_embeddings=False)
+_QWEN_STYLE = dataclasses.replace(_LLAMA_STYLE, window_layers="qwen")
+_GEMMA_STYLE = dataclasses.replace(_LLAMA_STYLE, tie_word_embeddings=True)
 HF_FAMILIES: dict[str, _Family] = {
     "llama": _LLAMA_STYLE,
     "mistral": _LLAMA_STYLE,
-    "qwen2": _LLAMA_STYLE,
+    "granite": _LLAMA_STYLE,  # its embedding/residual/attention multipliers and logits scaling cost nothing
+    "olmo2": _LLAMA_STYLE,  # QK norms: elementwise, under 0.1% of a layer's work
+    "phi3": _LLAMA_STYLE,  # fused qkv_proj and gate_up_proj: the same shapes
+    "qwen2": _QWEN_STYLE,
+    "qwen3": _QWEN_STYLE,  # head_dim given (128), QK norms
+    "gemma2": dataclasses.replace(_GEMMA_STYLE, window_layers="even"),
+    "gemma3_text": dataclasses.replace(_GEMMA_STYLE, window_layers="pattern"),
+    "gemma3": dataclasses.replace(_GEMMA_STYLE, window_layers="pattern"),  # text_config read, + vision tower
     "opt": _Family("ffn_dim", gated_mlp=False, grouped_query=False, tie_word_embeddings=True),
+    "mixtral": dataclasses.replace(_LLAMA_STYLE, moe="mixtral"),
+    "qwen2_moe": dataclasses.replace(_QWEN_STYLE, moe="qwen_moe"),
+    "qwen3_moe": dataclasses.replace(_QWEN_STYLE, moe="qwen_moe"),
+    "deepseek_v2": dataclasses.replace(_LLAMA_STYLE, moe="deepseek", mla=True),
+    "deepseek_v3": dataclasses.replace(_LLAMA_STYLE, moe="deepseek", mla=True),
+    "gpt_oss": dataclasses.replace(_LLAMA_STYLE, moe="gpt_oss"),
 }
 # dtype as config.json writes it -> bytes a value takes as vLLM serves it with --dtype auto (module docstring)
 SERVED_DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 2}
 # rope_scaling types whose max_position_embeddings is already the scaled context (vLLM's list)
-_ROPE_TYPES_ALREADY_SCALED = ("su", "longrope", "llama3")
+_ROPE_TYPES_ALREADY_SCALED = ("su", "longrope", "llama3", "yarn", "deepseek_yarn", "deepseek_llama_scaling")
 
 _IGNORED = frozenset(
     {
@@ -95,7 +116,11 @@ _IGNORED = frozenset(
         "enable_bias", "do_layer_norm_before", "layer_norm_elementwise_affine", "prefix", "is_decoder",
         "output_attentions", "output_hidden_states", "return_dict", "torchscript", "id2label", "label2id",
         "task_specific_params", "keys_to_ignore_at_inference", "use_return_dict", "_attn_implementation",
-        "_attn_implementation_autoset", "bias", "head_dim_original",
+        "_attn_implementation_autoset", "bias", "head_dim_original", "query_pre_attn_scalar",
+        "attn_logit_softcapping", "final_logit_softcapping", "rope_local_base_freq", "hidden_activation",
+        "cache_implementation", "embedding_multiplier", "residual_multiplier", "attention_multiplier",
+        "logits_scaling", "initial_context_length", "mm_tokens_per_image", "boi_token_index", "eoi_token_index",
+        "image_token_index", "original_max_position_embeddings", "rope_interleave", "swiglu_limit",
     }
 )  # fmt: skip
 _REFUSED_NAME_PARTS = re.compile(r"expert|moe|lora|window|quant|sparse|ssm|mamba|linear_attn|mla|latent")
@@ -114,7 +139,53 @@ def model_from_hf_config(path: Path, name: str | None = None) -> ModelSpec:
         raise KvsimError(f"model config {file} is not valid JSON: {exc}") from None
     if not isinstance(config, dict):
         raise KvsimError(f"model config {file}: expected a JSON object")
+    if config.get("model_type") == "gemma3":
+        return _gemma3(file, config, name)
     return _Reader(file, config).spec(name)
+
+
+def _gemma3(file: Path, config: dict[str, Any], name: str | None) -> ModelSpec:
+    """Gemma 3 (multimodal, ``Gemma3ForConditionalGeneration``): the text model from ``text_config`` (its keys
+    over the top level's), and the vision tower's weights, resident on the GPU, from ``vision_config`` as a
+    SigLIP encoder: ``layers × (4 h² + 2 h × intermediate) + (image / patch)² × h + patch² × 3 × h`` plus the
+    projector ``h × text hidden``. Images themselves are not simulated (traces are text)."""
+    text, vision = config.get("text_config"), config.get("vision_config")
+    if not isinstance(text, dict) or not isinstance(vision, dict):
+        raise KvsimError(f"model config {file}: gemma3 needs text_config and vision_config objects")
+    outer = {k: v for k, v in config.items() if k not in ("text_config", "vision_config", "model_type")}
+    # Gemma3TextConfig's defaults for the keys google/gemma-3-*-it's text_config leaves out
+    defaults = {"vocab_size": 262208, "max_position_embeddings": 131072}
+    reader = _Reader(file, {**defaults, **outer, **text, "model_type": "gemma3"})
+    left_out = [key for key in defaults if key not in text and key not in outer]
+    if left_out:
+        reader.notes.append(
+            "Gemma3TextConfig defaults: " + ", ".join(f"{key} {defaults[key]}" for key in left_out)
+        )
+    if vision.get("model_type", "siglip_vision_model") != "siglip_vision_model":
+        raise reader.error(f"gemma3 vision_config model_type {vision.get('model_type')!r} is not modelled")
+    try:
+        h, inter, layers = vision["hidden_size"], vision["intermediate_size"], vision["num_hidden_layers"]
+        patch, image = vision["patch_size"], vision["image_size"]
+        values = (h, inter, layers, patch, image)
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
+            raise TypeError
+    except (KeyError, TypeError):
+        raise reader.error(
+            "gemma3 vision_config needs positive integers hidden_size, intermediate_size, num_hidden_layers, "
+            "patch_size and image_size"
+        ) from None
+    text_hidden = text.get("hidden_size", 0)
+    reader.extra_params = (
+        layers * (4 * h * h + 2 * h * inter)
+        + (image // patch) ** 2 * h
+        + patch * patch * 3 * h
+        + h * text_hidden
+    )
+    reader.notes.append(
+        f"vision tower (SigLIP, {layers} layers of {h}): {reader.extra_params / 1e6:.0f}M parameters resident; "
+        "images are not simulated"
+    )
+    return reader.spec(name)
 
 
 class _Reader:
@@ -124,6 +195,7 @@ class _Reader:
         self.file, self.config = file, config
         self.used: set[str] = set()
         self.notes: list[str] = []
+        self.extra_params = 0  # a multimodal model's vision tower (gemma3)
 
     def get(self, key: str, default: Any = None) -> Any:
         self.used.add(key)
@@ -160,11 +232,12 @@ class _Reader:
         hidden_size = self.integer("hidden_size")
         num_layers = self.integer("num_hidden_layers")
         max_model_len = self._max_model_len()
-        window = self._sliding_window(max_model_len)
+        window, layer_types = self._layer_types(family, num_layers, max_model_len)
         tied = self.get("tie_word_embeddings", family.tie_word_embeddings)
         if not isinstance(tied, bool):
             raise self.error(f"'tie_word_embeddings' must be true or false, got {tied!r}")
         given_name = self.get("_name_or_path")
+        dtype_bytes = self._dtype_bytes()
         values = dict(
             name=name
             or (
@@ -180,11 +253,18 @@ class _Reader:
             intermediate_size=self.integer(family.intermediate_key),
             vocab_size=self.integer("vocab_size"),
             max_model_len=max_model_len,
-            dtype_bytes=self._dtype_bytes(),
+            dtype_bytes=dtype_bytes,
             gated_mlp=family.gated_mlp,
             tie_word_embeddings=tied,
             sliding_window=window,
+            layer_types=layer_types,
         )
+        if family.mla:
+            values.update(read_latent_attention(self))
+        if family.moe is not None:
+            values.update(read_experts(self, family.moe, num_layers))
+        values.update(read_quantization(self, has_experts=family.moe is not None))
+        values["extra_params"] = self.extra_params
         self._note_the_rest()
         return ModelSpec(**values, notes=(f"shapes from {self.file}", *self.notes))
 
@@ -219,6 +299,11 @@ class _Reader:
             scaling = self.get("rope_parameters")
         if scaling is None:
             return context
+        if self.config.get("model_type") in ("gemma3", "gemma3_text"):
+            self.notes.append(
+                f"gemma3: max context {context} (already scaled: vLLM skips Gemma 3's rope scaling)"
+            )
+            return context
         if not isinstance(scaling, dict) or any(isinstance(v, dict) for v in scaling.values()):
             raise self.error(
                 f"rope scaling {scaling!r} is not one table of rope_type and factor (per-layer RoPE is not "
@@ -238,10 +323,6 @@ class _Reader:
             )
             return context
         base = context
-        if rope_type == "yarn":
-            base = scaling.get("original_max_position_embeddings")
-            if not isinstance(base, int) or isinstance(base, bool) or base < 1:
-                raise self.error(f"yarn rope scaling needs original_max_position_embeddings, got {base!r}")
         scaled = int(base * factor)
         self.notes.append(
             f"rope scaling {rope_type} x{factor:g}: max context {scaled} tokens ({base} x {factor:g}), as vLLM "
@@ -249,24 +330,53 @@ class _Reader:
         )
         return scaled
 
-    def _sliding_window(self, max_model_len: int) -> int | None:
+    def _layer_types(
+        self, family: _Family, num_layers: int, max_model_len: int
+    ) -> tuple[int | None, tuple[str, ...]]:
+        """(sliding_window, attention type of each layer): from ``layer_types`` when given, else from the
+        family's pattern (``_Family.window_layers``). No window, or one switched off: every layer full."""
         window = self.get("sliding_window")
-        enabled = self.get("use_sliding_window", True)  # Qwen2's switch; the other families have none
-        self.used.add("max_window_layers")  # Qwen2: which layers use the window, when it is on
-        if window is None or enabled is False:
-            return None
-        if not isinstance(window, int) or isinstance(window, bool) or window < 1:
+        enabled = self.get("use_sliding_window", True)  # Qwen2/3's switch; the other families have none
+        self.used.add("max_window_layers")  # Qwen2/3: which layers use the window, when it is on
+        given = self.get("layer_types")
+        if window is not None and (not isinstance(window, int) or isinstance(window, bool) or window < 1):
             raise self.error(f"'sliding_window' must be a positive integer or null, got {window!r}")
-        if window < max_model_len:
+        if given is not None:
+            if not isinstance(given, list) or len(given) != num_layers:
+                raise self.error(f"'layer_types' must be a list of {num_layers} layer types, got {given!r}")
+            other = sorted({str(t) for t in given if t not in LAYER_TYPES})
+            if other:
+                raise self.error(
+                    f"layer_types {', '.join(other)}: kvsim models {' and '.join(LAYER_TYPES)} layers only"
+                )
+            if SLIDING_ATTENTION in given and window is None:
+                raise self.error("layer_types lists sliding_attention layers but 'sliding_window' is null")
+            return (window if SLIDING_ATTENTION in given else None), tuple(given)
+        if window is None or enabled is False:
+            return None, ()
+        if family.window_layers == "qwen" and window < max_model_len:
             raise self.error(
-                f"sliding_window {window} is shorter than the model's context ({max_model_len} tokens): kvsim "
-                "does not yet model sliding-window attention (each request keeps KV of at most the window); "
-                "a config with sliding_window null (or use_sliding_window false) is modelled"
+                f"use_sliding_window with sliding_window {window} below the context ({max_model_len} tokens): "
+                "which layers take the window (max_window_layers) is read differently by transformers and "
+                "vLLM, so kvsim does not model it; a config with use_sliding_window false is modelled"
             )
-        self.notes.append(
-            f"sliding_window {window} covers the whole context ({max_model_len}): full attention"
-        )
-        return window
+        if family.window_layers == "even":
+            types = tuple(SLIDING_ATTENTION if i % 2 == 0 else FULL_ATTENTION for i in range(num_layers))
+            self.notes.append(
+                f"sliding_window {window} on the even layers (Gemma 2), full attention on the odd"
+            )
+        elif family.window_layers == "pattern":
+            pattern = self.integer("sliding_window_pattern", 6)  # Gemma3TextConfig's default
+            types = tuple(
+                FULL_ATTENTION if (i + 1) % pattern == 0 else SLIDING_ATTENTION for i in range(num_layers)
+            )
+            self.notes.append(
+                f"sliding_window {window}; every {pattern}th layer global (sliding_window_pattern)"
+            )
+        else:
+            types = (SLIDING_ATTENTION,) * num_layers
+            self.notes.append(f"sliding_window {window} on every layer")
+        return window, types
 
     def _note_the_rest(self) -> None:
         rest = [key for key in self.config if key not in self.used]
@@ -284,51 +394,6 @@ class _Reader:
             self.notes.append(f"ignored, not recognised: {', '.join(unknown)}")
 
 
-def _refuse_quantization(reader: _Reader) -> None:
-    quant = reader.get("quantization_config")
-    if quant is None:
-        return
-    method = quant.get("quant_method", "?") if isinstance(quant, dict) else quant
-    raise reader.error(
-        f"quantization_config (quant_method {method!r}) is not modelled yet: quantized weights change both "
-        "their bytes and the GEMMs' cost (fp8 or int4 kernels), and kvsim's cost model times 16-bit GEMMs "
-        "only; give the unquantized model's config.json"
-    )
-
-
-def _refuse_mixture_of_experts(reader: _Reader) -> None:
-    keys = (
-        "num_experts",
-        "num_local_experts",
-        "n_routed_experts",
-        "moe_intermediate_size",
-        "num_experts_per_tok",
-    )
-    given = [key for key in keys if reader.get(key) not in (None, 0)]
-    if given:
-        raise reader.error(f"{', '.join(given)}: mixture-of-experts models are not modelled yet")
-
-
-def _refuse_latent_attention(reader: _Reader) -> None:
-    given = [key for key in ("kv_lora_rank", "q_lora_rank") if reader.get(key) is not None]
-    if given:
-        raise reader.error(f"{', '.join(given)}: multi-head latent attention (MLA) is not modelled yet")
-
-
-def _refuse_mixed_layer_types(reader: _Reader) -> None:
-    layer_types = reader.get("layer_types")
-    if layer_types is None:
-        return
-    if not isinstance(layer_types, list):
-        raise reader.error(f"'layer_types' must be a list, got {layer_types!r}")
-    other = sorted({str(t) for t in layer_types if t != "full_attention"})
-    if other:
-        raise reader.error(
-            f"layer_types {', '.join(other)}: only full_attention layers are modelled yet (kvsim does not "
-            "yet model sliding-window or other attention types)"
-        )
-
-
 def _refuse_embedding_projection(reader: _Reader) -> None:
     dim = reader.get("word_embed_proj_dim")
     if dim is not None and dim != reader.config.get("hidden_size"):
@@ -339,10 +404,4 @@ def _refuse_embedding_projection(reader: _Reader) -> None:
 
 
 # Each raises a KvsimError naming what is not modelled; modelling a feature replaces its check.
-_REFUSALS: tuple[Callable[[_Reader], None], ...] = (
-    _refuse_quantization,
-    _refuse_mixture_of_experts,
-    _refuse_latent_attention,
-    _refuse_mixed_layer_types,
-    _refuse_embedding_projection,
-)
+_REFUSALS: tuple[Callable[[_Reader], None], ...] = (_refuse_embedding_projection,)

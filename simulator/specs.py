@@ -10,14 +10,40 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kvsim.errors import KvsimError
+from kvsim.simulator.model_presets import PRESETS
+from kvsim.simulator.weights import model_num_params, weight_bytes_per_gpu
+
+__all__ = [
+    "GPUS",
+    "MODELS",
+    "GpuSpec",
+    "ModelSpec",
+    "kv_capacity_bytes",
+    "model_num_params",
+    "weight_bytes_per_gpu",
+]
+
+
+# Attention types of a layer, in Hugging Face's ``layer_types`` words.
+FULL_ATTENTION, SLIDING_ATTENTION = "full_attention", "sliding_attention"
+LAYER_TYPES = (FULL_ATTENTION, SLIDING_ATTENTION)
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Decoder-only transformer shapes. Per-GPU numbers divide heads and intermediate size by the TP degree.
+    """Decoder-only transformer shapes. Per-GPU numbers divide heads and intermediate sizes by the TP degree.
 
-    Invariant: every layer is full attention over the whole context (a ``sliding_window`` below
-    ``max_model_len`` is refused: kvsim does not yet model windowed KV)."""
+    Attention: every layer is ``full_attention`` or ``sliding_attention`` (``layer_types``; left empty: every
+    layer full, or every layer windowed when ``sliding_window`` is set, as Mistral-7B-v0.1). A windowed layer
+    attends to, and keeps KV of, the last ``sliding_window`` tokens. With ``kv_lora_rank`` the attention is
+    DeepSeek's multi-head latent attention (MLA): one latent of ``kv_lora_rank + qk_rope_head_dim`` values is
+    cached per token and layer, no separate K and V. Mixture of experts (``num_experts`` > 0): every layer after
+    the first ``num_dense_layers`` routes each token to ``num_experts_per_tok`` of ``num_experts`` experts of
+    ``moe_intermediate_size``, plus shared experts of ``shared_expert_intermediate_size`` in all (0: none); all
+    experts' weights are resident. Weights: ``dtype_bytes`` a value unless quantized
+    (``linear_bytes_per_param`` for the decoder's attention and dense-MLP linears, ``expert_bytes_per_param`` for
+    the experts; embedding, LM head and router stay at ``dtype_bytes``). KV cache: ``kv_cache_dtype_bytes`` a
+    value (None: ``dtype_bytes``, vLLM's ``--kv-cache-dtype auto``)."""
 
     name: str
     num_layers: int
@@ -32,8 +58,30 @@ class ModelSpec:
     gated_mlp: bool = True  # SwiGLU (gate, up, down) as Llama; False for OPT's fc1/fc2
     # one matrix serves the token embedding and the LM head: its bytes are counted once (its GEMM still runs)
     tie_word_embeddings: bool = False
-    # the model's attention window in tokens; None: none. Allowed only where it covers max_model_len
+    # the window of the sliding_attention layers in tokens; None: no windowed layer
     sliding_window: int | None = None
+    layer_types: tuple[str, ...] = ()  # per layer, LAYER_TYPES; () resolves as the class docstring says
+    # multi-head latent attention (DeepSeek-V2/V3); 0: none
+    kv_lora_rank: int = 0
+    q_lora_rank: int = 0  # 0: queries projected from the hidden state directly (DeepSeek-V2-Lite)
+    qk_nope_head_dim: int = 0
+    qk_rope_head_dim: int = 0
+    v_head_dim: int = 0
+    # mixture of experts; 0 experts: a dense MLP of intermediate_size in every layer
+    num_experts: int = 0
+    num_experts_per_tok: int = 0
+    moe_intermediate_size: int = 0
+    shared_expert_intermediate_size: int = 0  # all shared experts together (DeepSeek: n_shared × moe size)
+    num_dense_layers: int = 0  # leading layers with a dense MLP (DeepSeek's first_k_dense_replace)
+    # quantized weights: bytes per parameter with their scales (model_memory.py states each formula)
+    linear_bytes_per_param: float | None = None
+    expert_bytes_per_param: float | None = None
+    quantization: str = field(
+        default="", compare=False
+    )  # what the weights are, for outputs: e.g. "fp8 block 128x128", "mxfp4 (experts)"
+    kv_cache_dtype_bytes: int | None = None
+    # resident weights outside the decoder (a multimodal model's vision tower), in parameters
+    extra_params: int = 0
     # where the shapes came from and what was left out (config.json fields ignored, precision served): written
     # to config.json with the spec; not part of the model's identity
     notes: tuple[str, ...] = field(default=(), compare=False)
@@ -52,36 +100,109 @@ class ModelSpec:
         ):
             if getattr(self, name) <= 0:
                 raise KvsimError(f"model {self.name!r}: {name} must be positive, got {getattr(self, name)}")
-        if self.sliding_window is not None and self.sliding_window < self.max_model_len:
-            raise KvsimError(
-                f"model {self.name!r}: sliding_window {self.sliding_window} is shorter than max_model_len "
-                f"{self.max_model_len}: kvsim does not yet model sliding-window attention (KV of at most "
-                f"{self.sliding_window} tokens per request); lower --max-model-len to {self.sliding_window} or less "
-                "to simulate full attention within the window"
-            )
         if self.num_heads % self.num_kv_heads:
             raise KvsimError(
                 f"model {self.name!r}: num_heads ({self.num_heads}) must be a multiple of "
                 f"num_kv_heads ({self.num_kv_heads})"
             )
+        if self.sliding_window is not None and self.sliding_window < 1:
+            raise KvsimError(
+                f"model {self.name!r}: sliding_window must be positive, got {self.sliding_window}"
+            )
+        layer_types = tuple(self.layer_types)
+        if not layer_types:
+            kind = SLIDING_ATTENTION if self.sliding_window is not None else FULL_ATTENTION
+            layer_types = (kind,) * self.num_layers
+        object.__setattr__(self, "layer_types", layer_types)
+        if len(layer_types) != self.num_layers or not set(layer_types) <= set(LAYER_TYPES):
+            raise KvsimError(
+                f"model {self.name!r}: layer_types must list {self.num_layers} layers, each one of "
+                f"{', '.join(LAYER_TYPES)}; got {len(layer_types)}: {sorted(set(layer_types))}"
+            )
+        if SLIDING_ATTENTION in layer_types and self.sliding_window is None:
+            raise KvsimError(f"model {self.name!r}: sliding_attention layers need a sliding_window")
+        if self.kv_lora_rank and not (self.qk_rope_head_dim and self.qk_nope_head_dim and self.v_head_dim):
+            raise KvsimError(
+                f"model {self.name!r}: multi-head latent attention (kv_lora_rank {self.kv_lora_rank}) needs "
+                "qk_rope_head_dim, qk_nope_head_dim and v_head_dim"
+            )
+        if self.kv_lora_rank and SLIDING_ATTENTION in layer_types:
+            raise KvsimError(f"model {self.name!r}: windowed latent attention is not modelled")
+        if self.num_experts:
+            if not 0 < self.num_experts_per_tok <= self.num_experts or self.moe_intermediate_size <= 0:
+                raise KvsimError(
+                    f"model {self.name!r}: {self.num_experts} experts need 0 < num_experts_per_tok <= "
+                    f"num_experts (got {self.num_experts_per_tok}) and a positive moe_intermediate_size (got "
+                    f"{self.moe_intermediate_size})"
+                )
+            if not 0 <= self.num_dense_layers < self.num_layers:
+                raise KvsimError(
+                    f"model {self.name!r}: num_dense_layers must be in [0, num_layers), got {self.num_dense_layers}"
+                )
+        for name in ("linear_bytes_per_param", "expert_bytes_per_param"):
+            value = getattr(self, name)
+            if value is not None and not 0 < value <= 4:
+                raise KvsimError(f"model {self.name!r}: {name} must be in (0, 4] bytes, got {value}")
+        if self.kv_cache_dtype_bytes is not None and self.kv_cache_dtype_bytes not in (1, 2):
+            raise KvsimError(
+                f"model {self.name!r}: kv_cache_dtype_bytes must be 1 (fp8) or 2, got {self.kv_cache_dtype_bytes}"
+            )
+
+    @property
+    def is_mla(self) -> bool:
+        return self.kv_lora_rank > 0
+
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts > 0
+
+    @property
+    def num_moe_layers(self) -> int:
+        return self.num_layers - self.num_dense_layers if self.is_moe else 0
+
+    @property
+    def num_sliding_layers(self) -> int:
+        """Layers that keep at most the window (a window covering max_model_len keeps everything anyway)."""
+        return self.layer_types.count(SLIDING_ATTENTION)
+
+    @property
+    def has_window(self) -> bool:
+        """Some layer's window is shorter than the context: its KV stops growing once past the window."""
+        return self.num_sliding_layers > 0 and self.sliding_window < self.max_model_len
+
+    @property
+    def kv_value_bytes(self) -> int:
+        """Bytes of one cached value (vLLM's --kv-cache-dtype: auto is the model's dtype, fp8 one byte)."""
+        return self.kv_cache_dtype_bytes or self.dtype_bytes
+
+    def kv_bytes_per_token_layer(self, tp: int = 1) -> int:
+        """Bytes one token keeps in one attention layer on one GPU of a TP group (DESIGN §3): K and V of this
+        GPU's KV heads (split across the group; with fewer KV heads than GPUs each keeps one, replicated), or
+        MLA's latent ``kv_lora_rank + qk_rope_head_dim`` values, whole on every GPU (vLLM's MLA backends
+        replicate the latent: its cache spec has one head, not split by TP)."""
+        if self.is_mla:
+            return (self.kv_lora_rank + self.qk_rope_head_dim) * self.kv_value_bytes
+        return 2 * max(1, self.num_kv_heads // tp) * self.head_dim * self.kv_value_bytes
 
     def kv_bytes_per_token(self, tp: int = 1) -> int:
-        """Bytes of K and V for one token, all layers, on one GPU of a TP group (DESIGN §3). KV heads are
-        split across the group; with fewer KV heads than GPUs each GPU keeps one (replicated)."""
-        kv_heads_per_gpu = max(1, self.num_kv_heads // tp)
-        return 2 * self.num_layers * kv_heads_per_gpu * self.head_dim * self.dtype_bytes
+        """Bytes one token keeps in all layers on one GPU of a TP group, while every layer holds it: the whole
+        of a full-attention model's KV per token; for a model with windowed layers, what a token inside every
+        window takes (the paged allocator counts the windowed layers' blocks apart: allocators/kv_groups.py)."""
+        return self.num_layers * self.kv_bytes_per_token_layer(tp)
 
     def check_tp(self, tp: int) -> None:
         """Raise KvsimError unless ``tp`` splits the attention heads and the MLP evenly (Megatron-style TP)."""
         if tp < 1:
             raise KvsimError(f"tp must be at least 1, got {tp}")
-        for name in ("num_heads", "intermediate_size"):
+        names = ["num_heads", "intermediate_size"]
+        names += ["moe_intermediate_size", "shared_expert_intermediate_size"] if self.is_moe else []
+        for name in names:
             if getattr(self, name) % tp:
                 raise KvsimError(
                     f"model {self.name!r}: {name} ({getattr(self, name)}) is not divisible by "
                     f"tp={tp}; pick a tp that divides it"
                 )
-        if self.num_kv_heads % tp and tp % self.num_kv_heads:
+        if not self.is_mla and self.num_kv_heads % tp and tp % self.num_kv_heads:
             raise KvsimError(
                 f"model {self.name!r}: num_kv_heads ({self.num_kv_heads}) and tp={tp} must divide "
                 f"one another (KV heads are split, or replicated when fewer than GPUs)"
@@ -105,8 +226,8 @@ class ModelSpec:
 
     @classmethod
     def from_hf_config(cls, path: str | Path, name: str | None = None) -> ModelSpec:
-        """Shapes from a Hugging Face ``config.json`` (Llama, Mistral, Qwen2 and OPT families;
-        ``simulator/hf_config.py`` lists the fields read, refused and ignored).
+        """Shapes from a Hugging Face ``config.json`` (``simulator/hf_config.py`` lists the families, and the
+        fields read, refused and ignored).
 
         ``path`` is the file or the folder holding it; ``name`` defaults to the config's ``_name_or_path``,
         else the folder name."""
@@ -146,20 +267,6 @@ class GpuSpec:
         if spec is None:
             raise KvsimError(f"unknown GPU {name!r}; presets: {', '.join(GPUS)}")
         return spec
-
-
-def model_num_params(model: ModelSpec) -> int:
-    """Parameters of the decoder stack plus the embedding and the LM head (one matrix when tied), ignoring
-    norms, biases and OPT's learned position embeddings (each under 0.2% of the weights)."""
-    attn = model.hidden_size * (model.num_heads + 2 * model.num_kv_heads) * model.head_dim
-    attn += model.num_heads * model.head_dim * model.hidden_size
-    mlp = (3 if model.gated_mlp else 2) * model.hidden_size * model.intermediate_size
-    num_embedding_matrices = 1 if model.tie_word_embeddings else 2
-    return model.num_layers * (attn + mlp) + num_embedding_matrices * model.vocab_size * model.hidden_size
-
-
-def weight_bytes_per_gpu(model: ModelSpec, tp: int = 1) -> int:
-    return model_num_params(model) * model.dtype_bytes // tp
 
 
 def max_kv_capacity_bytes(model: ModelSpec, gpu: GpuSpec, tp: int = 1) -> int:
@@ -208,8 +315,8 @@ _MODEL_SHAPES = {
     "llama-3-8b": (32, 4096, 32, 8, 14336, 128256, 8192, True),  # meta-llama/Meta-Llama-3-8B
     "llama-3-70b": (80, 8192, 64, 8, 28672, 128256, 8192, True),  # meta-llama/Meta-Llama-3-70B
     "llama-3.1-8b": (32, 4096, 32, 8, 14336, 128256, 131072, True),  # meta-llama/Llama-3.1-8B
-    # mistralai/Mistral-7B-Instruct-v0.2: v0.1's shapes without its 4,096-token sliding window (v0.1 itself is
-    # refused: kvsim does not yet model sliding-window attention)
+    # mistralai/Mistral-7B-Instruct-v0.2: v0.1's shapes without its 4,096-token sliding window (v0.1 with the
+    # window: mistral-7b-v0.1, model_presets.py)
     "mistral-7b": (32, 4096, 32, 8, 14336, 32000, 32768, True),
     "qwen2.5-7b": (28, 3584, 28, 4, 18944, 152064, 131072, True),  # Qwen/Qwen2.5-7B
     "qwen2.5-72b": (80, 8192, 64, 8, 29568, 152064, 131072, True),  # Qwen/Qwen2.5-72B
@@ -246,6 +353,7 @@ MODELS: dict[str, ModelSpec] = {
     )
     for key, (layers, hidden, heads, kv_heads, inter, vocab, max_len, gated) in _MODEL_SHAPES.items()
 }
+MODELS.update({key: ModelSpec(**fields) for key, fields in PRESETS.items()})  # model_presets.py
 
 _GIB = 2**30
 _GB = 10**9

@@ -47,6 +47,11 @@ def make_allocator(
     """
     name, policy, options = split_spec(spec, list(ALLOCATORS))
     cls = ALLOCATORS[name]
+    if model.has_window:  # issue 22: vLLM v1's hybrid KV-cache manager is not modelled yet
+        raise KvsimError(
+            f"allocator {name!r}: {model.name} has sliding-window layers (window {model.sliding_window}), whose "
+            "KV stops growing past the window; kvsim's allocators do not model that yet"
+        )
     extra = {}
     if policy is not None:
         if "policy" not in {f for f in cls.config_cls.__dataclass_fields__}:
