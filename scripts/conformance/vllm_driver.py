@@ -331,62 +331,180 @@ def check() -> None:
     print(f"vllm {vllm.__version__} scheduler OK on torch {torch.__version__}: {len(result['steps'])} steps")
 
 
+BENCH_BATCHES = (1, 8, 32, 64, 128, 256, 512, 1024)
+BENCH_QUEUES = (0, 64, 256, 1024)
+BENCH_STEPS = 50  # timed steps per repeat
+BENCH_OUTPUT_TOKENS = 4000  # no request finishes while timed
+
+
+def bench_case(batch: int, queue: int, blocked_by: str) -> tuple[dict, list[dict]]:
+    """``batch`` requests of 16-token prompts that decode, and ``queue`` more that wait: blocked by
+    ``max_num_seqs`` (= batch; 16-token prompts, blocks to spare), or by KV blocks (max_num_seqs above batch +
+    queue; the queue's head has a prompt longer than the blocks the batch leaves free, so that every step tries
+    it and stops there, FCFS; the others have 16-token prompts)."""
+    per_request = -(-(16 + 6 + BENCH_STEPS + 2) // 16)  # blocks a batch request fills while timed
+    queue_prompt, head_prompt = 16, 16
+    if blocked_by == "max_num_seqs":
+        max_num_seqs, num_blocks = batch, (batch + queue) * per_request + 16
+    else:
+        max_num_seqs, num_blocks = batch + queue + 1, batch * per_request + 4
+        head_prompt = 16 * (num_blocks - 2 * batch + 1)  # a batch request holds 2 blocks when admitted
+    config = {
+        "block_size": 16,
+        "num_blocks": num_blocks,
+        "max_num_seqs": max_num_seqs,
+        "max_num_batched_tokens": 8192,
+        "max_model_len": 131072,
+        "enable_chunked_prefill": True,
+        "enable_prefix_caching": True,
+        "long_prefill_token_threshold": 0,
+    }
+    requests = [
+        {
+            "index": i,
+            "arrival_step": 0,
+            "num_prompt_tokens": 16 if i < batch else head_prompt if i == batch else queue_prompt,
+            "num_output_tokens": BENCH_OUTPUT_TOKENS,
+        }
+        for i in range(batch + queue)
+    ]
+    return config, requests
+
+
 def bench(out_path: str, repeats: int = 5) -> None:
-    """CPU time (``time.process_time``) of ``schedule()`` and ``update_from_output()`` per step, by batch size
-    and queue length: for each (batch, queue), ``batch`` requests decode (their prompts done) while ``queue``
-    more wait that cannot be admitted (max_num_seqs = batch); median over ``repeats`` runs of 50 steps each."""
+    """CPU time (``time.process_time``) of ``schedule()`` and of ``update_from_output()`` per decode step, by
+    batch size, queue length and what blocks the queue (``bench_case``): for each, ``repeats`` fresh schedulers,
+    each warmed up until the whole batch decodes and then timed over ``BENCH_STEPS`` steps; the median step of
+    each repeat, and the median over repeats. Writes a CSV."""
     import csv
     import statistics
 
+    load_before, t_start = os.getloadavg(), time.time()
     rows = []
-    for batch in (1, 8, 32, 64, 128, 256, 512, 1024):
-        for queue in (0, 64, 1024):
-            samples_sched, samples_update = [], []
-            for _ in range(repeats):
-                num_steps = 50
-                config = {
-                    "block_size": 16,
-                    "num_blocks": (batch + queue) * 4 + 16,
-                    "max_num_seqs": batch,
-                    "max_num_batched_tokens": max(8192, batch),
-                    "max_model_len": 4096,
-                    "enable_chunked_prefill": True,
-                    "enable_prefix_caching": True,
-                    "long_prefill_token_threshold": 0,
-                }
-                requests = [
-                    {"index": i, "arrival_step": 0, "num_prompt_tokens": 16, "num_output_tokens": 10_000 // 4}
-                    for i in range(batch + queue)
-                ]
-                runner = Runner(config, requests, record=False)
-                # warm up until every batch slot decodes, then time num_steps steps
-                sched = runner.scheduler
-                for spec in runner.pending:
-                    sched.add_request(make_request(spec, runner.hasher))
-                    runner.requests[spec["index"]] = {
-                        "first_token_step": None,
-                        "finish_step": None,
-                        "num_preemptions": 0,
-                        "num_cached_tokens": None,
-                    }
-                runner.pending = []
-                _step_n(runner, 3)
-                runner.timings.clear()
-                _step_n(runner, num_steps)
-                assert all(t[0] == batch for t in runner.timings), "the batch changed while timed"
-                samples_sched.append(statistics.median(t[3] for t in runner.timings))
-                samples_update.append(statistics.median(t[4] for t in runner.timings))
-            s, u = statistics.median(samples_sched), statistics.median(samples_update)
-            rows.append((batch, queue, s * 1e6, u * 1e6, (s + u) * 1e6))
-            print(
-                f"batch {batch:5d} queue {queue:5d}: schedule {s * 1e6:9.1f} us, update {u * 1e6:9.1f} us",
-                file=sys.stderr,
-            )
+    for blocked_by in ("max_num_seqs", "kv_blocks"):
+        for batch in BENCH_BATCHES:
+            for queue in BENCH_QUEUES:
+                if blocked_by == "kv_blocks" and queue == 0:
+                    continue  # the same as max_num_seqs with no queue
+                samples_sched, samples_update = [], []
+                for _ in range(repeats):
+                    config, requests = bench_case(batch, queue, blocked_by)
+                    runner = Runner(config, requests, record=False)
+                    sched = runner.scheduler
+                    # the batch first (1,024 prompts take two steps of 8,192 tokens), then the queue
+                    for spec in runner.pending[:batch]:
+                        sched.add_request(make_request(spec, runner.hasher))
+                    _step_n(runner, 4)
+                    for spec in runner.pending[batch:]:
+                        sched.add_request(make_request(spec, runner.hasher))
+                    runner.pending = []
+                    _step_n(runner, 2)
+                    runner.timings.clear()
+                    _step_n(runner, BENCH_STEPS)
+                    timed = runner.timings
+                    assert all(t[0] == batch and t[1] == batch and t[2] == queue for t in timed), (
+                        f"batch {batch} queue {queue} {blocked_by}: the timed steps were not pure decode of the "
+                        f"batch with the queue waiting: {timed[:3]}"
+                    )
+                    samples_sched.append(statistics.median(t[3] for t in timed))
+                    samples_update.append(statistics.median(t[4] for t in timed))
+                s, u = statistics.median(samples_sched), statistics.median(samples_update)
+                rows.append((blocked_by, batch, queue, s * 1e6, u * 1e6, (s + u) * 1e6))
+                print(
+                    f"{blocked_by:12s} batch {batch:5d} queue {queue:5d}: schedule {s * 1e6:8.1f} us, "
+                    f"update_from_output {u * 1e6:8.1f} us",
+                    file=sys.stderr,
+                )
     with open(out_path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["batch_size", "queue_length", "schedule_us", "update_from_output_us", "total_us"])
+        w.writerow(
+            [
+                "queue_blocked_by",
+                "batch_size",
+                "queue_length",
+                "schedule_us",
+                "update_from_output_us",
+                "total_us",
+            ]
+        )
         for row in rows:
-            w.writerow([row[0], row[1], f"{row[2]:.1f}", f"{row[3]:.1f}", f"{row[4]:.1f}"])
+            w.writerow([*row[:3], f"{row[3]:.1f}", f"{row[4]:.1f}", f"{row[5]:.1f}"])
+    _write_bench_notes(out_path, rows, repeats, load_before, os.getloadavg(), time.time() - t_start)
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown"
+
+
+def _write_bench_notes(out_path, rows, repeats, load_before, load_after, wall_s) -> None:
+    """The benchmark's .md beside its CSV: how it was measured, on what, under what load."""
+    import datetime
+    import platform
+
+    import torch
+    import vllm
+
+    def total(blocked_by, batch, queue):
+        for row in rows:
+            if row[:3] == (blocked_by, batch, queue):
+                return f"{row[5]:,.0f}"
+        return "-"
+
+    lines = [
+        "# CPU time of vLLM's scheduler per step (`schedule()` + `update_from_output()`)",
+        "",
+        f"Produced by `.venv-vllm/bin/python scripts/conformance/vllm_driver.py --bench {out_path}` "
+        "(the venv from `scripts/conformance/build_vllm_venv.sh`), on "
+        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; wall {wall_s:.0f} s.",
+        "",
+        f"- vLLM {vllm.__version__} (the PyPI wheel, `vllm.v1.core.sched.scheduler.Scheduler`, synchronous, prefix "
+        f"caching on, chunked prefill on, block size 16, max_num_batched_tokens 8192), torch {torch.__version__}, "
+        f"Python {platform.python_version()}",
+        f"- CPU: {_cpu_name()}, {os.cpu_count()} logical CPUs; load average (1, 5, 15 min) "
+        f"{', '.join(f'{x:.2f}' for x in load_before)} before and {', '.join(f'{x:.2f}' for x in load_after)} "
+        "after: a shared machine (CPU time, not wall time, is measured, but contention for caches and cores still "
+        "inflates it: read these as upper bounds for an idle core of this CPU)",
+        "",
+        "Method: `time.process_time()` (CPU time of this process) around each call, with the driver's fake model "
+        "output (one sampled token per decoding request) built outside the timed calls. Each row: `batch_size` "
+        "requests decoding (16-token prompts, no request finishes while timed) and `queue_length` waiting; the "
+        "queue is blocked either by `max_num_seqs` (= batch size: v1's waiting loop stops at once) or by KV "
+        "blocks (its head needs more blocks than are free: every step tries to allocate it, FCFS stops there). "
+        f"For each row, {repeats} fresh schedulers, each warmed up until the batch decodes and then timed over "
+        f"{BENCH_STEPS} steps; the median step of each repeat, then the median over repeats (microseconds).",
+        "",
+        "Total per step (us), queue blocked by max_num_seqs:",
+        "",
+        "| batch | " + " | ".join(f"queue {q}" for q in BENCH_QUEUES) + " |",
+        "|---|" + "---|" * len(BENCH_QUEUES),
+    ]
+    for batch in BENCH_BATCHES:
+        lines.append(
+            f"| {batch} | " + " | ".join(total("max_num_seqs", batch, q) for q in BENCH_QUEUES) + " |"
+        )
+    queues = [q for q in BENCH_QUEUES if q]
+    lines += ["", "Total per step (us), queue blocked by KV blocks:", ""]
+    lines += ["| batch | " + " | ".join(f"queue {q}" for q in queues) + " |", "|---|" + "---|" * len(queues)]
+    for batch in BENCH_BATCHES:
+        lines.append(f"| {batch} | " + " | ".join(total("kv_blocks", batch, q) for q in queues) + " |")
+    lines += [
+        "",
+        "Not measured here: prefill-heavy steps, finishes, preemptions, async scheduling (vLLM overlaps the "
+        "scheduler with the GPU there), the engine core's other per-step work (input preparation, output "
+        "processing and detokenization in the frontend).",
+    ]
+    notes = os.path.splitext(out_path)[0] + ".md"
+    with open(notes, "w") as f:
+        f.write("\n".join(lines) + "\n")
 
 
 def _step_n(runner: Runner, num_steps: int) -> None:

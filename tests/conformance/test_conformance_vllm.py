@@ -16,13 +16,30 @@ from kvsim.conformance.vllm_side import missing_venv_message, run_vllm, venv_pyt
 
 
 @pytest.fixture(scope="module")
-def vllm_results() -> dict[str, dict]:
+def vllm_results(two_requests: dict) -> dict[str, dict]:
     python = venv_python()  # a named but broken venv raises here: an error, not a skip
     if python is None:
         pytest.skip(missing_venv_message())
     names = case_names()
-    results = run_vllm([make_case(name) for name in names], python)
-    return dict(zip(names, results))
+    results = run_vllm([*(make_case(name) for name in names), two_requests], python)
+    return dict(zip([*names, two_requests["name"]], results))
+
+
+def test_vllm_steps_are_recorded_as_scheduled(vllm_results: dict[str, dict], two_requests: dict) -> None:
+    # The driver's records of vLLM, by arithmetic (test_harness.py has the same for kvsim): budget 32, so
+    # request 0's 40-token prompt takes two steps; request 1's 20 tokens join the second; then both decode.
+    result = vllm_results[two_requests["name"]]
+    steps = [(s["start"], s["prefill"], s["decode"], s["admitted"]) for s in result["steps"]]
+    assert steps == [
+        (0, {"0": 32}, [], {"0": 0}),
+        (1, {"0": 8, "1": 20}, [], {"1": 0}),
+        (2, {}, ["0", "1"], {}),
+        (3, {}, ["0"], {}),
+    ]
+    assert [(r["first_token_step"], r["finish_step"]) for r in result["requests"].values()] == [
+        (1, 3),
+        (1, 2),
+    ]
 
 
 @pytest.mark.parametrize("name", case_names())

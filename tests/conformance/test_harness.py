@@ -14,24 +14,6 @@ from kvsim.conformance.kvsim_side import run_kvsim
 from kvsim.conformance.vllm_side import DRIVER, VENV_ENV, venv_python
 from kvsim.errors import KvsimError
 
-TWO_REQUESTS = {
-    "name": "two",
-    "config": {
-        "block_size": 16,
-        "num_blocks": 8,
-        "max_num_seqs": 4,
-        "max_num_batched_tokens": 32,
-        "max_model_len": 256,
-        "enable_chunked_prefill": True,
-        "enable_prefix_caching": True,
-        "long_prefill_token_threshold": 0,
-    },
-    "requests": [
-        {"index": 0, "arrival_step": 0, "num_prompt_tokens": 40, "num_output_tokens": 3},
-        {"index": 1, "arrival_step": 0, "num_prompt_tokens": 20, "num_output_tokens": 2},
-    ],
-}
-
 
 def _driver():
     spec = importlib.util.spec_from_file_location("vllm_driver", DRIVER)
@@ -40,10 +22,10 @@ def _driver():
     return module
 
 
-def test_kvsim_steps_are_recorded_as_scheduled():
+def test_kvsim_steps_are_recorded_as_scheduled(two_requests: dict):
     # budget 32: step 0 takes 32 of request 0's 40 prompt tokens; step 1 its last 8 and request 1's 20 (both
     # first tokens); then both decode; request 1 (2 tokens) ends at step 2, request 0 (3 tokens) at step 3.
-    result = run_kvsim(TWO_REQUESTS)
+    result = run_kvsim(two_requests)
     steps = [(s["start"], s["prefill"], s["decode"], s["admitted"]) for s in result["steps"]]
     assert steps == [
         (0, {"0": 32}, [], {"0": 0}),
@@ -56,15 +38,15 @@ def test_kvsim_steps_are_recorded_as_scheduled():
     assert result["fast_forward_mismatches"] == []
 
 
-def test_kvsim_idle_time_jumps_to_the_next_arrival():
-    case = {**TWO_REQUESTS, "requests": [dict(TWO_REQUESTS["requests"][0])]}
+def test_kvsim_idle_time_jumps_to_the_next_arrival(two_requests: dict):
+    case = {**two_requests, "requests": [dict(two_requests["requests"][0])]}
     case["requests"].append({"index": 1, "arrival_step": 10, "num_prompt_tokens": 20, "num_output_tokens": 2})
     starts = [s["start"] for s in run_kvsim(case)["steps"]]
     assert starts == [0, 1, 2, 3, 10, 11]
 
 
-def test_identical_records_agree_and_one_changed_step_is_found():
-    kvsim = run_kvsim(TWO_REQUESTS)
+def test_identical_records_agree_and_one_changed_step_is_found(two_requests: dict):
+    kvsim = run_kvsim(two_requests)
     same = compare("two", kvsim, kvsim)
     assert same.ok and same.num_divergent_steps == 0 and same.first_divergent_step is None
     changed = {**kvsim, "steps": [dict(s) for s in kvsim["steps"]]}
@@ -78,8 +60,8 @@ def test_identical_records_agree_and_one_changed_step_is_found():
     assert "| two | 2 | 4 / 4 | 2 | 1 |" in table([report])
 
 
-def test_a_longer_run_and_a_request_result_are_divergences():
-    kvsim = run_kvsim(TWO_REQUESTS)
+def test_a_longer_run_and_a_request_result_are_divergences(two_requests: dict):
+    kvsim = run_kvsim(two_requests)
     longer = {**kvsim, "steps": kvsim["steps"] + [kvsim["steps"][-1]]}
     report = compare("two", longer, kvsim)
     assert (report.steps_vllm, report.steps_kvsim, report.num_divergent_steps) == (5, 4, 1)
@@ -122,3 +104,27 @@ def test_a_named_venv_without_python_is_an_error_not_a_skip(tmp_path: Path, monk
     monkeypatch.setenv(VENV_ENV, str(tmp_path / "missing"))
     with pytest.raises(KvsimError, match="has no bin/python; build it with"):
         venv_python()
+
+
+def test_cli_lists_the_cases_and_the_one_not_run():
+    from click.testing import CliRunner
+
+    from kvsim.cli import main
+
+    result = CliRunner().invoke(main, ["conformance", "vllm", "--list"])
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert lines[: len(case_names())] == case_names()
+    assert lines[-1].startswith("parallel-sampling: not run: vLLM v1's scheduler has no n > 1")
+
+
+def test_cli_refuses_a_missing_venv_and_an_unknown_case_in_one_line(tmp_path: Path, monkeypatch):
+    from click.testing import CliRunner
+
+    from kvsim.cli import main
+
+    monkeypatch.setenv(VENV_ENV, str(tmp_path / "missing"))
+    result = CliRunner().invoke(main, ["conformance", "vllm", "--case", "decode-heavy/roomy"])
+    assert result.exit_code == 2 and "has no bin/python; build it with" in result.output
+    result = CliRunner().invoke(main, ["conformance", "vllm", "--case", "decode-heavy"])
+    assert result.exit_code == 2 and "unknown conformance case 'decode-heavy'" in result.output
