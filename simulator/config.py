@@ -31,6 +31,8 @@ from kvsim.errors import KvsimError
 ROUTER_NAMES = ("round_robin", "least_outstanding")
 SCHEDULER_NAMES = ("vllm", "vllm-v0", "orca", "static", "tgi")
 PREEMPTION_MODES = ("recompute", "swap")
+# vLLM's --kv-cache-dtype names kvsim models -> bytes a cached value takes (None: the model's dtype)
+KV_CACHE_DTYPES = {"auto": None, "fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1}
 # Which vLLM each vLLM scheduler follows (README, --help).
 SCHEDULER_VERSIONS = {"vllm": "vLLM v1 as in 0.34.0", "vllm-v0": "vLLM v0.6.3"}
 
@@ -139,6 +141,8 @@ class SimConfig:
     # vllm (v1, 0.34): admit only if the whole (re)prefill's blocks are free, not just its first chunk's
     scheduler_reserve_full_isl: bool = True
     gpu_memory_utilization: float = 0.9
+    # vLLM's --kv-cache-dtype: auto (the model's dtype) or fp8 (fp8_e4m3, fp8_e5m2): one byte a cached value
+    kv_cache_dtype: str = "auto"
     swap_space_gib: float = 4.0  # CPU swap space per GPU (vLLM's ``swap_space``), GiB
     activation_reserve_bytes: int = 0  # per GPU, taken off KV capacity besides the weights
     kv_capacity_bytes: int | None = None  # per GPU; overrides the computed capacity (paper set-ups)
@@ -213,6 +217,11 @@ class SimConfig:
         if self.scheduler not in SCHEDULER_NAMES:
             raise KvsimError(
                 f"unknown scheduler {self.scheduler!r}; choose one of {', '.join(SCHEDULER_NAMES)}"
+            )
+        if self.kv_cache_dtype not in KV_CACHE_DTYPES:
+            raise KvsimError(
+                f"unknown kv_cache_dtype {self.kv_cache_dtype!r}; choose one of {', '.join(KV_CACHE_DTYPES)} "
+                "(vLLM's --kv-cache-dtype names)"
             )
         if self.preemption_mode not in PREEMPTION_MODES:
             raise KvsimError(f"unknown preemption_mode {self.preemption_mode!r}; choose recompute or swap")

@@ -22,9 +22,10 @@ import simpy
 
 from kvsim.errors import KvsimError
 from kvsim.simulator.allocators.base import KVAllocator, largest_fitting
-from kvsim.simulator.config import SimConfig
+from kvsim.simulator.config import KV_CACHE_DTYPES, SimConfig
 from kvsim.simulator.cost.base import CostModel
 from kvsim.simulator.engine import ArrivalSource, Replica
+from kvsim.simulator.kv_groups import kv_cache_layout
 from kvsim.simulator.metrics import summarize
 from kvsim.simulator.recorder import Recorder, parts_of
 from kvsim.simulator.schedulers import SCHEDULERS
@@ -98,6 +99,8 @@ def simulate(
     gpu = GpuSpec.from_name(config.gpu)
     if config.max_model_len is not None:
         model = dataclasses.replace(model, max_model_len=config.max_model_len)
+    if KV_CACHE_DTYPES[config.kv_cache_dtype] is not None:
+        model = dataclasses.replace(model, kv_cache_dtype_bytes=KV_CACHE_DTYPES[config.kv_cache_dtype])
     if config.kv_capacity_bytes is not None:
         capacity = config.kv_capacity_bytes
     else:
@@ -226,6 +229,10 @@ def simulate(
     summary["workload"] = workload_record(trace)
     summary["num_timeline_rows"] = sum(timeline.num_rows for timeline in recorder.timelines)
     tgi = getattr(replicas[0].scheduler, "config", None) if config.scheduler == "tgi" else None
+    # vLLM's "GPU KV cache size: N tokens" for this capacity (kv_groups.py; two batches in flight under v1)
+    in_flight_tokens = max_num_batched_tokens * (2 if config.scheduler == "vllm" else 1)
+    layout = kv_cache_layout(model, config.tp, allocator.block_size or 16)
+    kv_cache_size_tokens = layout.kv_cache_size_tokens(capacity, model.max_model_len, in_flight_tokens)
     resolved = {
         **config.as_dict(),
         **(dataclasses.asdict(tgi) if tgi is not None else {}),
@@ -240,6 +247,7 @@ def simulate(
         "enable_prefix_caching": bool(getattr(getattr(allocator, "config", None), "enable_prefix_caching", False)),
         "max_model_len": model.max_model_len,
         "kv_capacity_bytes": capacity,
+        "kv_cache_size_tokens": kv_cache_size_tokens,
         "model_spec": dataclasses.asdict(model),
         "gpu_spec": dataclasses.asdict(gpu),
         "cost_model": {

@@ -123,6 +123,11 @@ def _options(func):
         click.option("--max-batch-size", type=int, help="tgi: requests per batch (unbounded)."),
         click.option("--max-new-tokens", help="tgi: clients' max_new_tokens: oracle|max_total_tokens|N."),
         click.option("--gpu-memory-utilization", type=float),
+        click.option(
+            "--kv-cache-dtype",
+            type=click.Choice(["auto", "fp8", "fp8_e4m3", "fp8_e5m2"]),
+            help="vLLM's --kv-cache-dtype: auto (the model's dtype, default) or fp8 (one byte a cached value).",
+        ),
         click.option("--swap-space-gib", type=float),
         click.option("--activation-reserve-bytes", type=int),
         click.option("--kv-capacity-bytes", type=int, help="Override the KV capacity per GPU."),
