@@ -121,6 +121,40 @@ def mooncake_slice(rng):
     return {"max_num_seqs": 64, "max_num_batched_tokens": 2048}, reqs, 0.0
 
 
+def random_mix(seed: int):
+    """A random configuration (budget, max_num_seqs, threshold, chunking, prefix caching) over a random mix of
+    short and long prompts, some sharing 512-token prefixes: configurations no hand-made case has."""
+
+    def build(rng):
+        rng = np.random.default_rng(seed)
+        n = int(rng.integers(40, 121))
+        chunked = bool(rng.random() < 0.7)
+        overrides = {
+            "max_num_seqs": int(rng.choice([4, 16, 64])),
+            "max_num_batched_tokens": int(rng.choice([64, 128, 512, 2048])),
+            "long_prefill_token_threshold": int(rng.choice([0, 0, 32, 256])) if chunked else 0,
+            "enable_chunked_prefill": chunked,
+            "enable_prefix_caching": bool(rng.random() < 0.7),
+        }
+        groups = [list(range(1000 * g, 1000 * g + int(rng.integers(1, 4)))) for g in range(4)]
+        hashes, prompts = [], []
+        for _ in range(n):
+            if rng.random() < 0.4:
+                g = groups[int(rng.integers(0, len(groups)))]
+                hashes.append(g)
+                prompts.append(len(g) * CHUNK_TOKENS + int(rng.integers(1, 300)))
+            else:
+                hashes.append(None)
+                prompts.append(
+                    int(rng.integers(1, 40)) if rng.random() < 0.3 else int(rng.integers(40, 2500))
+                )
+        outputs = rng.integers(1, 400, n)
+        reqs = _requests(_arrivals(rng, n, float(rng.choice([0.0, 1.0, 5.0]))), prompts, outputs, hashes)
+        return overrides, reqs, float(rng.choice([0.05, 0.1, 0.2]))
+
+    return build
+
+
 # name -> builder(rng) -> (config overrides, requests, share of _blocks_for_all under pressure)
 WORKLOADS = {
     "decode-heavy": decode_heavy,
@@ -130,6 +164,7 @@ WORKLOADS = {
     "long-prefill-threshold": long_prefill_threshold,
     "no-chunking": no_chunking,
     "mooncake-slice": mooncake_slice,
+    **{f"random-{seed}": random_mix(seed) for seed in range(1, 5)},
 }
 MEMORY = ("roomy", "pressure")
 # Not a case, with the reason (printed by `kvsim conformance vllm --list`).

@@ -72,7 +72,7 @@ def test_a_longer_run_and_a_request_result_are_divergences(two_requests: dict):
 
 
 def test_cases_are_the_same_every_time_and_pressure_has_fewer_blocks():
-    assert len(case_names()) == 14
+    assert len(case_names()) == 22
     for name in case_names():
         assert make_case(name) == make_case(name)
     for workload in {name.split("/")[0] for name in case_names()}:
