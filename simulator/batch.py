@@ -53,11 +53,19 @@ class StepTime:
     activation_s: float = 0.0
     residual_add_s: float = 0.0
     embedding_s: float = 0.0
+    kv_write_s: float = 0.0  # new K and V written into the KV cache, all layers
+    sampling_s: float = 0.0  # choosing each sequence's next token from its logits (greedy or top-p)
 
     @property
     def elementwise_s(self) -> float:
         """The elementwise parts' sum (a cost model caches it per token count: total_s adds it as one)."""
         return self.rmsnorm_s + self.rotary_s + self.activation_s + self.residual_add_s + self.embedding_s
+
+    @property
+    def small_kernels_s(self) -> float:
+        """The elementwise parts, the KV-cache write and sampling, summed in this order (a cost model caches
+        it per batch size: total_s adds it as one)."""
+        return self.elementwise_s + self.kv_write_s + self.sampling_s
 
     @property
     def total_s(self) -> float:
@@ -69,5 +77,5 @@ class StepTime:
             + self.allreduce_s
             + self.overhead_s
             + self.allocator_s
-            + self.elementwise_s
+            + self.small_kernels_s
         )

@@ -57,6 +57,16 @@ OPTIONAL_TERMS: dict[str, tuple[str, tuple[str, ...]]] = {
         name: ("linear", ("bytes",))
         for name in ("rmsnorm", "rotary", "activation", "residual_add", "embedding")
     },
+    # The KV-cache write of one layer: the step's new K and V copied into the cache (vLLM's reshape_and_cache),
+    # linear in the bytes written (work.kv_write_bytes_per_token). Paged: scattered by slot mapping into
+    # [num_blocks, block_size, num_kv_heads, head_dim]; contiguous: into each sequence's own region.
+    "kv_write_paged": ("linear", ("bytes",)),
+    "kv_write_contiguous": ("linear", ("bytes",)),
+    # Sampling, once per step, linear in the bytes of the float32 logits [num_seqs, vocab] it samples from
+    # (work.sampling_bytes_per_seq): ``sampling`` greedy (argmax: temperature 0, as benchmark clients ask),
+    # ``sampling_top_p`` softmax, sort, cumsum, mask and multinomial (top-p). The cost model adds one of them.
+    "sampling": ("linear", ("bytes",)),
+    "sampling_top_p": ("linear", ("bytes",)),
     # All-reduce measured per TP group size (message bytes = the [tokens, hidden] activations); overrides
     # ``allreduce`` for that group size.
     **{f"allreduce.tp{n}": ("hinge", ("bytes",)) for n in (2, 4, 8)},

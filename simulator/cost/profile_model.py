@@ -13,18 +13,24 @@ from itertools import repeat
 
 import numpy as np
 
+from kvsim.errors import KvsimError
 from kvsim.simulator.batch import Batch, StepTime
 from kvsim.simulator.cost.profile import GEMM_OPS, LAYER_OPS, Profile, Term, ramp_knees
 from kvsim.simulator.cost.work import (
     GemmShape,
     elementwise_bytes_per_token,
     kv_bytes_per_token_layer,
+    kv_write_bytes_per_token,
     layer_gemm_shapes,
     lm_head_shape,
     prefill_attn_bytes,
     prefill_attn_flops,
+    sampling_bytes_per_seq,
 )
 from kvsim.simulator.specs import ModelSpec
+
+# ``sampling`` argument -> the profile term that times it
+SAMPLING_TERMS = {"greedy": "sampling", "top_p": "sampling_top_p"}
 
 
 class _Gemm:
@@ -51,8 +57,13 @@ class ProfileCostModel:
     # Protocol promise: a wrapper that watches decode_step_times (reproduce vllm-fig15) must see every step.
     single_decode_by_step_time = True
 
-    def __init__(self, profile: Profile, model: ModelSpec, tp: int = 1) -> None:
+    def __init__(self, profile: Profile, model: ModelSpec, tp: int = 1, sampling: str = "greedy") -> None:
+        """``sampling``: which sampler every step pays, ``greedy`` (argmax) or ``top_p`` (sort and
+        multinomial), from the profile's ``sampling`` or ``sampling_top_p`` term (none where it has neither)."""
         model.check_tp(tp)
+        if sampling not in SAMPLING_TERMS:
+            raise KvsimError(f"sampling must be one of {', '.join(SAMPLING_TERMS)}, got {sampling!r}")
+        self.sampling = sampling
         self.profile, self.model, self.tp = profile, model, tp
         self.source = profile.source
         self.description = _describe(profile, tp)
@@ -153,6 +164,23 @@ class ProfileCostModel:
             ops.append((per_layer * model.num_layers + per_step, p["const_s"], s_tok))
         self._elementwise = tuple(ops) if any(n for n, _, _ in ops) else None
         self._elementwise_cache: dict[int, tuple[float, float, float, float, float, float]] = {}
+        # KV-cache write per kernel (paged, contiguous): (launches per step, const_s, s_per_token), one launch per
+        # layer; sampling: (const_s, s_per_seq) once per step. Absent terms cost nothing: (0, 0.0, 0.0).
+        kv_write_bytes = kv_write_bytes_per_token(model, tp)
+
+        def per_layer(name: str) -> tuple[int, float, float]:
+            term = terms.get(name)
+            if term is None:
+                return 0, 0.0, 0.0
+            p = launched(term).params
+            return model.num_layers, p["const_s"], p["bytes"] * kv_write_bytes
+
+        self._kv_write = {True: per_layer("kv_write_paged"), False: per_layer("kv_write_contiguous")}
+        sampler = terms.get(SAMPLING_TERMS[sampling])
+        self._sampling = (0.0, 0.0)
+        if sampler is not None:
+            p = launched(sampler).params
+            self._sampling = (p["const_s"], p["bytes"] * sampling_bytes_per_seq(model))
         p = terms["step_overhead"].params
         self._overhead = (p["const_s"], p["num_seqs"])
         self._vmm = {kind: _table(terms.get(f"vmm_{kind}")) for kind in ("map", "unmap")}
@@ -216,6 +244,8 @@ class ProfileCostModel:
             self._overhead[0] + self._overhead[1] * num_seqs,
             batch.allocator_overhead_s,
             *self._elementwise_parts(num_tokens)[:5],
+            self._kv_write_s(num_tokens, batch.attention_kernel == "paged"),
+            self._sampling_s(num_seqs),
         )
 
     def step_total_s(self, batch: Batch) -> float:
@@ -239,7 +269,7 @@ class ProfileCostModel:
             if terms is None:
                 return self.step_time(batch).total_s
             gemm_s, attn_prefill_s, attn_decode_s, lm_head_s, allreduce_s, overhead_s, allocator_s = terms[:7]
-            # StepTime.total_s's sum, in its order (the elementwise parts' sum as StepTime.elementwise_s adds it)
+            # StepTime.total_s's sum, in its order (the small kernels' sum as StepTime.small_kernels_s adds it)
             total_s = (
                 gemm_s
                 + attn_prefill_s
@@ -248,45 +278,50 @@ class ProfileCostModel:
                 + allreduce_s
                 + overhead_s
                 + allocator_s
-                + (terms[7] + terms[8] + terms[9] + terms[10] + terms[11])
+                + ((terms[7] + terms[8] + terms[9] + terms[10] + terms[11]) + terms[12] + terms[13])
             )
             if key is not None:
                 if len(self._prefill_step_cache) >= 65536:
                     self._prefill_step_cache.clear()
                 self._prefill_step_cache[key] = total_s
             return total_s
-        gemm_s, lm_head_s, allreduce_s, overhead_s, elementwise_s = self._decode_parts(seqs)
+        parts = self._decode_parts_cache.get(seqs) or self._decode_parts(seqs)
+        paged = batch.attention_kernel == "paged"
         attn_decode_s = self._num_layers * _attn_decode_layer_s(
-            self._decode_paged if batch.attention_kernel == "paged" else self._decode_contiguous,
+            self._decode_paged if paged else self._decode_contiguous,
             batch.decode_kv_tokens,
             seqs,
             batch.decode_kv_blocks,
         )
         # total_s adds attn_prefill_s (0.0 here) after gemm_s: gemm_s + 0.0 == gemm_s.
+        # parts: (gemm_s, lm_head_s, allreduce_s, overhead_s, small_kernels_s paged, ... contiguous)
         return (
-            gemm_s
+            parts[0]
             + attn_decode_s
-            + lm_head_s
-            + allreduce_s
-            + overhead_s
+            + parts[1]
+            + parts[2]
+            + parts[3]
             + batch.allocator_overhead_s
-            + elementwise_s
+            + parts[4 if paged else 5]
         )
 
-    def _decode_parts(self, num_seqs: int) -> tuple[float, float, float, float, float]:
-        """(gemm_s, lm_head_s, allreduce_s, overhead_s, elementwise_s) of a pure decode step of ``num_seqs``
-        sequences."""
+    def _decode_parts(self, num_seqs: int) -> tuple[float, float, float, float, float, float]:
+        """(gemm_s, lm_head_s, allreduce_s, overhead_s, small_kernels_s paged, small_kernels_s contiguous) of
+        a pure decode step of ``num_seqs`` sequences (StepTime.small_kernels_s: elementwise, KV write,
+        sampling, added in its order)."""
         parts = self._decode_parts_cache.get(num_seqs)
         if parts is None:
             gemm_s = self._gemm_s_cache.get(num_seqs)
             if gemm_s is None:
                 gemm_s = self._cache_gemm_s(num_seqs)
+            elementwise_s, sampling_s = self._elementwise_parts(num_seqs)[5], self._sampling_s(num_seqs)
             parts = (
                 gemm_s,
                 self._lm_head(num_seqs),
                 self._allreduce_s(num_seqs),
                 self._overhead[0] + self._overhead[1] * num_seqs,
-                self._elementwise_parts(num_seqs)[5],
+                elementwise_s + self._kv_write_s(num_seqs, True) + sampling_s,
+                elementwise_s + self._kv_write_s(num_seqs, False) + sampling_s,
             )
             if len(self._decode_parts_cache) >= 65536:
                 self._decode_parts_cache.clear()
@@ -325,7 +360,7 @@ class ProfileCostModel:
             + first.allreduce_s
             + first.overhead_s
             + first.allocator_s
-            + first.elementwise_s
+            + first.small_kernels_s
         )
 
     def decode_step_times_list(
@@ -369,14 +404,15 @@ class ProfileCostModel:
         # this is most windows' timing): the same floats.
         layers, cached_parts = self._num_layers, self._decode_parts_cache
         for num_steps, seqs, tokens, _, _ in segments:
-            head, lm_head_s, allreduce_s, overhead_s, elementwise_s = cached_parts.get(
+            head, lm_head_s, allreduce_s, overhead_s, small_paged_s, small_contiguous_s = cached_parts.get(
                 seqs
             ) or self._decode_parts(seqs)
+            small_s = small_paged_s if paged else small_contiguous_s
             if allreduce_s or head <= 0.0:
                 durations += self._decode_times(paged, seqs, tokens, num_steps, repeat(0), 0.0)
                 continue
             durations += [
-                head + layers * (const_s + s_tok * t) + lm_head_s + overhead_s + elementwise_s
+                head + layers * (const_s + s_tok * t) + lm_head_s + overhead_s + small_s
                 for t in range(tokens, tokens + num_steps * seqs, seqs)
             ]
         return durations
@@ -392,7 +428,10 @@ class ProfileCostModel:
         )
         layers = self._num_layers
         parts = self._decode_parts_cache.get(seqs) or self._decode_parts(seqs)
-        head, lm_head_s, allreduce_s, overhead_s, elementwise_s = parts  # head: gemm_s + 0.0 prefill
+        head, lm_head_s, allreduce_s, overhead_s, small_paged_s, small_contiguous_s = (
+            parts  # head: gemm_s + 0.0
+        )
+        small_s = small_paged_s if paged else small_contiguous_s
         seq_s = s_seq * seqs
         token_range = range(tokens0, tokens0 + num_steps * seqs, seqs)
         if knees:  # a measured profile's ramp: each step on its segment, as _attn_decode_layer_s picks it
@@ -406,7 +445,7 @@ class ProfileCostModel:
                     + allreduce_s
                     + overhead_s
                     + allocator_s
-                    + elementwise_s
+                    + small_s
                 )
             return out
         if not (seq_s or s_blk or allreduce_s or allocator_s) and const_s > 0.0 and head > 0.0:
@@ -414,7 +453,7 @@ class ProfileCostModel:
             # addend leaves a sum unchanged unless the sum is -0.0, and sums with a positive term never are;
             # so leaving the zeros out gives the same floats, at half the operations per step.
             return [
-                head + layers * (const_s + s_tok * tokens) + lm_head_s + overhead_s + elementwise_s
+                head + layers * (const_s + s_tok * tokens) + lm_head_s + overhead_s + small_s
                 for tokens in token_range
             ]
         # float * int converts the int exactly as float() would: the same products as step_time's
@@ -425,7 +464,7 @@ class ProfileCostModel:
             + allreduce_s
             + overhead_s
             + allocator_s
-            + elementwise_s
+            + small_s
             for tokens, blocks in zip(token_range, decode_kv_blocks)
         ]
 
@@ -453,6 +492,14 @@ class ProfileCostModel:
             return 0.0
         const_s, s_tok, knee_tokens = self._allreduce
         return 2 * self._num_layers * (const_s + s_tok * max(0.0, num_tokens - knee_tokens))
+
+    def _kv_write_s(self, num_tokens: int, paged: bool) -> float:
+        launches, const_s, s_tok = self._kv_write[paged]
+        return launches * (const_s + s_tok * num_tokens)
+
+    def _sampling_s(self, num_seqs: int) -> float:
+        const_s, s_seq = self._sampling
+        return const_s + s_seq * num_seqs
 
     def _elementwise_parts(self, num_tokens: int) -> tuple[float, float, float, float, float, float]:
         """(rmsnorm_s, rotary_s, activation_s, residual_add_s, embedding_s, their sum as

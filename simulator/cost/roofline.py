@@ -50,6 +50,17 @@ ELEMENTWISE_BYTES_MOVED_PER_OUTPUT_BYTE = {
     "embedding": 2.0,
 }
 
+# The KV-cache write reads the new K and V (the QKV GEMM's output) and writes them into the cache: 2 bytes moved
+# per byte written, paged or contiguous alike (a paged scatter writes whole rows of num_kv_heads × head_dim).
+KV_WRITE_BYTES_MOVED_PER_WRITTEN_BYTE = 2.0
+# Sampling, in bytes moved per byte of the float32 logits (assumptions, counted from the kernels a PyTorch
+# sampler runs). Greedy: the upcast reads fp16 (0.5) and writes fp32 (1), argmax reads it (1): 2.5. Top-p: the
+# upcast (1.5), temperature (2), a segmented radix sort of fp32 keys with int64 indices (4 passes reading and
+# writing 12 bytes per 4-byte logit: 24), softmax (3), cumsum (2), the mask (1.25), masked fill (2), the scatter
+# back (4) and multinomial (2): about 42, taken as 40. Launches: 2 and about 10, KERNEL_LAUNCH_S each.
+SAMPLING_BYTES_MOVED_PER_LOGIT_BYTE = {"sampling": 2.5, "sampling_top_p": 40.0}
+SAMPLING_LAUNCHES = {"sampling": 2, "sampling_top_p": 10}
+
 
 def roofline_profile(gpu: GpuSpec) -> Profile:
     """Terms from ``gpu``'s peaks and the efficiency factors above, in the profile schema."""
@@ -87,6 +98,19 @@ def roofline_profile(gpu: GpuSpec) -> Profile:
         **{
             name: Term("linear", {"const_s": KERNEL_LAUNCH_S, "bytes": moved * s_per_byte})
             for name, moved in ELEMENTWISE_BYTES_MOVED_PER_OUTPUT_BYTE.items()
+        },
+        **{
+            f"kv_write_{kernel}": Term(
+                "linear",
+                {"const_s": KERNEL_LAUNCH_S, "bytes": KV_WRITE_BYTES_MOVED_PER_WRITTEN_BYTE * s_per_byte},
+            )
+            for kernel in ("paged", "contiguous")
+        },
+        **{
+            name: Term(
+                "linear", {"const_s": SAMPLING_LAUNCHES[name] * KERNEL_LAUNCH_S, "bytes": moved * s_per_byte}
+            )
+            for name, moved in SAMPLING_BYTES_MOVED_PER_LOGIT_BYTE.items()
         },
     }
     notes = (

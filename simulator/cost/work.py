@@ -89,3 +89,18 @@ def elementwise_bytes_per_token(model: ModelSpec, tp: int, op: str) -> int:
     else:
         raise AssertionError(f"unknown elementwise op {op!r}")
     return width * model.dtype_bytes
+
+
+def kv_write_bytes_per_token(model: ModelSpec, tp: int = 1) -> int:
+    """Bytes one new token writes into one layer's KV cache on one shard (its K and V): the feature of the
+    ``kv_write_*`` terms, per token of the step."""
+    return kv_bytes_per_token_layer(model, tp)
+
+
+SAMPLING_LOGIT_BYTES = 4  # logits are sampled in float32 (vLLM upcasts them before the sampler)
+
+
+def sampling_bytes_per_seq(model: ModelSpec) -> int:
+    """Bytes of one sequence's float32 logits over the whole vocabulary: the feature of the ``sampling*``
+    terms, per sampled sequence. The whole vocabulary at any TP degree: the logits are gathered to sample."""
+    return model.vocab_size * SAMPLING_LOGIT_BYTES
