@@ -21,6 +21,7 @@ from typing import Any
 
 from kvsim.calibrate.fit import fit_profile
 from kvsim.calibrate.measurements import Measurements, load_measurements
+from kvsim.calibrate.step_sweeps import StepOpsGrid, StepOpsSweeper
 from kvsim.calibrate.sweeps import Sweeper, SweepGrid
 from kvsim.calibrate.timing import TIMING_METHOD, Timer
 from kvsim.calibrate.vmm import measure_vmm
@@ -30,7 +31,14 @@ from kvsim.simulator.cost.work import layer_gemm_shapes, lm_head_shape
 from kvsim.simulator.specs import GPUS, GpuSpec, ModelSpec
 
 # Share of the budget per sweep; the VMM measurement is quick and runs first, the fit after the budget.
-BUDGET_SHARES = {"gemm": 0.35, "decode": 0.4, "prefill": 0.25}
+BUDGET_SHARES = {
+    "gemm": 0.3,
+    "decode": 0.35,
+    "prefill": 0.2,
+    "elementwise": 0.06,
+    "kv_write": 0.05,
+    "sampling": 0.04,
+}
 FALLBACK_GPU = "a100-80gb"  # roofline for unmeasured terms when the device matches no preset (CPU smoke)
 SMOKE_MODEL = ModelSpec(
     "smoke-tiny",
@@ -73,6 +81,21 @@ def gpu_grid(model: ModelSpec, tps: tuple[int, ...]) -> SweepGrid:
         gemm_tokens=tuple(2**i for i in range(15)),
         pool_tokens=2**20,
     )
+
+
+def gpu_step_ops_grid() -> StepOpsGrid:
+    """Serving-sized steps: 1 to 16,384 tokens (decode-pattern KV writes to 512 sequences), sampling for 1 to
+    512 sequences."""
+    return StepOpsGrid(
+        tokens=tuple(2**i for i in range(15)),
+        max_decode_seqs=512,
+        sampling_seqs=tuple(2**i for i in range(10)),
+    )
+
+
+def smoke_step_ops_grid() -> StepOpsGrid:
+    """Enough points per term (fit.MIN_POINTS) for the CPU smoke run to fit every term."""
+    return StepOpsGrid(tokens=(1, 2, 4, 8, 16, 32, 64), max_decode_seqs=16, sampling_seqs=(1, 2, 3, 4, 6, 8))
 
 
 def smoke_grid() -> SweepGrid:
@@ -152,6 +175,12 @@ def calibrate(
     )
     grid = smoke_grid() if smoke else gpu_grid(model, tps)
     sweeper = Sweeper(grid, device, impl, timer, measurements, show_progress, seed)
+    step_ops = StepOpsSweeper(
+        sweeper,
+        SMOKE_MODEL if smoke else model,
+        tps[0],
+        smoke_step_ops_grid() if smoke else gpu_step_ops_grid(),
+    )
     skipped = ["VMM map cost not measured: CPU smoke run"] if smoke else measure_vmm(measurements)
     counts: dict[str, str] = {}
     meta["points_measured"], meta["skipped"] = counts, skipped
@@ -162,6 +191,9 @@ def calibrate(
         ("gemm", sweeper.gemm_points(), sweeper.measure_gemm),
         ("decode", sweeper.decode_points(), sweeper.measure_decode),
         ("prefill", sweeper.prefill_points(), sweeper.measure_prefill),
+        ("elementwise", step_ops.elementwise_points(), step_ops.measure_elementwise),
+        ("kv_write", step_ops.kv_write_points(), step_ops.measure_kv_write),
+        ("sampling", step_ops.sampling_points(), step_ops.measure_sampling),
     ]
     with _stop_on_sigterm(sweeper):
         for i, (name, points, measure) in enumerate(sweeps):

@@ -184,7 +184,14 @@ def test_sigterm_stops_the_sweeps_and_still_writes_a_fitted_profile(tmp_path, mo
 
     monkeypatch.setattr(Sweeper, "measure_gemm", measure_then_get_killed)
     result = calibrate("cpu", out=tmp_path, budget_s=60, impl="reference", show_progress=False)
-    assert result.profile.extra["points_measured"] == {"gemm": "1/20", "decode": "0/54", "prefill": "0/18"}
+    assert result.profile.extra["points_measured"] == {
+        "gemm": "1/20",
+        "decode": "0/54",
+        "prefill": "0/18",
+        "elementwise": "0/35",
+        "kv_write": "0/24",
+        "sampling": "0/12",
+    }
     assert any("SIGTERM" in reason for reason in result.skipped)
     assert result.profile_path.exists() and len(load_measurements(result.measurements_path).rows) == 1
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone again
