@@ -84,6 +84,8 @@ def run(
 
     if fit_only_csv is not None:
         return summary(fit_only(fit_only_csv, out, seed))
+    if not (isinstance(budget_s, (int, float)) and 0 < budget_s < float("inf")):
+        raise KvsimError(f"--budget-s must be a positive number of seconds, got {budget_s!r}")
     try:
         tps = tuple(int(t) for t in str(tp).split(","))
     except ValueError:

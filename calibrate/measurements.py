@@ -93,6 +93,11 @@ def load_measurements(path: str | Path) -> Measurements:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise KvsimError(f"cannot read measurements {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise KvsimError(
+            f"measurements {path}: not a text file (byte {exc.start} is not UTF-8); pass the CSV that "
+            "kvsim calibrate wrote"
+        ) from None
     if not lines or not lines[0].startswith(MAGIC):
         raise KvsimError(
             f"measurements {path}, line 1: expected a '{MAGIC.strip()} {{...}}' header written by "

@@ -87,11 +87,7 @@ FILES: dict[str, str | bytes | None] = {  # name -> text; None: a folder
     ),
     "sweep_seed_text.toml": "seed = 'x'\n[base]\ntrace = '{tmp}/tiny.csv'\n[grid]\nmax_num_seqs = [8]\n",
     # Hugging Face config.json files kvsim cannot model (issue 19 item 5)
-    "sliding.json": json.dumps({**LLAMA, "model_type": "mistral", "sliding_window": 512}),
-    "qwen_window_on.json": json.dumps(
-        {**LLAMA, "model_type": "qwen2", "use_sliding_window": True, "sliding_window": 1024}
-    ),
-    "int4.json": json.dumps({**LLAMA, "quantization_config": {"quant_method": "awq", "bits": 4}}),
+    "int4.json": json.dumps({**LLAMA, "quantization_config": {"quant_method": "hqq", "bits": 4}}),
     "moe.json": json.dumps({**LLAMA, "num_local_experts": 8}),
     "mla.json": json.dumps({**LLAMA, "kv_lora_rank": 512}),
     "layer_types.json": json.dumps({**LLAMA, "layer_types": ["full_attention", "sliding_attention"]}),
@@ -107,18 +103,6 @@ MEMORY_LIMIT_BYTES = 8 * 2**30
 TINY = ["--trace", "{tmp}/tiny.csv"]
 SIMULATE = ["simulate", *TINY, "--num-requests", "2"]
 PLAN = ["plan", *TINY, "--slo", "ttft_p99=2s", "--no-progress"]
-# Cases that still fail in files of other engineers' areas (reported to the coordinator), xfail(strict=True) so
-# that each turns into a failure the day it is fixed and the mark can go.
-REPORTS = "kvsim/cli/report.py: a binary file is a UnicodeDecodeError traceback"
-TRACES_HUGE = "kvsim/cli/traces.py generate: --num-requests 10**12 is a numpy MemoryError traceback"
-TRACES_OUT = "kvsim/cli/traces.py generate: OUT under a file is a NotADirectoryError traceback"
-REPRODUCE_COUNT = "kvsim/cli/reproduce.py: --num-requests 0 runs (exit 0) and -1 is a numpy traceback"
-CALIBRATE_BINARY = "calibrate --fit-only: a binary CSV is a UnicodeDecodeError traceback"
-CALIBRATE_NAN = "calibrate: --budget-s nan runs a calibration with no budget (exit 0)"
-SWEEP_FLOAT = "simulator/sweep/point.py Workload: num_requests 2.5 runs 2 requests (exit 0)"
-SWEEP_TYPE = (
-    "simulator/sweep/point.py Workload: rate [1, 2] is a TypeError in each point, not a refusal up front"
-)
 # Python exceptions whose names must not reach a user, in an error line or a results table
 LEAKED = re.compile(
     r"\b(TypeError|ValueError|AttributeError|KeyError|IndexError|OverflowError|ZeroDivisionError|"
@@ -154,9 +138,7 @@ CASES: list[tuple[str, list[str]] | tuple[str, list[str], str]] = [
     ("simulate-model-empty-json", [*SIMULATE, "--model", "{tmp}/empty.json"]),
     ("simulate-model-json-list", [*SIMULATE, "--model", "{tmp}/list.json"]),
     ("simulate-model-heads-text", [*SIMULATE, "--model", "{tmp}/heads_text.json"]),
-    ("simulate-model-sliding-window", [*SIMULATE, "--model", "{tmp}/sliding.json"]),
-    ("simulate-model-qwen-window-on", [*SIMULATE, "--model", "{tmp}/qwen_window_on.json"]),
-    ("simulate-model-int4", [*SIMULATE, "--model", "{tmp}/int4.json"]),
+    ("simulate-model-unknown-quantization", [*SIMULATE, "--model", "{tmp}/int4.json"]),
     ("simulate-model-moe", [*SIMULATE, "--model", "{tmp}/moe.json"]),
     ("simulate-model-mla", [*SIMULATE, "--model", "{tmp}/mla.json"]),
     ("simulate-model-layer-types", [*SIMULATE, "--model", "{tmp}/layer_types.json"]),
@@ -272,12 +254,10 @@ CASES: list[tuple[str, list[str]] | tuple[str, list[str], str]] = [
     (
         "sweep-spec-rate-list",
         ["sweep", "{tmp}/sweep_rate_list.toml", "--out", "{tmp}/sw", "--no-progress"],
-        SWEEP_TYPE,
     ),
     (
         "sweep-spec-num-requests-float",
         ["sweep", "{tmp}/sweep_num_requests_float.toml", "--out", "{tmp}/sw", "--no-progress"],
-        SWEEP_FLOAT,
     ),
     (
         "sweep-out-under-a-file",
@@ -326,7 +306,7 @@ CASES: list[tuple[str, list[str]] | tuple[str, list[str], str]] = [
     ("report-empty-csv", ["report", "{tmp}/empty.csv", "--out", "{tmp}/r.html"]),
     ("report-not-a-run", ["report", "{tmp}/tiny.csv", "--out", "{tmp}/r.html"]),
     ("report-empty-json", ["report", "{tmp}/empty.json", "--out", "{tmp}/r.html"]),
-    ("report-binary", ["report", "{tmp}/binary.csv", "--out", "{tmp}/r.html"], REPORTS),
+    ("report-binary", ["report", "{tmp}/binary.csv", "--out", "{tmp}/r.html"]),
     ("report-no-paths", ["report", "--out", "{tmp}/r.html"]),
     # --- traces ---
     ("traces-list-extra-argument", ["traces", "list", "extra"]),
@@ -343,7 +323,6 @@ CASES: list[tuple[str, list[str]] | tuple[str, list[str], str]] = [
     (
         "traces-generate-huge",
         ["traces", "generate", "{tmp}/g.csv", "--num-requests", str(10**12)],
-        TRACES_HUGE,
     ),
     ("traces-generate-rate-zero", ["traces", "generate", "{tmp}/g.csv", "--rate", "0"]),
     ("traces-generate-rate-nan", ["traces", "generate", "{tmp}/g.csv", "--rate", "nan"]),
@@ -355,7 +334,7 @@ CASES: list[tuple[str, list[str]] | tuple[str, list[str], str]] = [
     ("traces-generate-prefix-negative", ["traces", "generate", "{tmp}/g.csv", "--prefix-groups", "-1"]),
     ("traces-generate-to-unknown", ["traces", "generate", "{tmp}/g.csv", "--to", "parquet"]),
     ("traces-generate-out-folder", ["traces", "generate", "{tmp}/folder"]),
-    ("traces-generate-out-under-a-file", ["traces", "generate", "{tmp}/afile/g.csv"], TRACES_OUT),
+    ("traces-generate-out-under-a-file", ["traces", "generate", "{tmp}/afile/g.csv"]),
     (
         "traces-generate-lengths-missing",
         ["traces", "generate", "{tmp}/g.csv", "--lengths-from", "{tmp}/absent"],
@@ -375,11 +354,10 @@ CASES: list[tuple[str, list[str]] | tuple[str, list[str], str]] = [
     ),
     # --- reproduce ---
     ("reproduce-unknown", ["reproduce", "vllm-fig99"]),
-    ("reproduce-fig2-num-requests-zero", ["reproduce", "vllm-fig2", "--num-requests", "0"], REPRODUCE_COUNT),
+    ("reproduce-fig2-num-requests-zero", ["reproduce", "vllm-fig2", "--num-requests", "0"]),
     (
         "reproduce-fig13-num-requests-negative",
         ["reproduce", "vllm-fig13", "--num-requests", "-1"],
-        REPRODUCE_COUNT,
     ),
     ("reproduce-rates-num-requests-text", ["reproduce", "vllm-rates", "--num-requests", "many"]),
     (
@@ -396,10 +374,10 @@ CASES: list[tuple[str, list[str]] | tuple[str, list[str], str]] = [
     ("calibrate-fit-only-folder", ["calibrate", "--fit-only", "{tmp}/folder"]),
     ("calibrate-fit-only-empty", ["calibrate", "--fit-only", "{tmp}/empty.csv"]),
     ("calibrate-fit-only-wrong-columns", ["calibrate", "--fit-only", "{tmp}/wrong_columns.csv"]),
-    ("calibrate-fit-only-binary", ["calibrate", "--fit-only", "{tmp}/binary.csv"], CALIBRATE_BINARY),
+    ("calibrate-fit-only-binary", ["calibrate", "--fit-only", "{tmp}/binary.csv"]),
     ("calibrate-device-unknown", ["calibrate", "--device", "tpu"]),
     ("calibrate-budget-negative", ["calibrate", "--device", "cpu", "--budget-s", "-1"]),
-    ("calibrate-budget-nan", ["calibrate", "--device", "cpu", "--budget-s", "nan"], CALIBRATE_NAN),
+    ("calibrate-budget-nan", ["calibrate", "--device", "cpu", "--budget-s", "nan"]),
     ("calibrate-tp-text", ["calibrate", "--device", "cpu", "--tp", "a,b"]),
     ("calibrate-model-unknown", ["calibrate", "--device", "cpu", "--model", "llama-9"]),
 ]

@@ -17,6 +17,10 @@ from kvsim.traces.arrivals import ARRIVALS, make_arrivals
 from kvsim.traces.lengths import parse_lengths
 from kvsim.traces.request import PREFIX_BLOCK_TOKENS, Provenance, Trace
 
+# A generated trace is held in memory whole: about 5 arrays of 8 bytes per request, plus the prefix hashes.
+BYTES_PER_GENERATED_REQUEST = 40
+MAX_GENERATED_REQUESTS = 100_000_000  # 4 GB of arrays; the simulator's 1M-request benchmark is 1% of it
+
 
 @dataclass(frozen=True)
 class WorkloadSpec:
@@ -39,6 +43,11 @@ class WorkloadSpec:
             or self.num_requests < 1
         ):
             raise KvsimError(f"num_requests must be an integer >= 1, got {self.num_requests!r}")
+        if self.num_requests > MAX_GENERATED_REQUESTS:
+            raise KvsimError(
+                f"num_requests {self.num_requests:,} is over the {MAX_GENERATED_REQUESTS:,} one trace may hold "
+                f"(about {BYTES_PER_GENERATED_REQUEST} bytes each in memory); generate several traces instead"
+            )
         if not (math.isfinite(self.rate_per_s) and self.rate_per_s > 0):
             raise KvsimError(f"rate_per_s must be > 0 requests per second, got {self.rate_per_s!r}")
         if self.arrival not in ARRIVALS:

@@ -107,9 +107,18 @@ def _is_comparison_table(path: Path) -> bool:
     """Whether ``path`` is the comparison.csv that ``kvsim simulate --out`` writes beside its run folders."""
     if path.suffix.lower() != ".csv":
         return False
-    with path.open(newline="", encoding="utf-8") as f:
-        header = next(csv.reader(f), [])
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            header = next(csv.reader(f), [])
+    except UnicodeDecodeError as exc:
+        raise _not_text(path, exc) from None
     return "label" in header and "token_states_frac" in header
+
+
+def _not_text(path: Path, exc: UnicodeDecodeError) -> KvsimError:
+    return KvsimError(
+        f"{path}: not a text CSV (byte {exc.start} is not UTF-8); pass run folders or a sweep/plan/calibration CSV"
+    )
 
 
 def _read_table(path: Path) -> tuple[str, list[dict]]:
@@ -117,16 +126,19 @@ def _read_table(path: Path) -> tuple[str, list[dict]]:
         raise KvsimError(
             f"{path}: not a folder or a .csv table; pass a run folder or a sweep/plan/calibration CSV"
         )
-    with path.open(newline="", encoding="utf-8") as f:
-        if f.readline().startswith("# kvsim-measurements"):
-            raise KvsimError(
-                f"{path}: raw calibration measurements; pass the profile JSON written beside it "
-                "(kvsim report profile-<gpu>.json --measurements this.csv)"
-            )
-        f.seek(0)
-        reader = csv.DictReader(f)
-        header = reader.fieldnames or []
-        rows = list(reader)
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            if f.readline().startswith("# kvsim-measurements"):
+                raise KvsimError(
+                    f"{path}: raw calibration measurements; pass the profile JSON written beside it "
+                    "(kvsim report profile-<gpu>.json --measurements this.csv)"
+                )
+            f.seek(0)
+            reader = csv.DictReader(f)
+            header = reader.fieldnames or []
+            rows = list(reader)
+    except UnicodeDecodeError as exc:
+        raise _not_text(path, exc) from None
     for column, kind in COLUMN_TO_KIND.items():
         if column in header:
             return kind, rows

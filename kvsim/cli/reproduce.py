@@ -128,7 +128,7 @@ def reproduce() -> None:
 
 @reproduce.command("vllm-fig2", short_help="vLLM paper Fig 2: KV memory holding token states.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--num-requests", type=int, default=None, help="Default 1000.")
+@click.option("--num-requests", type=click.IntRange(min=1), default=None, help="Default 1000.")
 @click.option(
     "--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Write run folders."
 )
@@ -172,7 +172,10 @@ def vllm_fig2(seed, num_requests, out):
 @reproduce.command("vllm-fig13", short_help="vLLM paper Fig 13: mean batched requests.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
-    "--num-requests", type=int, default=None, help="Per workload (default 1000 ShareGPT, 3000 Alpaca)."
+    "--num-requests",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Per workload (default 1000 ShareGPT, 3000 Alpaca).",
 )
 @click.option(
     "--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Write run folders."
@@ -248,7 +251,7 @@ def max_rate(
 
 @reproduce.command("vllm-rates", short_help="vLLM paper §6.2: sustainable rate vs Orca (ShareGPT).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--num-requests", type=int, default=500, show_default=True)
+@click.option("--num-requests", type=click.IntRange(min=1), default=500, show_default=True)
 def vllm_rates(seed, num_requests):
     """Max request rate each system sustains under a mean normalized latency bound (ShareGPT-like)."""
     header = ("bound s/token", *(name for name, _, _ in SYSTEMS), "vLLM / Oracle", "vLLM / Max")
@@ -309,11 +312,23 @@ class SharingProbe:
 
 @reproduce.command("vllm-fig15", short_help="vLLM paper Fig 15a: memory saved by parallel-sampling sharing.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--num-requests", type=int, default=600, show_default=True)
-@click.option("--rate", type=float, default=5.0, show_default=True, help="Alpaca-like arrivals, req/s.")
+@click.option("--num-requests", type=click.IntRange(min=1), default=600, show_default=True)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True, max=1e9),
+    default=5.0,
+    show_default=True,
+    help="Alpaca-like arrivals, req/s.",
+)
 def vllm_fig15(seed, num_requests, rate):
     """Blocks saved by copy-on-write sharing of the prompt among n parallel samples (Alpaca-like)."""
     import dataclasses
+    import math
+
+    from kvsim.errors import KvsimError
+
+    if not math.isfinite(rate):  # click's FloatRange lets NaN through
+        raise KvsimError(f"--rate must be a finite number of requests per second, got {rate}")
 
     import numpy as np
 

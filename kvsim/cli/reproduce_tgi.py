@@ -74,7 +74,7 @@ def in_flight(summary: dict) -> float:
 )
 @click.option("--gpu", default="a100-80gb", show_default=True)
 @click.option("--tp", type=int, default=1, show_default=True, help="Tensor-parallel degree (70B: 4).")
-@click.option("--num-requests", type=int, default=400, show_default=True)
+@click.option("--num-requests", type=click.IntRange(min=1), default=400, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 def tgi_vs_vllm(model, gpu, tp, num_requests, seed):
     """vLLM and TGI on the same ShareGPT requests at increasing Poisson rates."""

@@ -76,7 +76,7 @@ def sweep(
     """Run a grid of simulations (SPEC_FILE: TOML or YAML with seed, base and grid; options add to it)."""
     from kvsim.simulator.sweep import Grid, SweepSpec, run_sweep
     from kvsim.simulator.sweep.engine import check_fields
-    from kvsim.simulator.sweep.point import SEED_FIELDS, known_fields, simulate_point
+    from kvsim.simulator.sweep.point import SEED_FIELDS, known_fields, simulate_point, split_fields
 
     if spec_file is None and not grid_options:
         raise KvsimError("nothing to sweep: give --grid FIELD=V1,V2 options or a TOML/YAML spec file")
@@ -94,6 +94,11 @@ def sweep(
         raise KvsimError(
             "no trace: add --set trace=NAME_OR_PATH (or sweep it: --grid trace=sharegpt,azure-conv)"
         )
+    for task in spec.tasks():  # every point's values checked now, not as a failure of each point later
+        try:
+            split_fields(task.config)
+        except KvsimError as exc:
+            raise KvsimError(f"sweep point {task.point}: {exc}") from exc
     click.echo(f"sweep: {len(spec.grid)} points over {', '.join(spec.grid.names)} -> {out_dir}", err=True)
     result = run_sweep(
         spec,

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from kvsim.errors import KvsimError
 from kvsim.traces import (
     ARRIVALS,
     BUNDLED_TRACES,
@@ -232,7 +233,7 @@ def generate(
         prefix_tokens=prefix_tokens,
     )
     trace = generate_trace(spec, np.random.default_rng(seed), seed_note=f"seed {seed}")
-    written = save_trace(trace, out, to, progress=True)
+    written = _save(trace, out, to)
     click.echo(f"wrote {len(trace):,} requests to {out} ({written}): {spec.describe()}, seed {seed}")
 
 
@@ -268,5 +269,21 @@ def convert(
         trace = take_first(trace, max_requests)
     if fraction is not None:
         trace = subsample(trace, fraction, np.random.default_rng([seed, 1]))  # a stream apart from arrivals'
-    written = save_trace(trace, out, to, progress=True)
+    written = _save(trace, out, to)
     click.echo(f"wrote {len(trace):,} requests to {out} ({written})")
+
+
+def _save(trace, out: Path, to: str | None) -> str:
+    """save_trace, with a folder that cannot be made or a file that cannot be written as one-line errors."""
+    from kvsim.simulator.out_folder import explain_os_error
+
+    file_above = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if file_above is not None:
+        raise KvsimError(
+            f"OUT {out}: {file_above} is a file, so nothing can be written under it; choose another path"
+        )
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return save_trace(trace, out, to, progress=True)
+    except OSError as exc:
+        raise KvsimError(f"cannot write trace {out}: {explain_os_error(exc)}") from None

@@ -20,6 +20,8 @@ the requests kept, so the rate offered is the rate asked for (docs/outputs.md "W
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,6 +69,10 @@ class Workload:
             raise KvsimError(
                 "no trace: set the `trace` field (a bundled name such as sharegpt, or a file path)"
             )
+        for name in ("trace_format", "trace_columns", "arrival"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise KvsimError(f"`{name}` must be text, got {value!r} ({type(value).__name__})")
         if self.trace_columns is not None:  # checked now, not at the first point that loads the trace
             from kvsim.traces.loaders.columns import ColumnMapping
 
@@ -77,10 +83,14 @@ class Workload:
             raise KvsimError(
                 "both `num_requests` and `cut_s` set; keep the first N requests or S seconds, not both"
             )
-        for name in ("rate", "rate_scale", "num_requests", "cut_s"):
+        for name in ("rate", "rate_scale", "num_requests", "cut_s", "cv"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, (bool, str)) or not value > 0):
-                raise KvsimError(f"`{name}` must be a positive number, got {value!r}")
+            if value is None:
+                continue
+            kind = numbers.Integral if name == "num_requests" else numbers.Real
+            if isinstance(value, bool) or not isinstance(value, kind) or not 0 < value < math.inf:
+                what = "a positive integer" if name == "num_requests" else "a positive number"
+                raise KvsimError(f"`{name}` must be {what}, got {value!r} ({type(value).__name__})")
 
     def load(self):
         """The trace that runs, in this order (one definition for simulate, sweep and plan):
