@@ -114,6 +114,39 @@ def _check_v0_token_budget(config: SimConfig) -> None:
         )
 
 
+def _check_engine_options(config: SimConfig) -> None:
+    """num_scheduler_steps, engine_overhead and async_scheduling: each only where the engine has it."""
+    if config.num_scheduler_steps < 1:
+        raise KvsimError(
+            f"num_scheduler_steps must be >= 1 (1: no multi-step scheduling), got {config.num_scheduler_steps}"
+        )
+    if config.num_scheduler_steps > 1:
+        if config.scheduler != "vllm-v0":
+            raise KvsimError(
+                f"num_scheduler_steps {config.num_scheduler_steps}: multi-step scheduling is vLLM v0.6's "
+                f"(--scheduler vllm-v0), not {config.scheduler!r}'s; drop it or use --scheduler vllm-v0"
+            )
+        if config.enable_chunked_prefill:
+            raise KvsimError(
+                "num_scheduler_steps > 1 with enable_chunked_prefill: kvsim models v0.6.0's multi-step "
+                "scheduling, which ran without chunked prefill; drop one of them"
+            )
+    if config.engine_overhead:
+        from kvsim.simulator.engine_overhead import engine_overhead_for
+
+        engine_overhead_for(config.scheduler)  # an error for a scheduler without a term set
+    if config.async_scheduling is not None:
+        if config.scheduler != "vllm":
+            raise KvsimError(
+                f"async_scheduling is vLLM v1's (--scheduler vllm), not {config.scheduler!r}'s; drop it"
+            )
+        if not config.engine_overhead:
+            raise KvsimError(
+                "async_scheduling overlaps the engine's host time with the GPU's: it needs engine_overhead "
+                "(--engine-overhead); add it or drop async_scheduling"
+            )
+
+
 @dataclass(frozen=True)
 class SimConfig:
     """One simulated deployment: model, hardware, scheduler, allocator and their options.
@@ -140,6 +173,13 @@ class SimConfig:
     long_prefill_token_threshold: int = 0
     # vllm (v1, 0.34): admit only if the whole (re)prefill's blocks are free, not just its first chunk's
     scheduler_reserve_full_isl: bool = True
+    # vllm-v0: multi-step scheduling (v0.6's --num-scheduler-steps): one scheduler pass per N decode steps; 1: off
+    num_scheduler_steps: int = 1
+    # the engine's host time per step and per request (simulator/engine_overhead.py: vllm-v0, vllm and tgi) in
+    # place of the cost model's flat step_overhead placeholder
+    engine_overhead: bool = False
+    # vllm (v1), with engine_overhead: host time overlapped with the GPU's step; None: 0.34's default (on)
+    async_scheduling: bool | None = None
     gpu_memory_utilization: float = 0.9
     # vLLM's --kv-cache-dtype: auto (the model's dtype) or fp8 (fp8_e4m3, fp8_e5m2): one byte a cached value
     kv_cache_dtype: str = "auto"
@@ -251,6 +291,7 @@ class SimConfig:
                     f"{', '.join(v1_only)}: vLLM v1 option(s) of --scheduler vllm, not {self.scheduler!r}'s; "
                     "drop them or use --scheduler vllm"
                 )
+        _check_engine_options(self)
         if not 0.0 < self.gpu_memory_utilization <= 1.0:
             raise KvsimError(f"gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization}")
         if self.watermark is not None and not 0.0 <= self.watermark < 1.0:

@@ -39,6 +39,7 @@ import simpy
 
 from kvsim.simulator.batch import Batch
 from kvsim.simulator.cost.base import CostModel
+from kvsim.simulator.engine_overhead import HostTime
 from kvsim.simulator.recorder import Recorder, parts_of
 from kvsim.simulator.request_state import RequestState
 from kvsim.simulator.router import ROUTERS
@@ -53,7 +54,9 @@ MAX_WINDOW_STEPS = 1 << 14  # one window's cost array; a longer quiet stretch si
 def _column(values: np.ndarray, typecode: str) -> array:
     """A trace column as an ``array.array`` of ``typecode`` (float64 or int64), the same numbers."""
     column = array(typecode)
-    column.frombytes(np.ascontiguousarray(values, dtype=np.float64 if typecode == "d" else np.int64).tobytes())
+    column.frombytes(
+        np.ascontiguousarray(values, dtype=np.float64 if typecode == "d" else np.int64).tobytes()
+    )
     return column
 
 
@@ -76,6 +79,7 @@ class ArrivalSource:
         rejection_reason: Callable[[int, int, int], str | None],
         on_arrival: Callable[[int], None] | None = None,
         pull: bool | None = None,
+        request_s: float = 0.0,
     ) -> None:
         self.env = env
         self.trace = trace
@@ -85,7 +89,10 @@ class ArrivalSource:
         self.rejection_reason = rejection_reason
         self.on_arrival = on_arrival
         self.num_arrived = 0
-        self.next_arrival_s = float(trace.arrival_s[0])
+        # ``request_s``: the engine's per-request host time (API server, tokenization; engine_overhead.py): a
+        # request reaches the scheduler that long after it was sent, and its latencies count from the sending.
+        arrival_s = trace.arrival_s + request_s if request_s else trace.arrival_s
+        self.next_arrival_s = float(arrival_s[0])
         # The replica calls release_until, and no process runs; None: when there is one replica (tests force
         # the process to check that both give the same run).
         self.pulled = len(replicas) == 1 if pull is None else pull
@@ -94,7 +101,7 @@ class ArrivalSource:
         # but unlike lists of a million numbers they hold no references for the garbage collector to walk at
         # every full collection (at CPython's default thresholds: 1.1 s of full collections in a
         # 1,000,000-request run with lists, 0.5 s with arrays).
-        self._arrival_s = _column(trace.arrival_s, "d")
+        self._arrival_s = _column(arrival_s, "d")
         self._request_id = _column(trace.request_id, "q")
         self._prompt = _column(trace.num_prompt_tokens, "q")
         self._output = _column(trace.num_output_tokens, "q")
@@ -157,9 +164,12 @@ class Replica:
         recorder: Recorder,
         *,
         fast_forward: bool,
+        host: HostTime | None = None,
     ) -> None:
         self.env = env
         self.index = index
+        # The engine's host time per step (engine_overhead.py), or None: the cost model's step is the step.
+        self.host = host
         self.scheduler = scheduler
         self.cost_model = cost_model
         self.recorder = recorder
@@ -207,6 +217,9 @@ class Replica:
         add_row = self.timeline.add_row
         segment_times = self._segment_times
         window_limit = MAX_WINDOW_STEPS if self.fast_forward else 1
+        host = self.host
+        with_host = self._with_host
+        host_busy = False  # a step ran just before this one (async scheduling hid its host time behind it)
         guess_step_s = 0.0  # the last decode step's duration: how many steps the next arrival is away
         pulled = source.pulled  # a lone replica releases its arrivals itself (ArrivalSource)
         if pulled:
@@ -244,8 +257,10 @@ class Replica:
                     num_tokens,
                 )
             if batch is None:
-                # Idle: the next step has no step before it for allocator work (overlapped mapping) to hide in.
+                # Idle: the next step has no step before it for allocator work (overlapped mapping) or host work
+                # (async scheduling) to hide in.
                 sched.previous_step_s = 0.0
+                host_busy = False
                 if pulled:  # idle until the next arrival, if any
                     if source.next_arrival_s == INF:
                         return
@@ -271,7 +286,20 @@ class Replica:
             if num_steps == 1 and (prefill_q_lens or single_by_step_time):
                 # decode_step_times' element 0 is step_time(batch).total_s bit for bit (its contract), with the
                 # allocator overhead added last in both: plain floats, no arrays, for the commonest window.
-                end_s = now + step_s(batch)
+                if host is None:
+                    end_s = now + step_s(batch)
+                else:
+                    end_s = (
+                        now
+                        + with_host(
+                            [step_s(batch)],
+                            host_busy,
+                            sched.multi_step_pos,
+                            num_seqs,
+                            num_tokens - batch.num_decode_seqs,
+                            None,
+                        )[0]
+                    )
                 if not prefill_q_lens:
                     guess_step_s = end_s - now
                 sched.previous_step_s = end_s - now
@@ -295,6 +323,8 @@ class Replica:
                 batch.allocator_overhead_s = overhead_s
                 if overhead_s:
                     durations[0] += overhead_s
+                if host is not None:  # decode steps: one token per sequence, no prefill tokens
+                    durations = with_host(durations, host_busy, sched.multi_step_pos, num_seqs, 0, segments)
                 durations[0] = now + durations[0]  # the cumsum then starts at now: the same additions
                 ends = list(accumulate(durations)) if short else np.cumsum(durations)
                 if admits:
@@ -323,6 +353,7 @@ class Replica:
             # arrival before end_s has been released (this loop yields whenever a step reaches the next one),
             # so nothing can happen in the simulation before end_s that this replica would see.
             self.clock_s = end_s
+            host_busy = True
             if segments:
                 sched.complete_steps(num_steps, end_s, ends)
                 for time_s, parts, saturated, num_running, seqs in sched.window_rows:
@@ -337,6 +368,58 @@ class Replica:
                 recorder.finish(sched.finished)
                 self.num_outstanding -= len(sched.finished) - finished_early
                 sched.finished.clear()
+
+    def _with_host(
+        self, durations, busy: bool, position: int, num_seqs: int, num_prefill_tokens: int, segments
+    ):
+        """``durations`` (the GPU's, [k] steps of one window: a list or an array) with the engine's host time
+        (engine_overhead.py), the same floats step by step as for a window of one: each step's host time
+        ``h`` (a scheduling step's at window positions ``position + i ≡ 0 (mod num_scheduler_steps)``, else an
+        inner step's), then serial: GPU + h; async: max(GPU, h), but GPU + h for a first step after idling.
+        ``segments``: the window's segments (cohort_through.py), each with its own number of sequences."""
+        host = self.host
+        terms, n = host.overhead, host.num_scheduler_steps
+        if segments:
+            seqs = [num for steps, num, *_ in segments for _ in range(steps)][: len(durations)]
+        else:
+            seqs = None
+        if n == 1 and seqs is None:
+            h = terms.host_s(num_seqs, num_prefill_tokens)
+            if host.overlap == "async":
+                first = durations[0] + h
+                if isinstance(durations, list):
+                    durations = [d if d > h else h for d in durations]
+                else:
+                    durations = np.maximum(durations, h)
+                if not busy:
+                    durations[0] = first
+                return durations
+            if isinstance(durations, list):
+                return [d + h for d in durations]
+            durations += h
+            return durations
+        # Several host times in one window (multi-step positions, or segments): step by step. Multi-step
+        # windows are vllm-v0's (serial); segments are Python lists.
+        if seqs is None and not isinstance(durations, list):  # a long multi-step window: by slices
+            first = (-position) % n  # the window's first scheduling step
+            h_sched, h_inner = terms.host_s(num_seqs, 0), terms.inner_host_s(num_seqs)
+            out = durations + h_inner
+            out[first::n] = durations[first::n] + h_sched
+            return out
+        k = len(durations)
+        out = durations if isinstance(durations, list) else durations.copy()
+        for i in range(k):
+            seqs_i = num_seqs if seqs is None else seqs[i]
+            if n == 1 or (position + i) % n == 0:
+                h = terms.host_s(seqs_i, num_prefill_tokens if i == 0 else 0)
+            else:
+                h = terms.inner_host_s(seqs_i)
+            d = durations[i]
+            if host.overlap == "async" and (busy or i > 0):
+                out[i] = d if d > h else h
+            else:
+                out[i] = d + h
+        return out
 
     def _segment_durations(self, batch: Batch, segments, step_times_list) -> list[float]:
         """Step durations of a window planned through finishes, for a cost model without

@@ -25,6 +25,7 @@ from kvsim.simulator.allocators.base import KVAllocator, largest_fitting
 from kvsim.simulator.config import KV_CACHE_DTYPES, SimConfig
 from kvsim.simulator.cost.base import CostModel
 from kvsim.simulator.engine import ArrivalSource, Replica
+from kvsim.simulator.engine_overhead import HostTime, gpu_time_only, host_time_for
 from kvsim.simulator.kv_groups import kv_cache_layout
 from kvsim.simulator.metrics import summarize
 from kvsim.simulator.recorder import Recorder, parts_of
@@ -111,6 +112,9 @@ def simulate(
         from kvsim.simulator.cost import make_cost_model
 
         cost_model = make_cost_model(model, gpu, config.tp, profile=config.profile)
+        if config.engine_overhead:  # the engine model replaces the profile's placeholder host term
+            cost_model = gpu_time_only(cost_model)
+    host = host_time_for(config)  # the engine's host time (engine_overhead.py), None without engine_overhead
     if allocator_factory is None:
         single_sequence = all(
             column is None or not len(column) or int(column.max()) <= 1
@@ -134,7 +138,7 @@ def simulate(
             config, allocator_factory(), max_num_batched_tokens, max_num_seqs, model.max_model_len
         )
         replicas.append(
-            Replica(env, index, scheduler, cost_model, recorder, fast_forward=config.fast_forward)
+            Replica(env, index, scheduler, cost_model, recorder, fast_forward=config.fast_forward, host=host)
         )
     allocator = replicas[0].scheduler.allocator
     # Called once per arrival: the choices that depend only on the config are made here.
@@ -179,6 +183,7 @@ def simulate(
         recorder,
         router=config.router,
         rejection_reason=rejection_reason,
+        request_s=host.overhead.request_s.value if host is not None else 0.0,
     )
     # A prefix-caching allocator's counters beside every timeline row, and summed in summary.json.
     prefix_cache_counts = [getattr(r.scheduler.allocator, "prefix_cache_counts", None) for r in replicas]
@@ -218,7 +223,7 @@ def simulate(
         allocator=allocator.name,
         scheduler=config.scheduler,
         cost_source=cost_model.source,
-        cost_description=cost_model.description,
+        cost_description=_describe_costs(cost_model, host),
         capacity_bytes=capacity,
         slo_ttft_s=config.slo_ttft_s,
         slo_tpot_s=config.slo_tpot_s,
@@ -252,14 +257,35 @@ def simulate(
         "gpu_spec": dataclasses.asdict(gpu),
         "cost_model": {
             "source": cost_model.source,
-            "description": cost_model.description,
+            "description": _describe_costs(cost_model, host),
             "profile": config.profile,
         },
+        "engine_overhead": engine_record(host),
         "trace": {"source": trace.provenance.source, "num_requests": len(trace), **trace.meta},
         "workload": summary["workload"],
         "timeline": keep_timeline,  # whether the run folder has timeline.csv (`--no-timeline`: not)
     }
     return RunResult(config=config, trace=trace, summary=summary, recorder=recorder, resolved=resolved)
+
+
+def _describe_costs(cost_model: CostModel, host: HostTime | None) -> str:
+    """The cost model's description, and the engine's host time with its sources when it is modelled."""
+    if host is None:
+        return cost_model.description
+    return f"{cost_model.description}; {host.describe()}"
+
+
+def engine_record(host: HostTime | None) -> dict | None:
+    """config.json's ``engine_overhead``: every parameter with its value, source, range and reason."""
+    if host is None:
+        return None
+    return {
+        "engine": host.overhead.engine,
+        "version": host.overhead.version,
+        "overlap": host.overlap,
+        "num_scheduler_steps": host.num_scheduler_steps,
+        "params": {name: dataclasses.asdict(p) for name, p in host.overhead.params().items()},
+    }
 
 
 def workload_record(trace: Trace) -> dict:
@@ -323,6 +349,7 @@ def _make_scheduler(
     if config.scheduler == "vllm-v0":
         kwargs["enable_chunked_prefill"] = config.resolved_enable_chunked_prefill
         kwargs["watermark"] = config.resolved_watermark
+        kwargs["num_scheduler_steps"] = config.num_scheduler_steps
     elif config.enable_chunked_prefill:
         raise KvsimError(
             f"enable_chunked_prefill is a vllm scheduler option, not {config.scheduler!r}; "

@@ -40,6 +40,9 @@ class SchedulerBase(PreemptionMixin, FastForwardMixin, CohortMixin):
     # Whether decode windows give the cost model each step's KV block count; the engine clears it for a cost
     # model that does not read them (``reads_decode_blocks``).
     window_block_counts = True
+    # Steps already run of the current multi-step window (vllm-v0's num_scheduler_steps); 0: the next step
+    # starts a window (every step, for a scheduler without multi-step scheduling). The engine reads it.
+    multi_step_pos = 0
 
     def __init__(
         self,

@@ -9,12 +9,25 @@ decodes first, then chunks of prefills in progress, then swap-ins, then new pref
 within the token budget. The block manager's watermark is kept: a waiting request is admitted only if
 ``watermark`` × capacity stays free after its prompt's slots (vLLM ``can_allocate``). Not modelled: the
 watermark on swap-in, and the delay factor.
+
+Multi-step scheduling (``num_scheduler_steps`` N > 1, v0.6's ``--num-scheduler-steps``; v0.6.3
+``vllm/core/scheduler.py``, ``vllm/engine/output_processor/multi_step.py``): a decode batch, once scheduled, runs N
+steps (its sequences' N - 1 lookahead slots are allocated with it) and the scheduler runs again only when the
+window ends. So nothing is admitted or swapped in mid-window (``multi_step_pos`` > 0: this step decodes what runs),
+and a request that reaches its last token inside a window computes to the window's end, where its outputs are
+processed: the tokens after its last are dropped (``MultiStepOutputProcessor`` truncates to ``max_tokens``), and
+it finishes, frees its slots and reports its last token then. A prefill step is a window of one
+(``_get_num_lookahead_slots(is_prefill=True)`` is 0 without chunked prefill), and every request joins the decode
+windows at a window boundary, so its decode steps are a multiple of N: kvsim computes ``1 + N·ceil((output - 1)
+/ N)`` tokens for it (metrics count its true output). Not modelled: a preemption lands at a step, not only at a
+window's start (v0 allocates the lookahead slots up front); such a request may then finish off a boundary.
 """
 
 from __future__ import annotations
 
 from kvsim.simulator.allocators.base import KVAllocator
 from kvsim.simulator.batch import Batch
+from kvsim.simulator.request_state import RequestState
 from kvsim.simulator.schedulers.base import SchedulerBase
 
 
@@ -31,6 +44,7 @@ class VllmV0Scheduler(SchedulerBase):
         preemption_mode: str = "recompute",
         enable_chunked_prefill: bool = False,
         watermark: float = 0.0,
+        num_scheduler_steps: int = 1,
     ) -> None:
         super().__init__(
             allocator,
@@ -43,8 +57,20 @@ class VllmV0Scheduler(SchedulerBase):
         self.runs_through_finishes = not enable_chunked_prefill
         self.watermark_bytes = watermark * allocator.capacity_bytes
         self._allocator_free_bytes = getattr(allocator, "free_bytes", None)
+        assert num_scheduler_steps >= 1 and not (num_scheduler_steps > 1 and enable_chunked_prefill), (
+            "SimConfig refuses multi-step scheduling with chunked prefill"
+        )
+        self.num_scheduler_steps = num_scheduler_steps
+
+    def add_request(self, req: RequestState) -> None:
+        n = self.num_scheduler_steps
+        if n > 1 and req.num_output_tokens > 1:  # computed to the end of its last window (module docstring)
+            req.num_output_tokens = 1 + n * -(-(req.num_output_tokens - 1) // n)
+        super().add_request(req)
 
     def schedule(self, now_s: float) -> Batch | None:
+        if self.multi_step_pos and not self.running:  # the window's requests are gone (preempted)
+            self.multi_step_pos = 0
         if not self.waiting and not self.swapped and self._cohort and not self.enable_chunked_prefill:
             batch = self._cohort_only_step()
             if batch is not None:
@@ -58,13 +84,26 @@ class VllmV0Scheduler(SchedulerBase):
         return self._batch()
 
     def _schedule_default(self, now_s: float) -> None:
-        if not self.swapped:
+        mid_window = self.multi_step_pos > 0  # a multi-step window runs on: nothing joins it
+        if not self.swapped and not mid_window:
             self._admit(now_s, self.max_num_batched_tokens, split=False)
             if self._prefills:
                 return
         preempted = self._schedule_decodes(self.running)
-        if not preempted:
+        if not preempted and not mid_window:
             self._swap_in()
+
+    def decode_window(self, limit: int):
+        n = self.num_scheduler_steps
+        if n > 1 and (self.waiting or self.swapped):  # the queue is looked at again where the window ends
+            limit = min(limit, n - self.multi_step_pos)
+        return super().decode_window(limit)
+
+    def complete_steps(self, num_steps: int, end_s: float, step_ends=None) -> None:
+        n = self.num_scheduler_steps
+        if n > 1 and not self._prefills:  # a prefill step is a window of one
+            self.multi_step_pos = (self.multi_step_pos + num_steps) % n
+        super().complete_steps(num_steps, end_s, step_ends)
 
     def _schedule_chunked(self, now_s: float) -> None:
         running = self.running
