@@ -134,8 +134,9 @@ def _fmt_s(seconds: float) -> str:
 # requests to run for the next step, and preparing these requests as inputs"), 38% to the GPU. v0.6.0 moved the
 # API server to its own process, overlapped output processing with the GPU (async output processing) and
 # scheduled once per N steps (multi-step): what remains per step was not published, so step_s, per_seq_s and
-# inner_step_s are FITTED on the development set's H100 rows (``kvsim reproduce vllm-blog --fit``: least squares
-# over log(kvsim / published) of throughput at QPS inf and mean TPOT at every QPS; the A100 rows are predicted).
+# inner_step_s are FITTED on the development set's H100 rows (least squares over log(kvsim / published) of
+# throughput at QPS inf and mean TPOT at the points kvsim.cli.reproduce_blog.fitted_point keeps, Nelder-Mead over
+# the logarithms of the three; docs/validation.md has the residuals; the A100 rows are predicted).
 VLLM_V0 = EngineOverhead(
     engine="vllm-v0",
     version="vLLM v0.6.0",

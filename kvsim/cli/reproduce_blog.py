@@ -10,8 +10,9 @@ and nothing tuned to these numbers:
   (v0.6.0 turns it on only above a 32K context), ``gpu_memory_utilization`` 0.9, paged blocks of 16, no prefix
   caching; ``--num-scheduler-steps 10`` as the post's runs (multi-step scheduling, ``num_scheduler_steps``);
   the engine's host time from ``simulator/engine_overhead.py``'s ``vllm-v0`` terms (``engine_overhead``), some
-  of them FITTED on this set's H100 rows (``--fit`` redoes the fit and prints its residuals; the A100 rows are
-  predicted). ``--no-engine-overhead`` runs the GPU's step and the former 1 ms placeholder, as before.
+  of them FITTED on this set's H100 rows (least squares over log ratios of ``row_ratios`` at the points
+  ``fitted_point`` keeps, docs/validation.md; the A100 rows are predicted). ``--no-engine-overhead`` runs the
+  GPU's step with the cost model's former 1 ms placeholder instead (multi-step scheduling stays on).
 - lengths: ShareGPT: 500 rows of kvsim's bundled ShareGPT length dataset (sarathi-serve's 8K-filtered
   ShareGPT, Llama-2 tokenizer; means 2,340 / 439 tokens), drawn with the seed, each length scaled by the
   stated mean over the dataset's mean (202 / 179 tokens: the post's numbers), rounded, at least 1: the
