@@ -136,7 +136,8 @@ def _fmt_s(seconds: float) -> str:
 # scheduled once per N steps (multi-step): what remains per step was not published, so step_s, per_seq_s and
 # inner_step_s are FITTED on the development set's H100 rows (least squares over log(kvsim / published) of
 # throughput at QPS inf and mean TPOT at the points kvsim.cli.reproduce_blog.fitted_point keeps, Nelder-Mead over
-# the logarithms of the three; docs/validation.md has the residuals; the A100 rows are predicted).
+# the logarithms of the three: scripts/fit_engine_overhead.py; docs/validation.md has the residuals; the A100 rows
+# are predicted).
 VLLM_V0 = EngineOverhead(
     engine="vllm-v0",
     version="vLLM v0.6.0",
