@@ -16,6 +16,7 @@ from kvsim.simulator.allocators.contiguous_growth import (
 )
 from kvsim.simulator.allocators.paged import PagedAllocator, PagedConfig
 from kvsim.simulator.allocators.paged_eviction import EvictingPagedAllocator
+from kvsim.simulator.allocators.paged_hybrid import HybridPagedAllocator
 from kvsim.simulator.allocators.reserved import ReservedAllocator, ReservedConfig
 from kvsim.simulator.allocators.spec import config_from_options, split_spec
 from kvsim.simulator.allocators.vattention import VAttentionAllocator, VAttentionConfig
@@ -47,11 +48,9 @@ def make_allocator(
     """
     name, policy, options = split_spec(spec, list(ALLOCATORS))
     cls = ALLOCATORS[name]
-    if model.has_window:  # issue 22: vLLM v1's hybrid KV-cache manager is not modelled yet
-        raise KvsimError(
-            f"allocator {name!r}: {model.name} has sliding-window layers (window {model.sliding_window}), whose "
-            "KV stops growing past the window; kvsim's allocators do not model that yet"
-        )
+    refusal = _refusal(name, model)
+    if refusal is not None:
+        raise KvsimError(f"allocator {name!r} with {model.name}: {refusal}")
     extra = {}
     if policy is not None:
         if "policy" not in {f for f in cls.config_cls.__dataclass_fields__}:
@@ -65,6 +64,8 @@ def make_allocator(
     config = config_from_options(cls.config_cls, name, options, **extra)
     if getattr(config, "evicts", False):  # paged with an eviction budget
         cls = EvictingPagedAllocator
+    if cls is PagedAllocator and model.has_window:  # vLLM v1's hybrid KV-cache manager
+        cls = HybridPagedAllocator
     gpu_kwargs = {}
     if hbm_bw_bytes_per_s is not None and "hbm_bw_bytes_per_s" in inspect.signature(cls).parameters:
         gpu_kwargs["hbm_bw_bytes_per_s"] = hbm_bw_bytes_per_s
@@ -78,12 +79,36 @@ def make_allocator(
     )
 
 
+def _refusal(name: str, model: ModelSpec) -> str | None:
+    """Why allocator ``name`` cannot serve ``model`` (issue 22), or None. ``paged`` serves every model: windowed
+    ones through vLLM v1's hybrid KV-cache manager (paged_hybrid.py)."""
+    if model.has_window and name in ("reserved", "contiguous-growth"):
+        return (
+            f"its regions hold every layer's KV for a request's whole length, and {model.num_sliding_layers} of "
+            f"{model.num_layers} layers keep only a {model.sliding_window}-token window: the systems it models "
+            "(Orca, FasterTransformer; a growing contiguous region) have no per-layer window; use paged"
+        )
+    if model.has_window and name == "vattention":
+        return (
+            f"vAttention maps each layer's K and V over one virtual region of the whole context; unmapping the "
+            f"pages that fall out of a {model.sliding_window}-token window is not in the system it models; use "
+            "paged"
+        )
+    if model.is_mla and name == "vattention":
+        return (
+            "latent attention caches one latent per token and layer, not K and V: vAttention's 2 x num_layers "
+            "buffers (and its page arithmetic) do not describe it; use paged, reserved or contiguous-growth"
+        )
+    return None
+
+
 __all__ = [
     "ALLOCATORS",
     "Admission",
     "ContiguousGrowthAllocator",
     "ContiguousGrowthConfig",
     "EvictingPagedAllocator",
+    "HybridPagedAllocator",
     "KVAllocator",
     "MemoryBreakdown",
     "PagedAllocator",
