@@ -147,6 +147,17 @@ def _check_engine_options(config: SimConfig) -> None:
             )
 
 
+def _check_uncertainty_fields(config: SimConfig) -> None:
+    """``paged_decode_factor`` names a kernel or is a number; ``term_values`` parses (which names a run knows
+    is checked when it runs: they depend on its cost model)."""
+    from kvsim.simulator.cost.paged_factor import paged_decode_factor
+    from kvsim.simulator.uncertainty.terms import parse_term_values
+
+    if config.paged_decode_factor is not None:
+        paged_decode_factor(config.gpu, config.paged_decode_factor)
+    parse_term_values(config.term_values)
+
+
 @dataclass(frozen=True)
 class SimConfig:
     """One simulated deployment: model, hardware, scheduler, allocator and their options.
@@ -189,6 +200,12 @@ class SimConfig:
     # path of a cost profile JSON; None: the shipped one for the GPU, else roofline; "roofline": the GPU's
     # datasheet roofline even where a measured profile ships
     profile: str | None = None
+    # the paged decode kernel modelled, where the cost model derives one decode kernel from the other (roofline;
+    # Vidur's A100): None / "kvsim" kvsim's kernels (measured 1.01 H100, 0.99 H200), "vllm-2023" the vLLM
+    # paper's (1.23), or a number (kvsim.simulator.cost.paged_factor)
+    paged_decode_factor: str | None = None
+    # one uncertainty case: NAME=VALUE,... of uncertain terms (kvsim.simulator.uncertainty.terms); None: nominal
+    term_values: str | None = None
     seed: int = 0
     slo_ttft_s: float | None = None  # goodput counts a request only if TTFT <= this (None: no bound)
     slo_tpot_s: float | None = None  # ... and TPOT <= this
@@ -209,7 +226,14 @@ class SimConfig:
             self.max_new_tokens, bool
         ):  # a TOML integer
             object.__setattr__(self, "max_new_tokens", str(self.max_new_tokens))
+        if isinstance(self.paged_decode_factor, numbers.Real) and not isinstance(
+            self.paged_decode_factor, bool
+        ):
+            object.__setattr__(
+                self, "paged_decode_factor", repr(float(self.paged_decode_factor))
+            )  # a TOML number
         _check_types(self)
+        _check_uncertainty_fields(self)
         for name in (
             "gpu_memory_utilization",
             "watermark",

@@ -33,6 +33,7 @@ from kvsim.simulator.schedulers import SCHEDULERS
 from kvsim.simulator.schedulers.tgi_config import TGI_OPTION_DEFAULTS, resolve_tgi_config
 from kvsim.simulator.schedulers.vllm_v0 import rejection_reason as vllm_rejection_reason
 from kvsim.simulator.specs import GpuSpec, ModelSpec, kv_capacity_bytes
+from kvsim.simulator.uncertainty.terms import check_term_values, parse_term_values, run_terms, vmm_map_case_s
 from kvsim.traces.request import Trace
 from kvsim.traces.transforms import mean_rate_per_s
 
@@ -111,7 +112,14 @@ def simulate(
     if cost_model is None:
         from kvsim.simulator.cost import make_cost_model
 
-        cost_model = make_cost_model(model, gpu, config.tp, profile=config.profile)
+        cost_model = make_cost_model(
+            model,
+            gpu,
+            config.tp,
+            profile=config.profile,
+            paged_decode_factor=config.paged_decode_factor,
+            term_values=parse_term_values(config.term_values),
+        )
         if config.engine_overhead:  # the engine model replaces the profile's placeholder host term
             cost_model = gpu_time_only(cost_model)
     host = host_time_for(config)  # the engine's host time (engine_overhead.py), None without engine_overhead
@@ -125,6 +133,8 @@ def simulate(
         allocator_factory = _allocator_factory(
             config, model, capacity, cost_model, single_sequence, own_blocks_only=own_blocks_only
         )
+    uncertain_terms = run_terms(config, cost_model)  # the run's uncertain terms (issue 23), config.json's
+    check_term_values(config, uncertain_terms)
     max_num_batched_tokens = config.resolved_max_num_batched_tokens(
         model.max_model_len, gpu.name, gpu.memory_bytes
     )
@@ -137,10 +147,8 @@ def simulate(
         scheduler = _make_scheduler(
             config, allocator_factory(), max_num_batched_tokens, max_num_seqs, model.max_model_len
         )
-        # a windowed model's allocator (vLLM v1's hybrid manager, paged_hybrid.py) steps one step at a time
-        fast_forward = config.fast_forward and getattr(scheduler.allocator, "fast_forward", True)
         replicas.append(
-            Replica(env, index, scheduler, cost_model, recorder, fast_forward=fast_forward, host=host)
+            Replica(env, index, scheduler, cost_model, recorder, fast_forward=config.fast_forward, host=host)
         )
     allocator = replicas[0].scheduler.allocator
     # Called once per arrival: the choices that depend only on the config are made here.
@@ -157,8 +165,10 @@ def simulate(
     vllm_ok_prompt = (
         largest_fitting(
             model.max_model_len,
-            lambda p: vllm_rejection_reason(p, max_num_batched_tokens, chunked) is None
-            and watermark_reason(p) is None,
+            lambda p: (
+                vllm_rejection_reason(p, max_num_batched_tokens, chunked) is None
+                and watermark_reason(p) is None
+            ),
         )
         if is_vllm
         else 0
@@ -251,7 +261,9 @@ def simulate(
         "max_num_seqs": max_num_seqs,
         "enable_chunked_prefill": config.resolved_enable_chunked_prefill,
         "watermark": config.resolved_watermark,
-        "enable_prefix_caching": bool(getattr(getattr(allocator, "config", None), "enable_prefix_caching", False)),
+        "enable_prefix_caching": bool(
+            getattr(getattr(allocator, "config", None), "enable_prefix_caching", False)
+        ),
         "max_model_len": model.max_model_len,
         "kv_capacity_bytes": capacity,
         "kv_cache_size_tokens": kv_cache_size_tokens,
@@ -261,6 +273,8 @@ def simulate(
             "source": cost_model.source,
             "description": _describe_costs(cost_model, host),
             "profile": config.profile,
+            "uncertain_terms": [term.as_dict() for term in uncertain_terms],
+            "term_values": parse_term_values(config.term_values),
         },
         "engine_overhead": engine_record(host),
         "trace": {"source": trace.provenance.source, "num_requests": len(trace), **trace.meta},
@@ -425,6 +439,8 @@ def _allocator_factory(
     measured = getattr(cost_model, "map_latency_s", None)
     if page_size_bytes is not None and callable(measured):
         map_latency_s = measured(page_size_bytes)  # a measured vAttention map cost, when the profile has one
+    if page_size_bytes is not None:  # an uncertainty case's map time
+        map_latency_s = vmm_map_case_s(config, map_latency_s)
     if resolve is None:
         return lambda: build(map_latency_s)
 

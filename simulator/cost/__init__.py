@@ -9,11 +9,10 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from kvsim.errors import KvsimError
 from kvsim.simulator.cost.base import CostModel
 from kvsim.simulator.cost.profile import Profile, load_profile
 from kvsim.simulator.cost.profile_model import ProfileCostModel
-from kvsim.simulator.cost.roofline import roofline_profile, with_measured_allreduce
+from kvsim.simulator.cost.roofline import roofline_profile
 from kvsim.simulator.specs import GpuSpec, ModelSpec
 
 __all__ = [
@@ -41,25 +40,41 @@ def profile_from_spec(spec: str | Path) -> Profile:
 
 
 def make_cost_model(
-    model: ModelSpec | str, gpu: GpuSpec | str, tp: int = 1, *, profile: str | Path | None = None
+    model: ModelSpec | str,
+    gpu: GpuSpec | str,
+    tp: int = 1,
+    *,
+    profile: str | Path | None = None,
+    paged_decode_factor: str | float | None = None,
+    term_values: dict[str, float] | None = None,
 ) -> ProfileCostModel:
     """The cost model of ``model`` on ``gpu`` with TP degree ``tp``. ``profile``: a profile file to use
     instead of the shipped measured one (or the roofline when none ships for this GPU); ``"roofline"``: the
-    GPU's datasheet roofline even where a measured profile ships (how much does calibration change this?)."""
+    GPU's datasheet roofline even where a measured profile ships (how much does calibration change this?).
+    ``paged_decode_factor``: the paged decode kernel modelled (``cost.paged_factor``: None or ``kvsim``,
+    ``vllm-2023``, a number); ``term_values``: one uncertainty case's values of the cost model's uncertain
+    terms (``cost.uncertainty``), which ``cost.uncertain_terms`` lists."""
+    from kvsim.simulator.cost.uncertainty import resolve_uncertainty
+
     model = ModelSpec.from_name(model) if isinstance(model, str) else model
     gpu = GpuSpec.from_name(gpu) if isinstance(gpu, str) else gpu
-    if model.is_moe or model.is_mla:  # issue 22: their layers' cost is not modelled yet
-        kind = "mixture-of-experts" if model.is_moe else "latent-attention"
-        raise KvsimError(f"{model.name}: the step cost of {kind} layers is not modelled yet")
     if profile is None:
         profile = shipped_profile_path(gpu)
     if str(profile) == ROOFLINE:
         profile = None
-    resolved = load_profile(profile) if profile is not None else roofline_profile(gpu)
-    resolved = with_measured_allreduce(resolved, gpu)
+    resolved, knobs, factor_note = resolve_uncertainty(
+        load_profile(profile) if profile is not None else None,
+        gpu,
+        tp,
+        paged_decode_factor,
+        term_values or {},
+    )
     cost = ProfileCostModel(resolved, model, tp)
     if resolved.representative and resolved.device.name.lower() != gpu.name.lower():
         cost.description += f" (a {resolved.device.name} profile used for {gpu.name})"
+    if factor_note:
+        cost.description += f"; {factor_note}"
+    cost.uncertain_terms = tuple(knob.term for knob in knobs)
     return cost
 
 

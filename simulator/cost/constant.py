@@ -22,6 +22,9 @@ class ConstantCostModel:
     per_token_s: float = 0.0
     source: str = "constant"
     description: str = "constant step cost (tests)"
+    # the uncertain terms a case may set (kvsim.simulator.uncertainty): e.g. step_s declared as one, with
+    # step_s=term_value(config, name, nominal) (tests of the verdicts with a known answer)
+    uncertain_terms: tuple = ()
 
     def __post_init__(self) -> None:
         if self.step_s < 0 or self.per_token_s < 0:

@@ -132,6 +132,9 @@ class Term:
     params: dict[str, float]
     fit: FitQuality | None = None
     source: str | None = None
+    # optional (older profiles lack it): the term's time as a range of multipliers, {"low": 0.93, "high": 1.07,
+    # "kind": "measured", "basis": "..."}; absent, a fitted term's is its held-out MAPE (cost/uncertainty.py)
+    uncertainty: dict[str, Any] | None = None
 
     def predict(self, **features: float) -> float:
         """Seconds for one launch with the given features (not the hot path: the cost model precomputes)."""
@@ -214,6 +217,7 @@ class Profile:
                 {k: float(v) for k, v in t["params"].items()},
                 FitQuality(**t["fit"]) if t.get("fit") is not None else None,
                 t.get("source"),
+                t.get("uncertainty"),
             )
             for name, t in data["terms"].items()
         }
@@ -248,8 +252,9 @@ def _to_dict(profile: Profile) -> dict[str, Any]:
     if data["provenance"] is None:
         del data["provenance"]
     for term in data["terms"].values():
-        if term["source"] is None:
-            del term["source"]
+        for key in ("source", "uncertainty"):  # optional: absent rather than null (older readers)
+            if term[key] is None:
+                del term[key]
     return data
 
 
@@ -335,7 +340,30 @@ def _validate_term(name: str, term: Any, fail) -> None:
             fail(f"terms.{name}.params.{key}", f"must be a finite non-negative number, got {value!r}")
     if term.get("source") is not None and term["source"] not in SOURCES:
         fail(f"terms.{name}.source", f"is {term['source']!r}, expected one of {', '.join(SOURCES)}")
+    _validate_uncertainty(name, term.get("uncertainty"), fail)
     fit = term.get("fit")
     fields = FitQuality.__dataclass_fields__
     if fit is not None and (not isinstance(fit, dict) or "n" not in fit or set(fit) - set(fields)):
         fail(f"terms.{name}.fit", f"must be an object with n and keys among {', '.join(fields)}")
+
+
+UNCERTAINTY_KINDS = ("measured", "cited", "fitted", "assumed")
+
+
+def _validate_uncertainty(name: str, value: Any, fail) -> None:
+    """A term's optional ``uncertainty``: multipliers ``0 < low <= 1 <= high`` of its time, a kind, a basis."""
+    if value is None:
+        return
+    where = f"terms.{name}.uncertainty"
+    if not isinstance(value, dict) or set(value) != {"low", "high", "kind", "basis"}:
+        fail(where, "must be an object with low, high, kind and basis")
+    low, high = value["low"], value["high"]
+    numbers = all(
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in (low, high)
+    )
+    if not numbers or not 0 < low <= 1 <= high:
+        fail(where, f"needs multipliers 0 < low <= 1 <= high, got {low!r}, {high!r}")
+    if value["kind"] not in UNCERTAINTY_KINDS:
+        fail(f"{where}.kind", f"is {value['kind']!r}, expected one of {', '.join(UNCERTAINTY_KINDS)}")
+    if not isinstance(value["basis"], str) or not value["basis"]:
+        fail(f"{where}.basis", "must say where the range comes from")
