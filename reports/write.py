@@ -21,6 +21,7 @@ from kvsim.reports.figures import (
 from kvsim.reports.figures.calibration import held_out_mape
 from kvsim.reports.figures.capacity import cost_per_million_requests_usd
 from kvsim.reports.figures.memory_breakdown import breakdown_rows
+from kvsim.reports.figures.uncertainty import uncertainty_figure
 from kvsim.reports.glossary import COUNTER_TO_MEANING, HEADER_TO_HELP, REJECTED, SATURATED
 from kvsim.reports.page import table_html, terms_html, write_page
 from kvsim.reports.profile import (
@@ -35,6 +36,8 @@ from kvsim.reports.rejections import rejection_rows
 from kvsim.reports.runs import RunResult, find_run_dirs, read_run, study_note
 from kvsim.reports.summary import cost_model_in_words, header_help, shared_in_words, summary_table
 from kvsim.reports.sweep import sweep_rows_from_runs
+from kvsim.reports.uncertainty import METRICS as UNCERTAINTY_METRICS
+from kvsim.reports.uncertainty import read_uncertainty, uncertainty_html
 
 # A report with more runs than this shows one timeline per run only up to here (each is up to ~2000 points).
 MAX_TIMELINES = 8
@@ -63,6 +66,12 @@ def write_report(run_dirs: list[Path], out_html: Path, *, title: str | None = No
         note += f" No memory timeline for {', '.join(without)}: run with --no-timeline (summary and breakdown only)."
     header, rows, shared = summary_table(runs)
     table = _shared_line(shared, len(runs)) + table_html(header, rows, header_help=header_help(header))
+    # kvsim simulate --uncertainty's verdicts, when the runs' --out folder has them
+    judged = read_uncertainty(find_run_dirs(list(run_dirs)), labels)
+    if judged is not None:
+        table += uncertainty_html(judged)
+        titles = {metric: title for metric, (title, _) in UNCERTAINTY_METRICS.items()}
+        figures.insert(0, uncertainty_figure(judged["intervals"], titles))
     table += _explanations(runs, header)
     return write_page(
         out_html, title=title or "kvsim report: " + ", ".join(labels), note=note, table=table, figures=figures

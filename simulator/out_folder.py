@@ -28,7 +28,7 @@ from kvsim.errors import KvsimError
 TEMPORARY_MARKS = (".partial-", ".replaced-")
 # what kvsim commands write at the top of an --out folder, besides run folders: the files that tell whose it is
 COMMAND_FILES = {
-    "simulate": ("simulate.json", "comparison.csv"),
+    "simulate": ("simulate.json", "comparison.csv", "uncertainty"),  # uncertainty: --uncertainty's cases
     "sweep": ("sweep.json", "results.csv", "points"),
     "plan": ("plan.json", "plan.csv"),
 }

@@ -128,6 +128,14 @@ Example (what-if: vAttention 64 KiB pages vs paged blocks of 16 on H100s):
     is_flag=True,
     help="Clear what kvsim wrote in --out (run folders, a sweep, an earlier plan) before planning.",
 )
+@click.option(
+    "--uncertainty/--no-uncertainty",
+    default=False,
+    show_default=True,
+    help="Also search each candidate at the cost model's pessimistic and optimistic corners (each term at the end "
+    "that lowers / raises its throughput): GPU counts and max rates as ranges, and the recommendation that meets "
+    "the SLOs across the range beside the nominal one.",
+)
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def plan(
     trace,
@@ -151,6 +159,7 @@ def plan(
     ray_address,
     out_dir,
     overwrite,
+    uncertainty,
     progress,
 ):
     """Max sustainable rate under SLOs; fewest GPUs and cheapest configuration for a target rate."""
@@ -253,12 +262,25 @@ def plan(
                 "search",
             ],
         )
+    judged = None
+    if uncertainty:
+        judged = _plan_uncertainty(
+            candidates,
+            base,
+            settings,
+            prices,
+            rows,
+            latency_key,
+            jobs=jobs,
+            ray_address=ray_address,
+            progress=progress,
+        )
     used = {str(r["gpu"]) for r in rows if "gpu" in r} - set(prices)
     for gpu in sorted(used & set(DEFAULT_USD_PER_GPU_HOUR)):
         usd, source = DEFAULT_USD_PER_GPU_HOUR[gpu]
         click.echo(f"price {gpu}: ${usd}/GPU-hour ({source}); override with --price {gpu}=USD")
     if out_dir is not None:
-        _write(out_dir, rows, settings, base, latency_key, target)
+        _write(out_dir, rows, settings, base, latency_key, target, judged)
     failed = [r for r in rows if r["status"] != "ok"]
     for row in failed:
         click.echo(f"candidate {row['label']} failed: {row['error']}", err=True)
@@ -356,7 +378,34 @@ def _claim_out(out_dir: Path, overwrite: bool) -> None:
         )
 
 
-def _write(out_dir: Path, rows, settings, base, latency_key, target) -> None:
+def _plan_uncertainty(candidates, base, settings, prices, rows, latency_key, *, jobs, ray_address, progress):
+    """--uncertainty: the corners per candidate, the searches at each, the ranges and recommendations printed;
+    returns what plan.json keeps (``uncertainty``)."""
+    from kvsim.simulator.plan.capacity import ranked, run_plan
+    from kvsim.simulator.uncertainty import plan as uncertain_plan
+
+    corners = uncertain_plan.corners(candidates, base, settings, rows, jobs=jobs, ray_address=ray_address)
+    searches = {}
+    for corner in ("pessimistic", "optimistic"):
+        values = [c[corner] for c in corners]
+        searches[corner] = run_plan(
+            candidates,
+            base,
+            settings,
+            prices,
+            jobs=jobs,
+            ray_address=ray_address,
+            progress=progress,
+            term_values=values,
+        )
+    summary = uncertain_plan.summarize(
+        rows, searches["pessimistic"], searches["optimistic"], ranked, latency_key
+    )
+    click.echo("\n".join(uncertain_plan.lines(summary)))
+    return {"corners": corners, **summary, "searches": searches}
+
+
+def _write(out_dir: Path, rows, settings, base, latency_key, target, judged=None) -> None:
     import csv
     from dataclasses import asdict
 
@@ -374,6 +423,8 @@ def _write(out_dir: Path, rows, settings, base, latency_key, target) -> None:
 
     front = [r["index"] for r in pareto_front(rows, latency_key)] if target else []
     doc = {"settings": asdict(settings), "base": base, "pareto_front_indices": front, "candidates": rows}
+    if judged is not None:  # --uncertainty: the corners, the searches at them, the ranges
+        doc["uncertainty"] = judged
     # plan.json first: a reader takes plan.csv, so an interrupted write leaves no new csv without its json
     write_text_atomic(
         out_dir / "plan.json", json.dumps(doc, indent=1, sort_keys=True, default=str) + "\n", "plan"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -30,7 +31,8 @@ from kvsim.simulator.out_folder import (
 )
 
 WORKLOAD_KEYS = ("trace", "trace_format", "trace_columns", "rate", "cut_s", "num_requests")
-OUTPUT_KEYS = ("out", "report", "timeline", "overwrite")
+OUTPUT_KEYS = ("out", "report", "timeline", "overwrite", "uncertainty", "jobs", "ray_address")
+# --uncertainty and where its cases run: how the results are judged, not what runs (not in simulate.json's inputs)
 # A progress bar on stderr (a terminal) for a run of at least this much expected work (``expected_work``); it
 # shows once the run has lasted ``kvsim.simulator.run.PROGRESS_DELAY_S``, so a quick one prints nothing.
 PROGRESS_MIN_WORK = 20_000
@@ -99,10 +101,14 @@ def _options(func):
         click.option("--enable-chunked-prefill/--no-enable-chunked-prefill", default=None),
         click.option("--preemption-mode", type=click.Choice(["recompute", "swap"])),
         click.option(
-            "--watermark", type=float, help="vllm, vllm-v0: share of KV blocks kept free at admission (0; v0 0.01)."
+            "--watermark",
+            type=float,
+            help="vllm, vllm-v0: share of KV blocks kept free at admission (0; v0 0.01).",
         ),
         click.option(
-            "--long-prefill-token-threshold", type=int, help="vllm: cap of a prompt chunk beside others (0: none)."
+            "--long-prefill-token-threshold",
+            type=int,
+            help="vllm: cap of a prompt chunk beside others (0: none).",
         ),
         click.option(
             "--scheduler-reserve-full-isl/--no-scheduler-reserve-full-isl",
@@ -136,6 +142,15 @@ def _options(func):
             help="Cost profile JSON (default: shipped measured profile, else roofline); 'roofline': the GPU's datasheet "
             "roofline even where a measured profile ships.",
         ),
+        click.option(
+            "--paged-decode-factor",
+            help="The paged decode kernel modelled where the cost model derives it (roofline, Vidur's A100): kvsim "
+            "(kvsim's kernels, measured 1.01 H100 / 0.99 H200; default), vllm-2023 (the vLLM paper's, 1.23) or a number.",
+        ),
+        click.option(
+            "--term-values",
+            help="One uncertainty case: NAME=VALUE,... of the run's uncertain terms (config.json lists them).",
+        ),
         click.option("--seed", type=int),
         click.option("--slo-ttft-s", type=float, help="Goodput: TTFT bound, seconds."),
         click.option("--slo-tpot-s", type=float, help="Goodput: TPOT bound, seconds."),
@@ -150,6 +165,18 @@ def _options(func):
             help="Clear the run folders (and kvsim files) already in OUT first, whatever wrote them.",
         ),
         click.option("--report/--no-report", default=None, help="Also write OUT/report.html."),
+        click.option(
+            "--uncertainty/--no-uncertainty",
+            default=None,
+            help="Rerun every allocator at the cases of the cost model's uncertain terms (one at a time, corners of "
+            "the most influential): each metric's interval, and which differences hold in every case.",
+        ),
+        click.option(
+            "--jobs", type=int, help="--uncertainty: cases run in parallel (default: the CPU count)."
+        ),
+        click.option(
+            "--ray-address", help="--uncertainty: run the cases on a Ray cluster ('local': a new one)."
+        ),
         click.option(
             "--timeline/--no-timeline",
             default=None,
@@ -209,7 +236,16 @@ def run_simulations(values: dict) -> list[Path]:
     report = values.pop("report", False)
     timeline = values.pop("timeline", True)
     overwrite = values.pop("overwrite", False)
-    for key, flag in (("report", report), ("timeline", timeline), ("overwrite", overwrite)):
+    uncertainty = values.pop("uncertainty", False)
+    jobs = values.pop("jobs", None) or os.cpu_count() or 1
+    ray_address = values.pop("ray_address", None)
+    workload_fields = {k: values[k] for k in WORKLOAD_KEYS if values.get(k) is not None}
+    for key, flag in (
+        ("report", report),
+        ("timeline", timeline),
+        ("overwrite", overwrite),
+        ("uncertainty", uncertainty),
+    ):
         if not isinstance(flag, bool):
             raise KvsimError(f"{key} must be true or false, not {flag!r}")
     for key in WORKLOAD_KEYS:
@@ -234,12 +270,19 @@ def run_simulations(values: dict) -> list[Path]:
         raise KvsimError(f"allocators {labels} repeat a label; give each --allocator once")
     click.echo(comparison_table(results))
     if out is None:
+        if uncertainty:
+            _judge(results, values, workload_fields, None, jobs, ray_address)
         return []
     folders = [folder_name(r.label) for r in results]
     if overwrite:
         clear_outputs(out)
     else:  # what the same command wrote before and writes no more (a report it does not ask for now)
-        for stale in ("comparison.csv", "report.html"):
+        stale_judged = () if uncertainty else ("uncertainty/uncertainty.json", "uncertainty/verdicts.csv")
+        for stale in (
+            "comparison.csv",
+            "report.html",
+            *stale_judged,
+        ):  # (the cases stay: a later --uncertainty's)
             with os_errors_named(out / stale, "stale file"):
                 (out / stale).unlink(missing_ok=True)
     # the record first: a rerun after an interruption finds the folders it names
@@ -251,6 +294,8 @@ def run_simulations(values: dict) -> list[Path]:
     run_dirs = [r.write(out / folder) for r, folder in zip(results, folders)]
     write_file_atomic(out / "comparison.csv", lambda p: write_comparison_csv(results, p), "comparison table")
     click.echo(f"wrote {', '.join(str(d) for d in run_dirs)} and {out / 'comparison.csv'}")
+    if uncertainty:
+        _judge(results, values, workload_fields, out, jobs, ray_address)
     if report:
         try:
             from kvsim.reports import write_report
@@ -262,6 +307,22 @@ def run_simulations(values: dict) -> list[Path]:
         write_file_atomic(html, lambda p: write_report(run_dirs, p), "report")
         click.echo(f"wrote {html}")
     return run_dirs
+
+
+def _judge(
+    results, values: dict, workload_fields: dict, out: Path | None, jobs: int, ray_address: str | None
+):
+    """--uncertainty: run the cases, print each metric's interval and the verdicts (kept in OUT/uncertainty)."""
+    from kvsim.cli.uncertainty_output import interval_table, run_for_simulate, verdict_lines
+
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise KvsimError(f"jobs must be a positive integer, got {jobs!r}")
+    judged = run_for_simulate(results, values, workload_fields, out, jobs=jobs, ray_address=ray_address)
+    click.echo(interval_table(judged))
+    click.echo("\n".join(verdict_lines(judged)))
+    if out is not None:
+        click.echo(f"wrote {out / 'uncertainty'} (uncertainty.json, verdicts.csv, cases/)")
+    return judged
 
 
 def command_record(values: dict) -> dict:

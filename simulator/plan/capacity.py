@@ -195,9 +195,11 @@ def run_plan(
     jobs: int = 1,
     ray_address: str | None = None,
     progress: bool = False,
+    term_values: Sequence[str | None] | None = None,
 ) -> list[dict[str, Any]]:
     """Every candidate's row, in grid order, with cost and its probe log (``probes``: every simulation run
-    for it, in order); failed candidates carry their error."""
+    for it, in order); failed candidates carry their error. ``term_values``: per candidate (grid order), the
+    uncertainty case its search runs at (``kvsim plan --uncertainty``'s corners); None: nominal."""
     from tqdm import tqdm
 
     if jobs < 1:
@@ -207,6 +209,8 @@ def run_plan(
     tasks = []
     for index, point in enumerate(candidates.points()):
         config = {**base, **point, "plan": settings_dict}
+        if term_values is not None and term_values[index] is not None:
+            config["term_values"] = term_values[index]
         tasks.append(PointTask(index=index, point_id=point_id(config), point=point, config=config))
     rows: list[dict[str, Any]] = [{} for _ in tasks]
     varied = [name for name, values in candidates.fields if len(values) > 1 and "+" not in name]
