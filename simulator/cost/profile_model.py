@@ -15,6 +15,7 @@ import numpy as np
 
 from kvsim.errors import KvsimError
 from kvsim.simulator.batch import Batch, StepTime
+from kvsim.simulator.cost.layer_kinds import ArchitectureGemms, windowed_prefill_layer_s
 from kvsim.simulator.cost.profile import GEMM_OPS, LAYER_OPS, Profile, Term, ramp_knees
 from kvsim.simulator.cost.work import (
     GemmShape,
@@ -90,6 +91,28 @@ class ProfileCostModel:
         self._layer_gemms = tuple(
             _Gemm(gemm_term(s.op), s, model.dtype_bytes) for s in layer_gemm_shapes(model, tp)
         )
+        # MoE layers, latent attention or quantized weights: their GEMMs (layer_kinds.py); None: the dense sum
+        self._arch_gemms = (
+            ArchitectureGemms(gemm_term, model, tp, layer_gemm_shapes(model, tp))
+            if model.is_moe or model.is_mla or model.linear_bytes_per_param is not None
+            else None
+        )
+        # sliding-window layers (0: none): attention over at most the window (layer_kinds.py)
+        self._num_window_layers = model.num_sliding_layers if model.has_window else 0
+        self._window = model.sliding_window or 0
+        kinds = [
+            name
+            for name, present in (
+                ("MoE experts (uniform routing assumed)", model.is_moe),
+                ("latent attention", model.is_mla),
+                ("quantized weights' bytes", model.linear_bytes_per_param or model.expert_bytes_per_param),
+                ("sliding-window attention", self._num_window_layers),
+            )
+            if present
+        ]
+        if kinds:
+            uncalibrated = "timed with the pooled GEMM and attention terms (not calibrated on them)"
+            self.description += f"; {', '.join(kinds)} {uncalibrated}"
         self._gemm_s_cache: dict[int, float] = {}  # num_tokens -> gemm_s
         # num_seqs -> _decode_parts
         self._decode_parts_cache: dict[int, tuple[float, float, float, float]] = {}
@@ -227,9 +250,15 @@ class ProfileCostModel:
                     cache[key] = seq_s
                 per_layer_s += seq_s
             attn_prefill_s = layers * per_layer_s
+            if self._num_window_layers:  # the windowed layers' share, recomputed over their window
+                window_s = windowed_prefill_layer_s(
+                    (const_s, s_flop, s_byte, s_seq), batch.prefill_q_lens, batch.prefill_kv_lens, self
+                )
+                attn_prefill_s = (layers - self._num_window_layers) * per_layer_s
+                attn_prefill_s += self._num_window_layers * window_s
         attn_decode_s = 0.0
         if num_decode_seqs:
-            attn_decode_s = layers * _attn_decode_layer_s(
+            attn_decode_s = self._attn_decode_s(
                 self._decode_paged if batch.attention_kernel == "paged" else self._decode_contiguous,
                 batch.decode_kv_tokens,
                 num_decode_seqs,
@@ -287,12 +316,13 @@ class ProfileCostModel:
             return total_s
         parts = self._decode_parts_cache.get(seqs) or self._decode_parts(seqs)
         paged = batch.attention_kernel == "paged"
-        attn_decode_s = self._num_layers * _attn_decode_layer_s(
-            self._decode_paged if paged else self._decode_contiguous,
-            batch.decode_kv_tokens,
-            seqs,
-            batch.decode_kv_blocks,
-        )
+        decode = self._decode_paged if paged else self._decode_contiguous
+        if self._num_window_layers:
+            attn_decode_s = self._attn_decode_s(decode, batch.decode_kv_tokens, seqs, batch.decode_kv_blocks)
+        else:  # the hot path: no call beyond what it made before windowed layers existed
+            attn_decode_s = self._num_layers * _attn_decode_layer_s(
+                decode, batch.decode_kv_tokens, seqs, batch.decode_kv_blocks
+            )
         # total_s adds attn_prefill_s (0.0 here) after gemm_s: gemm_s + 0.0 == gemm_s.
         # parts: (gemm_s, lm_head_s, allreduce_s, overhead_s, small_kernels_s paged, ... contiguous)
         return (
@@ -333,6 +363,9 @@ class ProfileCostModel:
     ) -> np.ndarray:
         assert not batch.prefill_q_lens, "decode_step_times takes pure-decode batches"
         assert num_steps >= 0
+        if self._num_window_layers:  # windowed models step one step at a time (allocators/paged_hybrid.py)
+            assert num_steps <= 1, "a windowed model's decode steps are timed one at a time"
+            return np.full(num_steps, self.step_time(batch).total_s)
         first = self.step_time(batch)
         seqs = batch.num_decode_seqs
         if seqs == 0:
@@ -370,7 +403,8 @@ class ProfileCostModel:
         float64 operations in the same order, int -> float conversions exact below 2**53): cheaper than
         arrays for the short windows that most decode windows are."""
         seqs = batch.num_decode_seqs
-        if seqs == 0 or batch.prefill_q_lens:
+        if seqs == 0 or batch.prefill_q_lens or self._num_window_layers:
+            assert num_steps <= 1 or not self._num_window_layers, "windowed models step one at a time"
             return [self.step_time(batch).total_s] * num_steps
         if decode_kv_blocks is None:
             decode_kv_blocks = [batch.decode_kv_blocks] * num_steps
@@ -395,6 +429,7 @@ class ProfileCostModel:
         time. Segments come without block counts only to a cost model that reads none (``reads_decode_blocks``)."""
         paged = attention_kernel == "paged"
         durations: list[float] = []
+        assert not self._num_window_layers, "windowed models step one at a time (no cohort windows)"
         const_s, s_tok, s_seq, s_blk, knees, _ = self._decode_paged if paged else self._decode_contiguous
         if knees or s_seq or s_blk or const_s <= 0.0:
             for num_steps, seqs, tokens, blocks, _ in segments:
@@ -480,12 +515,26 @@ class ProfileCostModel:
     def _cache_gemm_s(self, num_tokens: int) -> float:
         """All layers' GEMMs for ``num_tokens``; memoized, since steps repeat the same few token counts
         (bounded by max_num_batched_tokens; the cache is cleared if it ever grows past 64k entries)."""
-        qkv, o, up, down = self._layer_gemms
-        gemm_s = self._num_layers * (qkv(num_tokens) + o(num_tokens) + up(num_tokens) + down(num_tokens))
+        if self._arch_gemms is not None:
+            gemm_s = self._arch_gemms(num_tokens)
+        else:
+            qkv, o, up, down = self._layer_gemms
+            gemm_s = self._num_layers * (qkv(num_tokens) + o(num_tokens) + up(num_tokens) + down(num_tokens))
         if len(self._gemm_s_cache) >= 65536:
             self._gemm_s_cache.clear()
         self._gemm_s_cache[num_tokens] = gemm_s
         return gemm_s
+
+    def _attn_decode_s(self, decode: tuple, tokens: int, seqs: int, blocks: int) -> float:
+        """All layers' decode attention; windowed layers read at most the window per sequence, bounded per
+        step by ``min(tokens, seqs × window)`` (layer_kinds.py), their blocks in proportion."""
+        if not self._num_window_layers:
+            return self._num_layers * _attn_decode_layer_s(decode, tokens, seqs, blocks)
+        window_tokens = min(tokens, seqs * self._window)
+        window_blocks = blocks if window_tokens == tokens else -(-blocks * window_tokens // tokens)
+        return (self._num_layers - self._num_window_layers) * _attn_decode_layer_s(
+            decode, tokens, seqs, blocks
+        ) + self._num_window_layers * _attn_decode_layer_s(decode, window_tokens, seqs, window_blocks)
 
     def _allreduce_s(self, num_tokens: int) -> float:
         if self._allreduce is None:

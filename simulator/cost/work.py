@@ -49,8 +49,9 @@ def gemm_bytes(num_tokens: int, shape: GemmShape, dtype_bytes: int) -> int:
 
 
 def kv_bytes_per_token_layer(model: ModelSpec, tp: int = 1) -> int:
-    """K and V bytes of one token in one layer on one shard: what decode attention reads per context token."""
-    return 2 * max(1, model.num_kv_heads // tp) * model.head_dim * model.dtype_bytes
+    """KV bytes of one token in one layer on one shard, at the KV cache dtype: what decode attention reads per
+    context token (K and V of this shard's KV heads, or MLA's latent: ``ModelSpec.kv_bytes_per_token_layer``)."""
+    return model.kv_bytes_per_token_layer(tp)
 
 
 def causal_attended_pairs(q_len: int, kv_len: int) -> int:
@@ -86,6 +87,12 @@ def elementwise_bytes_per_token(model: ModelSpec, tp: int, op: str) -> int:
         width = (model.num_heads // tp + max(1, model.num_kv_heads // tp)) * model.head_dim
     elif op == "activation":
         width = model.intermediate_size // tp
+        if model.is_moe:  # a MoE layer activates its token's experts' and the shared experts' intermediates
+            moe = (
+                model.num_experts_per_tok * model.moe_intermediate_size
+                + model.shared_expert_intermediate_size
+            )
+            width = (model.num_dense_layers * width + model.num_moe_layers * (moe // tp)) // model.num_layers
     else:
         raise AssertionError(f"unknown elementwise op {op!r}")
     return width * model.dtype_bytes
