@@ -78,6 +78,7 @@ class CountedPagedAllocator(PagedBase):
 
     keeps_cohort = True  # schedulers/cohort.py: decode steps may go through cohort_grow
     config_cls = PagedConfig
+    _num_cached = 0  # free blocks a prefix cache holds (CountedOwnBlocksCache); breakdown_parts reads it
 
     def __init__(
         self,
@@ -233,7 +234,12 @@ class CountedPagedAllocator(PagedBase):
         reserved = num_reserved * kvb
         internal_frag = num_empty_slots * kvb - reserved
         free = self.capacity_bytes - token_states - reserved - internal_frag
-        return (token_states, reserved, internal_frag, 0, free, 0)
+        # cached free blocks: a prefix cache's (CountedOwnBlocksCache: those of its runs that allocations have
+        # not taken yet, without settling them); none here
+        num_cached = self._num_cached
+        if num_cached > self.num_free_blocks:
+            num_cached = self.num_free_blocks
+        return (token_states, reserved, internal_frag, 0, free, num_cached * self.block_bytes)
 
     def free_bytes(self) -> int:
         """``breakdown().free`` without building the breakdown."""

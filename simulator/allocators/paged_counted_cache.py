@@ -12,6 +12,13 @@ run out of the queue. So the queue is an ordered map owner -> surviving count, e
 blocks are ``num_free_blocks`` minus the cached ones, and the evictions that allocations made since the last look
 are settled lazily (they only ever take blocks from the head). ``run.py`` picks this allocator where it applies;
 the tests run it beside ``PagedAllocator``.
+
+How lazily. Between two frees, allocations only take free blocks, clean ones first, so the cached blocks that
+survive are ``min(Σ runs, num_free_blocks)`` and the evictions since the last settling ``max(0, Σ runs -
+num_free_blocks)``: the breakdown (``CountedPagedAllocator.breakdown_parts`` reads ``_num_cached``) and the
+counters read those numbers without touching the map (a timeline row each). The map itself is settled before a free (which adds a clean block the count would otherwise take for an
+eviction) and before a lookup or admission of an owner that has a run (whose survival it must know); an owner
+without a run hits nothing either way.
 """
 
 from __future__ import annotations
@@ -57,26 +64,28 @@ class CountedOwnBlocksCache(CountedPagedAllocator):
     caches_prefixes = True
 
     def _settle(self) -> None:
-        """Evict, from the head of the queue, what allocations since the last call took beyond the clean blocks."""
+        """Evict, from the head of the queue, what allocations since the last call took beyond the clean blocks
+        (callers check that some did: ``_num_cached > num_free_blocks``)."""
         excess = self._num_cached - self.num_free_blocks
-        if excess <= 0:
-            return
         runs = self._runs
         self._num_cached -= excess
         self.num_evictions += excess
         while excess:
-            owner, count = next(iter(runs.items()))
-            if count <= excess:
-                del runs[owner]
-                excess -= count
-            else:
+            owner, count = runs.popitem(last=False)
+            if count > excess:
                 runs[owner] = count - excess
-                excess = 0
+                runs.move_to_end(owner, last=False)
+                return
+            excess -= count
 
     def lookup_prefix(self, block_hashes: Sequence[int], num_tokens: int) -> int:
-        self._settle()
         assert isinstance(block_hashes, range), "own block identities only"
-        count = self._runs.get(block_hashes.start, 0)
+        count = self._runs.get(block_hashes.start)
+        if count is None:
+            return 0
+        if self._num_cached > self.num_free_blocks:
+            self._settle()
+            count = self._runs.get(block_hashes.start, 0)
         return min(count, (num_tokens - 1) // self.block_size) * self.block_size
 
     def allocate(
@@ -92,10 +101,12 @@ class CountedOwnBlocksCache(CountedPagedAllocator):
         num_watermark_blocks: int = 0,
     ) -> Admission | None:
         assert isinstance(block_hashes, range), "own block identities only"
-        self._settle()
         bs, owner = self.block_size, block_hashes.start
         num_query_tokens = num_full_tokens or num_tokens
         hits = self._runs.get(owner, 0)
+        if hits and self._num_cached > self.num_free_blocks:
+            self._settle()
+            hits = self._runs.get(owner, 0)
         assert hits <= (num_query_tokens - 1) // bs, "a run longer than its owner's hit cap"
         num_free = self.num_free_blocks - num_watermark_blocks
         # the revived blocks are free now and in use after: counted in the need as PagedAllocator does
@@ -116,7 +127,8 @@ class CountedOwnBlocksCache(CountedPagedAllocator):
         return Admission(num_cached_tokens=hits * bs) if hits else NO_CACHE_HIT
 
     def free(self, seq_id: int) -> None:
-        self._settle()
+        if self._num_cached > self.num_free_blocks:
+            self._settle()
         num_full = self._tokens(seq_id) // self.block_size
         super().free(seq_id)
         owner = self._owner.pop(seq_id)
@@ -131,24 +143,20 @@ class CountedOwnBlocksCache(CountedPagedAllocator):
     def breakdown(self) -> MemoryBreakdown:
         return MemoryBreakdown(*self.breakdown_parts())
 
-    def breakdown_parts(self) -> tuple[int, int, int, int, int, int]:
-        self._settle()
-        parts = super().breakdown_parts()
-        return (*parts[:5], self._num_cached * self.block_bytes)
-
     def prefix_cache_counts(self) -> tuple[int, int, int, int, int]:
-        """As ``PagedAllocator.prefix_cache_counts``."""
-        self._settle()
+        """As ``PagedAllocator.prefix_cache_counts``; the evictions as settled now (module docstring)."""
+        unsettled = self._num_cached - self.num_free_blocks
         return (
             self.num_prefix_query_tokens,
             self.num_prefix_hit_tokens,
             self.num_prefix_query_blocks,
             self.num_prefix_hit_blocks,
-            self.num_evictions,
+            self.num_evictions + unsettled if unsettled > 0 else self.num_evictions,
         )
 
     def check_invariants(self) -> None:
         super().check_invariants()
-        self._settle()
+        if self._num_cached > self.num_free_blocks:
+            self._settle()
         assert self._num_cached == sum(self._runs.values()) <= self.num_free_blocks
         assert not set(self._runs) & set(self._owner.values()), "a run for an owner holding blocks"

@@ -142,12 +142,7 @@ class VllmScheduler(SchedulerBase):
                 i += 1
                 continue
             # A run of decoding requests, as many as the budget takes: one token per sequence.
-            j, num_seqs = i, 0
-            while j < len(running) and running[j].num_computed_tokens >= running[j].num_prefill_tokens:
-                if num_seqs + running[j].num_seqs > budget:
-                    break
-                num_seqs += running[j].num_seqs
-                j += 1
+            j = self._decode_run_end(i, budget)
             if j == i:
                 break
             segment = running[i:j]
@@ -163,6 +158,29 @@ class VllmScheduler(SchedulerBase):
             if taken and any(r in segment for r in taken):
                 break  # a request of the run was itself the victim: the running loop ends (vLLM)
         return preempted, budget
+
+    def _decode_run_end(self, i: int, budget: int) -> int:
+        """The end of the run of decoding requests that starts at ``running[i]``, as many as ``budget`` tokens
+        take. Speed (DESIGN §7b): admissions append, so the prompts in progress are usually the newest running
+        requests; then a run from the oldest is every other request, found in O(prompts in progress)."""
+        running = self.running
+        first_prefilling = len(running) - self._num_prefilling
+        if i == 0:
+            tail_seqs = 0
+            for req in running[first_prefilling:]:
+                if req.num_computed_tokens >= req.num_prefill_tokens:
+                    break  # a decoding request among the newest: scan
+                tail_seqs += req.num_seqs
+            else:
+                if self.num_running_seqs - tail_seqs <= budget:
+                    return first_prefilling
+        j, num_seqs = i, 0
+        while j < len(running) and running[j].num_computed_tokens >= running[j].num_prefill_tokens:
+            if num_seqs + running[j].num_seqs > budget:
+                break
+            num_seqs += running[j].num_seqs
+            j += 1
+        return j
 
     def _schedule_waiting(self, now_s: float, budget: int, threshold: int) -> None:
         """Admit waiting requests in FCFS order while the budget, ``max_num_seqs`` and memory allow."""
