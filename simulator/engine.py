@@ -284,8 +284,9 @@ class Replica:
                     limit = min(limit, int((next_arrival_s - now) / guess_step_s * 1.05) + 1)
                 num_steps, blocks = sched.decode_window(limit)
             if num_steps == 1 and (prefill_q_lens or single_by_step_time):
-                # decode_step_times' element 0 is step_time(batch).total_s bit for bit (its contract), with the
-                # allocator overhead added last in both: plain floats, no arrays, for the commonest window.
+                # decode_step_times' element 0 is step_time(batch).total_s bit for bit (its contract); with
+                # allocator time a longer window takes step_s(batch) too: plain floats, no arrays, for the
+                # commonest window.
                 if host is None:
                     end_s = now + step_s(batch)
                 else:
@@ -321,8 +322,8 @@ class Replica:
                 else:
                     durations = cost.decode_step_times(batch, num_steps, blocks)
                 batch.allocator_overhead_s = overhead_s
-                if overhead_s:
-                    durations[0] += overhead_s
+                if overhead_s:  # the first step as a one-step window times it: stepping's float
+                    durations[0] = step_s(batch) if single_by_step_time else durations[0] + overhead_s
                 if host is not None:  # decode steps: one token per sequence, no prefill tokens
                     durations = with_host(durations, host_busy, sched.multi_step_pos, num_seqs, 0, segments)
                 durations[0] = now + durations[0]  # the cumsum then starts at now: the same additions

@@ -276,6 +276,16 @@ class VAttentionAllocator:
         self._pending_swap_s += num_bytes / self.config.pcie_bw_bytes_per_s
         return num_bytes
 
+    def can_swap_in(self, seq_ids: Sequence[int], num_lookahead_slots: int) -> bool:
+        """Whether ``seq_ids`` (swapped out) can all come back and then each gain ``num_lookahead_slots`` slots
+        with the page groups free or cached now (vLLM v0 ``can_swap_in``; an extension of the Protocol): the
+        scheduler's probe then runs only when it succeeds. A failed probe would map pages (``num_pages_mapped``,
+        ``map_charged_s``) and take groups from other buffers' caches, which swapping out again does not undo;
+        and stepping probes at every step where a fast-forward window probes once."""
+        seqs = self.seqs
+        need = sum(self.groups_for(seqs[s].num_tokens + num_lookahead_slots) for s in seq_ids)
+        return need <= self.num_free_groups + self.num_cached_groups
+
     def swap_in(self, seq_id: int) -> int | None:
         seq = self.seqs[seq_id]
         assert seq.buffer_id is None, f"seq {seq_id} is not swapped out"

@@ -17,6 +17,13 @@ class OrcaScheduler(SchedulerBase):
     uses_cohort = True  # every step decodes every running request
     runs_through_finishes = True  # with nothing waiting, the next step decodes the cohort
 
+    @property
+    def admits_arrivals(self) -> bool:
+        """Whether a request arriving now could be admitted at the next step: unless others wait before it
+        (FCFS). Requests swapped out do not stop it: ``_admit`` runs after ``_swap_in`` even when one could not
+        come back, and a newcomer may fit where it does not."""
+        return not self.waiting
+
     def schedule(self, now_s: float) -> Batch | None:
         if not self.waiting and not self.swapped and self._cohort:
             batch = self._cohort_only_step()

@@ -68,6 +68,13 @@ class VllmV0Scheduler(SchedulerBase):
             req.num_output_tokens = 1 + n * -(-(req.num_output_tokens - 1) // n)
         super().add_request(req)
 
+    @property
+    def admits_arrivals(self) -> bool:
+        """Whether a request arriving now could be admitted at the next step: unless others wait before it
+        (FCFS), or requests are swapped out under the default policy (it admits nothing then). Chunked
+        prefill admits new prefills after the swap-ins even when some stay swapped out."""
+        return not self.waiting and (self.enable_chunked_prefill or not self.swapped)
+
     def schedule(self, now_s: float) -> Batch | None:
         if self.multi_step_pos and not self.running:  # the window's requests are gone (preempted)
             self.multi_step_pos = 0

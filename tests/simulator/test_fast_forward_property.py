@@ -39,6 +39,26 @@ CONFIGS = st.sampled_from(
         {"scheduler": "static", "max_num_seqs": 3},
         {"scheduler": "vllm-v0", "num_replicas": 2, "router": "least_outstanding"},
         {"scheduler": "vllm-v0", "allocator": "vattention:page_size=64KiB"},
+        # swapped-out requests: vAttention's swap-in probe, and arrivals admitted while requests are swapped out
+        {
+            "scheduler": "vllm-v0",
+            "allocator": "vattention:page_size=64KiB,reuse_pages=false",
+            "preemption_mode": "swap",
+            "swap_space_gib": 0.5,
+        },
+        {
+            "scheduler": "orca",
+            "allocator": "vattention:page_size=64KiB",
+            "preemption_mode": "swap",
+            "swap_space_gib": 0.5,
+        },
+        {
+            "scheduler": "vllm-v0",
+            "enable_chunked_prefill": True,
+            "max_num_batched_tokens": 64,
+            "preemption_mode": "swap",
+            "swap_space_gib": 0.5,
+        },
         {"scheduler": "vllm-v0", "allocator": "paged:eviction_budget_blocks=3", "preemption_mode": "swap"},
         {"scheduler": "static", "allocator": "paged:eviction_budget_blocks=4", "max_num_seqs": 3},
         {"scheduler": "orca", "allocator": "reserved:pow2", "preemption_mode": "swap", "swap_space_gib": 0.5},

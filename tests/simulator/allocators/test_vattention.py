@@ -159,3 +159,29 @@ def test_an_unsupported_page_size_names_the_valid_ones():
 @given(ops=OPS)
 def test_random_operations_keep_every_invariant(spec, ops):
     run_ops(vattention(spec, num_groups=7, swap_space_bytes=3 * GROUP), ops)
+
+
+def test_can_swap_in_says_whether_the_sequences_come_back_with_their_next_slots():
+    # vLLM v0's can_swap_in: the scheduler probes only when the probe would succeed, since a failed one maps
+    # pages (and takes other buffers' cached groups) that swapping out again does not give back.
+    alloc = vattention(
+        "vattention:page_size=64KiB,reuse_pages=false", num_groups=4, swap_space_bytes=4 * GROUP
+    )
+    alloc.allocate(0, 64, final_num_tokens=100)  # 2 groups of 32 tokens
+    alloc.allocate(1, 64, final_num_tokens=100)  # 2 groups: memory full
+    assert alloc.swap_out(1) is not None  # 2 groups free
+    assert alloc.can_swap_in([1], 0)  # its 2 groups fit ...
+    assert not alloc.can_swap_in([1], 1)  # ... but not a third for its next token
+    alloc.free(0)
+    assert alloc.can_swap_in([1], 1) and alloc.can_swap_in([1], 64) and not alloc.can_swap_in([1], 65)
+
+
+def test_can_swap_in_counts_cached_groups_as_available():
+    alloc = vattention(num_groups=4, swap_space_bytes=4 * GROUP)
+    alloc.allocate(0, 64, final_num_tokens=100)
+    alloc.allocate(1, 64, final_num_tokens=100)
+    alloc.swap_out(1)
+    alloc.free(0)  # its 2 groups stay mapped in an idle buffer: cached, taken back on demand
+    assert alloc.num_free_groups == 0 and alloc.num_cached_groups == 4
+    assert alloc.can_swap_in([1], 1)
+    assert alloc.swap_in(1) is not None and alloc.append_slots(1, 1)
