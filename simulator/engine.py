@@ -215,6 +215,7 @@ class Replica:
             breakdown = sched.allocator.breakdown
             breakdown_parts = lambda: parts_of(breakdown())  # noqa: E731
         add_row = self.timeline.add_row
+        add_window_row = self.timeline.add_window_row
         segment_times = self._segment_times
         window_limit = MAX_WINDOW_STEPS if self.fast_forward else 1
         host = self.host
@@ -357,8 +358,8 @@ class Replica:
             host_busy = True
             if segments:
                 sched.complete_steps(num_steps, end_s, ends)
-                for time_s, parts, saturated, num_running, seqs in sched.window_rows:
-                    add_row(time_s, parts, saturated, num_running, 0, 0, seqs, seqs)  # nothing waited
+                for row in sched.window_rows:
+                    add_window_row(*row)
                 sched.window_rows.clear()
             else:
                 sched.complete_steps(num_steps, end_s)

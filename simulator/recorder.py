@@ -85,6 +85,7 @@ class ReplicaTimeline:
         # num_batched_tokens): one row, the allocator's breakdown as a tuple in PARTS order (parts_of) then the
         # queue and batch sizes, by position (the engine calls it once per state change).
         self.add_row = self._keep_row if keep_rows else self._buffer_row
+        self._add_row_only = self.add_row  # without the prefix cache's counters (watch_prefix_cache)
 
     def watch_prefix_cache(self, counts: Callable[[], tuple[int, ...]]) -> None:
         """Keep ``counts()`` (an allocator's ``prefix_cache_counts``) beside every kept row from now on: the
@@ -101,6 +102,24 @@ class ReplicaTimeline:
             extend(counts())
 
         self.add_row = add_row_and_counts
+
+    def add_window_row(
+        self,
+        time_s: float,
+        parts: tuple[int, ...],
+        saturated: bool,
+        num_running: int,
+        num_batched_seqs: int,
+        prefix_cache_counts: tuple[int, ...] | None,
+    ) -> None:
+        """The row of the step after a finish inside a decode window (``schedulers/cohort_through.py``), written
+        after the window: nothing waited or was swapped out, the step batched one token per sequence, and the
+        prefix cache's counters are given as of that step (None without a prefix cache), since the
+        allocator's own have moved on with the window's later steps."""
+        self._add_row_only(time_s, parts, saturated, num_running, 0, 0, num_batched_seqs, num_batched_seqs)
+        if self.prefix_cache_counts is not None:
+            assert prefix_cache_counts is not None, "a watched prefix cache's row without its counters"
+            self.prefix_cache_counts.extend(prefix_cache_counts)
 
     def _zero_integrals(self) -> None:
         self.part_integrals = [0.0] * len(PARTS)  # byte-seconds

@@ -38,6 +38,9 @@ class CohortThroughMixin:
         self.window_segments: list[Segment] | tuple = ()
         self.window_rows: list[tuple] = []  # rows of finishes inside a window, for the engine's timeline
         self._window_finishers: list[tuple] = []  # heap entries taken for the planned window, in tick order
+        # A prefix cache's counters, read with each window row (optional ``prefix_cache_counts``; None from an
+        # allocator without a prefix cache)
+        self._prefix_cache_counts = getattr(self.allocator, "prefix_cache_counts", None)
 
     def _quiet(self) -> bool:
         """Whether a finish now would leave the next step to the cohort's decode alone."""
@@ -125,10 +128,25 @@ class CohortThroughMixin:
             grown = alloc.cohort_grow(1)
             assert grown, "the window's plan checked cohort_max_growth"
             self.window_rows.append(
-                (end_s, alloc.breakdown_parts(), self.is_saturated, len(self.running), seqs - num_finishing)
+                (
+                    end_s,
+                    alloc.breakdown_parts(),
+                    self.is_saturated,
+                    len(self.running),
+                    seqs - num_finishing,
+                    self._window_prefix_cache_counts(),
+                )
             )
             self.changed = False
         self._put_back(finishers[k:])  # not reached
+
+    def _window_prefix_cache_counts(self) -> tuple[int, ...] | None:
+        """The prefix cache's counters as a window row's step leaves them (None without a prefix cache). Inside
+        a window nothing is admitted, so the queries and hits stay put; evictions move: a step whose new blocks
+        outnumber the clean free ones evicts cached blocks, which the finishes keep adding. So each row takes
+        them as of its own step, as stepping's row would."""
+        counts = self._prefix_cache_counts
+        return counts() if counts is not None else None
 
     def _put_back(self, finishers: list[tuple]) -> None:
         for entry in finishers:

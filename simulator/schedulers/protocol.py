@@ -40,7 +40,8 @@ class Scheduler(Protocol):
     def decode_window(self, limit: int) -> tuple[int, np.ndarray | list[int] | None]: ...
 
     window_segments: list[tuple] | tuple  # empty unless the last decode_window ran through finishes
-    window_rows: list[tuple]  # (time_s, parts, saturated, num_running, num_batched_seqs) of those finishes
+    # (time_s, parts, saturated, num_running, num_batched_seqs, prefix_cache_counts or None) of those finishes
+    window_rows: list[tuple]
 
     def complete_steps(self, num_steps: int, end_s: float, step_ends=None) -> None: ...
 

@@ -76,7 +76,8 @@ class RequestsThroughMixin:
         """Apply the first ``num_steps`` steps of the planned window (``step_ends``: each step's end)."""
         alloc, finishers = self.allocator, self._window_finishers
         k = done = 0
-        counted = 0  # steps after the first whose slots the allocator's deferred count holds for the remaining
+        # steps after the first whose slots the allocator's deferred count holds for the remaining
+        counted = 0
         for steps, seqs, _, _, num_finishing in self.window_segments:
             take = min(steps, num_steps - done)
             done += take
@@ -99,7 +100,16 @@ class RequestsThroughMixin:
             seqs -= num_finishing
             alloc.num_deferred_tokens += seqs
             counted = done
-            self.window_rows.append((end_s, parts_of(alloc.breakdown()), self.is_saturated, len(self.running), seqs))
+            self.window_rows.append(
+                (
+                    end_s,
+                    parts_of(alloc.breakdown()),
+                    self.is_saturated,
+                    len(self.running),
+                    seqs,
+                    self._window_prefix_cache_counts(),
+                )
+            )
             self.changed = False
         extra = num_steps - 1
         remaining = [req for req in self._decodes if req.finish_s is None]

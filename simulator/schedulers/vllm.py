@@ -69,10 +69,7 @@ class VllmScheduler(SchedulerBase):
         # The paged allocators take v1's admission (``allocate``'s num_full_tokens, num_watermark_blocks,
         # block_hashes); any other allocator is given the first chunk only.
         self._v1_admission = getattr(allocator, "admits_like_v1", False)
-        # Windows through finishes write their rows after the window, when a prefix cache's counters (read
-        # with each row) are the window's end's: not with a prefix cache.
-        self._through_finishes_ok = not getattr(allocator, "caches_prefixes", False)
-        self.runs_through_finishes = self._through_finishes_ok
+        self.runs_through_finishes = True
 
     # ---- the step ----------------------------------------------------------------------------------------
     def schedule(self, now_s: float) -> Batch | None:
@@ -98,9 +95,7 @@ class VllmScheduler(SchedulerBase):
             preempted, budget = self._schedule_running(budget, threshold)
         # Windows through finishes are exact only when the step after a finish decodes every running request.
         self.runs_through_finishes = (
-            self._through_finishes_ok
-            and not self._num_prefilling
-            and self.num_running_seqs <= self.max_num_batched_tokens
+            not self._num_prefilling and self.num_running_seqs <= self.max_num_batched_tokens
         )
         if not preempted and budget > 0:
             self._schedule_waiting(now_s, budget, threshold)

@@ -1,6 +1,6 @@
 """Decode windows through finishes (schedulers/cohort_through.py) change no result: with nothing waiting, a
-window that runs past members' finishes gives the same request times, summary and timeline, bit for bit, as
-stepping one step per event and as the per-request path; several replicas behind the least-outstanding router
+window that runs past members' finishes gives the same request times, summary and timeline (with a prefix
+cache, its counters too), bit for bit, as stepping one step per event and as the per-request path; several replicas behind the least-outstanding router
 see those finishes before the next arrival, as stepping shows them (DESIGN §7b)."""
 
 from __future__ import annotations
@@ -46,6 +46,17 @@ CASES = {
     "tight": SimConfig(
         scheduler="vllm-v0", kv_capacity_bytes=2500 * KV_BYTES_PER_TOKEN
     ),  # memory bounds cut the windows
+    # vLLM v1 (0.34.0) with its defaults: prefix caching over each request's own blocks (the counted cache),
+    # chunked prefill. Memory cycles (the trace needs about twice the KV), so finished requests' blocks are
+    # cached and the windows' growth evicts them: the timeline's prefix-cache counters move inside windows.
+    "v1-prefix-caching": SimConfig(scheduler="vllm", kv_capacity_bytes=ROOMY_KV),
+    "v1-prefix-caching-block-8": SimConfig(
+        scheduler="vllm", kv_capacity_bytes=ROOMY_KV, allocator="paged:block_size=8"
+    ),
+    "v1-prefix-caching-tight": SimConfig(scheduler="vllm", kv_capacity_bytes=2500 * KV_BYTES_PER_TOKEN),
+    "v1-prefix-caching-2-replicas": SimConfig(
+        scheduler="vllm", kv_capacity_bytes=ROOMY_KV, num_replicas=2, router="least_outstanding"
+    ),
 }
 
 
@@ -84,8 +95,26 @@ def test_windows_through_finishes_equal_stepping(case, through_windows):
     assert_windows_through_equal_stepping(CASES[case], through_windows)
 
 
+def test_prefix_cache_counters_of_rows_inside_windows_are_their_steps(monkeypatch, through_windows):
+    """Inside a window through finishes nothing is admitted, but steps evict cached blocks (the finished
+    requests' blocks): a row written for the step after a finish carries the counters as of that step, not as
+    of the window's end, and so equals stepping's row."""
+    moved = {"rows": 0}
+    complete_through = CohortThroughMixin._complete_through
+
+    def watching(self, num_steps, step_ends):
+        complete_through(self, num_steps, step_ends)
+        at_end = self.allocator.prefix_cache_counts()
+        moved["rows"] += sum(row[5] != at_end for row in self.window_rows)
+
+    monkeypatch.setattr(CohortThroughMixin, "_complete_through", watching)
+    assert_windows_through_equal_stepping(CASES["v1-prefix-caching"], through_windows)
+    assert moved["rows"] > 10, "evictions should move the counters between a window's rows and its end"
+
+
 @pytest.mark.parametrize(
-    "case", ["vllm-paged", "vllm-reserved-pow2", "orca-paged", "2-replicas-least-outstanding"]
+    "case",
+    ["vllm-paged", "vllm-reserved-pow2", "orca-paged", "2-replicas-least-outstanding", "v1-prefix-caching"],
 )
 def test_windows_through_finishes_equal_the_per_request_path(case, through_windows):
     trace = random_trace(150, seed=12, rate_per_s=6.0, max_output=120)
@@ -125,6 +154,7 @@ def test_ties_between_step_ends_and_arrivals_resolve_as_in_stepping(through_wind
             {},
             {"scheduler": "vllm"},
             {"scheduler": "vllm", "allocator": "paged:enable_prefix_caching=false"},
+            {"scheduler": "vllm", "allocator": "paged:block_size=4"},
             {"allocator": "paged:block_size=4"},
             {"allocator": "reserved:pow2"},
             {"scheduler": "orca"},
