@@ -147,8 +147,10 @@ def simulate(
         scheduler = _make_scheduler(
             config, allocator_factory(), max_num_batched_tokens, max_num_seqs, model.max_model_len
         )
+        # a windowed model's allocator (vLLM v1's hybrid manager, paged_hybrid.py) steps one step at a time
+        fast_forward = config.fast_forward and getattr(scheduler.allocator, "fast_forward", True)
         replicas.append(
-            Replica(env, index, scheduler, cost_model, recorder, fast_forward=config.fast_forward, host=host)
+            Replica(env, index, scheduler, cost_model, recorder, fast_forward=fast_forward, host=host)
         )
     allocator = replicas[0].scheduler.allocator
     # Called once per arrival: the choices that depend only on the config are made here.
