@@ -183,3 +183,16 @@ def test_a_windowed_model_simulates_under_vllm_and_fast_forward_gives_the_same_r
     # a request of up to 9,000 tokens holds at most its window's cdiv(4095, 16) + 1 = 257 blocks (+ its chunk):
     # 400 blocks serve every one, though full attention would need up to 563 blocks for one of them
     assert a.summary["num_rejected"] == 0 and a.summary["num_preemptions"] > 0
+
+
+def test_windowed_presets_run_with_their_real_cost_model():
+    """gpt-oss-20b (window 128 on half its layers) and Gemma-3-27B on the H100's measured profile: the cost
+    model times a windowed model's decode steps one at a time, which the replica must then do."""
+    from simtools import random_trace
+
+    from kvsim.simulator import SimConfig, simulate
+
+    trace = random_trace(30, seed=1, rate_per_s=10.0, max_prompt=2000, max_output=400)
+    for model in ("gpt-oss-20b", "gemma-3-27b"):
+        result = simulate(SimConfig(model=model, gpu="h100-sxm"), trace)
+        assert result.summary["num_finished"] == 30
