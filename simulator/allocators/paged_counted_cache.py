@@ -108,17 +108,20 @@ class CountedOwnBlocksCache(CountedPagedAllocator):
             self._settle()
             hits = self._runs.get(owner, 0)
         assert hits <= (num_query_tokens - 1) // bs, "a run longer than its owner's hit cap"
-        num_free = self.num_free_blocks - num_watermark_blocks
-        # the revived blocks are free now and in use after: counted in the need as PagedAllocator does
-        if num_full_tokens is not None and -(-num_full_tokens // bs) > num_free:
-            return None
-        if -(-num_tokens // bs) > num_free:
+        # The revived blocks are free now and in use after: counted in the need (PagedAllocator's), as the
+        # counted allocator's own check counts every block of the request.
+        admission = super().allocate(
+            seq_id,
+            num_tokens,
+            final_num_tokens=final_num_tokens,
+            num_full_tokens=num_full_tokens,
+            num_watermark_blocks=num_watermark_blocks,
+        )
+        if admission is None:
             return None
         if hits:
             del self._runs[owner]
             self._num_cached -= hits
-        admission = super().allocate(seq_id, num_tokens, final_num_tokens=final_num_tokens)
-        assert admission is not None
         self._owner[seq_id] = owner
         self.num_prefix_query_tokens += num_query_tokens
         self.num_prefix_hit_tokens += hits * bs
