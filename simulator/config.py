@@ -140,7 +140,7 @@ def _check_engine_options(config: SimConfig) -> None:
             raise KvsimError(
                 f"async_scheduling is vLLM v1's (--scheduler vllm), not {config.scheduler!r}'s; drop it"
             )
-        if not config.engine_overhead:
+        if config.engine_overhead is False:
             raise KvsimError(
                 "async_scheduling overlaps the engine's host time with the GPU's: it needs engine_overhead "
                 "(--engine-overhead); add it or drop async_scheduling"
@@ -187,8 +187,10 @@ class SimConfig:
     # vllm-v0: multi-step scheduling (v0.6's --num-scheduler-steps): one scheduler pass per N decode steps; 1: off
     num_scheduler_steps: int = 1
     # the engine's host time per step and per request (simulator/engine_overhead.py: vllm-v0, vllm and tgi) in
-    # place of the cost model's flat step_overhead placeholder
-    engine_overhead: bool = False
+    # place of the cost model's flat step_overhead placeholder. None (default): on for a scheduler with an engine
+    # model when kvsim builds the cost model; off for orca/static (no engine model) and when the caller passes
+    # a cost model of its own (``simulate(cost_model=...)``: that model stands for the whole step)
+    engine_overhead: bool | None = None
     # vllm (v1), with engine_overhead: host time overlapped with the GPU's step; None: 0.34's default (on)
     async_scheduling: bool | None = None
     gpu_memory_utilization: float = 0.9

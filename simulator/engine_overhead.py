@@ -327,6 +327,14 @@ def term_name(engine: str, param: str) -> str:
     return f"engine.{engine.replace('-', '_')}.{param}"
 
 
+def resolve_engine_overhead(engine_overhead: bool | None, scheduler: str, *, own_cost_model: bool) -> bool:
+    """SimConfig.engine_overhead's None: on for an engine kvsim models, unless the caller brought its own cost
+    model (it then stands for the whole step); an explicit True or False as given."""
+    if engine_overhead is not None:
+        return engine_overhead
+    return scheduler in ENGINE_OVERHEADS and not own_cost_model
+
+
 def host_time_for(config) -> HostTime | None:
     """The host time a run of ``config`` (a SimConfig) applies, None without ``engine_overhead``; each
     parameter at its value in the config's uncertainty case (``term_values``), else its nominal value."""
@@ -358,7 +366,7 @@ def host_time_for(config) -> HostTime | None:
 def uncertain_terms(config) -> list:
     """The engine's terms in force for ``config`` as ``UncertainTerm``s (issue 23's API), nominal = the value
     the run uses by default; none without ``engine_overhead``; ``inner_step_s`` only with multi-step windows."""
-    if not getattr(config, "engine_overhead", False):
+    if not resolve_engine_overhead(config.engine_overhead, config.scheduler, own_cost_model=False):
         return []
     from kvsim.simulator.uncertainty.terms import UncertainTerm
 
@@ -394,4 +402,7 @@ def gpu_time_only(cost_model):
     kwargs = {"sampling": cost_model.sampling} if hasattr(cost_model, "sampling") else {}
     gpu_only = type(cost_model)(stripped, cost_model.model, cost_model.tp, **kwargs)
     gpu_only.description = cost_model.description.replace("step_overhead", "step_overhead (0: engine model)")
+    # the cost model's uncertain terms (issue 23) stay, but for the placeholder's, which the engine's replace
+    terms_kept = getattr(cost_model, "uncertain_terms", ())
+    gpu_only.uncertain_terms = tuple(t for t in terms_kept if t.name != "step_overhead_s")
     return gpu_only

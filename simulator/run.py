@@ -25,7 +25,7 @@ from kvsim.simulator.allocators.base import KVAllocator, largest_fitting
 from kvsim.simulator.config import KV_CACHE_DTYPES, SimConfig
 from kvsim.simulator.cost.base import CostModel
 from kvsim.simulator.engine import ArrivalSource, Replica
-from kvsim.simulator.engine_overhead import HostTime, gpu_time_only, host_time_for
+from kvsim.simulator.engine_overhead import HostTime, gpu_time_only, host_time_for, resolve_engine_overhead
 from kvsim.simulator.kv_groups import kv_cache_layout
 from kvsim.simulator.metrics import summarize
 from kvsim.simulator.recorder import Recorder, parts_of
@@ -97,6 +97,10 @@ def simulate(
     has no ``timeline.csv``.
     Raises ``KvsimError`` for unknown names, a model that does not fit, and similar bad input.
     """
+    engine_on = resolve_engine_overhead(
+        config.engine_overhead, config.scheduler, own_cost_model=cost_model is not None
+    )
+    config = dataclasses.replace(config, engine_overhead=engine_on)  # config.json records what ran
     model = ModelSpec.from_name(config.model)
     gpu = GpuSpec.from_name(config.gpu)
     if config.max_model_len is not None:

@@ -116,6 +116,22 @@ def _options(func):
             help="vllm: admit only if the whole prompt's blocks are free (default on, as vLLM 0.34).",
         ),
         click.option(
+            "--engine-overhead/--no-engine-overhead",
+            default=None,
+            help="The engine's host time per step and per request (vllm, vllm-v0, tgi; default on: "
+            "simulator/engine_overhead.py); off: the cost model's flat 1 ms step placeholder.",
+        ),
+        click.option(
+            "--async-scheduling/--no-async-scheduling",
+            default=None,
+            help="vllm: host time overlapped with the GPU's step (default on, as vLLM 0.34).",
+        ),
+        click.option(
+            "--num-scheduler-steps",
+            type=int,
+            help="vllm-v0: multi-step scheduling, one scheduler pass per N decode steps (v0.6; 1: off).",
+        ),
+        click.option(
             "--max-concurrent-requests", type=int, help="tgi: in-flight cap, HTTP 429 over it (128)."
         ),
         click.option("--max-batch-prefill-tokens", type=int, help="tgi: prompt tokens per new batch."),

@@ -86,7 +86,7 @@ FF_CASES = {
         scheduler="vllm-v0", kv_capacity_bytes=BIG_KV, engine_overhead=True, num_scheduler_steps=10
     ),
     "vllm-v0-multi-step-no-host": SimConfig(
-        scheduler="vllm-v0", kv_capacity_bytes=SMALL_KV, num_scheduler_steps=4
+        scheduler="vllm-v0", kv_capacity_bytes=SMALL_KV, engine_overhead=False, num_scheduler_steps=4
     ),
     "vllm-v1-async": SimConfig(scheduler="vllm", kv_capacity_bytes=SMALL_KV, engine_overhead=True),
     "vllm-v1-roomy-async": SimConfig(scheduler="vllm", kv_capacity_bytes=BIG_KV, engine_overhead=True),
@@ -150,7 +150,7 @@ def test_gpu_time_only_drops_the_placeholder_and_nothing_else():
         ({"scheduler": "vllm", "num_scheduler_steps": 4}, "multi-step scheduling is vLLM v0.6's"),
         ({"scheduler": "vllm-v0", "num_scheduler_steps": 4, "enable_chunked_prefill": True}, "chunked"),
         ({"scheduler": "vllm-v0", "num_scheduler_steps": 0}, "num_scheduler_steps must be >= 1"),
-        ({"scheduler": "vllm", "async_scheduling": True}, "needs engine_overhead"),
+        ({"scheduler": "vllm", "async_scheduling": True, "engine_overhead": False}, "needs engine_overhead"),
         ({"scheduler": "vllm-v0", "engine_overhead": True, "async_scheduling": True}, "vLLM v1's"),
         ({"scheduler": "orca", "engine_overhead": True}, "no engine host-time model for scheduler 'orca'"),
     ],

@@ -41,8 +41,10 @@ def test_simulate_uncertainty_prints_intervals_and_verdicts_and_keeps_its_cases(
     assert {
         "paged_decode_factor",
         "gemm_flops_efficiency",
-        "step_overhead_s",
-    } <= terms  # the A100-40GB roofline
+        "engine.vllm.step_s",
+        "engine.vllm.request_s",
+    } <= terms  # the A100-40GB roofline and vLLM v1's engine model
+    assert "step_overhead_s" not in terms  # the engine model replaces the roofline's flat placeholder
     for label, per_metric in doc["intervals"].items():
         for metric, iv in per_metric.items():
             assert iv["low"] <= iv["nominal"] <= iv["high"], (label, metric)
