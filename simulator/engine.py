@@ -229,7 +229,9 @@ class Replica:
             now = self.clock_s
             batch = sched.schedule(now)
             if batch is None and (sched.waiting or sched.swapped):
-                retries = len(sched.waiting) + len(sched.swapped)
+                # Each call admits, swaps in or frees something; a swapped-out request that cannot come back
+                # even to the empty GPU takes two: one turns it into a recompute, the next admits it.
+                retries = len(sched.waiting) + 2 * len(sched.swapped)
                 while batch is None and (sched.waiting or sched.swapped):
                     # This step's preemptions emptied the replica: schedule again, now with memory to spare.
                     assert retries > 0, "a replica with queued work and nothing running scheduled nothing"

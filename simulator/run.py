@@ -181,7 +181,10 @@ def simulate(
     )
 
     def rejection_reason(num_prompt_tokens: int, num_output_tokens: int, num_seqs: int) -> str | None:
-        reason = allocator_reason(num_prompt_tokens, num_output_tokens)
+        # A request whose first token is its last finishes at its prefill, before its sequences fork.
+        reason = allocator_reason(
+            num_prompt_tokens, num_output_tokens, num_seqs if num_output_tokens > 1 else 1
+        )
         if reason is None and is_vllm and num_prompt_tokens > vllm_ok_prompt:
             reason = vllm_rejection_reason(num_prompt_tokens, max_num_batched_tokens, chunked)
             reason = reason or watermark_reason(num_prompt_tokens)

@@ -90,9 +90,12 @@ class KVAllocator(Protocol):
     attention_kernel: str  # "paged" | "contiguous": which attention kernel's cost applies
     block_size: int  # tokens per block-table entry for the paged kernel's cost; 0 for contiguous kernels
 
-    def rejection_reason(self, num_prompt_tokens: int, num_output_tokens: int) -> str | None:
+    def rejection_reason(
+        self, num_prompt_tokens: int, num_output_tokens: int, num_seqs: int = 1
+    ) -> str | None:
         """Why a request of this size can never be served on an empty replica (too long for the context or
-        the memory), or None if it can."""
+        the memory), or None if it can. ``num_seqs`` sequences (parallel samples, beams) grow together to
+        the final length, each holding its own KV beyond what forks share: all of it must fit at once."""
 
     def allocate(
         self,

@@ -31,6 +31,14 @@ def aligned_pieces(offset: int, length: int) -> list[tuple[int, int]]:
     return pieces
 
 
+def fit_when_empty(num_slots: int, extents: tuple[int, ...]) -> bool:
+    """Whether an empty arena of ``num_slots`` slots holds all ``extents`` at once, allocated largest first:
+    every extent needs a free aligned block of a power-of-two size, and for such sizes (each divides the
+    larger ones) largest first packs whenever any order does."""
+    arena = BuddyAllocator(num_slots)
+    return all(arena.alloc(n) is not None for n in sorted(extents, reverse=True))
+
+
 class BuddyAllocator:
     """Invariant: free blocks are aligned to their size, disjoint from each other and from allocated
     extents, together cover the arena, and no free block's buddy is free at the same order (coalesced)."""

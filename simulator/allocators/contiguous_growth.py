@@ -12,7 +12,8 @@ allocations"). This allocator models that growth policy per request, as kvsim's 
   the old region is freed. Decode grows one token at a time, so the old region is full when it moves.
 - Regions are capped at ``max_model_len``. A growth with no free block of the new size fails the append
   (the scheduler then preempts); a request whose last growth cannot happen even on an empty heap (the old
-  and new regions must coexist for the copy) is rejected at arrival with the reason.
+  and new regions must coexist for the copy; with parallel sequences, beside the others' final regions) is
+  rejected at arrival with the reason.
 
 Copy cost: a device-to-device copy reads each byte once and writes it once, so it moves 2 × its bytes over
 HBM: ``copy_s = bytes / copy_bw_bytes_per_s`` with ``copy_bw_bytes_per_s`` defaulting to
@@ -129,7 +130,9 @@ class ContiguousGrowthAllocator(ReservedAllocator):
 
     # -- the KVAllocator Protocol ------------------------------------------------------------------------
 
-    def rejection_reason(self, num_prompt_tokens: int, num_output_tokens: int) -> str | None:
+    def rejection_reason(
+        self, num_prompt_tokens: int, num_output_tokens: int, num_seqs: int = 1
+    ) -> str | None:
         reason = over_context(num_prompt_tokens, num_output_tokens, self.max_model_len)
         if reason is not None:
             return reason
@@ -145,7 +148,7 @@ class ContiguousGrowthAllocator(ReservedAllocator):
                 previous == final or empty.alloc(final) is not None
             )
         if fits:
-            return None
+            return self._samples_reason(num_seqs, num_prompt_tokens, total) if num_seqs > 1 else None
         if previous == final:
             return (
                 f"{self.name} needs a contiguous region of {final} slots, but the largest buddy block of "
@@ -228,6 +231,32 @@ class ContiguousGrowthAllocator(ReservedAllocator):
         return True
 
     # -- internals ----------------------------------------------------------------------------------------
+
+    def _samples_reason(self, num_seqs: int, num_prompt_tokens: int, total: int) -> str | None:
+        """Parallel sequences grow in step from the prompt's rung (a fork copies the prompt into a region of
+        its own), each to hold its ``total - 1`` stored tokens (the last token's KV is never written): when the
+        last one grows into its final region, the others hold theirs and its previous region holds the KV for
+        the copy. Why those regions cannot be together even on an empty heap, or None if they can."""
+        final = self.region_slots(total - 1)
+        previous = self.region_slots(num_prompt_tokens)
+        while previous < final and self.region_slots(previous + 1) < final:
+            previous = self.region_slots(previous + 1)
+        if previous == final:  # no growth: the forks' regions are final from the start
+            if self._regions_fit_when_empty((final,) * num_seqs):
+                return None
+            return (
+                f"{self.name} needs a contiguous region of {final} slots for each of {num_seqs} parallel "
+                f"sequences, but this replica's buddy heap of {self.buddy.num_slots} slots cannot hold them "
+                f"together even when empty; use paged or give the model more memory"
+            )
+        if self._regions_fit_when_empty((final,) * num_seqs + (previous,)):
+            return None
+        return (
+            f"{self.name} grows each of {num_seqs} parallel sequences to {total - 1} stored tokens in a region "
+            f"of {final} slots, the last from one of {previous}, which must coexist with the others' for the "
+            f"copy, but this replica's buddy heap of {self.buddy.num_slots} slots cannot hold them together "
+            f"even when empty; use paged or give the model more memory"
+        )
 
     def _check_region(self, seq: _Seq, internal: int) -> None:
         rung = self.config.min_region_tokens

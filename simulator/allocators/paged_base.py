@@ -62,17 +62,29 @@ class PagedBase:
         if pool is not None:
             pool.allow_duplicates = v1
 
-    def rejection_reason(self, num_prompt_tokens: int, num_output_tokens: int) -> str | None:
-        """Over the context, or a final length needing more blocks than the replica has."""
+    def rejection_reason(
+        self, num_prompt_tokens: int, num_output_tokens: int, num_seqs: int = 1
+    ) -> str | None:
+        """Over the context, or a final length needing more blocks than the replica has. Parallel sequences
+        store the prompt's full blocks once (shared copy-on-write by the forks) and the rest once each, up to
+        their last stored token (the last output token's KV is never written)."""
         total = num_prompt_tokens + num_output_tokens
-        if total <= self.max_model_len and total <= self.num_blocks * self.block_size:  # neither (every arrival)
-            return None
+        if num_seqs == 1 and total <= self.max_model_len and total <= self.num_blocks * self.block_size:
+            return None  # neither (nearly every arrival)
         reason = over_context(num_prompt_tokens, num_output_tokens, self.max_model_len)
         if reason is not None:
             return reason
         need = -(-total // self.block_size)
         if need > self.num_blocks:
             return f"needs {need} blocks of {self.block_size} tokens but the replica holds only {self.num_blocks}"
+        if num_seqs > 1:
+            shared = num_prompt_tokens // self.block_size  # a partial last prompt block is copied on write
+            need = shared + num_seqs * (-(-(total - 1) // self.block_size) - shared)
+            if need > self.num_blocks:
+                return (
+                    f"its {num_seqs} parallel sequences need {need} blocks of {self.block_size} tokens (the "
+                    f"prompt's {shared} full blocks shared) but the replica holds only {self.num_blocks}"
+                )
         return None
 
     def take_overhead_s(self, previous_step_s: float = 0.0) -> float:

@@ -85,7 +85,12 @@ class EvictingPagedAllocator(PagedAllocator):
 
     # -- the KVAllocator Protocol ------------------------------------------------------------------------
 
-    def rejection_reason(self, num_prompt_tokens: int, num_output_tokens: int) -> str | None:
+    def rejection_reason(
+        self, num_prompt_tokens: int, num_output_tokens: int, num_seqs: int = 1
+    ) -> str | None:
+        """Over the context, or one sequence's budget over the replica. Parallel sequences are not counted
+        here: which shared blocks each evicts decides what they hold together, so a request whose sequences
+        outgrow the replica is dropped when it runs alone (``SchedulerBase._drop``), with the reason."""
         reason = over_context(num_prompt_tokens, num_output_tokens, self.max_model_len)
         if reason is not None:
             return reason

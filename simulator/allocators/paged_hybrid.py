@@ -125,7 +125,10 @@ class HybridPagedAllocator:
     def caches_prefixes(self) -> bool:
         return bool(self.config.enable_prefix_caching)
 
-    def rejection_reason(self, num_prompt_tokens: int, num_output_tokens: int) -> str | None:
+    def rejection_reason(
+        self, num_prompt_tokens: int, num_output_tokens: int, num_seqs: int = 1
+    ) -> str | None:
+        """``num_seqs`` is not looked at: parallel sequences are refused at their fork (``fork``)."""
         total = num_prompt_tokens + num_output_tokens
         reason = over_context(num_prompt_tokens, num_output_tokens, self.max_model_len)
         if reason is not None:

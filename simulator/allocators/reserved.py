@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from kvsim.errors import KvsimError
 from kvsim.simulator.allocators.base import Admission, MemoryBreakdown, over_context
-from kvsim.simulator.allocators.buddy import BuddyAllocator
+from kvsim.simulator.allocators.buddy import BuddyAllocator, fit_when_empty
 from kvsim.simulator.allocators.paged import PCIE_BW_BYTES_PER_S
 from kvsim.simulator.allocators.reserved_cohort import ReservedCohortMixin
 from kvsim.simulator.allocators.spec import spec_string
@@ -97,6 +97,7 @@ class ReservedAllocator(ReservedCohortMixin):
         # turn reserved slots into token states (DESIGN §7b).
         self.num_deferred_tokens = 0
         self._blocked_num_slots: int | None = None  # region size of the blocked head-of-queue allocation
+        self._fits_when_empty: dict[tuple[int, ...], bool] = {}  # region sizes -> all fit an empty heap
         self._pending_overhead_s = 0.0
         self._init_cohort()
 
@@ -115,7 +116,9 @@ class ReservedAllocator(ReservedCohortMixin):
 
     # -- the KVAllocator Protocol ------------------------------------------------------------------------
 
-    def rejection_reason(self, num_prompt_tokens: int, num_output_tokens: int) -> str | None:
+    def rejection_reason(
+        self, num_prompt_tokens: int, num_output_tokens: int, num_seqs: int = 1
+    ) -> str | None:
         reason = over_context(num_prompt_tokens, num_output_tokens, self.max_model_len)
         if reason is not None:
             return reason
@@ -133,6 +136,13 @@ class ReservedAllocator(ReservedCohortMixin):
                     "reserved:oracle or paged, or give the model more memory"
                 )
             return reason
+        # Each parallel sequence gets a region of its own (``fork`` copies: contiguous regions share nothing).
+        if num_seqs > 1 and not self._regions_fit_when_empty((num_slots,) * num_seqs):
+            return (
+                f"{self.name} needs a contiguous region of {num_slots} slots for each of {num_seqs} "
+                f"parallel sequences, but this replica's buddy heap of {self.buddy.num_slots} slots cannot "
+                f"hold them together even when empty; use paged or give the model more memory"
+            )
         return None
 
     def allocate(
@@ -307,6 +317,13 @@ class ReservedAllocator(ReservedCohortMixin):
             final = max(seq.final_num_tokens, seq.num_tokens)
             rounding = (1 << (final - 1).bit_length()) - final if self.config.round_to_buddy else 0
             assert internal == rounding, "oracle over-reserves"
+
+    def _regions_fit_when_empty(self, extents: tuple[int, ...]) -> bool:
+        """``fit_when_empty`` on this replica's heap, once per set of region sizes (arrivals repeat them)."""
+        fits = self._fits_when_empty.get(extents)
+        if fits is None:
+            fits = self._fits_when_empty[extents] = fit_when_empty(self.buddy.num_slots, extents)
+        return fits
 
     def _tokens(self, seq_id: int) -> int:
         base = self.members.get(seq_id)

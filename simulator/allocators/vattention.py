@@ -154,7 +154,9 @@ class VAttentionAllocator:
 
     # -- the KVAllocator Protocol ------------------------------------------------------------------------
 
-    def rejection_reason(self, num_prompt_tokens: int, num_output_tokens: int) -> str | None:
+    def rejection_reason(
+        self, num_prompt_tokens: int, num_output_tokens: int, num_seqs: int = 1
+    ) -> str | None:
         reason = over_context(num_prompt_tokens, num_output_tokens, self.max_model_len)
         if reason is not None:
             return reason
@@ -163,6 +165,13 @@ class VAttentionAllocator:
             return (
                 f"needs {self.groups_for(total)} page groups of {self.tokens_per_page:g} tokens but the "
                 f"replica holds only {self.num_groups}"
+            )
+        # Each fork maps a buffer of its own (no sharing) for its stored tokens: all but the last token's.
+        if num_seqs > 1 and num_seqs * self.groups_for(total - 1) > self.num_groups:
+            return (
+                f"its {num_seqs} parallel sequences need {num_seqs * self.groups_for(total - 1)} page groups "
+                f"of {self.tokens_per_page:g} tokens, one buffer each, but the replica holds only "
+                f"{self.num_groups}"
             )
         return None
 

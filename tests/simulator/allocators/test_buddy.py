@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kvsim.simulator.allocators.buddy import BuddyAllocator, aligned_pieces
+from kvsim.simulator.allocators.buddy import BuddyAllocator, aligned_pieces, fit_when_empty
 
 
 def free_blocks(buddy: BuddyAllocator) -> list[tuple[int, int]]:
@@ -70,3 +72,20 @@ def test_random_allocations_and_frees_never_overlap_and_coalesce_fully(num_slots
     for offset in live:
         buddy.free(offset)
     assert free_blocks(buddy) == initial and buddy.num_free_slots == num_slots
+
+
+@settings(max_examples=300, deadline=None)
+@given(num_slots=st.integers(1, 300), extents=st.lists(st.integers(1, 300), min_size=1, max_size=5))
+def test_extents_fit_an_empty_heap_largest_first_whenever_they_fit_in_any_order(num_slots, extents):
+    def fit_in_order(order):
+        arena = BuddyAllocator(num_slots)
+        return all(arena.alloc(n) is not None for n in order)
+
+    assert fit_when_empty(num_slots, tuple(extents)) == any(
+        fit_in_order(order) for order in itertools.permutations(extents)
+    )
+
+
+def test_three_regions_of_128_and_one_of_64_fill_448_slots_but_not_447():
+    assert fit_when_empty(448, (128, 128, 128, 64))  # 256 + 128 + 64: the 256 holds two regions
+    assert not fit_when_empty(447, (128, 128, 128, 64))
