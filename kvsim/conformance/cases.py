@@ -155,6 +155,46 @@ def random_mix(seed: int):
     return build
 
 
+def hybrid(layer_types: list[str], window: int, pressure_share: float, max_num_seqs: int = 16):
+    """A model with sliding-window layers (``layer_types``, ``window`` tokens): vLLM v1's hybrid KV-cache
+    manager, one block table per KV-cache group, all from one pool. Prompts of 16 to 2,000 tokens (most longer
+    than the window, so window groups free blocks while the prompt is still being prefilled), a third sharing
+    512-token prefixes (a window hit needs only the blocks of the window before it)."""
+
+    def build(rng):
+        n = 80
+        groups = [list(range(100 * g, 100 * g + int(rng.integers(1, 3)))) for g in range(3)]
+        hashes, prompts = [], []
+        for _ in range(n):
+            if rng.random() < 0.3:
+                g = groups[int(rng.integers(0, len(groups)))]
+                hashes.append(g)
+                prompts.append(len(g) * CHUNK_TOKENS + int(rng.integers(1, 400)))
+            else:
+                hashes.append(None)
+                prompts.append(int(rng.integers(16, 2001)))
+        reqs = _requests(_arrivals(rng, n, 4.0), prompts, rng.integers(16, 400, n), hashes)
+        overrides = {
+            "max_num_seqs": max_num_seqs,
+            "max_num_batched_tokens": 256,
+            "layer_types": list(layer_types),
+            "sliding_window": window,
+        }
+        return overrides, reqs, pressure_share
+
+    return build
+
+
+def num_kv_cache_groups(layer_types: list[str]) -> int:
+    """vLLM's number of KV-cache groups for ``layer_types`` (``kvsim.simulator.kv_groups``' rule): each type
+    cut into groups of the rarest type's layer count (the commonest's when under 1.5 times the rarest)."""
+    counts = [layer_types.count(kind) for kind in dict.fromkeys(layer_types)]
+    size = min(counts)
+    if max(counts) < 1.5 * size:
+        size = max(counts)
+    return sum(-(-c // size) for c in counts)
+
+
 # name -> builder(rng) -> (config overrides, requests, share of _blocks_for_all under pressure)
 WORKLOADS = {
     "decode-heavy": decode_heavy,
@@ -165,6 +205,13 @@ WORKLOADS = {
     "no-chunking": no_chunking,
     "mooncake-slice": mooncake_slice,
     **{f"random-{seed}": random_mix(seed) for seed in range(1, 5)},
+    # gpt-oss / Gemma 2: sliding and full layers interleaved 1:1 (2 groups)
+    "hybrid-interleaved": hybrid(["sliding_attention", "full_attention"] * 2, 256, 0.1),
+    # Gemma 3: 5 sliding layers per full one (6 groups of 1 layer)
+    "hybrid-5to1": hybrid(["sliding_attention"] * 5 + ["full_attention"], 384, 0.03),
+    # Mistral 7B v0.1: the window on every layer (1 group); a request holds at most about 10 blocks, so
+    # pressure comes from many at once (the floor of make_case is the longest request's full length)
+    "hybrid-all-window": hybrid(["sliding_attention"] * 4, 128, 0.03, max_num_seqs=64),
 }
 MEMORY = ("roomy", "pressure")
 # Not a case, with the reason (printed by `kvsim conformance vllm --list`).
@@ -196,11 +243,13 @@ def make_case(name: str) -> dict:
     config["max_model_len"] = max(config["max_model_len"], longest)
     if not config["enable_chunked_prefill"]:
         config["max_num_batched_tokens"] = max(config["max_num_batched_tokens"], config["max_model_len"])
-    all_blocks = _blocks_for_all(requests)
+    # a model with KV-cache groups: a request takes blocks in every group (window groups fewer)
+    num_groups = num_kv_cache_groups(config["layer_types"]) if "layer_types" in config else 1
+    all_blocks = _blocks_for_all(requests) * num_groups
     if memory == "roomy":
         num_blocks = all_blocks
     else:
         # at least the longest request alone, so that every request can run
-        num_blocks = max(int(all_blocks * pressure_share), -(-longest // BLOCK_SIZE) + 2)
+        num_blocks = max(int(all_blocks * pressure_share), -(-longest // BLOCK_SIZE) * num_groups + 2)
     config["num_blocks"] = num_blocks
     return {"name": name, "config": config, "requests": requests}

@@ -15,14 +15,20 @@ its preemptions go with the next step.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
+import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 
 from kvsim.simulator import run as run_module
 from kvsim.simulator.config import SimConfig
 from kvsim.simulator.cost.constant import ConstantCostModel
+from kvsim.simulator.kv_groups import kv_cache_layout
 from kvsim.simulator.specs import ModelSpec
 from kvsim.traces.request import Provenance, Request, Trace
 
@@ -51,16 +57,51 @@ def trace_of(case: dict) -> Trace:
     return Trace.from_requests(requests, Provenance(source=f"conformance case {case['name']}"))
 
 
-def sim_config(case: dict, *, fast_forward: bool) -> SimConfig:
-    """kvsim's config for the case: the same options as vLLM's, and exactly ``num_blocks`` KV blocks."""
+def model_of(case: dict) -> str:
+    """``MODEL``, or for a case with ``layer_types`` a tiny Hugging Face config of those layers and window (a
+    ``config.json`` under the temp folder, named by its contents), which kvsim reads as any ``--model`` path."""
     c = case["config"]
-    model = ModelSpec.from_name(MODEL)
-    block_bytes = model.kv_bytes_per_token(1) * c["block_size"]
+    if not c.get("layer_types"):
+        return MODEL
+    hf = {
+        "model_type": "mistral",
+        "hidden_size": 256,
+        "intermediate_size": 512,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 4,
+        "num_hidden_layers": len(c["layer_types"]),
+        "vocab_size": 32000,
+        "max_position_embeddings": max(1 << 20, c["max_model_len"]),
+        "torch_dtype": "float16",
+        "sliding_window": c["sliding_window"],
+        "layer_types": list(c["layer_types"]),
+    }
+    text = json.dumps(hf, sort_keys=True)
+    folder = (
+        Path(tempfile.gettempdir()) / f"kvsim-conformance-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+    )
+    folder.mkdir(exist_ok=True)
+    path = folder / "config.json"
+    if not path.exists():
+        tmp = folder / f"config.json.{os.getpid()}"
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    return str(path)
+
+
+def sim_config(case: dict, *, fast_forward: bool) -> SimConfig:
+    """kvsim's config for the case: the same options as vLLM's, and exactly ``num_blocks`` KV blocks (of the
+    model's KV-cache groups' block size, ``kv_groups.py``: every group's block holds ``layers_per_group``
+    layers)."""
+    c = case["config"]
+    model_name = model_of(case)
+    model = ModelSpec.from_name(model_name)
+    block_bytes = kv_cache_layout(model, 1, c["block_size"]).block_bytes
     allocator = (
         f"paged:block_size={c['block_size']},enable_prefix_caching={str(c['enable_prefix_caching']).lower()}"
     )
     return SimConfig(
-        model=MODEL,
+        model=model_name,
         gpu=GPU,
         scheduler="vllm",
         allocator=allocator,

@@ -77,10 +77,9 @@ def _model_dir() -> str:
 
 def build_scheduler(config: dict):
     """A v1 ``Scheduler`` over ``config['num_blocks'] + 1`` blocks, with the case's scheduler options."""
-    import torch
     from vllm.config import CacheConfig, ModelConfig, SchedulerConfig, VllmConfig
     from vllm.v1.core.sched.scheduler import Scheduler
-    from vllm.v1.kv_cache_interface import FullAttentionSpec, KVCacheConfig, KVCacheGroupSpec
+    from vllm.v1.kv_cache_interface import KVCacheConfig
     from vllm.v1.structured_output import StructuredOutputManager
 
     block_size = config["block_size"]
@@ -111,12 +110,7 @@ def build_scheduler(config: dict):
     kv_cache_config = KVCacheConfig(
         num_blocks=num_blocks,
         kv_cache_tensors=[],
-        kv_cache_groups=[
-            KVCacheGroupSpec(
-                ["layer"],
-                FullAttentionSpec(block_size=block_size, num_kv_heads=1, head_size=1, dtype=torch.float32),
-            )
-        ],
+        kv_cache_groups=kv_cache_groups(vllm_config, config),
     )
     cache_config.num_gpu_blocks = num_blocks
     return Scheduler(
@@ -126,6 +120,31 @@ def build_scheduler(config: dict):
         block_size=block_size,
         log_stats=False,
     )
+
+
+def kv_cache_groups(vllm_config, config: dict) -> list:
+    """The KV-cache groups vLLM derives for the case's layers (``get_kv_cache_groups``, as the engine does from
+    the model runner's per-layer specs): one full-attention layer without ``layer_types``; with it (and
+    ``sliding_window``), one layer per entry, ``sliding_attention`` layers a ``SlidingWindowSpec`` of the
+    window, so a hybrid model gets vLLM's own grouping (``_get_kv_cache_groups_uniform_page_size``)."""
+    import torch
+    from vllm.v1.attention.backends.utils import _DEFAULT_LAYOUT_PREFERENCE, resolve_kv_cache_layout
+    from vllm.v1.core.kv_cache_planning import get_kv_cache_groups
+    from vllm.v1.kv_cache_interface import FullAttentionSpec, SlidingWindowSpec
+
+    shape = {"block_size": config["block_size"], "num_kv_heads": 1, "head_size": 1, "dtype": torch.float32}
+    layer_types = config.get("layer_types") or ["full_attention"]
+    specs = {}
+    for i, kind in enumerate(layer_types):
+        if kind == "sliding_attention":
+            specs[f"layers.{i}"] = SlidingWindowSpec(**shape, sliding_window=config["sliding_window"])
+        elif kind == "full_attention":
+            specs[f"layers.{i}"] = FullAttentionSpec(**shape)
+        else:
+            raise ValueError(f"layer {i}: unknown layer type {kind!r}")
+    # the engine core resolves the layout before it groups the layers (a CPU run's default preference)
+    resolve_kv_cache_layout(vllm_config, [[m.name for m in _DEFAULT_LAYOUT_PREFERENCE]], specs.values())
+    return get_kv_cache_groups(vllm_config, specs)
 
 
 def prompt_token_ids(index: int, num_prompt_tokens: int, chunk_hashes: list[int] | None) -> list[int]:

@@ -72,7 +72,7 @@ def test_a_longer_run_and_a_request_result_are_divergences(two_requests: dict):
 
 
 def test_cases_are_the_same_every_time_and_pressure_has_fewer_blocks():
-    assert len(case_names()) == 22
+    assert len(case_names()) == 28
     for name in case_names():
         assert make_case(name) == make_case(name)
     for workload in {name.split("/")[0] for name in case_names()}:
@@ -128,3 +128,24 @@ def test_cli_refuses_a_missing_venv_and_an_unknown_case_in_one_line(tmp_path: Pa
     assert result.exit_code == 2 and "has no bin/python; build it with" in result.output
     result = CliRunner().invoke(main, ["conformance", "vllm", "--case", "decode-heavy"])
     assert result.exit_code == 2 and "unknown conformance case 'decode-heavy'" in result.output
+
+
+def test_hybrid_cases_run_kvsim_on_their_layers_with_vllms_groups():
+    # The hybrid cases' model is the case's layer_types and window (a config.json kvsim reads as any --model
+    # path); its KV-cache groups number what vLLM's rule gives (num_kv_cache_groups; the driver asks vLLM's
+    # get_kv_cache_groups); prompts run past the window, and pressure preempts.
+    from kvsim.conformance.cases import num_kv_cache_groups
+    from kvsim.conformance.kvsim_side import model_of
+    from kvsim.simulator.kv_groups import kv_cache_layout
+    from kvsim.simulator.specs import ModelSpec
+
+    expected = {"hybrid-interleaved": (2, 256), "hybrid-5to1": (6, 384), "hybrid-all-window": (1, 128)}
+    for workload, (num_groups, window) in expected.items():
+        case = make_case(f"{workload}/pressure")
+        model = ModelSpec.from_name(model_of(case))
+        assert model.layer_types == tuple(case["config"]["layer_types"]) and model.sliding_window == window
+        layout = kv_cache_layout(model, 1, case["config"]["block_size"])
+        assert len(layout.groups) == num_kv_cache_groups(model.layer_types) == num_groups
+        assert max(r["num_prompt_tokens"] for r in case["requests"]) > 4 * window
+        result = run_kvsim(case)
+        assert sum(r["num_preemptions"] for r in result["requests"].values()) > 0, workload
