@@ -21,10 +21,11 @@ group with fewer layers than ``layers_per_group``); ``external_frag`` = 0.
 
 Only under ``--scheduler vllm`` (vLLM v0.6.3 had no hybrid manager); no swap (v1 preempts by recompute) and no
 parallel sampling (refused). Fast-forward runs one step at a time for these models (run.py), which is exact.
-Known difference: at admission with ``scheduler_reserve_full_isl`` a window group needs the blocks of its
-first chunk's window (``cdiv(window − 1 + chunk, block_size) + 1``) where vLLM caps it by
-``max_num_batched_tokens`` × batches in flight; the two agree unless a prompt is longer than the window plus
-one chunk and memory is nearly full.
+At admission with ``scheduler_reserve_full_isl`` a window group needs, as vLLM 0.34's
+``max_admission_blocks_per_request``, ``min(all its blocks, cdiv(min(window − 1 + tokens in flight,
+max_model_len), block_size) + 1) − hit blocks``, tokens in flight being the ``vllm`` scheduler's
+``max_num_batched_tokens`` (one batch in flight, as the synchronous scheduler; vLLM's async scheduling counts two).
+Without a scheduler that sets it, the first chunk's window.
 """
 
 from __future__ import annotations
@@ -78,6 +79,9 @@ class HybridPagedAllocator:
         self.capacity_bytes = capacity_bytes
         self.kv_bytes_per_token = model.kv_bytes_per_token(tp)
         self.max_model_len = model.max_model_len
+        # tokens that may be scheduled before a window block can be freed: the vllm scheduler sets its token
+        # budget here (vLLM's max_num_batched_tokens x batches in flight); None: a prompt's first chunk
+        self.max_tokens_in_flight: int | None = None
         self.block_bytes = self.layout.block_bytes
         self.num_blocks = capacity_bytes // self.block_bytes
         if self.num_blocks == 0:
@@ -192,10 +196,18 @@ class HybridPagedAllocator:
         num_revived = sum(1 for blocks in hits for b in blocks if pool.ref_cnt[b] == 0)
         num_free = pool.num_free_blocks - num_watermark_blocks
         if num_full_tokens is not None:
-            chunk_window = [-(-(w - 1 + num_tokens - k * bs) // bs) + 1 for w in self.windows]
-            full_need = -(-num_full_tokens // bs) - k
+            full_blocks = -(-num_full_tokens // bs)
+            full_need = full_blocks - k
+            in_flight = self.max_tokens_in_flight
+            if in_flight is None:  # a window group: the blocks of the first chunk's window
+                window_need = [-(-(w - 1 + num_tokens - k * bs) // bs) + 1 for w in self.windows]
+            else:  # vLLM 0.34: min(all blocks, cdiv(min(w - 1 + in flight, max_model_len)) + 1) - hits
+                window_need = [
+                    max(min(full_blocks, -(-min(w - 1 + in_flight, self.max_model_len) // bs) + 1) - k, 0)
+                    for w in self.windows
+                ]
             need = sum(
-                min(full_need, chunk_window[g]) if w else full_need for g, w in enumerate(self.windows)
+                min(full_need, window_need[g]) if w else full_need for g, w in enumerate(self.windows)
             )
             if need + num_revived > num_free:
                 return None

@@ -69,6 +69,10 @@ class VllmScheduler(SchedulerBase):
         # The paged allocators take v1's admission (``allocate``'s num_full_tokens, num_watermark_blocks,
         # block_hashes); any other allocator is given the first chunk only.
         self._v1_admission = getattr(allocator, "admits_like_v1", False)
+        # vLLM's max_admission_blocks_per_request: a window group's admission is capped by the tokens one step
+        # can schedule (the hybrid allocator reads it; one batch in flight, as the synchronous scheduler)
+        if hasattr(allocator, "max_tokens_in_flight"):
+            allocator.max_tokens_in_flight = max_num_batched_tokens
         self.runs_through_finishes = True
 
     # ---- the step ----------------------------------------------------------------------------------------

@@ -42,27 +42,7 @@ def test_vllm_steps_are_recorded_as_scheduled(vllm_results: dict[str, dict], two
     ]
 
 
-# Cases where kvsim is known to part from vLLM, with the reason: each must still diverge (strict xfail), and
-# test_hybrid_pressure_parts_only_at_a_window_admission says where and how.
-WINDOW_ADMISSION = (
-    "kvsim's hybrid allocator gates a sliding-window group's admission (scheduler_reserve_full_isl) on "
-    "cdiv(window - 1 + first chunk, block_size) + 1 blocks; vLLM 0.34 on SlidingWindowSpec."
-    "max_admission_blocks_per_request: cdiv(min(window - 1 + max_num_batched_tokens x concurrent batches, "
-    "max_model_len), block_size) + 1, more for a chunk under the budget (paged_hybrid.py's known difference)"
-)
-HYBRID_PRESSURE = ("hybrid-interleaved/pressure", "hybrid-5to1/pressure", "hybrid-all-window/pressure")
-KNOWN_DIVERGENCES = dict.fromkeys(HYBRID_PRESSURE, WINDOW_ADMISSION)
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=KNOWN_DIVERGENCES[n]))
-        if n in KNOWN_DIVERGENCES
-        else n
-        for n in case_names()
-    ],
-)
+@pytest.mark.parametrize("name", case_names())
 def test_every_step_agrees_with_vllm(name: str, vllm_results: dict[str, dict]) -> None:
     report = compare(name, vllm_results[name], run_kvsim(make_case(name)))
     assert report.steps_vllm > 0 and report.num_requests == len(make_case(name)["requests"])
@@ -77,20 +57,3 @@ def test_the_comparison_sees_a_kvsim_that_keeps_a_watermark(vllm_results: dict[s
     case["config"]["watermark"] = 0.01
     report = compare(name, vllm_results[name], run_kvsim(case))
     assert not report.ok and report.num_divergent_steps > 0 and report.first_divergent_step is not None
-
-
-@pytest.mark.parametrize("name", HYBRID_PRESSURE)
-def test_hybrid_pressure_parts_only_at_a_window_admission(name: str, vllm_results: dict[str, dict]) -> None:
-    # Every step before the first divergence agrees; there kvsim admits a request (with a first chunk under
-    # the budget) that vLLM, asking for the window's blocks of a whole budget of tokens in flight, does not.
-    report = compare(name, vllm_results[name], run_kvsim(make_case(name)))
-    first = report.first_divergence
-    assert first is not None and report.fast_forward_mismatches == []
-    vllm_step, kvsim_step = first["vllm"], first["kvsim"]
-    extra = set(kvsim_step["admitted"]) - set(vllm_step["admitted"])
-    assert len(extra) == 1 and set(vllm_step["admitted"]) < set(kvsim_step["admitted"]), first
-    (late,) = extra
-    assert late not in vllm_step["prefill"] and kvsim_step["prefill"][late] > 0, first
-    budget = make_case(name)["config"]["max_num_batched_tokens"]
-    assert sum(kvsim_step["prefill"].values()) + kvsim_step["num_decode_seqs"] <= budget
-    assert {k: v for k, v in kvsim_step["prefill"].items() if k != late} == vllm_step["prefill"], first
