@@ -170,6 +170,10 @@ class Replica:
         self.index = index
         # The engine's host time per step (engine_overhead.py), or None: the cost model's step is the step.
         self.host = host
+        if host is not None:  # the terms as floats, in host_s's order (a scheduling step's host time)
+            terms = host.overhead
+            self._host_terms = (terms.step_s.value, terms.per_seq_s.value, terms.per_prefill_token_s.value)
+            self._host_async = host.overlap == "async"
         self.scheduler = scheduler
         self.cost_model = cost_model
         self.recorder = recorder
@@ -292,6 +296,18 @@ class Replica:
                 # commonest window.
                 if host is None:
                     end_s = now + step_s(batch)
+                elif host.num_scheduler_steps == 1:  # one step's host time, as _with_host gives it
+                    gpu_s = step_s(batch)
+                    step_host_s, per_seq_s, per_token_s = self._host_terms
+                    h = (
+                        step_host_s
+                        + per_seq_s * num_seqs
+                        + per_token_s * (num_tokens - batch.num_decode_seqs)
+                    )
+                    if self._host_async and host_busy:
+                        end_s = now + (gpu_s if gpu_s > h else h)
+                    else:
+                        end_s = now + (gpu_s + h)
                 else:
                     end_s = (
                         now
@@ -383,25 +399,49 @@ class Replica:
         ``segments``: the window's segments (cohort_through.py), each with its own number of sequences."""
         host = self.host
         terms, n = host.overhead, host.num_scheduler_steps
+        if n == 1:
+            step_host_s, per_seq_s, per_token_s = self._host_terms
+            overlap_async = self._host_async
+            if not segments:
+                h = step_host_s + per_seq_s * num_seqs + per_token_s * num_prefill_tokens
+                if overlap_async:
+                    first = durations[0] + h
+                    if isinstance(durations, list):
+                        if min(durations) < h:  # else every max(d, h) is d: the list as it is
+                            durations = [d if d > h else h for d in durations]
+                    else:
+                        durations = np.maximum(durations, h)
+                    if not busy:
+                        durations[0] = first
+                    return durations
+                if isinstance(durations, list):
+                    return [d + h for d in durations]
+                durations += h
+                return durations
+            # A window through finishes (a list): each segment's steps batch its own sequences; the first
+            # step alone adds the prefill tokens (none in a decode window).
+            out: list[float] = []
+            i, k = 0, len(durations)
+            first_h = None
+            for steps, seqs, *_ in segments:
+                if i >= k:
+                    break
+                h = step_host_s + per_seq_s * seqs + per_token_s * (num_prefill_tokens if i == 0 else 0)
+                if first_h is None:
+                    first_h = h
+                chunk = durations[i : i + steps]
+                if overlap_async:
+                    out += chunk if min(chunk) >= h else [d if d > h else h for d in chunk]
+                else:
+                    out += [d + h for d in chunk]
+                i += steps
+            if overlap_async and not busy:
+                out[0] = durations[0] + first_h
+            return out
         if segments:
             seqs = [num for steps, num, *_ in segments for _ in range(steps)][: len(durations)]
         else:
             seqs = None
-        if n == 1 and seqs is None:
-            h = terms.host_s(num_seqs, num_prefill_tokens)
-            if host.overlap == "async":
-                first = durations[0] + h
-                if isinstance(durations, list):
-                    durations = [d if d > h else h for d in durations]
-                else:
-                    durations = np.maximum(durations, h)
-                if not busy:
-                    durations[0] = first
-                return durations
-            if isinstance(durations, list):
-                return [d + h for d in durations]
-            durations += h
-            return durations
         # Several host times in one window (multi-step positions, or segments): step by step. Multi-step
         # windows are vllm-v0's (serial); segments are Python lists.
         if seqs is None and not isinstance(durations, list):  # a long multi-step window: by slices

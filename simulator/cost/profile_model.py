@@ -121,6 +121,9 @@ class ProfileCostModel:
         # (q_lens, kv_lens, kernel) -> total_s of a prefill-only step with no allocator time: vLLM's default
         # steps, whose few shapes repeat
         self._prefill_step_cache: dict[tuple, float] = {}
+        # a step's terms by its token count and by its sequence count (_token_parts, _seq_parts)
+        self._token_parts_cache: dict[int, tuple[float, float, float, float]] = {}
+        self._seq_parts_cache: dict[int, tuple[float, float, float]] = {}
         self._lm_head = _Gemm(gemm_term("lm_head"), lm_head_shape(model, tp), model.dtype_bytes)
 
         # (const_s, s_per_kv_token, s_per_seq, s_per_block, knees, segments) of each decode kernel, per layer
@@ -220,42 +223,10 @@ class ProfileCostModel:
         if num_tokens == 0:
             return None
         num_seqs = len(batch.prefill_q_lens) + num_decode_seqs
-        layers = self._num_layers
         gemm_s = self._gemm_s_cache.get(num_tokens)
         if gemm_s is None:
             gemm_s = self._cache_gemm_s(num_tokens)
-        attn_prefill_s = 0.0
-        if batch.prefill_q_lens:
-            const_s, s_flop, s_byte, s_seq = (
-                self._prefill_paged if batch.attention_kernel == "paged" else self._prefill_contiguous
-            )
-            per_layer_s = const_s  # one varlen launch per layer serves every prefilling sequence
-            cache = self._prefill_seq_s_cache[batch.attention_kernel == "paged"]
-            for key in zip(batch.prefill_q_lens, batch.prefill_kv_lens):
-                seq_s = cache.get(key)
-                if seq_s is None:
-                    q_len, kv_len = key
-                    flops = prefill_attn_flops(q_len, kv_len, self._heads, self.model.head_dim)
-                    nbytes = prefill_attn_bytes(
-                        q_len,
-                        kv_len,
-                        self._heads,
-                        self._kv_heads,
-                        self.model.head_dim,
-                        self.model.dtype_bytes,
-                    )
-                    seq_s = s_flop * flops + s_byte * nbytes + s_seq
-                    if len(cache) >= 65536:
-                        cache.clear()
-                    cache[key] = seq_s
-                per_layer_s += seq_s
-            attn_prefill_s = layers * per_layer_s
-            if self._num_window_layers:  # the windowed layers' share, recomputed over their window
-                window_s = windowed_prefill_layer_s(
-                    (const_s, s_flop, s_byte, s_seq), batch.prefill_q_lens, batch.prefill_kv_lens, self
-                )
-                attn_prefill_s = (layers - self._num_window_layers) * per_layer_s
-                attn_prefill_s += self._num_window_layers * window_s
+        attn_prefill_s = self._attn_prefill_s(batch) if batch.prefill_q_lens else 0.0
         attn_decode_s = 0.0
         if num_decode_seqs:
             attn_decode_s = self._attn_decode_s(
@@ -277,43 +248,67 @@ class ProfileCostModel:
             self._sampling_s(num_seqs),
         )
 
-    def step_total_s(self, batch: Batch) -> float:
-        """``step_time(batch).total_s`` bit for bit (the same float operations in the same order), with a pure
-        decode step's terms that depend only on its batch size taken from a cache: the engine's hot path."""
-        seqs = batch.num_decode_seqs
-        if batch.prefill_q_lens or not seqs:
-            key = None
-            if not seqs and not batch.allocator_overhead_s:
-                q_lens, kv_lens = batch.prefill_q_lens, batch.prefill_kv_lens
-                # One prompt (most prefill steps) is keyed by its numbers, several by their tuples: a tuple's
-                # hash is not cached, so nested tuples cost more to look up.
-                if len(q_lens) == 1:
-                    key = (q_lens[0], kv_lens[0], batch.attention_kernel)
-                else:
-                    key = (q_lens, kv_lens, batch.attention_kernel)
-                total_s = self._prefill_step_cache.get(key)
-                if total_s is not None:
-                    return total_s
-            terms = self._step_terms(batch)
-            if terms is None:
-                return self.step_time(batch).total_s
-            gemm_s, attn_prefill_s, attn_decode_s, lm_head_s, allreduce_s, overhead_s, allocator_s = terms[:7]
-            # StepTime.total_s's sum, in its order (the small kernels' sum as StepTime.small_kernels_s adds it)
-            total_s = (
-                gemm_s
-                + attn_prefill_s
-                + attn_decode_s
-                + lm_head_s
-                + allreduce_s
-                + overhead_s
-                + allocator_s
-                + ((terms[7] + terms[8] + terms[9] + terms[10] + terms[11]) + terms[12] + terms[13])
+    def _attn_prefill_s(self, batch: Batch) -> float:
+        """All layers' prefill attention of ``batch``'s prompt chunks (one varlen launch per layer), each
+        sequence's share memoized by (new tokens, context)."""
+        layers = self._num_layers
+        const_s, s_flop, s_byte, s_seq = (
+            self._prefill_paged if batch.attention_kernel == "paged" else self._prefill_contiguous
+        )
+        per_layer_s = const_s  # one varlen launch per layer serves every prefilling sequence
+        cache = self._prefill_seq_s_cache[batch.attention_kernel == "paged"]
+        for key in zip(batch.prefill_q_lens, batch.prefill_kv_lens):
+            seq_s = cache.get(key)
+            if seq_s is None:
+                q_len, kv_len = key
+                flops = prefill_attn_flops(q_len, kv_len, self._heads, self.model.head_dim)
+                nbytes = prefill_attn_bytes(
+                    q_len,
+                    kv_len,
+                    self._heads,
+                    self._kv_heads,
+                    self.model.head_dim,
+                    self.model.dtype_bytes,
+                )
+                seq_s = s_flop * flops + s_byte * nbytes + s_seq
+                if len(cache) >= 65536:
+                    cache.clear()
+                cache[key] = seq_s
+            per_layer_s += seq_s
+        attn_prefill_s = layers * per_layer_s
+        if self._num_window_layers:  # the windowed layers' share, recomputed over their window
+            window_s = windowed_prefill_layer_s(
+                (const_s, s_flop, s_byte, s_seq), batch.prefill_q_lens, batch.prefill_kv_lens, self
             )
-            if key is not None:
-                if len(self._prefill_step_cache) >= 65536:
-                    self._prefill_step_cache.clear()
-                self._prefill_step_cache[key] = total_s
-            return total_s
+            attn_prefill_s = (layers - self._num_window_layers) * per_layer_s
+            attn_prefill_s += self._num_window_layers * window_s
+        return attn_prefill_s
+
+    def step_total_s(self, batch: Batch) -> float:
+        """``step_time(batch).total_s`` bit for bit (the same float operations in the same order), with the terms
+        that depend only on a step's token count or sequence count taken from caches: the engine's hot path."""
+        seqs = batch.num_decode_seqs
+        q_lens = batch.prefill_q_lens
+        if q_lens or not seqs:
+            if not seqs:
+                if not q_lens:
+                    return self.step_time(batch).total_s  # empty: its allocator time alone
+                if not batch.allocator_overhead_s:  # a prefill-only step: cached whole, by shape
+                    kv_lens = batch.prefill_kv_lens
+                    # One prompt (most prefill steps) is keyed by its numbers, several by their tuples: a
+                    # tuple's hash is not cached, so nested tuples cost more to look up.
+                    if len(q_lens) == 1:
+                        key = (q_lens[0], kv_lens[0], batch.attention_kernel)
+                    else:
+                        key = (q_lens, kv_lens, batch.attention_kernel)
+                    total_s = self._prefill_step_cache.get(key)
+                    if total_s is None:
+                        total_s = self._mixed_total_s(batch, q_lens, 0)
+                        if len(self._prefill_step_cache) >= 65536:
+                            self._prefill_step_cache.clear()
+                        self._prefill_step_cache[key] = total_s
+                    return total_s
+            return self._mixed_total_s(batch, q_lens, seqs)
         parts = self._decode_parts_cache.get(seqs) or self._decode_parts(seqs)
         paged = batch.attention_kernel == "paged"
         decode = self._decode_paged if paged else self._decode_contiguous
@@ -334,6 +329,66 @@ class ProfileCostModel:
             + batch.allocator_overhead_s
             + parts[4 if paged else 5]
         )
+
+    def _mixed_total_s(self, batch: Batch, q_lens, seqs: int) -> float:
+        """``step_time(batch).total_s`` of a step with prompt chunks: StepTime.total_s's sum in its order (the
+        small kernels as StepTime.small_kernels_s adds them), its per-token-count and per-sequence-count terms
+        from ``_token_parts`` and ``_seq_parts``."""
+        num_tokens = sum(q_lens) + seqs
+        num_seqs = len(q_lens) + seqs
+        gemm_s, allreduce_s, small_paged_s, small_contiguous_s = self._token_parts_cache.get(
+            num_tokens
+        ) or self._token_parts(num_tokens)
+        lm_head_s, overhead_s, sampling_s = self._seq_parts_cache.get(num_seqs) or self._seq_parts(num_seqs)
+        paged = batch.attention_kernel == "paged"
+        attn_decode_s = 0.0
+        if seqs:
+            attn_decode_s = self._attn_decode_s(
+                self._decode_paged if paged else self._decode_contiguous,
+                batch.decode_kv_tokens,
+                seqs,
+                batch.decode_kv_blocks,
+            )
+        return (
+            gemm_s
+            + self._attn_prefill_s(batch)
+            + attn_decode_s
+            + lm_head_s
+            + allreduce_s
+            + overhead_s
+            + batch.allocator_overhead_s
+            + ((small_paged_s if paged else small_contiguous_s) + sampling_s)
+        )
+
+    def _token_parts(self, num_tokens: int) -> tuple[float, float, float, float]:
+        """(gemm_s, allreduce_s, elementwise + KV write paged, elementwise + KV write contiguous) of a step of
+        ``num_tokens`` tokens, summed as StepTime.small_kernels_s begins; memoized."""
+        gemm_s = self._gemm_s_cache.get(num_tokens)
+        if gemm_s is None:
+            gemm_s = self._cache_gemm_s(num_tokens)
+        elementwise_s = self._elementwise_parts(num_tokens)[5]
+        parts = (
+            gemm_s,
+            self._allreduce_s(num_tokens),
+            elementwise_s + self._kv_write_s(num_tokens, True),
+            elementwise_s + self._kv_write_s(num_tokens, False),
+        )
+        if len(self._token_parts_cache) >= 65536:
+            self._token_parts_cache.clear()
+        self._token_parts_cache[num_tokens] = parts
+        return parts
+
+    def _seq_parts(self, num_seqs: int) -> tuple[float, float, float]:
+        """(lm_head_s, overhead_s, sampling_s) of a step batching ``num_seqs`` sequences; memoized."""
+        parts = (
+            self._lm_head(num_seqs),
+            self._overhead[0] + self._overhead[1] * num_seqs,
+            self._sampling_s(num_seqs),
+        )
+        if len(self._seq_parts_cache) >= 65536:
+            self._seq_parts_cache.clear()
+        self._seq_parts_cache[num_seqs] = parts
+        return parts
 
     def _decode_parts(self, num_seqs: int) -> tuple[float, float, float, float, float, float]:
         """(gemm_s, lm_head_s, allreduce_s, overhead_s, small_kernels_s paged, small_kernels_s contiguous) of
@@ -430,12 +485,13 @@ class ProfileCostModel:
         paged = attention_kernel == "paged"
         durations: list[float] = []
         assert not self._num_window_layers, "windowed models step one at a time (no cohort windows)"
-        const_s, s_tok, s_seq, s_blk, knees, _ = self._decode_paged if paged else self._decode_contiguous
-        if knees or s_seq or s_blk or const_s <= 0.0:
+        const_s, s_tok, s_seq, s_blk, knees, ramp = self._decode_paged if paged else self._decode_contiguous
+        if s_seq or s_blk or (not knees and const_s <= 0.0):
             for num_steps, seqs, tokens, blocks, _ in segments:
                 durations += self._decode_times(paged, seqs, tokens, num_steps, blocks or repeat(0), 0.0)
             return durations
-        # The roofline's case, _decode_times' reduced sum written out here (a window has a few segments, and
+        # No per-sequence or per-block term: _decode_times' reduced sum written out here for a segment on one
+        # line (the roofline's, or one segment of a measured ramp) of one GPU (a window has a few segments, and
         # this is most windows' timing): the same floats.
         layers, cached_parts = self._num_layers, self._decode_parts_cache
         for num_steps, seqs, tokens, _, _ in segments:
@@ -443,11 +499,18 @@ class ProfileCostModel:
                 seqs
             ) or self._decode_parts(seqs)
             small_s = small_paged_s if paged else small_contiguous_s
-            if allreduce_s or head <= 0.0:
+            line_const_s, line_s_tok = const_s, s_tok
+            if knees:  # the ramp's segment of the first step holds the last too (KV tokens grow)
+                segment = bisect_left(knees, tokens)
+                if segment == bisect_left(knees, tokens + (num_steps - 1) * seqs):
+                    line_const_s, line_s_tok = ramp[segment]
+                else:
+                    line_const_s = 0.0  # across a knee: step by step
+            if allreduce_s or head <= 0.0 or line_const_s <= 0.0:
                 durations += self._decode_times(paged, seqs, tokens, num_steps, repeat(0), 0.0)
                 continue
             durations += [
-                head + layers * (const_s + s_tok * t) + lm_head_s + overhead_s + small_s
+                head + layers * (line_const_s + line_s_tok * t) + lm_head_s + overhead_s + small_s
                 for t in range(tokens, tokens + num_steps * seqs, seqs)
             ]
         return durations
@@ -470,6 +533,26 @@ class ProfileCostModel:
         seq_s = s_seq * seqs
         token_range = range(tokens0, tokens0 + num_steps * seqs, seqs)
         if knees:  # a measured profile's ramp: each step on its segment, as _attn_decode_layer_s picks it
+            segment = bisect_left(knees, tokens0)
+            if num_steps and segment == bisect_left(knees, tokens0 + (num_steps - 1) * seqs):
+                # The window's KV tokens grow, so its first and last steps on one segment put every step there.
+                seg_const_s, seg_s_tok = segments[segment]
+                if not (seq_s or s_blk or allreduce_s or allocator_s) and seg_const_s > 0.0 and head > 0.0:
+                    # zero addends left out, as in the roofline's case below: the same floats
+                    return [
+                        head + layers * (seg_const_s + seg_s_tok * tokens) + lm_head_s + overhead_s + small_s
+                        for tokens in token_range
+                    ]
+                return [
+                    head
+                    + layers * (seg_const_s + seg_s_tok * tokens + seq_s + s_blk * blocks)
+                    + lm_head_s
+                    + allreduce_s
+                    + overhead_s
+                    + allocator_s
+                    + small_s
+                    for tokens, blocks in zip(token_range, decode_kv_blocks)
+                ]
             out = []
             for tokens, blocks in zip(token_range, decode_kv_blocks):
                 seg_const_s, seg_s_tok = segments[bisect_left(knees, tokens)]

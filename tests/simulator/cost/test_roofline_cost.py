@@ -118,7 +118,7 @@ def test_an_empty_step_costs_only_allocator_work():
     ("model", "gpu", "tp"),
     [("llama-2-7b", "a100-80gb", 1), ("llama-2-70b", "h100-sxm", 4), ("opt-13b", "l4", 1)],
 )
-@pytest.mark.parametrize("fitted", ["roofline", "per-seq", "per-block", "ramp"])
+@pytest.mark.parametrize("fitted", ["roofline", "per-seq", "per-block", "ramp", "ramp-only"])
 def test_decode_step_times_equal_step_time_bit_for_bit(model, gpu, tp, kernel, fitted):
     cost = make_cost_model(model, gpu, tp, profile="roofline")
     if fitted != "roofline":  # terms a calibrated profile may fit (the roofline has none)
@@ -128,6 +128,12 @@ def test_decode_step_times_equal_step_time_bit_for_bit(model, gpu, tp, kernel, f
             # knees at 1 MiB, 64 MiB and 1 GiB of a layer's KV: windows below, across and above them
             "ramp": {  # with a per-sequence term too, so the order of the sums after the ramp is checked
                 "num_seqs": 3.1e-7,
+                "kv_bytes_min_1048576": 1.6e-12,
+                "kv_bytes_min_67108864": 1.1e-13,
+                "kv_bytes_min_1073741824": 2.7e-15,
+            },
+            # a ramp alone (Vidur's A100 profile): windows on one line of it take the reduced sums
+            "ramp-only": {
                 "kv_bytes_min_1048576": 1.6e-12,
                 "kv_bytes_min_67108864": 1.1e-13,
                 "kv_bytes_min_1073741824": 2.7e-15,
@@ -142,6 +148,38 @@ def test_decode_step_times_equal_step_time_bit_for_bit(model, gpu, tp, kernel, f
     _assert_decode_step_times_bit_for_bit(
         cost, kernel, reads_blocks=kernel == "paged" and fitted in ("per-block", "ramp")
     )
+    _assert_mixed_steps_bit_for_bit(cost, kernel)
+
+
+@pytest.mark.parametrize("kernel", ["paged", "contiguous"])
+@pytest.mark.parametrize(
+    ("model", "gpu", "tp"),
+    [("llama-2-7b", "a100-80gb", 1), ("codellama-34b", "a100-80gb", 2), ("llama-3-8b", "h100-sxm", 1)],
+)
+def test_shipped_profiles_time_mixed_steps_as_step_time(model, gpu, tp, kernel):
+    """step_total_s takes a step's token-count and sequence-count terms from caches (_token_parts,
+    _seq_parts): the same floats as step_time's sum, for prompts alone, prompts beside decodes, and repeats."""
+    _assert_mixed_steps_bit_for_bit(make_cost_model(model, gpu, tp), kernel)
+
+
+def _assert_mixed_steps_bit_for_bit(cost, kernel: str) -> None:
+    rng = np.random.default_rng(11)
+    for _ in range(60):
+        num_prompts = int(rng.integers(1, 4))
+        q_lens = tuple(int(q) for q in rng.integers(1, 3000, num_prompts))
+        kv_lens = tuple(q + int(c) for q, c in zip(q_lens, rng.integers(0, 2000, num_prompts)))
+        seqs = int(rng.choice([0, 1, int(rng.integers(2, 256))]))
+        batch = Batch(
+            prefill_q_lens=q_lens,
+            prefill_kv_lens=kv_lens,
+            num_decode_seqs=seqs,
+            decode_kv_tokens=seqs * int(rng.integers(1, 4000)),
+            decode_kv_blocks=seqs * 3,
+            attention_kernel=kernel,
+            allocator_overhead_s=float(rng.choice([0.0, 2.5e-5])),
+        )
+        for _ in range(2):  # the second call reads the caches the first filled
+            assert cost.step_total_s(batch) == cost.step_time(batch).total_s  # exact
 
 
 @pytest.mark.parametrize("kernel", ["paged", "contiguous"])
