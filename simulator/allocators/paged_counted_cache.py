@@ -13,6 +13,14 @@ blocks are ``num_free_blocks`` minus the cached ones, and the evictions that all
 are settled lazily (they only ever take blocks from the head). ``run.py`` picks this allocator where it applies;
 the tests run it beside ``PagedAllocator``.
 
+Finished requests. A finished request's blocks stay cached (and take their place in the LRU queue), but no
+request can ever hit them: their identities are its own. So they need no owner: they are counted as
+*anonymous* blocks, and the anonymous blocks freed after the last owner's run are one number, ``_tail``, at the
+end of the queue; an owner's run that comes after them first closes them into an anonymous entry of the map
+(keys below zero; owners are above 2**64). With no preempted request's run in the queue (the common case), the
+map is empty and a finish or a settling is arithmetic. The scheduler says which frees are finishes
+(``free_finished``); any other free (preemption, a dropped request) keeps its owner.
+
 How lazily. Between two frees, allocations only take free blocks, clean ones first, so the cached blocks that
 survive are ``min(Σ runs, num_free_blocks)`` and the evictions since the last settling ``max(0, Σ runs -
 num_free_blocks)``: the breakdown (``CountedPagedAllocator.breakdown_parts`` reads ``_num_cached``) and the
@@ -54,8 +62,11 @@ class CountedOwnBlocksCache(CountedPagedAllocator):
             swap_space_bytes=swap_space_bytes,
         )
         self.config = config
-        self._runs: OrderedDict[int, int] = OrderedDict()  # owner -> its surviving cached blocks, LRU first
-        self._num_cached = 0
+        # owner -> its surviving cached blocks, LRU first; keys below 0: anonymous blocks (finished requests')
+        self._runs: OrderedDict[int, int] = OrderedDict()
+        self._tail = 0  # anonymous cached blocks after the map's last entry: the end of the queue
+        self._next_anonymous = -1
+        self._num_cached = 0  # Σ _runs + _tail
         self._owner: dict[int, int] = {}  # seq_id -> owner
         self.num_evictions = 0
         self.num_prefix_query_tokens = self.num_prefix_hit_tokens = 0
@@ -70,13 +81,14 @@ class CountedOwnBlocksCache(CountedPagedAllocator):
         runs = self._runs
         self._num_cached -= excess
         self.num_evictions += excess
-        while excess:
+        while excess and runs:
             owner, count = runs.popitem(last=False)
             if count > excess:
                 runs[owner] = count - excess
                 runs.move_to_end(owner, last=False)
                 return
             excess -= count
+        self._tail -= excess  # what the map did not hold: from the tail
 
     def lookup_prefix(self, block_hashes: Sequence[int], num_tokens: int) -> int:
         assert isinstance(block_hashes, range), "own block identities only"
@@ -137,8 +149,23 @@ class CountedOwnBlocksCache(CountedPagedAllocator):
         owner = self._owner.pop(seq_id)
         if num_full:
             assert owner not in self._runs
+            if self._tail:  # the anonymous blocks before this run become an entry of their own
+                self._runs[self._next_anonymous] = self._tail
+                self._next_anonymous -= 1
+                self._tail = 0
             self._runs[owner] = num_full
             self._num_cached += num_full
+
+    def free_finished(self, seq_id: int) -> None:
+        """``free`` for a request that finished: its full blocks join the queue's anonymous tail (module
+        docstring), as cached blocks no lookup can hit."""
+        if self._num_cached > self.num_free_blocks:
+            self._settle()
+        num_full = self._tokens(seq_id) // self.block_size
+        super().free(seq_id)
+        del self._owner[seq_id]
+        self._tail += num_full
+        self._num_cached += num_full
 
     def swap_out(self, seq_id: int) -> int | None:
         raise AssertionError("vLLM v1 preempts by recompute only")
@@ -161,5 +188,6 @@ class CountedOwnBlocksCache(CountedPagedAllocator):
         super().check_invariants()
         if self._num_cached > self.num_free_blocks:
             self._settle()
-        assert self._num_cached == sum(self._runs.values()) <= self.num_free_blocks
+        assert self._num_cached == sum(self._runs.values()) + self._tail <= self.num_free_blocks
+        assert self._tail >= 0 and all(count > 0 for count in self._runs.values())
         assert not set(self._runs) & set(self._owner.values()), "a run for an owner holding blocks"

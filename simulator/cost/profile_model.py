@@ -19,6 +19,7 @@ from kvsim.simulator.cost.layer_kinds import ArchitectureGemms, windowed_prefill
 from kvsim.simulator.cost.profile import GEMM_OPS, LAYER_OPS, Profile, Term, ramp_knees
 from kvsim.simulator.cost.work import (
     GemmShape,
+    causal_attended_pairs,
     elementwise_bytes_per_token,
     kv_bytes_per_token_layer,
     kv_write_bytes_per_token,
@@ -158,6 +159,12 @@ class ProfileCostModel:
         self._prefill_paged, self._prefill_contiguous = prefill("paged"), prefill("contiguous")
         self._heads = model.num_heads // tp
         self._kv_heads = max(1, model.num_kv_heads // tp)
+        # prefill attention's work is FLOPs per causal pair and bytes linear in new and context tokens
+        # (work.py): its coefficients, taken from those functions
+        head_dim, dtype_bytes = model.head_dim, model.dtype_bytes
+        self._prefill_flops_per_pair = prefill_attn_flops(1, 1, self._heads, head_dim)
+        self._prefill_bytes_per_q = prefill_attn_bytes(1, 0, self._heads, self._kv_heads, head_dim, dtype_bytes)
+        self._prefill_bytes_per_kv = prefill_attn_bytes(0, 1, self._heads, self._kv_heads, head_dim, dtype_bytes)
 
         # Two all-reduces per layer (after attention's O and after the MLP), each of [t, hidden] activations:
         # the group size's measured fit (hinge in message bytes) where the profile has one, else the ring line.
@@ -261,15 +268,9 @@ class ProfileCostModel:
             seq_s = cache.get(key)
             if seq_s is None:
                 q_len, kv_len = key
-                flops = prefill_attn_flops(q_len, kv_len, self._heads, self.model.head_dim)
-                nbytes = prefill_attn_bytes(
-                    q_len,
-                    kv_len,
-                    self._heads,
-                    self._kv_heads,
-                    self.model.head_dim,
-                    self.model.dtype_bytes,
-                )
+                # prefill_attn_flops and prefill_attn_bytes (work.py) by their coefficients: the same ints
+                flops = self._prefill_flops_per_pair * causal_attended_pairs(q_len, kv_len)
+                nbytes = self._prefill_bytes_per_q * q_len + self._prefill_bytes_per_kv * kv_len
                 seq_s = s_flop * flops + s_byte * nbytes + s_seq
                 if len(cache) >= 65536:
                     cache.clear()

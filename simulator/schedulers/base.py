@@ -53,6 +53,9 @@ class SchedulerBase(PreemptionMixin, FastForwardMixin, CohortMixin):
         preemption_mode: str = "recompute",
     ) -> None:
         self.allocator = allocator
+        # A finished request's sequences: an allocator may free them knowing the request will not come back
+        # (optional ``free_finished``: CountedOwnBlocksCache keeps no owner for its cached blocks)
+        self._free_finished = getattr(allocator, "free_finished", allocator.free)
         self.max_num_seqs = max_num_seqs
         self.max_num_batched_tokens = max_num_batched_tokens
         self.preemption_mode = preemption_mode
@@ -471,7 +474,7 @@ class SchedulerBase(PreemptionMixin, FastForwardMixin, CohortMixin):
         if self._evicted_tokens is not None:
             self._note_evicted(req)
         for seq_id in req.seq_ids:
-            self.allocator.free(seq_id)
+            self._free_finished(seq_id)
         self.num_running_seqs -= req.num_seqs
         self.finished.append(req)
         self.changed = True

@@ -69,3 +69,67 @@ def test_a_preempted_request_hits_only_what_later_allocations_left_of_its_blocks
         alloc.free(1)
         alloc.free(2)
     assert_same(by_ids, counted)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_finished_requests_blocks_count_as_anonymous_and_keep_their_place_in_the_queue(seed):
+    """Random admissions, decodes, finishes (``free_finished`` on the counted twin, whose finished blocks lose
+    their owner and join the queue's anonymous tail) and preemptions (``free``, with re-admission later):
+    the same admissions, hits, breakdowns and counters as ``PagedAllocator`` by block ids after every step,
+    with finished and preempted requests' cached blocks interleaved in the LRU queue."""
+    import random
+
+    rng = random.Random(seed)
+    by_ids, counted = both(40)
+    running: dict[int, tuple[int, int, int]] = {}  # seq_id -> (request, tokens, final)
+    preempted: list[tuple[int, int, int]] = []  # (request, tokens at preemption, final)
+    next_seq, next_request = 0, 0
+    saw_hit = saw_anonymous_before_owner = False
+    for _ in range(300):
+        op = rng.random()
+        if op < 0.3:  # admit: a preempted request back (it may hit its own blocks), or a new one
+            if preempted and rng.random() < 0.5:
+                request, tokens, final = preempted.pop(rng.randrange(len(preempted)))
+                tokens += 1  # its recompute: prompt and output so far, one token past what its KV held
+            else:
+                request, tokens, final = next_request, rng.randint(1, 30), 0
+                final = tokens + rng.randint(1, 20)
+                next_request += 1
+            hashes = own(request, final)
+            hits = [a.lookup_prefix(hashes, tokens) for a in (by_ids, counted)]
+            assert hits[0] == hits[1]
+            admissions = [
+                a.allocate(next_seq, tokens, final_num_tokens=final, block_hashes=hashes)
+                for a in (by_ids, counted)
+            ]
+            assert (admissions[0] is None) == (admissions[1] is None)
+            if admissions[0] is None:
+                preempted.append((request, tokens - 1, final))
+            else:
+                assert admissions[0].num_cached_tokens == admissions[1].num_cached_tokens
+                saw_hit |= admissions[0].num_cached_tokens > 0
+                running[next_seq] = (request, tokens, final)
+                next_seq += 1
+        elif op < 0.65 and running:  # one decode slot for a request short of its final length
+            seq_id = rng.choice(sorted(running))
+            request, tokens, final = running[seq_id]
+            if tokens + 1 < final:
+                grown = [a.append_slots(seq_id, 1) for a in (by_ids, counted)]
+                assert grown[0] == grown[1]
+                if grown[0]:
+                    running[seq_id] = (request, tokens + 1, final)
+        elif running:  # finish or preempt
+            seq_id = rng.choice(sorted(running))
+            request, tokens, final = running.pop(seq_id)
+            if tokens == final - 1 or rng.random() < 0.6:  # done (or ended early); the others preempted
+                by_ids.free(seq_id)
+                counted.free_finished(seq_id)
+            else:
+                saw_anonymous_before_owner |= counted._tail > 0
+                for a in (by_ids, counted):
+                    a.free(seq_id)
+                preempted.append((request, tokens, final))
+        assert_same(by_ids, counted)
+        counted.check_invariants()
+        assert_same(by_ids, counted)
+    assert saw_anonymous_before_owner and saw_hit, "the case this test is about did not come up"

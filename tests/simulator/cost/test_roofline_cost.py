@@ -334,3 +334,23 @@ def test_roofline_can_be_asked_for_where_a_measured_profile_ships():
     assert measured.source == "measured" and roofline.source == "roofline"
     batch = Batch(num_decode_seqs=64, decode_kv_tokens=64 * 4096, decode_kv_blocks=64 * 256)
     assert measured.step_time(batch).total_s != roofline.step_time(batch).total_s
+
+
+@pytest.mark.parametrize(("model", "gpu", "tp"), [("llama-2-7b", "a100-80gb", 1), ("llama-3-70b", "h100-sxm", 4)])
+def test_prefill_attention_is_work_py_s_flops_and_bytes(model, gpu, tp):
+    """The cost model times prefill attention from work.py's FLOPs and bytes through their coefficients: the
+    same per-sequence seconds as the functions themselves give."""
+    from kvsim.simulator.cost.work import prefill_attn_bytes, prefill_attn_flops
+
+    cost = make_cost_model(model, gpu, tp)
+    const_s, s_flop, s_byte, s_seq = cost._prefill_paged
+    spec = cost.model
+    rng = np.random.default_rng(3)
+    for _ in range(40):
+        q_len = int(rng.integers(1, 9000))
+        kv_len = q_len + int(rng.integers(0, 30000))
+        flops = prefill_attn_flops(q_len, kv_len, cost._heads, spec.head_dim)
+        nbytes = prefill_attn_bytes(q_len, kv_len, cost._heads, cost._kv_heads, spec.head_dim, spec.dtype_bytes)
+        expected = cost._num_layers * (const_s + (s_flop * flops + s_byte * nbytes + s_seq))
+        batch = Batch(prefill_q_lens=(q_len,), prefill_kv_lens=(kv_len,), attention_kernel="paged")
+        assert cost._attn_prefill_s(batch) == expected
