@@ -131,15 +131,16 @@ class CountedOwnBlocksCache(CountedPagedAllocator):
         )
         if admission is None:
             return None
-        if hits:
-            del self._runs[owner]
-            self._num_cached -= hits
         self._owner[seq_id] = owner
         self.num_prefix_query_tokens += num_query_tokens
-        self.num_prefix_hit_tokens += hits * bs
         self.num_prefix_query_blocks += num_query_tokens // bs
+        if not hits:
+            return NO_CACHE_HIT
+        del self._runs[owner]
+        self._num_cached -= hits
+        self.num_prefix_hit_tokens += hits * bs
         self.num_prefix_hit_blocks += hits
-        return Admission(num_cached_tokens=hits * bs) if hits else NO_CACHE_HIT
+        return Admission(num_cached_tokens=hits * bs)
 
     def free(self, seq_id: int) -> None:
         if self._num_cached > self.num_free_blocks:

@@ -163,8 +163,12 @@ class ProfileCostModel:
         # (work.py): its coefficients, taken from those functions
         head_dim, dtype_bytes = model.head_dim, model.dtype_bytes
         self._prefill_flops_per_pair = prefill_attn_flops(1, 1, self._heads, head_dim)
-        self._prefill_bytes_per_q = prefill_attn_bytes(1, 0, self._heads, self._kv_heads, head_dim, dtype_bytes)
-        self._prefill_bytes_per_kv = prefill_attn_bytes(0, 1, self._heads, self._kv_heads, head_dim, dtype_bytes)
+        self._prefill_bytes_per_q = prefill_attn_bytes(
+            1, 0, self._heads, self._kv_heads, head_dim, dtype_bytes
+        )
+        self._prefill_bytes_per_kv = prefill_attn_bytes(
+            0, 1, self._heads, self._kv_heads, head_dim, dtype_bytes
+        )
 
         # Two all-reduces per layer (after attention's O and after the MLP), each of [t, hidden] activations:
         # the group size's measured fit (hinge in message bytes) where the profile has one, else the ring line.
@@ -502,8 +506,8 @@ class ProfileCostModel:
             small_s = small_paged_s if paged else small_contiguous_s
             line_const_s, line_s_tok = const_s, s_tok
             if knees:  # the ramp's segment of the first step holds the last too (KV tokens grow)
-                segment = bisect_left(knees, tokens)
-                if segment == bisect_left(knees, tokens + (num_steps - 1) * seqs):
+                segment = len(knees) if tokens > knees[-1] else bisect_left(knees, tokens)
+                if segment == len(knees) or segment == bisect_left(knees, tokens + (num_steps - 1) * seqs):
                     line_const_s, line_s_tok = ramp[segment]
                 else:
                     line_const_s = 0.0  # across a knee: step by step
@@ -534,8 +538,10 @@ class ProfileCostModel:
         seq_s = s_seq * seqs
         token_range = range(tokens0, tokens0 + num_steps * seqs, seqs)
         if knees:  # a measured profile's ramp: each step on its segment, as _attn_decode_layer_s picks it
-            segment = bisect_left(knees, tokens0)
-            if num_steps and segment == bisect_left(knees, tokens0 + (num_steps - 1) * seqs):
+            segment = len(knees) if tokens0 > knees[-1] else bisect_left(knees, tokens0)
+            if num_steps and (
+                segment == len(knees) or segment == bisect_left(knees, tokens0 + (num_steps - 1) * seqs)
+            ):
                 # The window's KV tokens grow, so its first and last steps on one segment put every step there.
                 seg_const_s, seg_s_tok = segments[segment]
                 if not (seq_s or s_blk or allreduce_s or allocator_s) and seg_const_s > 0.0 and head > 0.0:

@@ -152,6 +152,15 @@ def test_decode_step_times_equal_step_time_bit_for_bit(model, gpu, tp, kernel, f
 
 
 @pytest.mark.parametrize("kernel", ["paged", "contiguous"])
+def test_vidur_a100_profile_decode_windows_equal_step_time_bit_for_bit(kernel):
+    """Vidur's A100 profile: a decode ramp (knees at 64 to 16,384 KV tokens for Llama-2-7B) without per-sequence
+    or per-block terms, so windows on one line of it take the reduced sums, past the last knee or not."""
+    cost = make_cost_model("llama-2-7b", "a100-80gb", 1)
+    assert cost._decode_paged[4] and not cost.reads_decode_blocks(kernel)
+    _assert_decode_step_times_bit_for_bit(cost, kernel, reads_blocks=False)
+
+
+@pytest.mark.parametrize("kernel", ["paged", "contiguous"])
 @pytest.mark.parametrize(
     ("model", "gpu", "tp"),
     [("llama-2-7b", "a100-80gb", 1), ("codellama-34b", "a100-80gb", 2), ("llama-3-8b", "h100-sxm", 1)],
