@@ -348,12 +348,15 @@ class ProfileCostModel:
         paged = batch.attention_kernel == "paged"
         attn_decode_s = 0.0
         if seqs:
-            attn_decode_s = self._attn_decode_s(
-                self._decode_paged if paged else self._decode_contiguous,
-                batch.decode_kv_tokens,
-                seqs,
-                batch.decode_kv_blocks,
-            )
+            decode = self._decode_paged if paged else self._decode_contiguous
+            if self._num_window_layers:
+                attn_decode_s = self._attn_decode_s(
+                    decode, batch.decode_kv_tokens, seqs, batch.decode_kv_blocks
+                )
+            else:  # _attn_decode_s's product, without the call
+                attn_decode_s = self._num_layers * _attn_decode_layer_s(
+                    decode, batch.decode_kv_tokens, seqs, batch.decode_kv_blocks
+                )
         return (
             gemm_s
             + self._attn_prefill_s(batch)

@@ -88,9 +88,9 @@ class VllmScheduler(SchedulerBase):
                 return batch
         self._begin_step()
         budget = self.max_num_batched_tokens
-        threshold = 0
-        if self.enable_chunked_prefill and len(self.running) + len(self.waiting) > 1:
-            threshold = self.long_prefill_token_threshold
+        threshold = self.long_prefill_token_threshold
+        if threshold and not (self.enable_chunked_prefill and len(self.running) + len(self.waiting) > 1):
+            threshold = 0
         if not self._num_prefilling and self.num_running_seqs <= budget:
             # The commonest step: every running request decodes one token, all within the budget.
             preempted = self._schedule_decodes(self.running) if self.running else []
