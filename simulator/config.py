@@ -114,6 +114,24 @@ def _check_v0_token_budget(config: SimConfig) -> None:
         )
 
 
+def _check_budget_covers_seqs(config: SimConfig) -> None:
+    """vLLM refuses max_num_batched_tokens < max_num_seqs (v0.6.3 ``SchedulerConfig._verify_args``, 0.34.0
+    ``verify_max_model_len``): a step could not give every running sequence its token. Checked on the values the
+    run resolves (v1's per-GPU defaults included) when either is set."""
+    from kvsim.simulator.specs import GpuSpec, ModelSpec
+
+    gpu = GpuSpec.from_name(config.gpu)
+    max_model_len = config.max_model_len or ModelSpec.from_name(config.model).max_model_len
+    budget = config.resolved_max_num_batched_tokens(max_model_len, gpu.name, gpu.memory_bytes)
+    max_num_seqs = config.resolved_max_num_seqs(gpu.name, gpu.memory_bytes)
+    if budget < max_num_seqs:
+        raise KvsimError(
+            f"max_num_batched_tokens {budget} is below max_num_seqs {max_num_seqs}: vLLM refuses to start "
+            "(every running sequence needs a token of the step's budget); raise --max-num-batched-tokens or "
+            "lower --max-num-seqs"
+        )
+
+
 def _check_engine_options(config: SimConfig) -> None:
     """num_scheduler_steps, engine_overhead and async_scheduling: each only where the engine has it."""
     if config.num_scheduler_steps < 1:
@@ -336,6 +354,10 @@ class SimConfig:
             _check_kv_capacity(self)
         if self.scheduler == "vllm-v0" and self.max_num_batched_tokens is not None:
             _check_v0_token_budget(self)
+        if self.scheduler in ("vllm", "vllm-v0") and (
+            self.max_num_batched_tokens is not None or self.max_num_seqs is not None
+        ):
+            _check_budget_covers_seqs(self)
 
     @property
     def swap_space_bytes(self) -> int:

@@ -50,7 +50,7 @@ def test_two_requests_exact_vllm_timeline():
 
 def test_chunked_prefill_mixes_decodes_and_chunks_within_the_budget():
     # budget 8 tokens: A (12 prompt) prefills in chunks 8 + 4; its first token comes at the end of chunk 2.
-    result = run(make_trace([(0.0, 12, 2)]), enable_chunked_prefill=True, max_num_batched_tokens=8)
+    result = run(make_trace([(0.0, 12, 2)]), enable_chunked_prefill=True, max_num_batched_tokens=8, max_num_seqs=8)
     assert result.recorder.first_token_s[0] == 0.5
     assert result.recorder.finish_s[0] == 0.75
 

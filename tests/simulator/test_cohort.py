@@ -143,9 +143,9 @@ CONFIGS = st.sampled_from(
     [
         # vLLM v1 (0.34.0): the counted twins (prefix cache over own blocks, or none) against block ids
         {"scheduler": "vllm"},
-        {"scheduler": "vllm", "max_num_batched_tokens": 64, "long_prefill_token_threshold": 24},
+        {"scheduler": "vllm", "max_num_batched_tokens": 64, "max_num_seqs": 32, "long_prefill_token_threshold": 24},
         {"scheduler": "vllm", "enable_chunked_prefill": False, "max_num_batched_tokens": 4096},
-        {"scheduler": "vllm", "scheduler_reserve_full_isl": False, "max_num_batched_tokens": 48},
+        {"scheduler": "vllm", "scheduler_reserve_full_isl": False, "max_num_batched_tokens": 48, "max_num_seqs": 32},
         {"scheduler": "vllm", "allocator": "paged:enable_prefix_caching=false"},
         {
             "scheduler": "vllm",
@@ -155,18 +155,20 @@ CONFIGS = st.sampled_from(
         {
             "scheduler": "vllm",
             "max_num_batched_tokens": 64,
+            "max_num_seqs": 32,
             "long_prefill_token_threshold": 24,
             "allocator": "paged:enable_prefix_caching=false",
         },
         {
             "scheduler": "vllm",
             "max_num_batched_tokens": 48,
+            "max_num_seqs": 32,
             "allocator": "paged:block_size=8,enable_prefix_caching=false",
         },
         {},
         {"preemption_mode": "swap", "swap_space_gib": 0.5},
         {"preemption_mode": "swap", "swap_space_gib": 0.001},
-        {"enable_chunked_prefill": True, "max_num_batched_tokens": 64},
+        {"enable_chunked_prefill": True, "max_num_batched_tokens": 64, "max_num_seqs": 32},
         {"allocator": "paged:block_size=8", "max_num_seqs": 4},
         {"num_replicas": 2, "router": "least_outstanding"},
         {"fast_forward": False},

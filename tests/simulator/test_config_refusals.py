@@ -57,3 +57,20 @@ def test_a_token_budget_below_the_context_without_chunked_prefill_is_refused_as_
         SimConfig(scheduler="vllm-v0", max_num_batched_tokens=512, max_model_len=1024)
     SimConfig(scheduler="vllm-v0", max_num_batched_tokens=512, max_model_len=512)
     SimConfig(scheduler="vllm-v0", max_num_batched_tokens=512, enable_chunked_prefill=True)
+
+
+@pytest.mark.parametrize("scheduler", ["vllm", "vllm-v0"])
+def test_a_token_budget_below_max_num_seqs_is_refused(scheduler):
+    """vLLM's SchedulerConfig refuses max_num_batched_tokens < max_num_seqs (v0.6.3 and 0.34.0 alike); kvsim
+    ran it. Refused when the SimConfig is made, on the values the run resolves (v1's H100 default is 1,024
+    sequences), and a budget equal to the sequences runs."""
+    from simtools import make_trace, run
+
+    trace = make_trace([(0.0, 12, 2)])
+    options = {"scheduler": scheduler, "enable_chunked_prefill": True}
+    with pytest.raises(KvsimError, match="max_num_batched_tokens 64 is below max_num_seqs 128: vLLM refuses"):
+        run(trace, max_num_batched_tokens=64, max_num_seqs=128, **options)
+    if scheduler == "vllm":  # v1's own default for the H100
+        with pytest.raises(KvsimError, match="max_num_batched_tokens 512 is below max_num_seqs 1024"):
+            run(trace, gpu="h100-sxm", max_num_batched_tokens=512, **options)
+    assert run(trace, max_num_batched_tokens=64, max_num_seqs=64, **options).summary["num_finished"] == 1

@@ -141,7 +141,7 @@ def test_a_window_whose_first_step_maps_pages_ends_where_stepping_does(mapping):
     "options",
     [
         {"scheduler": "orca"},
-        {"scheduler": "vllm-v0", "enable_chunked_prefill": True, "max_num_batched_tokens": 64},
+        {"scheduler": "vllm-v0", "enable_chunked_prefill": True, "max_num_batched_tokens": 64, "max_num_seqs": 32},
     ],
     ids=["orca", "vllm-v0-chunked"],
 )

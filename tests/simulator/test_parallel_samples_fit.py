@@ -66,6 +66,7 @@ def test_contiguous_growth_rejects_at_arrival_samples_whose_final_regions_cannot
         kv_capacity_bytes=448 * KV_BYTES_PER_TOKEN,
         enable_chunked_prefill=True,
         max_num_batched_tokens=64,
+        max_num_seqs=32,
         preemption_mode="swap",
         swap_space_gib=0.5,
     )
@@ -104,6 +105,7 @@ def test_a_swapped_request_that_cannot_come_back_to_an_empty_gpu_is_recomputed(e
         swap_space_gib=0.5,
         enable_chunked_prefill=enable_chunked_prefill,
         max_num_batched_tokens=64 if enable_chunked_prefill else None,
+        max_num_seqs=32,
     )
     fast = run(trace, **config)
     slow = run(trace, fast_forward=False, **config)

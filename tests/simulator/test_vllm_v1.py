@@ -22,7 +22,7 @@ def test_chunked_prefill_is_on_and_mixes_a_prompt_chunk_with_decodes():
     # Budget 64: step 0-1 computes A's 10 prompt tokens and 54 of B's 100; step 1-2 decodes A and computes
     # B's last 46 tokens beside it.
     trace = make_trace([(0.0, 10, 5), (0.0, 100, 2)])
-    result = v1(trace, max_num_batched_tokens=64)
+    result = v1(trace, max_num_batched_tokens=64, max_num_seqs=64)
     assert list(result.recorder.first_token_s) == [1.0, 2.0]
     assert list(result.recorder.finish_s) == [5.0, 3.0]
 
@@ -56,7 +56,7 @@ def test_reserve_full_isl_admits_only_a_prompt_whose_every_block_is_free():
     # admitted and its later chunks take blocks as A's decodes need them. (Waiting, B's 60 tokens then take two
     # steps of the 56-token budget.)
     trace = make_trace([(0.0, 40, 4), (0.0, 60, 2)])
-    capacity = {"kv_capacity_bytes": 96 * KV_BYTES_PER_TOKEN, "max_num_batched_tokens": 56}
+    capacity = {"kv_capacity_bytes": 96 * KV_BYTES_PER_TOKEN, "max_num_batched_tokens": 56, "max_num_seqs": 56}
     reserve = v1(trace, **capacity)
     assert list(reserve.recorder.first_token_s) == [1.0, 6.0]  # admitted at 4, when A finishes
     assert reserve.summary["num_preemptions"] == 0
@@ -128,7 +128,9 @@ def _gpu(name):
 
 
 def test_v1_without_chunked_prefill_refuses_a_budget_below_max_model_len():
-    config = SimConfig(scheduler="vllm", enable_chunked_prefill=False, max_num_batched_tokens=2048)
+    with pytest.raises(KvsimError, match="below max_model_len 4096"):  # llama-2-7b's: when the config is made
+        SimConfig(scheduler="vllm", enable_chunked_prefill=False, max_num_batched_tokens=2048)
+    config = SimConfig(scheduler="vllm", enable_chunked_prefill=False, max_num_batched_tokens=2048, max_model_len=2048)
     with pytest.raises(KvsimError, match="below max_model_len 4096"):
         config.resolved_max_num_batched_tokens(4096)
 
