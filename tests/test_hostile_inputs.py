@@ -285,6 +285,8 @@ CASES: list[tuple[str, list[str]] | tuple[str, list[str], str]] = [
     ("plan-rel-tol-negative", [*PLAN, "--rel-tol", "-1"]),
     ("plan-rel-tol-nan", [*PLAN, "--rel-tol", "nan"]),
     ("plan-start-rate-negative", [*PLAN, "--start-rate", "-1"]),
+    ("plan-start-rate-zero", [*PLAN, "--start-rate", "0"]),  # was taken as unset: the trace's own rate
+    ("plan-rel-tol-above-one", [*PLAN, "--rel-tol", "5"]),
     ("plan-jobs-zero", [*PLAN, "--jobs", "0"]),
     ("plan-trace-missing", ["plan", "--trace", "{tmp}/absent.csv", "--slo", "ttft_p99=2s", "--no-progress"]),
     ("plan-trace-empty", ["plan", "--trace", "{tmp}/empty.csv", "--slo", "ttft_p99=2s", "--no-progress"]),

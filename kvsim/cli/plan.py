@@ -200,7 +200,7 @@ def plan(
     settings = PlanSettings(
         slos=tuple(slo_options),
         target_rate_per_s=target,
-        start_rate_per_s=start_rate or native_rate or 1.0,
+        start_rate_per_s=start_rate if start_rate is not None else (native_rate or 1.0),
         rel_tol=rel_tol,
         min_duration_s=min_duration_s,
         min_requests_per_replica=min_requests_per_replica,

@@ -104,3 +104,22 @@ def test_a_bad_key_or_value_is_named(tmp_path, text, message):
     result = CliRunner().invoke(main, ["plan", "--config", str(config)])
     assert result.exit_code == 2
     assert message in result.output
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("rel_tol", 5.0, "--rel-tol must be in \\(0, 1\\), got 5.0"),
+        ("rel_tol", 0.0, "--rel-tol must be in \\(0, 1\\)"),
+        ("start_rate_per_s", 0.0, "--start-rate must be a finite number > 0 req/s, got 0.0"),
+        ("start_rate_per_s", float("nan"), "--start-rate must be a finite number > 0 req/s, got nan"),
+    ],
+)
+def test_plan_settings_refuse_a_rate_search_that_cannot_run_before_any_candidate(field, value, message):
+    """The rate search checked these per candidate: every candidate failed the same way, after the plan's
+    table had been written."""
+    from kvsim.errors import KvsimError
+    from kvsim.simulator.plan.capacity import PlanSettings
+
+    with pytest.raises(KvsimError, match=message):
+        PlanSettings(slos=("ttft_p99=1s",), **{field: value})
