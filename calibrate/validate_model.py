@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kvsim.calibrate import step_ops
+from kvsim.calibrate import step_ops, validate_step
 from kvsim.calibrate.sweeps import length_hint, resolve_kernels, shuffled_block_table
 from kvsim.calibrate.timing import Timer
 from kvsim.calibrate.validate_step import CASE_FIELDS, StepCase
@@ -342,12 +342,8 @@ def predict(rows: list[dict], profile: Profile, model: ModelSpec) -> list[dict]:
 
 
 def write_rows(rows: list[dict], path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+    """The rows as CSV, one per step case (COLUMNS)."""
+    return validate_step.write_rows(rows, path, COLUMNS)
 
 
 def table(rows: list[dict]) -> str:

@@ -273,11 +273,11 @@ def _layer_s(cost: ProfileCostModel, case: StepCase, kernel: str, model: ModelSp
     return (step.gemm_s + step.attn_prefill_s + step.attn_decode_s) / model.num_layers
 
 
-def write_rows(rows: list[dict], path: Path) -> Path:
-    """The rows as CSV, one per layer (COLUMNS)."""
+def write_rows(rows: list[dict], path: Path, columns: tuple[str, ...] | list[str] = COLUMNS) -> Path:
+    """The rows as CSV, one per layer (COLUMNS; validate_model.py passes its own)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     return path

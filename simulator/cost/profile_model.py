@@ -545,24 +545,11 @@ class ProfileCostModel:
             if num_steps and (
                 segment == len(knees) or segment == bisect_left(knees, tokens0 + (num_steps - 1) * seqs)
             ):
-                # The window's KV tokens grow, so its first and last steps on one segment put every step there.
-                seg_const_s, seg_s_tok = segments[segment]
-                if not (seq_s or s_blk or allreduce_s or allocator_s) and seg_const_s > 0.0 and head > 0.0:
-                    # zero addends left out, as in the roofline's case below: the same floats
-                    return [
-                        head + layers * (seg_const_s + seg_s_tok * tokens) + lm_head_s + overhead_s + small_s
-                        for tokens in token_range
-                    ]
-                return [
-                    head
-                    + layers * (seg_const_s + seg_s_tok * tokens + seq_s + s_blk * blocks)
-                    + lm_head_s
-                    + allreduce_s
-                    + overhead_s
-                    + allocator_s
-                    + small_s
-                    for tokens, blocks in zip(token_range, decode_kv_blocks)
-                ]
+                # The window's KV tokens grow, so its first and last steps on one segment put every step there:
+                # that segment's line for the whole window, timed below as a line without a ramp.
+                const_s, s_tok = segments[segment]
+                knees = ()
+        if knees:
             out = []
             for tokens, blocks in zip(token_range, decode_kv_blocks):
                 seg_const_s, seg_s_tok = segments[bisect_left(knees, tokens)]
