@@ -5,6 +5,7 @@ al., "Vidur", MLSys 2024; github.com/microsoft/vidur at 7d47513; see that folder
 
     python -m kvsim.calibrate.vidur build        # profile-a100-80gb-vidur.json + vidur/allreduce-fits.json
     python -m kvsim.calibrate.vidur crosscheck   # kvsim's H100 kernels and profile against Vidur's H100 times
+    python -m kvsim.calibrate.vidur h100-elementwise   # the H100 profile's elementwise terms (vidur_h100.py)
 
 The A100 profile's terms are fitted with kvsim's own fit code (``calibrate/fit.py``: relative-error fits,
 held-out MAPE and R² per term) on features computed from each model's shapes (``simulator/cost/work.py``):
@@ -393,7 +394,8 @@ def crosscheck(
                     name if profile.profiled(model.name) else "gemm",
                 )
             elif name in profile.terms:
-                term, label = profile.terms[name], name
+                term = profile.terms[name]
+                label = f"{name} (fitted on these)" if term.source == "cited" else name
             else:
                 term, label = roofline.terms[name], f"{name} (roofline)"
             features = ("flops", "bytes") if term.form == "max" else ("bytes",)
@@ -437,6 +439,12 @@ def main(argv: list[str] | None = None) -> int:
     build_cmd = commands.add_parser("build", help="write the A100-80GB profile and the all-reduce fits")
     build_cmd.add_argument("--out", type=Path, default=PROFILES_DIR, help="profiles folder to write into")
     build_cmd.add_argument("--seed", type=int, default=0)
+    merge = commands.add_parser(
+        "h100-elementwise",
+        help="fit the elementwise terms on Vidur's H100 and write them into the H100 profile",
+    )
+    merge.add_argument("--profile", type=Path, default=PROFILES_DIR / "profile-h100-sxm.json")
+    merge.add_argument("--seed", type=int, default=0)
     check = commands.add_parser("crosscheck", help="kvsim's H100 kernels and profile against Vidur's H100")
     check.add_argument("--profile", type=Path, default=PROFILES_DIR / "profile-h100-sxm.json")
     check.add_argument(
@@ -485,6 +493,18 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 markdown(
                     ("system", "term", "fit", "n", "held-out MAPE %", "held-out R²", "extrapolation MAPE %"),
+                    rows,
+                )
+            )
+        elif args.command == "h100-elementwise":
+            from kvsim.calibrate.vidur_h100 import ELEMENTWISE_TERMS, merge_into
+
+            path = merge_into(args.profile, args.seed, args.data)
+            print(f"wrote {', '.join(ELEMENTWISE_TERMS)} into {path}")
+            rows = [row for row in fit_table(load_profile(path)) if row[0] in ELEMENTWISE_TERMS]
+            print(
+                markdown(
+                    ("term", "form", "n", "held-out MAPE %", "held-out R²", "extrapolation MAPE %", "source"),
                     rows,
                 )
             )

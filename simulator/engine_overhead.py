@@ -143,22 +143,23 @@ VLLM_V0 = EngineOverhead(
     version="vLLM v0.6.0",
     overlap="serial",
     step_s=Param(
-        1.77e-3,
+        5.323e-3,
         "fitted",
         0.5e-3,
         6e-3,
-        "fitted on the vllm-blog H100 rows (1.768 ms; docs/validation.md); range: v0.5.3's 29% scheduling share "
-        "of an 8 to 20 ms step is 2.3 to 6 ms per step before v0.6.0's rewrite, 0.5 ms a floor for a Python "
-        "scheduler pass",
+        "fitted on the vllm-blog H100 rows (5.323 ms; the three fitted together: sum of squared log residuals "
+        "0.302 over 30 points, docs/validation.md); range: v0.5.3's 29% scheduling share of an 8 to 20 ms step "
+        "is 2.3 to 6 ms per step before v0.6.0's rewrite, 0.5 ms a floor for a Python scheduler pass",
     ),
     per_seq_s=Param(
-        52.4e-6,
+        30.75e-6,
         "fitted",
         20e-6,
         150e-6,
-        "fitted on the vllm-blog H100 rows (52.4 us; docs/validation.md); it also absorbs what the GPU terms miss "
-        "per sequence (KV write, sampling: being added); range: Python output processing and streaming (append, "
-        "detokenize, stop checks, one SSE chunk) of tens to 150 us per sequence and token",
+        "fitted on the vllm-blog H100 rows (30.75 us; SSE 0.302 over 30 points, docs/validation.md), the GPU "
+        "time having every whole-step term (KV write and sampling from the roofline, the elementwise kernels "
+        "cited from Vidur's H100); range: Python output processing and streaming (append, detokenize, stop "
+        "checks, one SSE chunk) of tens to 150 us per sequence and token",
     ),
     per_prefill_token_s=Param(
         0.1e-6,
@@ -169,12 +170,13 @@ VLLM_V0 = EngineOverhead(
         "token (an 8,192-token prefill step: 0.8 ms); range 0 (vectorised) to 0.5 us",
     ),
     inner_step_s=Param(
-        0.468e-3,
+        0.2419e-3,
         "fitted",
         0.1e-3,
         3e-3,
-        "fitted on the vllm-blog H100 rows (0.468 ms); range: a multi-step window's later steps still launch the model "
-        "(CUDA graph replay) and advance its inputs on the GPU, 0.1 to 3 ms of host work",
+        "fitted on the vllm-blog H100 rows (0.2419 ms; SSE 0.302 over 30 points, docs/validation.md); range: a "
+        "multi-step window's later steps still launch the model (CUDA graph replay) and advance its inputs on "
+        "the GPU, 0.1 to 3 ms of host work",
     ),
     request_s=Param(
         1.0e-3,

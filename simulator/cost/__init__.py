@@ -70,6 +70,9 @@ def make_cost_model(
         term_values or {},
     )
     cost = ProfileCostModel(resolved, model, tp)
+    cited = [name for name, term in resolved.terms.items() if term.source == "cited"]
+    if cited:  # fitted by kvsim on another team's published measurements (profile.TERM_SOURCES)
+        cost.description += f"; cited ({resolved.extra['cited']['provenance']}): {', '.join(cited)}"
     if resolved.representative and resolved.device.name.lower() != gpu.name.lower():
         cost.description += f" (a {resolved.device.name} profile used for {gpu.name})"
     if factor_note:

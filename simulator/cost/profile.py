@@ -28,6 +28,9 @@ from kvsim.errors import KvsimError
 
 SCHEMA_VERSION = 1
 SOURCES = ("measured", "roofline", "cpu-smoke")
+# A term's own source, where it differs from the profile's: also ``cited``, fitted by kvsim on another team's
+# published measurements (the profile's ``extra["cited"]["provenance"]`` says whose, which GPU, which commit).
+TERM_SOURCES = (*SOURCES, "cited")
 
 # term -> (form, features). Every profile carries these; the cost model needs all of them.
 REQUIRED_TERMS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -78,6 +81,16 @@ LAYER_OPS = (
     ("activation", 1, 0),  # SiLU(gate) · up (GELU for an ungated MLP)
     ("residual_add", 2, 0),  # after attention and after the MLP
     ("embedding", 0, 1),  # token embedding lookup
+)
+# The whole-step terms (DESIGN §5's step sum beyond GEMMs, attention and all-reduce). A profile may lack them
+# (measured before they existed); make_cost_model then borrows the GPU's roofline estimate, marked ``roofline``
+# (roofline.with_roofline_whole_step_terms), so that no kernel of the step silently costs 0.
+WHOLE_STEP_TERMS = (
+    *(name for name, _, _ in LAYER_OPS),
+    "kv_write_paged",
+    "kv_write_contiguous",
+    "sampling",
+    "sampling_top_p",
 )
 FORM_PARAMS = {
     "max": ("const_s", "s_per_flop", "s_per_byte"),
@@ -307,6 +320,13 @@ def _validate(data: Any, where: str) -> None:
             fail(f"terms.{name}", "is missing (every profile needs " + ", ".join(REQUIRED_TERMS) + ")")
     for name, term in terms.items():
         _validate_term(name, term, fail)
+    cited = sorted(name for name, term in terms.items() if term.get("source") == "cited")
+    provenance = (data.get("extra") or {}).get("cited", {})
+    if cited and not (isinstance(provenance, dict) and isinstance(provenance.get("provenance"), str)):
+        fail(
+            "extra.cited.provenance",
+            f"must say whose measurements the cited terms ({', '.join(cited)}) were fitted on",
+        )
 
 
 def _validate_term(name: str, term: Any, fail) -> None:
@@ -338,8 +358,8 @@ def _validate_term(name: str, term: Any, fail) -> None:
             or value < 0
         ):
             fail(f"terms.{name}.params.{key}", f"must be a finite non-negative number, got {value!r}")
-    if term.get("source") is not None and term["source"] not in SOURCES:
-        fail(f"terms.{name}.source", f"is {term['source']!r}, expected one of {', '.join(SOURCES)}")
+    if term.get("source") is not None and term["source"] not in TERM_SOURCES:
+        fail(f"terms.{name}.source", f"is {term['source']!r}, expected one of {', '.join(TERM_SOURCES)}")
     _validate_uncertainty(name, term.get("uncertainty"), fail)
     fit = term.get("fit")
     fields = FitQuality.__dataclass_fields__

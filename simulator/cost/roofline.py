@@ -11,7 +11,7 @@ import dataclasses
 
 from kvsim.simulator.cost.collectives import measured_allreduce
 from kvsim.simulator.cost.paged_factor import paged_decode_factor as default_paged_decode_factor
-from kvsim.simulator.cost.profile import DeviceInfo, Profile, Term
+from kvsim.simulator.cost.profile import WHOLE_STEP_TERMS, DeviceInfo, Profile, Term
 from kvsim.simulator.specs import GpuSpec
 
 # Fraction of the dense fp16 tensor-core peak that large GEMMs reach. cuBLAS typically sustains ~70-80% of
@@ -146,3 +146,17 @@ def with_measured_allreduce(profile: Profile, gpu: GpuSpec) -> Profile:
         return profile
     terms = {**profile.terms, **measured[0]}
     return dataclasses.replace(profile, terms=terms, notes=f"{profile.notes}; {measured[1]}")
+
+
+def with_roofline_whole_step_terms(profile: Profile, gpu: GpuSpec) -> Profile:
+    """``profile`` with each whole-step term it lacks (``profile.WHOLE_STEP_TERMS``: norms, rotary, activation,
+    residual adds, embedding, KV-cache write, sampling) taken from ``gpu``'s roofline and marked ``roofline``, so
+    that the cost model's description lists it as borrowed. A profile measured before these terms existed (the
+    shipped H100 and H200 files; Vidur's A100 has no KV write or sampling) would otherwise count them as 0."""
+    missing = [name for name in WHOLE_STEP_TERMS if name not in profile.terms]
+    if not missing:
+        return profile
+    roofline = roofline_profile(gpu).terms
+    borrowed = {name: dataclasses.replace(roofline[name], source="roofline") for name in missing}
+    notes = f"{profile.notes}; from the {gpu.name} roofline when loaded: {', '.join(missing)}"
+    return dataclasses.replace(profile, terms={**profile.terms, **borrowed}, notes=notes)

@@ -160,7 +160,8 @@ def _term_range(name: str, term: Term) -> tuple[float, float, str, str] | None:
     if term.fit is None or term.fit.mape_holdout_pct is None:
         return None
     mape = term.fit.mape_holdout_pct / 100
-    return 1 - mape, 1 + mape, "measured", f"{name} held-out MAPE {100 * mape:.1f}% (n={term.fit.n})"
+    kind = "cited" if term.source == "cited" else "measured"  # fitted on another team's measurements
+    return 1 - mape, 1 + mape, kind, f"{name} held-out MAPE {100 * mape:.1f}% (n={term.fit.n})"
 
 
 def cost_knobs(
@@ -329,7 +330,11 @@ def resolve_uncertainty(
     where one decode kernel is derived from the other; a factor asked for where both are measured is refused
     (the measurement is what a measured profile is for). ``values``: one case (knob name -> value)."""
     from kvsim.simulator.cost.paged_factor import paged_decode_factor as factor_for
-    from kvsim.simulator.cost.roofline import roofline_profile, with_measured_allreduce
+    from kvsim.simulator.cost.roofline import (
+        roofline_profile,
+        with_measured_allreduce,
+        with_roofline_whole_step_terms,
+    )
 
     factor = factor_for(gpu.name, paged_decode_factor)
     if loaded is None:
@@ -360,7 +365,7 @@ def resolve_uncertainty(
             )
         else:
             factor = None
-    profile = with_measured_allreduce(profile, gpu)
+    profile = with_roofline_whole_step_terms(with_measured_allreduce(profile, gpu), gpu)
     knobs = cost_knobs(profile, tp, factor, derived_decode=derived)
     profile = apply_values(profile, knobs, values)
     note = ""

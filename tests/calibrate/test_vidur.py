@@ -66,4 +66,5 @@ def test_crosscheck_matches_kvsims_kernels_to_vidurs_at_the_same_shape_and_token
     # kvsim measured four GEMMs at TP 1-8 for 15 token counts; Vidur has the 13 up to 4,096 tokens
     for operator in vidur.GEMM_OPERATORS:
         assert f"| Llama-2-7B | {operator} | 52 |" in out
-    assert "| Llama-2-7B | input_layernorm | rmsnorm (roofline) |" in out
+    # the H100 profile's rmsnorm is cited from these very measurements (vidur_h100.py): said so, not a check
+    assert "| Llama-2-7B | input_layernorm | rmsnorm (fitted on these) |" in out
