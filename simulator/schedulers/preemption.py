@@ -80,7 +80,11 @@ class PreemptionMixin:
                         break
                     done.append(seq_id)
             if len(done) < len(req.seq_ids) or not self._grow_one(req):
-                for seq_id in done:
+                # Last in, first out: a buddy heap (reserved, contiguous-growth) is then exactly as before,
+                # free-list order included, which decides where the next region goes; in the order taken,
+                # each failed probe of two or more sequences would permute it, stepping once per step and a
+                # decode window once for all of its steps.
+                for seq_id in reversed(done):
                     self.allocator.swap_out(seq_id)
                 self.allocator.take_overhead_s()  # the probe's transfers did not happen
                 self._carried_overhead_s += pending_s

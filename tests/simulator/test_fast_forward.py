@@ -180,3 +180,42 @@ def test_a_vattention_swap_in_that_would_fail_maps_nothing_stepping_or_fast_forw
     # A's 10 groups (75 tokens), B's 6 before its swap-out unmapped them (reuse_pages=false) and its 10 after
     # it came back: 64 pages each (K and V of 32 layers); no failed probe's.
     assert fast.summary["allocator_stats"]["num_pages_mapped"] == (10 + 6 + 10) * 64
+
+
+@pytest.mark.parametrize(
+    "rows, n, options",
+    [
+        # ladder 2, 6, 18, 54, 162, 486 over 864 slots: C (49 + 7 tokens, n = 3) is swapped out holding three
+        # full regions of 54; its probe takes the free 64-slot blocks 704 and 768 and a third split from slot
+        # 0's 512, and, finding no room for their growth to 162, gives them back. Given back in the order
+        # taken, 704 and 768 swapped places in the free list at every failed probe: A's growth to 54 took 768
+        # stepping and 704 after a two-step window, and fast-forward went on to swap B out (B finished at
+        # 11.758 s, not 11.503 s).
+        (
+            [(0.0, 10, 46), (0.0, 119, 46), (0.0, 49, 7)],
+            [1, 1, 3],
+            {"scheduler": "orca", "allocator": "contiguous-growth:min_region_tokens=2,growth_factor=3"},
+        ),
+        # vLLM v0 over power-of-two regions (556 slots): C and D (n = 2, 3) swapped out and probed
+        (
+            [(0.0, 17, 17), (0.8, 4, 31), (0.8, 65, 14), (0.8, 29, 20)],
+            [3, 3, 2, 3],
+            {"scheduler": "vllm-v0", "allocator": "contiguous-growth:min_region_tokens=2"},
+        ),
+    ],
+    ids=["orca", "vllm-v0"],
+)
+def test_a_failed_swap_in_probe_of_parallel_samples_leaves_the_buddy_heap_as_it_found_it(rows, n, options):
+    # The probe swaps in a request's sequences one by one and, when one does not fit or the request cannot
+    # grow, swaps them out again: last in, first out, so that each free list is back in its order. Stepping
+    # probes at every step, a decode window once; the next region a growth takes must not depend on that.
+    capacity_tokens = {"orca": 864, "vllm-v0": 556}[options["scheduler"]]
+    trace = make_trace(rows, n=n)
+    config = dict(
+        kv_capacity_bytes=capacity_tokens * KV_BYTES_PER_TOKEN, preemption_mode="swap", swap_space_gib=0.5
+    )
+    fast = run(trace, **config, **options)
+    slow = run(trace, **config, **options, fast_forward=False)
+    assert fast.recorder.num_preemptions.sum() >= 1
+    assert fast.summary["num_finished"] == len(rows)
+    assert_same_run(fast, slow)

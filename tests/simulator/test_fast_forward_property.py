@@ -73,6 +73,20 @@ CONFIGS = st.sampled_from(
         {"scheduler": "vllm-v0", "allocator": "paged:eviction_budget_blocks=3", "preemption_mode": "swap"},
         {"scheduler": "static", "allocator": "paged:eviction_budget_blocks=4", "max_num_seqs": 3},
         {"scheduler": "orca", "allocator": "reserved:pow2", "preemption_mode": "swap", "swap_space_gib": 0.5},
+        # regions that grow and move on a buddy heap: a failed swap-in probe of parallel samples must leave
+        # the heap's free lists as it found them, stepping once per step or fast-forwarding once per window
+        {
+            "scheduler": "orca",
+            "allocator": "contiguous-growth:min_region_tokens=2,growth_factor=3",
+            "preemption_mode": "swap",
+            "swap_space_gib": 0.5,
+        },
+        {
+            "scheduler": "vllm-v0",
+            "allocator": "contiguous-growth:min_region_tokens=8",
+            "preemption_mode": "swap",
+            "swap_space_gib": 0.5,
+        },
         # prefix caching: its counters (summary.json's prefix_cache, the timeline's columns) must agree too
         {"scheduler": "vllm", "allocator": "paged:enable_prefix_caching=true"},
         {
