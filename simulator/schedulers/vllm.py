@@ -218,8 +218,11 @@ class VllmScheduler(SchedulerBase):
                 num_full_tokens=num_tokens if self.scheduler_reserve_full_isl else None,
                 num_watermark_blocks=watermark,
             )
-        else:
-            admission = self.allocator.allocate(seq_id, num_slots, final_num_tokens=req.final_num_tokens)
+        else:  # the first chunk; an allocator that sizes a region at admission (contiguous-growth) makes it for
+            # the whole (re)prefill, as vllm-v0 admits it
+            admission = self.allocator.allocate(
+                seq_id, num_slots, final_num_tokens=req.final_num_tokens, num_prompt_tokens=num_tokens
+            )
         if admission is None:
             self.head_blocked = True
             return False

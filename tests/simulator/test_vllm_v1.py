@@ -164,3 +164,21 @@ def test_v1_caches_a_block_whose_content_another_block_caches_and_promotes_it_on
     pool.get_new_blocks(3)  # two clean blocks, then the least recently freed cached one: `first`
     assert pool.lookup(99) == second
     pool.check_invariants([1, 0, 1, 1])
+
+
+def test_contiguous_growth_sizes_a_chunked_prompts_region_for_the_whole_prompt():
+    """Under v1 a prompt longer than the budget is allocated chunk by chunk; contiguous-growth's region is made
+    for the whole prompt at admission (its ``_admitted_tokens``), as under vllm-v0: no copy while the prompt's
+    later chunks arrive. (The region was made for the first chunk, and every later chunk grew it.)"""
+    trace = make_trace([(0.0, 1000, 2)])
+    options = {
+        "allocator": "contiguous-growth:min_region_tokens=16",
+        "max_num_batched_tokens": 128,
+        "max_num_seqs": 8,
+    }
+    v1_run = v1(trace, **options)
+    v0_run = run(trace, scheduler="vllm-v0", enable_chunked_prefill=True, **options)
+    assert v1_run.summary["num_finished"] == 1
+    assert v1_run.summary["allocator_stats"]["num_growth_copies"] == v0_run.summary["allocator_stats"][
+        "num_growth_copies"
+    ] == 0
