@@ -296,18 +296,6 @@ class Replica:
                 # commonest window.
                 if host is None:
                     end_s = now + step_s(batch)
-                elif host.num_scheduler_steps == 1:  # one step's host time, as _with_host gives it
-                    gpu_s = step_s(batch)
-                    step_host_s, per_seq_s, per_token_s = self._host_terms
-                    h = (
-                        step_host_s
-                        + per_seq_s * num_seqs
-                        + per_token_s * (num_tokens - batch.num_decode_seqs)
-                    )
-                    if self._host_async and host_busy:
-                        end_s = now + (gpu_s if gpu_s > h else h)
-                    else:
-                        end_s = now + (gpu_s + h)
                 else:
                     end_s = (
                         now
@@ -442,8 +430,8 @@ class Replica:
             seqs = [num for steps, num, *_ in segments for _ in range(steps)][: len(durations)]
         else:
             seqs = None
-        # Several host times in one window (multi-step positions, or segments): step by step. Multi-step
-        # windows are vllm-v0's (serial); segments are Python lists.
+        # Multi-step windows (vllm-v0's, serial): a scheduling step's host time at window positions, an inner
+        # step's elsewhere; step by step where segments give each step its own sequences.
         if seqs is None and not isinstance(durations, list):  # a long multi-step window: by slices
             first = (-position) % n  # the window's first scheduling step
             h_sched, h_inner = terms.host_s(num_seqs, 0), terms.inner_host_s(num_seqs)
@@ -454,7 +442,7 @@ class Replica:
         out = durations if isinstance(durations, list) else durations.copy()
         for i in range(k):
             seqs_i = num_seqs if seqs is None else seqs[i]
-            if n == 1 or (position + i) % n == 0:
+            if (position + i) % n == 0:
                 h = terms.host_s(seqs_i, num_prefill_tokens if i == 0 else 0)
             else:
                 h = terms.inner_host_s(seqs_i)

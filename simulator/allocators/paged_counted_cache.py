@@ -142,12 +142,16 @@ class CountedOwnBlocksCache(CountedPagedAllocator):
         self.num_prefix_hit_blocks += hits
         return Admission(num_cached_tokens=hits * bs)
 
-    def free(self, seq_id: int) -> None:
+    def _free_own(self, seq_id: int) -> tuple[int, int]:
+        """Free ``seq_id``'s blocks (settling first: the free adds clean blocks); its owner and full blocks."""
         if self._num_cached > self.num_free_blocks:
             self._settle()
         num_full = self._tokens(seq_id) // self.block_size
         super().free(seq_id)
-        owner = self._owner.pop(seq_id)
+        return self._owner.pop(seq_id), num_full
+
+    def free(self, seq_id: int) -> None:
+        owner, num_full = self._free_own(seq_id)
         if num_full:
             assert owner not in self._runs
             if self._tail:  # the anonymous blocks before this run become an entry of their own
@@ -160,11 +164,7 @@ class CountedOwnBlocksCache(CountedPagedAllocator):
     def free_finished(self, seq_id: int) -> None:
         """``free`` for a request that finished: its full blocks join the queue's anonymous tail (module
         docstring), as cached blocks no lookup can hit."""
-        if self._num_cached > self.num_free_blocks:
-            self._settle()
-        num_full = self._tokens(seq_id) // self.block_size
-        super().free(seq_id)
-        del self._owner[seq_id]
+        num_full = self._free_own(seq_id)[1]
         self._tail += num_full
         self._num_cached += num_full
 

@@ -348,15 +348,12 @@ class ProfileCostModel:
         paged = batch.attention_kernel == "paged"
         attn_decode_s = 0.0
         if seqs:
-            decode = self._decode_paged if paged else self._decode_contiguous
-            if self._num_window_layers:
-                attn_decode_s = self._attn_decode_s(
-                    decode, batch.decode_kv_tokens, seqs, batch.decode_kv_blocks
-                )
-            else:  # _attn_decode_s's product, without the call
-                attn_decode_s = self._num_layers * _attn_decode_layer_s(
-                    decode, batch.decode_kv_tokens, seqs, batch.decode_kv_blocks
-                )
+            attn_decode_s = self._attn_decode_s(
+                self._decode_paged if paged else self._decode_contiguous,
+                batch.decode_kv_tokens,
+                seqs,
+                batch.decode_kv_blocks,
+            )
         return (
             gemm_s
             + self._attn_prefill_s(batch)
@@ -403,18 +400,20 @@ class ProfileCostModel:
         a pure decode step of ``num_seqs`` sequences (StepTime.small_kernels_s: elementwise, KV write,
         sampling, added in its order)."""
         parts = self._decode_parts_cache.get(num_seqs)
-        if parts is None:
-            gemm_s = self._gemm_s_cache.get(num_seqs)
-            if gemm_s is None:
-                gemm_s = self._cache_gemm_s(num_seqs)
-            elementwise_s, sampling_s = self._elementwise_parts(num_seqs)[5], self._sampling_s(num_seqs)
+        if parts is None:  # a decode step's tokens are its sequences: its token- and sequence-count terms
+            gemm_s, allreduce_s, small_paged_s, small_contiguous_s = self._token_parts_cache.get(
+                num_seqs
+            ) or self._token_parts(num_seqs)
+            lm_head_s, overhead_s, sampling_s = self._seq_parts_cache.get(num_seqs) or self._seq_parts(
+                num_seqs
+            )
             parts = (
                 gemm_s,
-                self._lm_head(num_seqs),
-                self._allreduce_s(num_seqs),
-                self._overhead[0] + self._overhead[1] * num_seqs,
-                elementwise_s + self._kv_write_s(num_seqs, True) + sampling_s,
-                elementwise_s + self._kv_write_s(num_seqs, False) + sampling_s,
+                lm_head_s,
+                allreduce_s,
+                overhead_s,
+                small_paged_s + sampling_s,
+                small_contiguous_s + sampling_s,
             )
             if len(self._decode_parts_cache) >= 65536:
                 self._decode_parts_cache.clear()
@@ -508,12 +507,9 @@ class ProfileCostModel:
             ) or self._decode_parts(seqs)
             small_s = small_paged_s if paged else small_contiguous_s
             line_const_s, line_s_tok = const_s, s_tok
-            if knees:  # the ramp's segment of the first step holds the last too (KV tokens grow)
-                segment = len(knees) if tokens > knees[-1] else bisect_left(knees, tokens)
-                if segment == len(knees) or segment == bisect_left(knees, tokens + (num_steps - 1) * seqs):
-                    line_const_s, line_s_tok = ramp[segment]
-                else:
-                    line_const_s = 0.0  # across a knee: step by step
+            if knees:
+                # across a knee (None): step by step
+                line_const_s, line_s_tok = _window_line(knees, ramp, tokens, num_steps, seqs) or (0.0, 0.0)
             if allreduce_s or head <= 0.0 or line_const_s <= 0.0:
                 durations += self._decode_times(paged, seqs, tokens, num_steps, repeat(0), 0.0)
                 continue
@@ -540,16 +536,10 @@ class ProfileCostModel:
         small_s = small_paged_s if paged else small_contiguous_s
         seq_s = s_seq * seqs
         token_range = range(tokens0, tokens0 + num_steps * seqs, seqs)
+        line = _window_line(knees, segments, tokens0, num_steps, seqs) if knees and num_steps else None
+        if line is not None:  # the whole window on one line of the ramp: timed below as a line without one
+            (const_s, s_tok), knees = line, ()
         if knees:  # a measured profile's ramp: each step on its segment, as _attn_decode_layer_s picks it
-            segment = len(knees) if tokens0 > knees[-1] else bisect_left(knees, tokens0)
-            if num_steps and (
-                segment == len(knees) or segment == bisect_left(knees, tokens0 + (num_steps - 1) * seqs)
-            ):
-                # The window's KV tokens grow, so its first and last steps on one segment put every step there:
-                # that segment's line for the whole window, timed below as a line without a ramp.
-                const_s, s_tok = segments[segment]
-                knees = ()
-        if knees:
             out = []
             for tokens, blocks in zip(token_range, decode_kv_blocks):
                 seg_const_s, seg_s_tok = segments[bisect_left(knees, tokens)]
@@ -647,6 +637,18 @@ class ProfileCostModel:
 
 
 _NO_ELEMENTWISE = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+def _window_line(knees, ramp, tokens0: int, num_steps: int, seqs: int) -> tuple[float, float] | None:
+    """The ramp's (const_s, s_per_token) line that holds every step of a decode window from ``tokens0`` KV tokens
+    (``num_steps`` >= 1 steps of ``seqs`` sequences), None when the window crosses a knee: its KV tokens only
+    grow, so the segments of its first and last steps decide (past the last knee, the first alone)."""
+    if tokens0 > knees[-1]:
+        return ramp[-1]
+    segment = bisect_left(knees, tokens0)
+    if segment == bisect_left(knees, tokens0 + (num_steps - 1) * seqs):
+        return ramp[segment]
+    return None
 
 
 def _attn_decode_layer_s(decode: tuple, tokens: int, seqs: int, blocks: int) -> float:
