@@ -27,7 +27,7 @@ from kvsim.errors import KvsimError
 from kvsim.simulator.config import SimConfig
 from kvsim.simulator.cost.base import CostModel
 from kvsim.simulator.plan.evaluate import evaluate_at_rate, load_source
-from kvsim.simulator.plan.max_rate import DEFAULT_REL_TOL, Probe, find_max_rate
+from kvsim.simulator.plan.max_rate import DEFAULT_REL_TOL, Probe, check_search, find_max_rate
 from kvsim.simulator.plan.prices import price_per_gpu_hour
 from kvsim.simulator.plan.probe_trace import DEFAULT_MIN_DURATION_S, DEFAULT_MIN_REQUESTS_PER_REPLICA
 from kvsim.simulator.plan.slo import parse_slos
@@ -58,11 +58,7 @@ class PlanSettings:
         parse_slos(self.slos)  # fail at the boundary, before any worker starts
         if self.target_rate_per_s is not None and not self.target_rate_per_s > 0:
             raise KvsimError(f"--target-rate must be > 0 req/s, got {self.target_rate_per_s}")
-        # the rate search's own checks (max_rate.py), here too: once, before any candidate runs
-        if not 0 < self.rel_tol < 1:
-            raise KvsimError(f"--rel-tol must be in (0, 1), got {self.rel_tol}; 0.02 means within 2 %")
-        if not (self.start_rate_per_s > 0 and math.isfinite(self.start_rate_per_s)):
-            raise KvsimError(f"--start-rate must be a finite number > 0 req/s, got {self.start_rate_per_s}")
+        check_search(self.start_rate_per_s, self.rel_tol)  # once, before any candidate runs
         if not 0 < self.throughput_tol < 1:
             raise KvsimError(f"throughput_tol must be in (0, 1), got {self.throughput_tol}; 0.05 means 5 %")
         if isinstance(self.min_duration_s, bool) or not self.min_duration_s >= 0:

@@ -9,6 +9,7 @@ rate, so the reported rate is within ``rel_tol`` (default 2 %) below the true th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,14 +56,19 @@ class MaxRate:
         )
 
 
+def check_search(start_rate_per_s: float, rel_tol: float) -> None:
+    """The search's settings, refused by their option names (PlanSettings checks them before any candidate)."""
+    if not 0 < rel_tol < 1:
+        raise KvsimError(f"--rel-tol must be in (0, 1), got {rel_tol}; 0.02 means within 2 %")
+    if not (start_rate_per_s > 0 and math.isfinite(start_rate_per_s)):
+        raise KvsimError(f"--start-rate must be a finite number > 0 req/s, got {start_rate_per_s}")
+
+
 def find_max_rate(
     evaluate: Callable[[float], Probe], *, start_rate_per_s: float, rel_tol: float = DEFAULT_REL_TOL
 ) -> MaxRate:
     """``evaluate(rate)`` runs the configuration at ``rate`` and says whether it passes."""
-    if not start_rate_per_s > 0:
-        raise KvsimError(f"start rate must be > 0 req/s, got {start_rate_per_s}")
-    if not 0 < rel_tol < 1:
-        raise KvsimError(f"rel_tol must be in (0, 1), got {rel_tol}; 0.02 means within 2 %")
+    check_search(start_rate_per_s, rel_tol)
     probes: list[Probe] = []
 
     def passes(rate: float) -> bool:
