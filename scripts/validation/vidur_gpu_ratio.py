@@ -18,13 +18,17 @@ from __future__ import annotations
 
 import argparse
 import functools
+import sys
+from pathlib import Path
 
 import numpy as np
 
-from kvsim.calibrate import vidur
 from kvsim.simulator.batch import Batch
 from kvsim.simulator.cost import make_cost_model
 from kvsim.simulator.engine_overhead import gpu_time_only
+
+sys.path.insert(0, str(Path(__file__).parent))  # Vidur's medians per operator: vidur_step_check's reader
+from vidur_step_check import measured_operators
 
 MODEL, PRESET = "codellama/CodeLlama-34b-Instruct-hf", "codellama-34b"
 GEMMS = ("attn_pre_proj", "attn_post_proj", "mlp_up_proj", "mlp_down_proj")
@@ -34,26 +38,22 @@ PROMPT_TOKENS = 462  # the prefill-heavy prompts
 
 
 @functools.cache
-def _vidur_rows(gpu: str, tp: int) -> tuple[dict, ...]:
-    rows = vidur.read_csv(f"compute/{gpu}/{MODEL}/mlp.csv.gz")
-    return tuple(r for r in rows if int(r["num_tensor_parallel_workers"]) == tp)
+def _operators(gpu: str, tp: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    return measured_operators(f"compute/{gpu}/{MODEL}/mlp.csv.gz", PRESET, tp)
 
 
 def vidur_ms(gpu: str, tp: int, tokens: float, operators: tuple[str, ...]) -> float:
     """Σ of ``operators``' per-layer medians (ms) in Vidur's ``gpu`` file at ``tp``, linear in num_tokens."""
-    rows = _vidur_rows(gpu, tp)
-    total = 0.0
+    measured = _operators(gpu, tp)
+    total_s = 0.0
     for op in operators:
-        by_tokens: dict[int, list[float]] = {}
-        for r in rows:
-            value = r.get(f"time_stats.{op}.median")
-            if value:
-                by_tokens.setdefault(int(r["num_tokens"]), []).append(float(value))
-        xs = np.array(sorted(by_tokens))
-        if not xs[0] <= tokens <= xs[-1]:
-            raise ValueError(f"{tokens} tokens is outside Vidur's {gpu} TP {tp} range {xs[0]}-{xs[-1]}")
-        total += float(np.interp(tokens, xs, [np.mean(by_tokens[x]) for x in xs]))
-    return total
+        grid, seconds = measured[op]
+        if not grid[0] <= tokens <= grid[-1]:
+            raise ValueError(
+                f"{tokens} tokens is outside Vidur's {gpu} TP {tp} range {grid[0]:.0f}-{grid[-1]:.0f}"
+            )
+        total_s += float(np.interp(tokens, grid, seconds))
+    return total_s * 1e3
 
 
 def kvsim_step_s(gpu: str, tp: int, tokens: int) -> float:
