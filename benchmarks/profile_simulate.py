@@ -2,6 +2,7 @@
 
     python benchmarks/profile_simulate.py                          # synthetic case, 3,000 requests
     python benchmarks/profile_simulate.py --case azure-conv --num-requests 3000 --top 30
+    python benchmarks/profile_simulate.py --set scheduler=vllm-v0     # a variant of the case's configuration
 
 Wall time on a shared machine moves by tens of percent; these counts do not. ``decisions`` counts the
 engine's scheduling decisions (one ``complete_steps`` each) by kind: a prefill step, a decode window planned
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import sys
 from pathlib import Path
 
@@ -77,7 +79,24 @@ def main() -> None:
     parser.add_argument("--case", choices=("synthetic", "azure-conv"), default="synthetic")
     parser.add_argument("--num-requests", type=int, default=3000)
     parser.add_argument("--top", type=int, default=20, help="functions to list")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="a SimConfig field of the case changed (repeatable), e.g. scheduler=vllm-v0 or "
+        "allocator=paged:enable_prefix_caching=false; VALUE read as JSON where it is JSON, else a string",
+    )
     args = parser.parse_args()
+    changes = {}
+    for item in args.set:
+        field, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--set {item!r}: give FIELD=VALUE")
+        try:
+            changes[field] = json.loads(value)
+        except json.JSONDecodeError:
+            changes[field] = value
 
     from kvsim.simulator import SimConfig
     from kvsim.traces.transforms import take_first
@@ -85,9 +104,12 @@ def main() -> None:
     if args.case == "azure-conv":
         from kvsim.traces import load_trace
 
-        trace, config = take_first(load_trace("azure-conv"), args.num_requests), SimConfig(**AZURE_CONFIG)
+        trace, config = (
+            take_first(load_trace("azure-conv"), args.num_requests),
+            SimConfig(**{**AZURE_CONFIG, **changes}),
+        )
     else:
-        trace, config = synthetic_trace(args.num_requests), SimConfig(**SYNTHETIC_CONFIG)
+        trace, config = synthetic_trace(args.num_requests), SimConfig(**{**SYNTHETIC_CONFIG, **changes})
     num = len(trace)
     counts = decisions(config, trace)
     steps = counts.pop("steps")

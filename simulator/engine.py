@@ -224,6 +224,10 @@ class Replica:
         window_limit = MAX_WINDOW_STEPS if self.fast_forward else 1
         host = self.host
         with_host = self._with_host
+        # a step's host time where the scheduler runs at every step (every engine but vllm-v0's multi-step)
+        one_step_with_host = (
+            self._one_step_with_host if host is not None and host.num_scheduler_steps == 1 else None
+        )
         host_busy = False  # a step ran just before this one (async scheduling hid its host time behind it)
         guess_step_s = 0.0  # the last decode step's duration: how many steps the next arrival is away
         pulled = source.pulled  # a lone replica releases its arrivals itself (ArrivalSource)
@@ -296,6 +300,10 @@ class Replica:
                 # commonest window.
                 if host is None:
                     end_s = now + step_s(batch)
+                elif one_step_with_host is not None:
+                    end_s = now + one_step_with_host(
+                        step_s(batch), host_busy, num_seqs, num_tokens - batch.num_decode_seqs
+                    )
                 else:
                     end_s = (
                         now
@@ -391,7 +399,7 @@ class Replica:
             step_host_s, per_seq_s, per_token_s = self._host_terms
             overlap_async = self._host_async
             if not segments:
-                h = step_host_s + per_seq_s * num_seqs + per_token_s * num_prefill_tokens
+                h = self._host_s(num_seqs, num_prefill_tokens)
                 if overlap_async:
                     first = durations[0] + h
                     if isinstance(durations, list):
@@ -408,6 +416,12 @@ class Replica:
                 return durations
             # A window through finishes (a list): each segment's steps batch its own sequences; the first
             # step alone adds the prefill tokens (none in a decode window).
+            if overlap_async and min(durations) >= self._host_s(
+                max(seqs for _, seqs, *_ in segments), num_prefill_tokens
+            ):  # no step is shorter than the most host time of any: every max(d, h) is d
+                if not busy:
+                    durations[0] += self._host_s(segments[0][1], num_prefill_tokens)
+                return durations
             out: list[float] = []
             i, k = 0, len(durations)
             first_h = None
@@ -452,6 +466,20 @@ class Replica:
             else:
                 out[i] = d + h
         return out
+
+    def _host_s(self, num_seqs: int, num_prefill_tokens: int) -> float:
+        """The host time of a scheduling step (``num_scheduler_steps`` 1): EngineOverhead.host_s's float."""
+        step_host_s, per_seq_s, per_token_s = self._host_terms
+        return step_host_s + per_seq_s * num_seqs + per_token_s * num_prefill_tokens
+
+    def _one_step_with_host(self, gpu_s: float, busy: bool, num_seqs: int, num_prefill_tokens: int) -> float:
+        """``_with_host([gpu_s], ...)[0]`` for one step where every step schedules (no list; once per step):
+        serial, or async after idling, GPU + h; async behind a step, max(GPU, h)."""
+        step_host_s, per_seq_s, per_token_s = self._host_terms
+        h = step_host_s + per_seq_s * num_seqs + per_token_s * num_prefill_tokens  # _host_s, inline
+        if busy and self._host_async:
+            return gpu_s if gpu_s > h else h
+        return gpu_s + h
 
     def _segment_durations(self, batch: Batch, segments, step_times_list) -> list[float]:
         """Step durations of a window planned through finishes, for a cost model without

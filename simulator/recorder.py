@@ -97,8 +97,26 @@ class ReplicaTimeline:
         kept = self.prefix_cache_counts = array("q")
         extend, add_row = kept.extend, self.add_row
 
-        def add_row_and_counts(*row) -> None:
-            add_row(*row)
+        def add_row_and_counts(
+            time_s,
+            parts,
+            saturated,
+            num_running,
+            num_waiting,
+            num_swapped,
+            num_batched_seqs,
+            num_batched_tokens,
+        ) -> None:  # (add_row's arguments by name: no tuple built for them, once per row)
+            add_row(
+                time_s,
+                parts,
+                saturated,
+                num_running,
+                num_waiting,
+                num_swapped,
+                num_batched_seqs,
+                num_batched_tokens,
+            )
             extend(counts())
 
         self.add_row = add_row_and_counts

@@ -132,17 +132,32 @@ class CountedPagedAllocator(PagedBase):
     ) -> Admission | None:
         """``PagedAllocator.allocate``, v1's admission included (without prefix caching ``block_hashes`` find
         nothing)."""
+        if not self._admit(seq_id, num_tokens, final_num_tokens, num_full_tokens, num_watermark_blocks):
+            return None
+        return NO_CACHE_HIT
+
+    def _admit(
+        self,
+        seq_id: int,
+        num_tokens: int,
+        final_num_tokens: int,
+        num_full_tokens: int | None,
+        num_watermark_blocks: int,
+    ) -> bool:
+        """``allocate`` by position (its subclasses' admission calls it once per request); False if not now."""
         assert seq_id not in self.seqs, f"seq {seq_id} allocated twice"
         assert num_tokens > 0
         num_new = -(-num_tokens // self.block_size)
         num_free = self.num_free_blocks - num_watermark_blocks
-        if num_new > num_free or (num_full_tokens is not None and -(-num_full_tokens // self.block_size) > num_free):
-            return None
+        if num_new > num_free or (
+            num_full_tokens is not None and -(-num_full_tokens // self.block_size) > num_free
+        ):
+            return False
         self.num_free_blocks -= num_new
         self.seqs[seq_id] = _CountedSeq(num_tokens, final_num_tokens)
         self._num_tokens += num_tokens
         self._num_reserved += reserved_slots(num_tokens, final_num_tokens, self.block_size)
-        return NO_CACHE_HIT
+        return True
 
     def append_slots(self, seq_id: int, num_new_tokens: int) -> bool:
         if seq_id in self.members:
@@ -175,19 +190,21 @@ class CountedPagedAllocator(PagedBase):
     def fork(self, parent_seq_id: int, child_seq_id: int, *, final_num_tokens: int | None = None) -> bool:
         raise AssertionError("the counted paged allocator shares no blocks; forks need PagedAllocator")
 
-    def free(self, seq_id: int) -> None:
+    def free(self, seq_id: int) -> int:
+        """Free ``seq_id``; the tokens it held on the GPU (0 from swap space: CountedOwnBlocksCache reads them)."""
         if (
             seq_id in self.members
         ):  # straight from the cohort's sums (no detour through the per-sequence ones)
             tokens = self._remove_member(seq_id)
             del self.seqs[seq_id]
             self.num_free_blocks += -(-tokens // self.block_size)
-            return
+            return tokens
         seq = self.seqs.pop(seq_id)
         if seq.num_swapped_blocks:
             self.num_cpu_blocks_used -= seq.num_swapped_blocks
-            return
+            return 0
         self._release(seq)
+        return seq.num_tokens
 
     def swap_out(self, seq_id: int) -> int | None:
         if seq_id in self.members:

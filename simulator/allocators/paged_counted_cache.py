@@ -122,14 +122,7 @@ class CountedOwnBlocksCache(CountedPagedAllocator):
         assert hits <= (num_query_tokens - 1) // bs, "a run longer than its owner's hit cap"
         # The revived blocks are free now and in use after: counted in the need (PagedAllocator's), as the
         # counted allocator's own check counts every block of the request.
-        admission = super().allocate(
-            seq_id,
-            num_tokens,
-            final_num_tokens=final_num_tokens,
-            num_full_tokens=num_full_tokens,
-            num_watermark_blocks=num_watermark_blocks,
-        )
-        if admission is None:
+        if not self._admit(seq_id, num_tokens, final_num_tokens, num_full_tokens, num_watermark_blocks):
             return None
         self._owner[seq_id] = owner
         self.num_prefix_query_tokens += num_query_tokens
@@ -146,8 +139,7 @@ class CountedOwnBlocksCache(CountedPagedAllocator):
         """Free ``seq_id``'s blocks (settling first: the free adds clean blocks); its owner and full blocks."""
         if self._num_cached > self.num_free_blocks:
             self._settle()
-        num_full = self._tokens(seq_id) // self.block_size
-        super().free(seq_id)
+        num_full = CountedPagedAllocator.free(self, seq_id) // self.block_size
         return self._owner.pop(seq_id), num_full
 
     def free(self, seq_id: int) -> None:

@@ -119,6 +119,8 @@ class ProfileCostModel:
         self._decode_parts_cache: dict[int, tuple[float, float, float, float]] = {}
         # One prefilling sequence's per-layer attention seconds by (q_len, kv_len), per kernel (paged, contiguous)
         self._prefill_seq_s_cache: dict[bool, dict[tuple[int, int], float]] = {True: {}, False: {}}
+        # ... and a step's whole prefill attention when it has one prompt chunk (no windowed layers), the same way
+        self._prefill_one_s_cache: dict[bool, dict[tuple[int, int], float]] = {True: {}, False: {}}
         # (q_lens, kv_lens, kernel) -> total_s of a prefill-only step with no allocator time: vLLM's default
         # steps, whose few shapes repeat
         self._prefill_step_cache: dict[tuple, float] = {}
@@ -262,12 +264,17 @@ class ProfileCostModel:
     def _attn_prefill_s(self, batch: Batch) -> float:
         """All layers' prefill attention of ``batch``'s prompt chunks (one varlen launch per layer), each
         sequence's share memoized by (new tokens, context)."""
+        paged = batch.attention_kernel == "paged"
+        q_lens = batch.prefill_q_lens
+        if len(q_lens) == 1 and not self._num_window_layers:  # one prompt chunk (most steps): memoized whole
+            key = (q_lens[0], batch.prefill_kv_lens[0])
+            attn_prefill_s = self._prefill_one_s_cache[paged].get(key)
+            if attn_prefill_s is not None:
+                return attn_prefill_s
         layers = self._num_layers
-        const_s, s_flop, s_byte, s_seq = (
-            self._prefill_paged if batch.attention_kernel == "paged" else self._prefill_contiguous
-        )
+        const_s, s_flop, s_byte, s_seq = self._prefill_paged if paged else self._prefill_contiguous
         per_layer_s = const_s  # one varlen launch per layer serves every prefilling sequence
-        cache = self._prefill_seq_s_cache[batch.attention_kernel == "paged"]
+        cache = self._prefill_seq_s_cache[paged]
         for key in zip(batch.prefill_q_lens, batch.prefill_kv_lens):
             seq_s = cache.get(key)
             if seq_s is None:
@@ -287,6 +294,11 @@ class ProfileCostModel:
             )
             attn_prefill_s = (layers - self._num_window_layers) * per_layer_s
             attn_prefill_s += self._num_window_layers * window_s
+        elif len(q_lens) == 1:
+            one = self._prefill_one_s_cache[paged]
+            if len(one) >= 65536:
+                one.clear()
+            one[key] = attn_prefill_s
         return attn_prefill_s
 
     def step_total_s(self, batch: Batch) -> float:

@@ -189,7 +189,11 @@ class VllmScheduler(SchedulerBase):
                 return
             num_tokens = req.num_prefill_tokens  # prompt, or prompt + output after a preemption
             block_hashes = self._block_hashes(req) if self._lookup_prefix is not None else None
-            num_cached = self._lookup_prefix(block_hashes, num_tokens) if block_hashes is not None else 0
+            num_cached = 0
+            # A request never admitted before has none of its own blocks cached: only trace-hashed (shared)
+            # prompt blocks can hit (speed: no lookup for the others)
+            if block_hashes is not None and (req.first_scheduled_s is not None or req.prefix_block_hashes):
+                num_cached = self._lookup_prefix(block_hashes, num_tokens)
             num_new = num_tokens - num_cached
             if 0 < threshold < num_new:
                 num_new = threshold
