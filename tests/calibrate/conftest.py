@@ -1,8 +1,14 @@
-"""A CPU smoke calibration shared by the calibrate tests that need a measurements CSV and its profile."""
+"""A CPU smoke calibration shared by the calibrate tests that need a measurements CSV and its profile; the tests
+import fitted_json.py beside them."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from fitted_json import differences
 
 from kvsim.calibrate import vidur
 from kvsim.calibrate.fit import fit_hinge
@@ -20,15 +21,24 @@ def test_hinge_fit_recovers_a_flat_then_linear_collective():
     assert const_s == pytest.approx(30e-6, rel=1e-6) and s_per_byte == pytest.approx(1e-11, rel=1e-6)
 
 
+def test_differences_finds_a_changed_digit_but_not_rounding():
+    shipped = {"terms": {"gemm": {"params": {"const_s": 7.783165737300736e-06}, "n": 365}}, "notes": "x"}
+    rounding = {"terms": {"gemm": {"params": {"const_s": 7.783165737969222e-06}, "n": 365}}, "notes": "x"}
+    refit = {"terms": {"gemm": {"params": {"const_s": 7.7832e-06}, "n": 365}}, "notes": "x"}
+    assert differences(rounding, shipped, rel=1e-6) == []
+    assert differences(refit, shipped, rel=1e-6) == [
+        "$.terms.gemm.params.const_s: 7.7832e-06 != 7.783165737300736e-06"
+    ]
+    assert differences({**shipped, "notes": "y"}, shipped, rel=1e-6) == ["$.notes: 'y' != 'x'"]
+
+
 @pytest.mark.slow
 def test_the_shipped_a100_profile_and_allreduce_fits_are_what_build_writes(tmp_path):
     profile_path, fits_path = vidur.build(tmp_path)
-    assert (
-        load_profile(profile_path).to_dict()
-        == load_profile(vidur.PROFILES_DIR / vidur.PROFILE_FILE).to_dict()
-    )
+    built = load_profile(profile_path).to_dict()
+    assert differences(built, load_profile(vidur.PROFILES_DIR / vidur.PROFILE_FILE).to_dict(), rel=1e-6) == []
     shipped = json.loads((vidur.DATA_DIR / vidur.FITS_FILE).read_text())
-    assert json.loads(fits_path.read_text()) == shipped
+    assert differences(json.loads(fits_path.read_text()), shipped, rel=1e-6) == []
     assert shipped_profile_path("a100-80gb") == vidur.PROFILES_DIR / vidur.PROFILE_FILE
 
 
