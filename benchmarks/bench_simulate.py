@@ -5,6 +5,8 @@
     python benchmarks/bench_simulate.py --case synthetic --num-requests 100000
     python benchmarks/bench_simulate.py --case azure-conv --repeat 5    # median of 5 fresh processes
     python benchmarks/bench_simulate.py --case azure-conv-h200  # the same on the H200's measured profile
+    python benchmarks/bench_simulate.py --case synthetic --num-requests 200000 --set engine_overhead=false
+                                                              # a variant: a SimConfig field of the case changed
 
 Each case runs in a fresh subprocess so that its peak RSS is its own. Prints wall time, CPU time, simulated
 requests per second (of wall time) and peak RSS; writes ``benchmarks/results/simulate.json`` with the
@@ -65,19 +67,53 @@ def synthetic_trace(num_requests: int, seed: int = 0):
     )
 
 
-def run_case(case: str, num_requests: int | None) -> dict:
+def add_set_option(parser: argparse.ArgumentParser) -> None:
+    """``--set FIELD=VALUE`` (repeatable): a SimConfig field of the case changed; read by ``config_changes``."""
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="a SimConfig field of the case changed (repeatable), e.g. scheduler=vllm-v0 or "
+        "allocator=paged:enable_prefix_caching=false; VALUE read as JSON where it is JSON, else a string",
+    )
+
+
+def config_changes(parser: argparse.ArgumentParser, items: list[str]) -> dict:
+    """The ``--set`` items as SimConfig fields and values (JSON where the value parses as JSON: false, 128)."""
+    changes = {}
+    for item in items:
+        field, sep, value = item.partition("=")
+        if not sep or not field:
+            parser.error(f"--set {item!r}: give FIELD=VALUE, e.g. --set scheduler=vllm-v0")
+        try:
+            changes[field] = json.loads(value)
+        except json.JSONDecodeError:
+            changes[field] = value
+    return changes
+
+
+def case_name(case: str, num_requests: int, changes: dict) -> str:
+    """The case's key in the results: a variant's changes are part of it, so it never replaces the case's row."""
+    name = case if case.startswith("azure-conv") else f"synthetic-{num_requests}"
+    return name + "".join(f" {field}={json.dumps(value)}" for field, value in sorted(changes.items()))
+
+
+def run_case(case: str, num_requests: int | None, changes: dict | None = None) -> dict:
     """Load the trace, then time simulate() alone (trace loading and writing are not timed). A warm-up run on
     the trace's first 50 requests imports and compiles the modules simulate() loads lazily first (one-time
     costs, not simulation; this machine sets PYTHONDONTWRITEBYTECODE, so nothing is cached between runs)."""
     from kvsim.simulator import SimConfig, simulate
     from kvsim.traces.transforms import take_first
 
+    changes = changes or {}
+    config = SimConfig(**{**case_config(case), **changes})
     if case.startswith("azure-conv"):
         from kvsim.traces import load_trace
 
-        trace, config = load_trace("azure-conv"), SimConfig(**case_config(case))
+        trace = load_trace("azure-conv")
     else:
-        trace, config = synthetic_trace(num_requests or 1_000_000), SimConfig(**SYNTHETIC_CONFIG)
+        trace = synthetic_trace(num_requests or 1_000_000)
     simulate(config, take_first(trace, 50))
     rss_before_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     wall0, cpu0 = time.perf_counter(), time.process_time()
@@ -85,9 +121,9 @@ def run_case(case: str, num_requests: int | None) -> dict:
     wall_s, cpu_s = time.perf_counter() - wall0, time.process_time() - cpu0
     summary = result.summary
     return {
-        "case": case if case.startswith("azure-conv") else f"synthetic-{len(trace)}",
+        "case": case_name(case, len(trace), changes),
         "machine": machine(),
-        "config": case_config(case),
+        "config": {**case_config(case), **changes},
         "num_requests": len(trace),
         "total_tokens": int(trace.num_prompt_tokens.sum() + trace.num_output_tokens.sum()),
         "simulated_s": summary["duration_s"],
@@ -139,9 +175,19 @@ def main() -> None:
         help="run each case this many times (fresh processes) and keep the run with the median wall time; "
         "every run's times are kept in the results (a shared machine's load moves single runs by 20%%)",
     )
+    add_set_option(parser)
     args = parser.parse_args()
+    changes = config_changes(parser, args.set)
+    if changes:
+        from kvsim.simulator import SimConfig
+
+        for case in ["azure-conv", "synthetic"] if args.case == "all" else [args.case]:
+            try:  # a wrong field or value is refused here, before any run, not as a child's traceback
+                SimConfig(**{**case_config(case), **changes})
+            except (TypeError, ValueError) as error:
+                parser.error(f"--set: {error}")
     if args.child:
-        print(json.dumps(run_case(args.case, args.num_requests)))
+        print(json.dumps(run_case(args.case, args.num_requests, changes)))
         return
     cases = ["azure-conv", "synthetic"] if args.case == "all" else [args.case]
     rows = []
@@ -149,6 +195,7 @@ def main() -> None:
         cmd = [sys.executable, __file__, "--child", "--case", case]
         if args.num_requests:
             cmd += ["--num-requests", str(args.num_requests)]
+        cmd += [f"--set={item}" for item in args.set]
         runs = []
         for _ in range(max(1, args.repeat)):
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bench_simulate import AZURE_CONFIG, SYNTHETIC_CONFIG, synthetic_trace
+from bench_simulate import AZURE_CONFIG, SYNTHETIC_CONFIG, add_set_option, config_changes, synthetic_trace
 
 
 def decisions(config, trace) -> collections.Counter:
@@ -79,24 +78,9 @@ def main() -> None:
     parser.add_argument("--case", choices=("synthetic", "azure-conv"), default="synthetic")
     parser.add_argument("--num-requests", type=int, default=3000)
     parser.add_argument("--top", type=int, default=20, help="functions to list")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="FIELD=VALUE",
-        help="a SimConfig field of the case changed (repeatable), e.g. scheduler=vllm-v0 or "
-        "allocator=paged:enable_prefix_caching=false; VALUE read as JSON where it is JSON, else a string",
-    )
+    add_set_option(parser)
     args = parser.parse_args()
-    changes = {}
-    for item in args.set:
-        field, sep, value = item.partition("=")
-        if not sep:
-            parser.error(f"--set {item!r}: give FIELD=VALUE")
-        try:
-            changes[field] = json.loads(value)
-        except json.JSONDecodeError:
-            changes[field] = value
+    changes = config_changes(parser, args.set)
 
     from kvsim.simulator import SimConfig
     from kvsim.traces.transforms import take_first
