@@ -42,3 +42,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def device() -> str:
     """Where kernel tests allocate tensors: "cuda" under KVSIM_DEVICE=cuda, else "cpu" (interpreter)."""
     return "cuda" if ON_GPU else "cpu"
+
+
+@pytest.fixture(scope="session")
+def load_script():
+    """``load_script(path)``: a script (scripts/, benchmarks/) imported as a module for its functions, under its
+    file's stem. Dataclasses look their module up in ``sys.modules`` while the script runs, so it is there for
+    that time and taken out after."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    def load(path: Path):
+        spec = importlib.util.spec_from_file_location(Path(path).stem, path)
+        module = importlib.util.module_from_spec(spec)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setitem(sys.modules, spec.name, module)
+            spec.loader.exec_module(module)
+        return module
+
+    return load

@@ -3,7 +3,6 @@ profiles (the evidence for the H100 prefill-heavy rows in docs/validation.md).""
 
 import csv
 import gzip
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +17,8 @@ SCRIPT = Path(__file__).parents[2] / "scripts" / "validation" / "vidur_gpu_ratio
 
 
 @pytest.fixture(scope="module")
-def script():
-    spec = importlib.util.spec_from_file_location("vidur_gpu_ratio", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def script(load_script):
+    return load_script(SCRIPT)
 
 
 def _median(gpu: str, tp: int, tokens: int, op: str) -> float:

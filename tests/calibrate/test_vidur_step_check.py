@@ -3,10 +3,8 @@
 measure."""
 
 import contextlib
-import importlib.util
 import io
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,14 +21,8 @@ GEMM_COLUMNS = ("attn_pre_proj", "attn_post_proj", "mlp_up_proj", "mlp_down_proj
 
 
 @pytest.fixture(scope="module")
-def script():
-    spec = importlib.util.spec_from_file_location("vidur_step_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    # dataclasses look their module up in sys.modules while the script runs
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(sys.modules, spec.name, module)
-        spec.loader.exec_module(module)
-    return module
+def script(load_script):
+    return load_script(SCRIPT)
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """benchmarks/bench_simulate.py --set: a variant of a benchmark case (the speed comparisons of
 docs/performance.md), its own row in the results, and bad items refused before any run."""
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -12,11 +11,8 @@ SCRIPT = Path(__file__).parents[2] / "benchmarks" / "bench_simulate.py"
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_simulate", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_script):
+    return load_script(SCRIPT)
 
 
 def test_values_are_json_where_they_parse_and_strings_otherwise(bench):

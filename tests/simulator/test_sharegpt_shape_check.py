@@ -1,7 +1,6 @@
 """scripts/validation/sharegpt_shape_check.py: the vllm-blog ShareGPT rows' throughput at QPS inf under output
 length shapes with the post's means (the evidence for those rows in docs/validation.md)."""
 
-import importlib.util
 import math
 from pathlib import Path
 
@@ -14,11 +13,8 @@ SCRIPT = Path(__file__).parents[2] / "scripts" / "validation" / "sharegpt_shape_
 
 
 @pytest.fixture(scope="module")
-def script():
-    spec = importlib.util.spec_from_file_location("sharegpt_shape_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def script(load_script):
+    return load_script(SCRIPT)
 
 
 @pytest.mark.parametrize("shape", ["kvsim", "vLLM filter", "constant", "exponential"])
