@@ -79,8 +79,12 @@ def add_set_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def config_changes(parser: argparse.ArgumentParser, items: list[str]) -> dict:
-    """The ``--set`` items as SimConfig fields and values (JSON where the value parses as JSON: false, 128)."""
+def config_changes(
+    parser: argparse.ArgumentParser, items: list[str], cases: tuple[str, ...] | list[str] = ()
+) -> dict:
+    """The ``--set`` items as SimConfig fields and values (JSON where the value parses as JSON: false, 128),
+    checked on each of ``cases``' configurations: a wrong field or value is refused here, before any run, not
+    as a traceback from the run."""
     changes = {}
     for item in items:
         field, sep, value = item.partition("=")
@@ -90,6 +94,14 @@ def config_changes(parser: argparse.ArgumentParser, items: list[str]) -> dict:
             changes[field] = json.loads(value)
         except json.JSONDecodeError:
             changes[field] = value
+    if changes:
+        from kvsim.simulator import SimConfig
+
+        for case in cases:
+            try:
+                SimConfig(**{**case_config(case), **changes})
+            except (TypeError, ValueError) as error:
+                parser.error(f"--set: {error}")
     return changes
 
 
@@ -177,19 +189,11 @@ def main() -> None:
     )
     add_set_option(parser)
     args = parser.parse_args()
-    changes = config_changes(parser, args.set)
-    if changes:
-        from kvsim.simulator import SimConfig
-
-        for case in ["azure-conv", "synthetic"] if args.case == "all" else [args.case]:
-            try:  # a wrong field or value is refused here, before any run, not as a child's traceback
-                SimConfig(**{**case_config(case), **changes})
-            except (TypeError, ValueError) as error:
-                parser.error(f"--set: {error}")
+    cases = ["azure-conv", "synthetic"] if args.case == "all" else [args.case]
+    changes = config_changes(parser, args.set, cases)
     if args.child:
         print(json.dumps(run_case(args.case, args.num_requests, changes)))
         return
-    cases = ["azure-conv", "synthetic"] if args.case == "all" else [args.case]
     rows = []
     for case in cases:
         cmd = [sys.executable, __file__, "--child", "--case", case]

@@ -80,7 +80,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=20, help="functions to list")
     add_set_option(parser)
     args = parser.parse_args()
-    changes = config_changes(parser, args.set)
+    changes = config_changes(parser, args.set, ["azure-conv" if args.case == "azure-conv" else "synthetic"])
 
     from kvsim.simulator import SimConfig
     from kvsim.traces.transforms import take_first

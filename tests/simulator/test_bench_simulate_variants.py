@@ -47,18 +47,18 @@ def test_a_variant_is_its_own_row_and_runs_with_its_change(bench):
         ("scheduler=bogus", "unknown scheduler 'bogus'"),
     ],
 )
-def test_a_bad_item_is_refused_by_name_before_any_run(item, message):
+@pytest.mark.parametrize("script", ["bench_simulate.py", "profile_simulate.py"])
+def test_a_bad_item_is_refused_by_name_before_any_run(script, item, message):
+    options = ["--no-write", "--set", item] if script == "bench_simulate.py" else ["--set", item]
     done = subprocess.run(
         [
             sys.executable,
-            str(SCRIPT),
+            str(SCRIPT.parent / script),
             "--case",
             "synthetic",
             "--num-requests",
             "10",
-            "--no-write",
-            "--set",
-            item,
+            *options,
         ],
         capture_output=True,
         text=True,
