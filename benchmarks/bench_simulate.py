@@ -119,7 +119,8 @@ def run_case(case: str, num_requests: int | None, changes: dict | None = None) -
     from kvsim.traces.transforms import take_first
 
     changes = changes or {}
-    config = SimConfig(**{**case_config(case), **changes})
+    fields = {**case_config(case), **changes}
+    config = SimConfig(**fields)
     if case.startswith("azure-conv"):
         from kvsim.traces import load_trace
 
@@ -135,7 +136,7 @@ def run_case(case: str, num_requests: int | None, changes: dict | None = None) -
     return {
         "case": case_name(case, len(trace), changes),
         "machine": machine(),
-        "config": {**case_config(case), **changes},
+        "config": fields,
         "num_requests": len(trace),
         "total_tokens": int(trace.num_prompt_tokens.sum() + trace.num_output_tokens.sum()),
         "simulated_s": summary["duration_s"],
@@ -192,7 +193,13 @@ def main() -> None:
     cases = ["azure-conv", "synthetic"] if args.case == "all" else [args.case]
     changes = config_changes(parser, args.set, cases)
     if args.child:
-        print(json.dumps(run_case(args.case, args.num_requests, changes)))
+        from kvsim.errors import KvsimError
+
+        try:
+            row = run_case(args.case, args.num_requests, changes)
+        except KvsimError as error:  # a --set value that only building the run checks (an allocator spec)
+            parser.error(f"--set: {error}")
+        print(json.dumps(row))
         return
     rows = []
     for case in cases:
@@ -202,7 +209,11 @@ def main() -> None:
         cmd += [f"--set={item}" for item in args.set]
         runs = []
         for _ in range(max(1, args.repeat)):
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode != 0:  # the run's own message (or traceback), not the subprocess call's
+                sys.stderr.write(done.stderr)
+                sys.exit(done.returncode)
+            out = done.stdout
             runs.append(json.loads(out.strip().splitlines()[-1]))
         runs.sort(key=lambda r: r["wall_s"])
         row = runs[len(runs) // 2]  # the median run (the upper one of an even count)

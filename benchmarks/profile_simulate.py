@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bench_simulate import AZURE_CONFIG, SYNTHETIC_CONFIG, add_set_option, config_changes, synthetic_trace
+from bench_simulate import add_set_option, case_config, config_changes, synthetic_trace
 
 
 def decisions(config, trace) -> collections.Counter:
@@ -80,22 +80,24 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=20, help="functions to list")
     add_set_option(parser)
     args = parser.parse_args()
-    changes = config_changes(parser, args.set, ["azure-conv" if args.case == "azure-conv" else "synthetic"])
+    changes = config_changes(parser, args.set, [args.case])
 
+    from kvsim.errors import KvsimError
     from kvsim.simulator import SimConfig
     from kvsim.traces.transforms import take_first
 
+    config = SimConfig(**{**case_config(args.case), **changes})
     if args.case == "azure-conv":
         from kvsim.traces import load_trace
 
-        trace, config = (
-            take_first(load_trace("azure-conv"), args.num_requests),
-            SimConfig(**{**AZURE_CONFIG, **changes}),
-        )
+        trace = take_first(load_trace("azure-conv"), args.num_requests)
     else:
-        trace, config = synthetic_trace(args.num_requests), SimConfig(**{**SYNTHETIC_CONFIG, **changes})
+        trace = synthetic_trace(args.num_requests)
     num = len(trace)
-    counts = decisions(config, trace)
+    try:
+        counts = decisions(config, trace)
+    except KvsimError as error:  # a --set value that only building the run checks (an allocator spec)
+        parser.error(f"--set: {error}")
     steps = counts.pop("steps")
     print(
         f"{args.case}, {num:,} requests: {steps / num:.2f} steps and {sum(counts.values()) / num:.2f} decisions per request"

@@ -45,6 +45,7 @@ def test_a_variant_is_its_own_row_and_runs_with_its_change(bench):
         ("engine_overhead", "give FIELD=VALUE"),
         ("no_such_field=1", "no_such_field"),
         ("scheduler=bogus", "unknown scheduler 'bogus'"),
+        ("allocator=bogus:x=1", "unknown allocator 'bogus'"),  # checked when the run builds it
     ],
 )
 @pytest.mark.parametrize("script", ["bench_simulate.py", "profile_simulate.py"])
